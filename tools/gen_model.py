@@ -167,6 +167,8 @@ def main(path):
                 elif inner:
                     w("        if let Some(v) = &self.%s { %s }\n" % (f, " ".join(inner)))
             w("        let _ = path;\n        Ok(())\n    }\n}\n\n")
+        else:
+            w("impl Validate for %s {\n    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {\n        Ok(())\n    }\n}\n\n" % name)
 
     # Operations.
     w("/// Every operation of the ECS API, as named in `X-Amz-Target`.\n")

@@ -78,7 +78,9 @@ impl ArnScope {
             ("container-instance", [id]) => Resource::ContainerInstance { cluster: None, id: (*id).into() },
             ("task", [cluster, id]) => Resource::Task { cluster: Some((*cluster).into()), id: (*id).into() },
             ("task", [id]) => Resource::Task { cluster: None, id: (*id).into() },
-            ("service", [cluster, name]) => Resource::Service { cluster: Some((*cluster).into()), name: (*name).into() },
+            ("service", [cluster, name]) => {
+                Resource::Service { cluster: Some((*cluster).into()), name: (*name).into() }
+            }
             ("service", [name]) => Resource::Service { cluster: None, name: (*name).into() },
             ("capacity-provider", [name]) => Resource::CapacityProvider((*name).into()),
             _ => return Err(ArnError::Malformed),

@@ -118,12 +118,24 @@ pub struct AcceleratorCountRequest {
     pub max: Option<i32>,
 }
 
+impl Validate for AcceleratorCountRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AcceleratorTotalMemoryMiBRequest {
     #[serde(rename = "min", default, skip_serializing_if = "Option::is_none")]
     pub min: Option<i32>,
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
     pub max: Option<i32>,
+}
+
+impl Validate for AcceleratorTotalMemoryMiBRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,6 +150,12 @@ pub struct AdvancedConfiguration {
     pub role_arn: Option<String>,
 }
 
+impl Validate for AdvancedConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +166,12 @@ pub struct Attachment {
     pub status: Option<String>,
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<KeyValuePair>>,
+}
+
+impl Validate for Attachment {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -272,12 +296,24 @@ pub struct BaselineEbsBandwidthMbpsRequest {
     pub max: Option<i32>,
 }
 
+impl Validate for BaselineEbsBandwidthMbpsRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CanaryConfiguration {
     #[serde(rename = "canaryPercent", default, skip_serializing_if = "Option::is_none")]
     pub canary_percent: Option<f64>,
     #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub canary_bake_time_in_minutes: Option<i32>,
+}
+
+impl Validate for CanaryConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -420,6 +456,12 @@ impl Validate for ClusterConfiguration {
 pub struct ClusterServiceConnectDefaults {
     #[serde(rename = "namespace", default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+impl Validate for ClusterServiceConnectDefaults {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -642,6 +684,12 @@ pub struct ContainerImage {
     pub image: Option<String>,
 }
 
+impl Validate for ContainerImage {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstance {
     #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
@@ -810,6 +858,12 @@ impl Validate for ContinueServiceDeploymentRequest {
 pub struct ContinueServiceDeploymentResponse {
     #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub service_deployment_arn: Option<String>,
+}
+
+impl Validate for ContinueServiceDeploymentResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1084,6 +1138,12 @@ pub struct CreatedAt {
     pub before: Option<Timestamp>,
     #[serde(rename = "after", default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Timestamp>,
+}
+
+impl Validate for CreatedAt {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1481,6 +1541,12 @@ impl Validate for DeploymentEarlySuccessCriteria {
 pub struct DeploymentEphemeralStorage {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+}
+
+impl Validate for DeploymentEphemeralStorage {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1948,6 +2014,12 @@ pub struct DiscoverPollEndpointRequest {
     pub cluster: Option<String>,
 }
 
+impl Validate for DiscoverPollEndpointRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverPollEndpointResponse {
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
@@ -1956,6 +2028,12 @@ pub struct DiscoverPollEndpointResponse {
     pub telemetry_endpoint: Option<String>,
     #[serde(rename = "serviceConnectEndpoint", default, skip_serializing_if = "Option::is_none")]
     pub service_connect_endpoint: Option<String>,
+}
+
+impl Validate for DiscoverPollEndpointResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2134,6 +2212,12 @@ pub struct ExecuteCommandLogConfiguration {
     pub s3_key_prefix: Option<String>,
 }
 
+impl Validate for ExecuteCommandLogConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -2172,6 +2256,12 @@ pub struct ExecuteCommandResponse {
     pub session: Option<Session>,
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
+}
+
+impl Validate for ExecuteCommandResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2220,6 +2310,12 @@ pub struct Failure {
     pub reason: Option<String>,
     #[serde(rename = "detail", default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl Validate for Failure {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2285,6 +2381,12 @@ pub struct GatewayConnectionAlbResources {
     pub target_group_arn: Option<String>,
     #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub alternate_target_group_arn: Option<String>,
+}
+
+impl Validate for GatewayConnectionAlbResources {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2388,6 +2490,12 @@ pub struct GatewayConnectorHealthCheckMatcher {
     pub grpc_code: Option<String>,
 }
 
+impl Validate for GatewayConnectorHealthCheckMatcher {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetTaskProtectionRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -2410,6 +2518,12 @@ pub struct GetTaskProtectionResponse {
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
+}
+
+impl Validate for GetTaskProtectionResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2460,6 +2574,12 @@ impl Validate for HealthCheck {
 pub struct HookDetails {
 }
 
+impl Validate for HookDetails {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostEntry {
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
@@ -2481,6 +2601,12 @@ impl Validate for HostEntry {
 pub struct HostVolumeProperties {
     #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
     pub source_path: Option<String>,
+}
+
+impl Validate for HostVolumeProperties {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2508,10 +2634,22 @@ pub struct InferenceAcceleratorOverride {
     pub device_type: Option<String>,
 }
 
+impl Validate for InferenceAcceleratorOverride {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InfrastructureOptimization {
     #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
     pub scale_in_after: Option<i32>,
+}
+
+impl Validate for InfrastructureOptimization {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2690,6 +2828,12 @@ pub struct KernelCapabilities {
     pub drop: Option<Vec<String>>,
 }
 
+impl Validate for KernelCapabilities {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KeyValuePair {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -2698,12 +2842,24 @@ pub struct KeyValuePair {
     pub value: Option<String>,
 }
 
+impl Validate for KeyValuePair {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinearConfiguration {
     #[serde(rename = "stepPercent", default, skip_serializing_if = "Option::is_none")]
     pub step_percent: Option<f64>,
     #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
     pub step_bake_time_in_minutes: Option<i32>,
+}
+
+impl Validate for LinearConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2822,12 +2978,24 @@ pub struct ListClustersRequest {
     pub max_results: Option<i32>,
 }
 
+impl Validate for ListClustersRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListClustersResponse {
     #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
     pub cluster_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+impl Validate for ListClustersResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2858,6 +3026,12 @@ pub struct ListContainerInstancesResponse {
     pub container_instance_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+impl Validate for ListContainerInstancesResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2927,6 +3101,12 @@ pub struct ListServicesByNamespaceResponse {
     pub next_token: Option<String>,
 }
 
+impl Validate for ListServicesByNamespaceResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -2959,6 +3139,12 @@ pub struct ListServicesResponse {
     pub service_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+impl Validate for ListServicesResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3017,6 +3203,12 @@ pub struct ListTaskDefinitionFamiliesResponse {
     pub next_token: Option<String>,
 }
 
+impl Validate for ListTaskDefinitionFamiliesResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsRequest {
     #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
@@ -3046,6 +3238,12 @@ pub struct ListTaskDefinitionsResponse {
     pub task_definition_arns: Option<Vec<String>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+impl Validate for ListTaskDefinitionsResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3089,6 +3287,12 @@ pub struct ListTasksResponse {
     pub next_token: Option<String>,
 }
 
+impl Validate for ListTasksResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalancer {
     #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -3101,6 +3305,12 @@ pub struct LoadBalancer {
     pub container_port: Option<i32>,
     #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub advanced_configuration: Option<AdvancedConfiguration>,
+}
+
+impl Validate for LoadBalancer {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3281,12 +3491,24 @@ pub struct ManagedInstancesLocalStorageConfiguration {
     pub use_local_storage: Option<bool>,
 }
 
+impl Validate for ManagedInstancesLocalStorageConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesNetworkConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
     #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
     pub security_groups: Option<Vec<String>>,
+}
+
+impl Validate for ManagedInstancesNetworkConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3531,6 +3753,12 @@ pub struct ManagedStorageConfiguration {
     pub fargate_ephemeral_storage_kms_key_id: Option<String>,
 }
 
+impl Validate for ManagedStorageConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedTargetGroup {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
@@ -3568,6 +3796,12 @@ pub struct MemoryGiBPerVCpuRequest {
     pub min: Option<f64>,
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+}
+
+impl Validate for MemoryGiBPerVCpuRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3629,12 +3863,24 @@ pub struct MountPoint {
     pub read_only: Option<bool>,
 }
 
+impl Validate for MountPoint {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkBandwidthGbpsRequest {
     #[serde(rename = "min", default, skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+}
+
+impl Validate for NetworkBandwidthGbpsRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3685,12 +3931,24 @@ pub struct NetworkInterface {
     pub ipv6_address: Option<String>,
 }
 
+impl Validate for NetworkInterface {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInterfaceCountRequest {
     #[serde(rename = "min", default, skip_serializing_if = "Option::is_none")]
     pub min: Option<i32>,
     #[serde(rename = "max", default, skip_serializing_if = "Option::is_none")]
     pub max: Option<i32>,
+}
+
+impl Validate for NetworkInterfaceCountRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3794,6 +4052,12 @@ pub struct ProtectedTask {
     pub protection_enabled: Option<bool>,
     #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
     pub expiration_date: Option<Timestamp>,
+}
+
+impl Validate for ProtectedTask {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4096,6 +4360,12 @@ pub struct ResolvedConfiguration {
     pub vpc_lattice_configurations: Option<Vec<ServiceRevisionVpcLatticeConfiguration>>,
 }
 
+impl Validate for ResolvedConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resource {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -4110,6 +4380,12 @@ pub struct Resource {
     pub integer_value: Option<i32>,
     #[serde(rename = "stringSetValue", default, skip_serializing_if = "Option::is_none")]
     pub string_set_value: Option<Vec<String>>,
+}
+
+impl Validate for Resource {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4140,6 +4416,12 @@ pub struct Rollback {
     pub started_at: Option<Timestamp>,
     #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
     pub service_revision_arn: Option<String>,
+}
+
+impl Validate for Rollback {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4238,6 +4520,12 @@ impl Validate for RuntimePlatform {
 pub struct RuntimePlatformOverride {
     #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
     pub cpu_architecture: Option<String>,
+}
+
+impl Validate for RuntimePlatformOverride {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4504,6 +4792,12 @@ pub struct ServiceConnectServiceResource {
     pub discovery_arn: Option<String>,
 }
 
+impl Validate for ServiceConnectServiceResource {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTestTrafficHeaderMatchRules {
     #[serde(rename = "exact", default, skip_serializing_if = "Option::is_none")]
@@ -4556,6 +4850,12 @@ pub struct ServiceConnectTlsCertificateAuthority {
     pub aws_pca_authority_arn: Option<String>,
 }
 
+impl Validate for ServiceConnectTlsCertificateAuthority {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsConfiguration {
     #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
@@ -4584,6 +4884,12 @@ pub struct ServiceCurrentRevisionSummary {
     pub running_task_count: Option<i32>,
     #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
     pub pending_task_count: Option<i32>,
+}
+
+impl Validate for ServiceCurrentRevisionSummary {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4715,6 +5021,12 @@ pub struct ServiceEvent {
     pub message: Option<String>,
 }
 
+impl Validate for ServiceEvent {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceManagedEBSVolumeConfiguration {
     #[serde(rename = "encrypted", default, skip_serializing_if = "Option::is_none")]
@@ -4761,6 +5073,12 @@ pub struct ServiceRegistry {
     pub container_name: Option<String>,
     #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
     pub container_port: Option<i32>,
+}
+
+impl Validate for ServiceRegistry {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4837,10 +5155,22 @@ pub struct ServiceRevisionLoadBalancer {
     pub production_listener_rule: Option<String>,
 }
 
+impl Validate for ServiceRevisionLoadBalancer {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionOverrides {
     #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
     pub runtime_platform: Option<RuntimePlatformOverride>,
+}
+
+impl Validate for ServiceRevisionOverrides {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4859,12 +5189,24 @@ pub struct ServiceRevisionSummary {
     pub requested_production_traffic_weight: Option<f64>,
 }
 
+impl Validate for ServiceRevisionSummary {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionVpcLatticeConfiguration {
     #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
     pub target_group_arn: Option<String>,
     #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
     pub production_listener_rule: Option<String>,
+}
+
+impl Validate for ServiceRevisionVpcLatticeConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4892,6 +5234,12 @@ pub struct Session {
     pub stream_url: Option<String>,
     #[serde(rename = "tokenValue", default, skip_serializing_if = "Option::is_none")]
     pub token_value: Option<String>,
+}
+
+impl Validate for Session {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5012,6 +5360,12 @@ pub struct StopServiceDeploymentResponse {
     pub service_deployment_arn: Option<String>,
 }
 
+impl Validate for StopServiceDeploymentResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopTaskRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -5067,6 +5421,12 @@ pub struct SubmitAttachmentStateChangesResponse {
     pub acknowledgment: Option<String>,
 }
 
+impl Validate for SubmitAttachmentStateChangesResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitContainerStateChangeRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -5099,6 +5459,12 @@ impl Validate for SubmitContainerStateChangeRequest {
 pub struct SubmitContainerStateChangeResponse {
     #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
     pub acknowledgment: Option<String>,
+}
+
+impl Validate for SubmitContainerStateChangeResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5141,12 +5507,24 @@ pub struct SubmitTaskStateChangeResponse {
     pub acknowledgment: Option<String>,
 }
 
+impl Validate for SubmitTaskStateChangeResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SystemControl {
     #[serde(rename = "namespace", default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+}
+
+impl Validate for SystemControl {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5186,6 +5564,12 @@ impl Validate for TagResourceRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TagResourceResponse {
+}
+
+impl Validate for TagResourceResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5388,6 +5772,12 @@ pub struct TaskEphemeralStorage {
     pub size_in_gi_b: Option<i32>,
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
+}
+
+impl Validate for TaskEphemeralStorage {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5616,6 +6006,12 @@ pub struct TotalLocalStorageGBRequest {
     pub max: Option<f64>,
 }
 
+impl Validate for TotalLocalStorageGBRequest {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustedExecutionConfiguration {
     #[serde(rename = "isolationMode", default, skip_serializing_if = "Option::is_none")]
@@ -5692,6 +6088,12 @@ impl Validate for UntagResourceRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UntagResourceResponse {
+}
+
+impl Validate for UntagResourceResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6042,6 +6444,12 @@ pub struct UpdateTaskProtectionResponse {
     pub failures: Option<Vec<Failure>>,
 }
 
+impl Validate for UpdateTaskProtectionResponse {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateTaskSetRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -6106,6 +6514,12 @@ pub struct VersionInfo {
     pub docker_version: Option<String>,
 }
 
+impl Validate for VersionInfo {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Volume {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -6143,6 +6557,12 @@ pub struct VolumeFrom {
     pub read_only: Option<bool>,
 }
 
+impl Validate for VolumeFrom {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VpcLatticeAdvancedConfiguration {
     #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
@@ -6151,6 +6571,12 @@ pub struct VpcLatticeAdvancedConfiguration {
     pub production_listener_rule: Option<String>,
     #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
     pub test_listener_rule: Option<String>,
+}
+
+impl Validate for VpcLatticeAdvancedConfiguration {
+    fn validate(&self, _: &Path<'_>) -> Result<(), Invalid> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

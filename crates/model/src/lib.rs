@@ -7,7 +7,9 @@
 //! types and answers with them; the store keeps records built from them.
 
 pub mod arn;
+#[rustfmt::skip]
 mod generated;
+pub mod rules;
 pub mod timestamp;
 pub mod validate;
 

@@ -1,0 +1,175 @@
+//! Attributes on container instances: PutAttributes, DeleteAttributes, ListAttributes, and the
+//! name and value rules ECS applies to them.
+
+use flotilla_model::{
+    Attribute, DeleteAttributesRequest, DeleteAttributesResponse, ListAttributesRequest, ListAttributesResponse,
+    PutAttributesRequest, PutAttributesResponse,
+};
+
+use super::active_cluster;
+use super::container_instances::{lookup, modify};
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::pagination::page;
+use crate::state::cache::range_prefix;
+use crate::state::keys;
+
+/// Custom attributes a container instance may carry beyond the `ecs.` ones.
+pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+}
+
+fn valid_value(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'/' | b'\\' | b':' | b' '))
+}
+
+/// Checks attribute names, values and target types. `need_target` requires `targetId`.
+pub fn check_attributes(attrs: &[Attribute], need_target: bool) -> ApiResult<()> {
+    for (i, a) in attrs.iter().enumerate() {
+        let name = a.name.as_deref().unwrap_or("");
+        if !valid_name(name) {
+            return Err(ApiError::invalid_parameter(format!(
+                "attributes[{i}].name '{name}' is not valid: up to 128 letters, numbers, hyphens, underscores, periods and slashes."
+            )));
+        }
+        if let Some(v) = a.value.as_deref() {
+            if !valid_value(v) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "attributes[{i}].value '{v}' is not valid: up to 128 letters, numbers, hyphens, underscores, periods, at signs, slashes, backslashes, colons and spaces."
+                )));
+            }
+        }
+        if let Some(t) = a.target_type.as_deref() {
+            if t != "container-instance" {
+                return Err(ApiError::invalid_parameter(format!(
+                    "attributes[{i}].targetType must be container-instance."
+                )));
+            }
+        }
+        if need_target && a.target_id.as_deref().unwrap_or("").is_empty() {
+            return Err(ApiError::invalid_parameter(format!("attributes[{i}].targetId can not be null.")));
+        }
+    }
+    Ok(())
+}
+
+fn custom_count(attrs: &[Attribute]) -> usize {
+    attrs.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("ecs.")).count()
+}
+
+pub async fn put(ctx: &Ctx, req: PutAttributesRequest) -> ApiResult<PutAttributesResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let attrs = req.attributes.unwrap_or_default();
+    super::check_batch("attributes", attrs.len(), 10)?;
+    check_attributes(&attrs, true)?;
+    // Check every target first, so that a missing one leaves nothing half-written.
+    for a in &attrs {
+        let target = a.target_id.as_deref().unwrap_or("");
+        if lookup(ctx, &cluster, target).is_none() {
+            return Err(ApiError::target_not_found(format!("Could not find {target}.")));
+        }
+    }
+    let mut out = Vec::new();
+    for a in &attrs {
+        let target = a.target_id.clone().unwrap_or_default();
+        let ci = modify(ctx, &cluster, &target, |ci| {
+            let list = ci.attributes.get_or_insert_with(Vec::new);
+            match list.iter_mut().find(|x| x.name == a.name) {
+                Some(x) => x.value = a.value.clone(),
+                None => list.push(Attribute { name: a.name.clone(), value: a.value.clone(), ..Default::default() }),
+            }
+            if custom_count(list) > MAX_CUSTOM_ATTRIBUTES {
+                return Err(ApiError::new(
+                    "AttributeLimitExceededException",
+                    format!("You can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes per resource."),
+                ));
+            }
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| ApiError::target_not_found(format!("Could not find {target}.")))?;
+        out.push(Attribute {
+            name: a.name.clone(),
+            value: a.value.clone(),
+            target_type: Some("container-instance".into()),
+            target_id: ci.container_instance_arn.clone(),
+        });
+    }
+    Ok(PutAttributesResponse { attributes: Some(out) })
+}
+
+pub async fn delete(ctx: &Ctx, req: DeleteAttributesRequest) -> ApiResult<DeleteAttributesResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let attrs = req.attributes.unwrap_or_default();
+    super::check_batch("attributes", attrs.len(), 10)?;
+    check_attributes(&attrs, true)?;
+    for a in &attrs {
+        let target = a.target_id.as_deref().unwrap_or("");
+        if lookup(ctx, &cluster, target).is_none() {
+            return Err(ApiError::target_not_found(format!("Could not find {target}.")));
+        }
+    }
+    let mut out = Vec::new();
+    for a in &attrs {
+        let target = a.target_id.clone().unwrap_or_default();
+        let ci = modify(ctx, &cluster, &target, |ci| {
+            if let Some(list) = ci.attributes.as_mut() {
+                list.retain(|x| x.name != a.name);
+            }
+            Ok(())
+        })
+        .await?
+        .ok_or_else(|| ApiError::target_not_found(format!("Could not find {target}.")))?;
+        out.push(Attribute {
+            name: a.name.clone(),
+            value: a.value.clone(),
+            target_type: Some("container-instance".into()),
+            target_id: ci.container_instance_arn.clone(),
+        });
+    }
+    Ok(DeleteAttributesResponse { attributes: Some(out) })
+}
+
+pub async fn list(ctx: &Ctx, req: ListAttributesRequest) -> ApiResult<ListAttributesResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    if req.attribute_value.is_some() && req.attribute_name.is_none() {
+        return Err(ApiError::invalid_parameter("attributeValue can only be used together with attributeName."));
+    }
+    let name = req.attribute_name.clone();
+    let value = req.attribute_value.clone();
+    let scope =
+        format!("ListAttributes\0{cluster}\0{}\0{}", name.as_deref().unwrap_or(""), value.as_deref().unwrap_or(""));
+    let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let prefix = format!("{}{cluster}/", keys::INSTANCE);
+    let ix = ctx.cache.read();
+    let all = range_prefix(&ix.instances, &prefix)
+        .filter(|(_, e)| e.value.instance.status.as_deref() != Some("INACTIVE"))
+        .flat_map(|(k, e)| {
+            let arn = e.value.instance.container_instance_arn.clone();
+            e.value
+                .instance
+                .attributes
+                .iter()
+                .flatten()
+                .map(move |a| (format!("{k}\0{}", a.name.as_deref().unwrap_or("")), a.clone(), arn.clone()))
+        })
+        .filter(|(_, a, _)| name.as_ref().is_none_or(|n| a.name.as_ref() == Some(n)))
+        .filter(|(_, a, _)| value.as_ref().is_none_or(|v| a.value.as_ref() == Some(v)));
+    let (items, next) = page(&ctx.pager, &scope, &pr, all, |(k, _, _)| k.as_str());
+    Ok(ListAttributesResponse {
+        attributes: Some(
+            items
+                .into_iter()
+                .map(|(_, a, arn)| Attribute { target_type: Some("container-instance".into()), target_id: arn, ..a })
+                .collect(),
+        ),
+        next_token: next,
+    })
+}

@@ -1,0 +1,362 @@
+//! Container instances: Register (and re-register, keeping the ARN), Deregister, Describe, List
+//! and UpdateContainerInstancesState. Remaining resources are derived from what the instance's
+//! tasks reserve, so they are always true.
+
+use flotilla_model::arn::{short_id, Resource as ArnResource};
+use flotilla_model::{
+    ContainerInstance, DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
+    DescribeContainerInstancesRequest, DescribeContainerInstancesResponse, ListContainerInstancesRequest,
+    ListContainerInstancesResponse, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Resource,
+    UpdateContainerInstancesStateRequest, UpdateContainerInstancesStateResponse,
+};
+use flotilla_store::{Compare, Op, Txn};
+
+use super::tags::validate_tags;
+use super::{active_cluster, check_batch, missing, new_id};
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::error::{ApiError, ApiResult};
+use crate::pagination::page;
+use crate::state::cache::{range_prefix, Entry, InstanceUsage};
+use crate::state::codec::encode;
+use crate::state::keys;
+use crate::state::records::InstanceRecord;
+
+/// The instance ID a `containerInstance` member names (an ID or an ARN of this cluster).
+pub fn instance_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
+    if given.starts_with("arn:") {
+        match ctx.arns.parse(given) {
+            Ok(ArnResource::ContainerInstance { cluster: c, .. }) if c.as_deref().is_none_or(|c| c == cluster) => {
+                Some(short_id(given))
+            }
+            _ => None,
+        }
+    } else if given.is_empty() || given.contains('/') {
+        None
+    } else {
+        Some(given)
+    }
+}
+
+pub fn lookup(ctx: &Ctx, cluster: &str, given: &str) -> Option<Entry<InstanceRecord>> {
+    let id = instance_id(ctx, cluster, given)?;
+    ctx.cache.read().instances.get(&keys::instance(cluster, id)).cloned()
+}
+
+fn resource_int(name: &str, v: i64) -> Resource {
+    Resource {
+        name: Some(name.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: Some(v.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+        double_value: Some(0.0),
+        long_value: Some(0),
+        ..Default::default()
+    }
+}
+
+fn resource_ports(name: &str, ports: Vec<String>) -> Resource {
+    Resource {
+        name: Some(name.into()),
+        r#type: Some("STRINGSET".into()),
+        string_set_value: Some(ports),
+        double_value: Some(0.0),
+        long_value: Some(0),
+        integer_value: Some(0),
+        ..Default::default()
+    }
+}
+
+/// What is left of `registered` once `usage` is taken out.
+pub fn remaining(registered: &[Resource], usage: &InstanceUsage) -> Vec<Resource> {
+    registered
+        .iter()
+        .map(|r| match (r.name.as_deref(), r.r#type.as_deref()) {
+            (Some("CPU"), _) => resource_int("CPU", r.integer_value.unwrap_or(0) as i64 - usage.cpu),
+            (Some("MEMORY"), _) => resource_int("MEMORY", r.integer_value.unwrap_or(0) as i64 - usage.memory),
+            (Some(n @ ("PORTS" | "PORTS_UDP")), _) => {
+                let used = if n == "PORTS" { &usage.ports } else { &usage.ports_udp };
+                let mut ports: Vec<String> = r.string_set_value.clone().unwrap_or_default();
+                for p in used.iter().map(|p| p.to_string()) {
+                    if !ports.contains(&p) {
+                        ports.push(p);
+                    }
+                }
+                resource_ports(n, ports)
+            }
+            _ => r.clone(),
+        })
+        .collect()
+}
+
+/// The instance as ECS shows it: live counts and remaining resources filled in.
+pub fn present(rec: &InstanceRecord, usage: Option<&InstanceUsage>, with_tags: bool) -> ContainerInstance {
+    let empty = InstanceUsage::default();
+    let usage = usage.unwrap_or(&empty);
+    let mut ci = rec.instance.clone();
+    ci.remaining_resources = Some(remaining(ci.registered_resources.as_deref().unwrap_or_default(), usage));
+    ci.running_tasks_count = Some(usage.running_tasks as i32);
+    ci.pending_tasks_count = Some(usage.pending_tasks as i32);
+    ci.attachments.get_or_insert_with(Vec::new);
+    if !with_tags {
+        ci.tags = None;
+    } else {
+        ci.tags.get_or_insert_with(Vec::new);
+    }
+    ci
+}
+
+fn check_resources(resources: &[Resource]) -> ApiResult<()> {
+    for (i, r) in resources.iter().enumerate() {
+        let name = r.name.as_deref().unwrap_or("");
+        let ty = r.r#type.as_deref().unwrap_or("");
+        let ok = match name {
+            "CPU" | "MEMORY" => ty == "INTEGER" && r.integer_value.unwrap_or(-1) >= 0,
+            "PORTS" | "PORTS_UDP" => {
+                ty == "STRINGSET"
+                    && r.string_set_value.as_deref().unwrap_or_default().iter().all(|p| p.parse::<u16>().is_ok())
+            }
+            _ => !name.is_empty(),
+        };
+        if !ok {
+            return Err(ApiError::invalid_parameter(format!(
+                "totalResources[{i}] is not valid: CPU and MEMORY take a non-negative integerValue of type INTEGER; PORTS and PORTS_UDP take a stringSetValue of port numbers of type STRINGSET."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn ec2_instance_id(doc: Option<&str>) -> String {
+    let from_doc = doc
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .and_then(|v| v.get("instanceId").and_then(|i| i.as_str()).map(String::from));
+    from_doc.unwrap_or_else(|| format!("i-{}", &new_id()[..17]))
+}
+
+pub async fn register(
+    ctx: &Ctx,
+    req: RegisterContainerInstanceRequest,
+) -> ApiResult<RegisterContainerInstanceResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let resources = req.total_resources.clone().unwrap_or_default();
+    check_resources(&resources)?;
+    validate_tags(req.tags.as_deref().unwrap_or_default())?;
+    let attributes = req.attributes.clone().unwrap_or_default();
+    super::attributes::check_attributes(&attributes, false)?;
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let existing = match req.container_instance_arn.as_deref() {
+            Some(arn) => {
+                let e = lookup(ctx, &cluster, arn).ok_or_else(|| {
+                    ApiError::invalid_parameter(format!(
+                        "containerInstanceArn '{arn}' does not name a container instance of cluster {cluster}."
+                    ))
+                })?;
+                Some(e)
+            }
+            None => None,
+        };
+        let (key, compare, mut ci) = match &existing {
+            Some(e) => {
+                let id = short_id(e.value.instance.container_instance_arn.as_deref().unwrap_or_default()).to_string();
+                let key = keys::instance(&cluster, &id);
+                (key.clone(), Compare::unchanged(key, e.revision), e.value.instance.clone())
+            }
+            None => {
+                let id = new_id();
+                let key = keys::instance(&cluster, &id);
+                let ci = ContainerInstance {
+                    container_instance_arn: Some(ctx.arns.container_instance(&cluster, &id)),
+                    ec2_instance_id: Some(ec2_instance_id(req.instance_identity_document.as_deref())),
+                    version: Some(0),
+                    registered_at: Some(ctx.now()),
+                    agent_connected: Some(false),
+                    tags: req.tags.clone().filter(|t| !t.is_empty()),
+                    ..Default::default()
+                };
+                (key.clone(), Compare::absent(key), ci)
+            }
+        };
+        ci.registered_resources = Some(resources.clone());
+        ci.version_info = req.version_info.clone().or(ci.version_info);
+        ci.attributes = Some(attributes.clone());
+        ci.status = Some("ACTIVE".into());
+        ci.status_reason = None;
+        ci.version = Some(ci.version.unwrap_or(0) + 1);
+        let rec = InstanceRecord { instance: ci };
+        if ctx.commit(Txn::new().when(compare).then(Op::put(&key, encode(&rec)))).await?.is_some() {
+            let usage = ctx
+                .cache
+                .read()
+                .instance_usage
+                .get(rec.instance.container_instance_arn.as_deref().unwrap_or(""))
+                .cloned();
+            return Ok(RegisterContainerInstanceResponse {
+                container_instance: Some(present(&rec, usage.as_ref(), true)),
+            });
+        }
+    }
+    Err(ApiError::server("The container instance kept changing while it registered; try again."))
+}
+
+/// Applies `f` to an instance's record; `Ok(None)` when the instance does not exist.
+pub async fn modify(
+    ctx: &Ctx,
+    cluster: &str,
+    given: &str,
+    f: impl Fn(&mut ContainerInstance) -> ApiResult<()>,
+) -> ApiResult<Option<ContainerInstance>> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = lookup(ctx, cluster, given) else { return Ok(None) };
+        let mut rec = (*entry.value).clone();
+        f(&mut rec.instance)?;
+        if rec == *entry.value {
+            let usage = ctx
+                .cache
+                .read()
+                .instance_usage
+                .get(rec.instance.container_instance_arn.as_deref().unwrap_or(""))
+                .cloned();
+            return Ok(Some(present(&rec, usage.as_ref(), false)));
+        }
+        rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
+        let id = short_id(rec.instance.container_instance_arn.as_deref().unwrap_or_default()).to_string();
+        let key = keys::instance(cluster, &id);
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        if ctx.commit(txn).await?.is_some() {
+            let usage = ctx
+                .cache
+                .read()
+                .instance_usage
+                .get(rec.instance.container_instance_arn.as_deref().unwrap_or(""))
+                .cloned();
+            return Ok(Some(present(&rec, usage.as_ref(), false)));
+        }
+    }
+    Err(ApiError::server("The container instance kept changing; try again."))
+}
+
+pub async fn deregister(
+    ctx: &Ctx,
+    req: DeregisterContainerInstanceRequest,
+) -> ApiResult<DeregisterContainerInstanceResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let given = req.container_instance.unwrap_or_default();
+    let force = req.force.unwrap_or(false);
+    let arn = lookup(ctx, &cluster, &given).and_then(|e| e.value.instance.container_instance_arn.clone());
+    if let Some(arn) = &arn {
+        let busy = ctx.cache.read().instance_usage.get(arn).is_some_and(|u| u.running_tasks + u.pending_tasks > 0);
+        if busy && !force {
+            return Err(ApiError::invalid_parameter(
+                "The specified container instance has tasks running. Stop them first or deregister with force.",
+            ));
+        }
+    }
+    let ci = modify(ctx, &cluster, &given, |ci| {
+        ci.status = Some("INACTIVE".into());
+        ci.agent_connected = Some(false);
+        Ok(())
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::invalid_parameter(format!("containerInstance '{given}' does not exist in cluster {cluster}."))
+    })?;
+    Ok(DeregisterContainerInstanceResponse { container_instance: Some(ci) })
+}
+
+pub async fn describe(
+    ctx: &Ctx,
+    req: DescribeContainerInstancesRequest,
+) -> ApiResult<DescribeContainerInstancesResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let list = req.container_instances.unwrap_or_default();
+    check_batch("containerInstances", list.len(), 100)?;
+    let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
+    let ix = ctx.cache.read();
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for given in list {
+        let entry = instance_id(ctx, &cluster, &given).and_then(|id| ix.instances.get(&keys::instance(&cluster, id)));
+        match entry {
+            Some(e) => {
+                let arn = e.value.instance.container_instance_arn.as_deref().unwrap_or("");
+                found.push(present(&e.value, ix.instance_usage.get(arn), with_tags));
+            }
+            None => failures.push(missing(if given.starts_with("arn:") {
+                given
+            } else {
+                ctx.arns.container_instance(&cluster, &given)
+            })),
+        }
+    }
+    Ok(DescribeContainerInstancesResponse { container_instances: Some(found), failures: Some(failures) })
+}
+
+pub async fn list(ctx: &Ctx, req: ListContainerInstancesRequest) -> ApiResult<ListContainerInstancesResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+        return Err(ApiError::unsupported(
+            "ListContainerInstances filter expressions are not supported by Flotilla yet.",
+        ));
+    }
+    let status = req.status.clone();
+    let scope = format!("ListContainerInstances\0{cluster}\0{}", status.as_deref().unwrap_or(""));
+    let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let prefix = format!("{}{cluster}/", keys::INSTANCE);
+    let ix = ctx.cache.read();
+    let matching = range_prefix(&ix.instances, &prefix).filter(|(_, e)| {
+        let s = e.value.instance.status.as_deref().unwrap_or("");
+        match &status {
+            Some(want) => s == want,
+            None => s != "INACTIVE",
+        }
+    });
+    let (items, next) = page(&ctx.pager, &scope, &pr, matching, |(k, _)| k.as_str());
+    Ok(ListContainerInstancesResponse {
+        container_instance_arns: Some(
+            items
+                .into_iter()
+                .map(|(_, e)| e.value.instance.container_instance_arn.clone().unwrap_or_default())
+                .collect(),
+        ),
+        next_token: next,
+    })
+}
+
+pub async fn update_state(
+    ctx: &Ctx,
+    req: UpdateContainerInstancesStateRequest,
+) -> ApiResult<UpdateContainerInstancesStateResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let status = req.status.unwrap_or_default();
+    if status != "ACTIVE" && status != "DRAINING" {
+        return Err(ApiError::invalid_parameter(format!(
+            "status '{status}' is not valid here. Valid values: ACTIVE, DRAINING."
+        )));
+    }
+    let list = req.container_instances.unwrap_or_default();
+    check_batch("containerInstances", list.len(), 10)?;
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for given in list {
+        let s = status.clone();
+        let result = modify(ctx, &cluster, &given, |ci| {
+            if ci.status.as_deref() == Some("INACTIVE") {
+                return Err(ApiError::invalid_parameter("The container instance is deregistered."));
+            }
+            ci.status = Some(s.clone());
+            Ok(())
+        })
+        .await;
+        let arn = if given.starts_with("arn:") { given.clone() } else { ctx.arns.container_instance(&cluster, &given) };
+        match result {
+            Ok(Some(ci)) => done.push(ci),
+            Ok(None) => failures.push(missing(arn)),
+            Err(e) if e.code == "InvalidParameterException" => failures.push(flotilla_model::Failure {
+                arn: Some(arn),
+                reason: Some("INACTIVE".into()),
+                detail: Some(e.message),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(UpdateContainerInstancesStateResponse { container_instances: Some(done), failures: Some(failures) })
+}

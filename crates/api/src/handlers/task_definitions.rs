@@ -1,0 +1,354 @@
+//! Task definitions: Register (with ECS's validation), Describe, List, ListTaskDefinitionFamilies,
+//! Deregister and DeleteTaskDefinitions. Revisions count up per family and are never reused.
+
+use std::collections::BTreeMap;
+
+use flotilla_model::arn::Resource;
+use flotilla_model::rules::check_register_task_definition;
+use flotilla_model::{
+    Attribute, ContainerDefinition, DeleteTaskDefinitionsRequest, DeleteTaskDefinitionsResponse,
+    DeregisterTaskDefinitionRequest, DeregisterTaskDefinitionResponse, DescribeTaskDefinitionRequest,
+    DescribeTaskDefinitionResponse, Failure, ListTaskDefinitionFamiliesRequest, ListTaskDefinitionFamiliesResponse,
+    ListTaskDefinitionsRequest, ListTaskDefinitionsResponse, PortMapping, RegisterTaskDefinitionRequest,
+    RegisterTaskDefinitionResponse, TaskDefinition,
+};
+use flotilla_store::{Compare, Op, Txn};
+
+use super::check_batch;
+use super::tags::validate_tags;
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::error::{ApiError, ApiResult};
+use crate::pagination::{page, page_ordered};
+use crate::state::cache::{range_prefix, Entry};
+use crate::state::codec::encode;
+use crate::state::keys;
+use crate::state::records::TaskDefinitionRecord;
+
+/// How a request names a task definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskDefinitionRef {
+    /// The latest ACTIVE revision of a family.
+    Family(String),
+    Revision(String, u32),
+}
+
+/// Parses `family`, `family:revision` or a task definition ARN.
+pub fn parse_ref(ctx: &Ctx, given: &str) -> Option<TaskDefinitionRef> {
+    if given.starts_with("arn:") {
+        return match ctx.arns.parse(given) {
+            Ok(Resource::TaskDefinition { family, revision }) => Some(TaskDefinitionRef::Revision(family, revision)),
+            _ => None,
+        };
+    }
+    match given.rsplit_once(':') {
+        Some((family, rev)) => {
+            rev.parse().ok().filter(|r| *r > 0).map(|r| TaskDefinitionRef::Revision(family.into(), r))
+        }
+        None if !given.is_empty() => Some(TaskDefinitionRef::Family(given.into())),
+        None => None,
+    }
+}
+
+/// Finds the revision a reference names: an exact revision in any status, or a family's latest
+/// ACTIVE revision.
+pub fn lookup(ctx: &Ctx, given: &str) -> Option<Entry<TaskDefinitionRecord>> {
+    let r = parse_ref(ctx, given)?;
+    let ix = ctx.cache.read();
+    match r {
+        TaskDefinitionRef::Revision(f, rev) => ix.task_definitions.get(&keys::task_definition(&f, rev)).cloned(),
+        TaskDefinitionRef::Family(f) => {
+            let prefix = format!("{}{f}/", keys::TASK_DEFINITION);
+            range_prefix(&ix.task_definitions, &prefix)
+                .filter(|(_, e)| e.value.definition.status.as_deref() == Some("ACTIVE"))
+                .last()
+                .map(|(_, e)| e.clone())
+        }
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::client("Unable to describe task definition.")
+}
+
+/// The container definition as ECS echoes it: defaults made explicit.
+fn normalize_container(mut c: ContainerDefinition, network_mode: &str) -> ContainerDefinition {
+    c.cpu.get_or_insert(0);
+    c.essential.get_or_insert(true);
+    c.environment.get_or_insert_with(Vec::new);
+    c.mount_points.get_or_insert_with(Vec::new);
+    c.volumes_from.get_or_insert_with(Vec::new);
+    c.system_controls.get_or_insert_with(Vec::new);
+    let ports = c.port_mappings.take().unwrap_or_default();
+    c.port_mappings = Some(
+        ports
+            .into_iter()
+            .map(|p| PortMapping {
+                protocol: p.protocol.clone().or(Some("tcp".into())),
+                host_port: match network_mode {
+                    "awsvpc" | "host" => p.host_port.or(p.container_port),
+                    _ => p.host_port,
+                },
+                ..p
+            })
+            .collect(),
+    );
+    c
+}
+
+/// The attributes an instance must have to run this definition, as ECS derives them.
+fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
+    let mut names: Vec<&str> = vec!["com.amazonaws.ecs.capability.docker-remote-api.1.18"];
+    let containers = td.container_definitions.as_deref().unwrap_or_default();
+    if td.network_mode.as_deref() == Some("awsvpc") {
+        names.push("ecs.capability.task-eni");
+    }
+    if containers.iter().any(|c| c.health_check.is_some()) {
+        names.push("ecs.capability.container-health-check");
+    }
+    if containers.iter().any(|c| c.depends_on.as_ref().is_some_and(|d| !d.is_empty())) {
+        names.push("ecs.capability.container-ordering");
+    }
+    if td.cpu.is_some() || td.memory.is_some() {
+        names.push("com.amazonaws.ecs.capability.docker-remote-api.1.22");
+    }
+    names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect()
+}
+
+fn compatibilities(td: &TaskDefinition) -> Vec<String> {
+    let mut out = vec!["EC2".to_string()];
+    let fargate_ok = td.network_mode.as_deref() == Some("awsvpc") && td.cpu.is_some() && td.memory.is_some();
+    if fargate_ok {
+        out.push("FARGATE".into());
+    }
+    out
+}
+
+fn build(ctx: &Ctx, req: RegisterTaskDefinitionRequest, family: &str, revision: u32) -> TaskDefinition {
+    let network_mode = req.network_mode.clone().unwrap_or_else(|| "bridge".into());
+    let containers = req
+        .container_definitions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| normalize_container(c, &network_mode))
+        .collect();
+    let mut td = TaskDefinition {
+        task_definition_arn: Some(ctx.arns.task_definition(family, revision)),
+        container_definitions: Some(containers),
+        family: Some(family.into()),
+        task_role_arn: req.task_role_arn,
+        execution_role_arn: req.execution_role_arn,
+        network_mode: Some(network_mode),
+        revision: Some(revision as i32),
+        volumes: Some(req.volumes.unwrap_or_default()),
+        status: Some("ACTIVE".into()),
+        placement_constraints: Some(req.placement_constraints.unwrap_or_default()),
+        requires_compatibilities: req.requires_compatibilities,
+        runtime_platform: req.runtime_platform,
+        cpu: req.cpu,
+        memory: req.memory,
+        inference_accelerators: req.inference_accelerators,
+        pid_mode: req.pid_mode,
+        ipc_mode: req.ipc_mode,
+        proxy_configuration: req.proxy_configuration,
+        registered_at: Some(ctx.now()),
+        registered_by: Some(format!("arn:aws:iam::{}:root", ctx.arns.account)),
+        ephemeral_storage: req.ephemeral_storage,
+        enable_fault_injection: req.enable_fault_injection,
+        ..Default::default()
+    };
+    td.requires_attributes = Some(requires_attributes(&td));
+    td.compatibilities = Some(compatibilities(&td));
+    td
+}
+
+pub async fn register(ctx: &Ctx, req: RegisterTaskDefinitionRequest) -> ApiResult<RegisterTaskDefinitionResponse> {
+    check_register_task_definition(&req)?;
+    let tags = req.tags.clone().unwrap_or_default();
+    validate_tags(&tags)?;
+    let family = req.family.clone().unwrap_or_default();
+    let prefix = format!("{}{family}/", keys::TASK_DEFINITION);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let last = {
+            let ix = ctx.cache.read();
+            range_prefix(&ix.task_definitions, &prefix).last().and_then(|(_, e)| e.value.definition.revision)
+        };
+        let revision = last.unwrap_or(0) as u32 + 1;
+        let td = build(ctx, req.clone(), &family, revision);
+        let key = keys::task_definition(&family, revision);
+        let record = TaskDefinitionRecord { definition: td.clone(), tags: tags.clone() };
+        if ctx.commit(Txn::new().when(Compare::absent(&key)).then(Op::put(&key, encode(&record)))).await?.is_some() {
+            return Ok(RegisterTaskDefinitionResponse { task_definition: Some(td), tags: Some(tags) });
+        }
+    }
+    Err(ApiError::server("The family kept changing while the revision was registered; try again."))
+}
+
+pub async fn describe(ctx: &Ctx, req: DescribeTaskDefinitionRequest) -> ApiResult<DescribeTaskDefinitionResponse> {
+    let given = req.task_definition.unwrap_or_default();
+    let entry = lookup(ctx, &given).ok_or_else(not_found)?;
+    let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
+    Ok(DescribeTaskDefinitionResponse {
+        task_definition: Some(entry.value.definition.clone()),
+        tags: with_tags.then(|| entry.value.tags.clone()),
+    })
+}
+
+fn check_status(status: &str, allowed: &[&str]) -> ApiResult<()> {
+    if allowed.contains(&status) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(format!(
+            "Invalid value '{status}' for status. Valid values: {}.",
+            allowed.join(", ")
+        )))
+    }
+}
+
+pub async fn list(ctx: &Ctx, req: ListTaskDefinitionsRequest) -> ApiResult<ListTaskDefinitionsResponse> {
+    let status = req.status.clone().unwrap_or_else(|| "ACTIVE".into());
+    check_status(&status, &["ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS"])?;
+    let descending = req.sort.as_deref() == Some("DESC");
+    let family = req.family_prefix.clone();
+    let scope = format!("ListTaskDefinitions\0{}\0{status}\0{descending}", family.as_deref().unwrap_or(""));
+    let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let prefix = match &family {
+        Some(f) => format!("{}{f}/", keys::TASK_DEFINITION),
+        None => keys::TASK_DEFINITION.to_string(),
+    };
+    let ix = ctx.cache.read();
+    let matching = range_prefix(&ix.task_definitions, &prefix)
+        .filter(|(_, e)| e.value.definition.status.as_deref() == Some(status.as_str()));
+    let ordered: Box<dyn Iterator<Item = (&String, &Entry<TaskDefinitionRecord>)>> =
+        if descending { Box::new(matching.collect::<Vec<_>>().into_iter().rev()) } else { Box::new(matching) };
+    let (items, next) = page_ordered(&ctx.pager, &scope, &pr, ordered, |(k, _)| k.as_str(), descending);
+    Ok(ListTaskDefinitionsResponse {
+        task_definition_arns: Some(
+            items
+                .into_iter()
+                .map(|(_, e)| e.value.definition.task_definition_arn.clone().unwrap_or_default())
+                .collect(),
+        ),
+        next_token: next,
+    })
+}
+
+pub async fn list_families(
+    ctx: &Ctx,
+    req: ListTaskDefinitionFamiliesRequest,
+) -> ApiResult<ListTaskDefinitionFamiliesResponse> {
+    let status = req.status.clone().unwrap_or_else(|| "ACTIVE".into());
+    check_status(&status, &["ACTIVE", "INACTIVE", "ALL"])?;
+    let prefix = req.family_prefix.clone().unwrap_or_default();
+    let scope = format!("ListTaskDefinitionFamilies\0{prefix}\0{status}");
+    let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let ix = ctx.cache.read();
+    // family -> whether any revision is ACTIVE
+    let mut families: BTreeMap<&str, bool> = BTreeMap::new();
+    let start = format!("{}{prefix}", keys::TASK_DEFINITION);
+    for (k, e) in range_prefix(&ix.task_definitions, &start) {
+        let family = k[keys::TASK_DEFINITION.len()..].rsplit_once('/').map(|(f, _)| f).unwrap_or("");
+        let active = e.value.definition.status.as_deref() == Some("ACTIVE");
+        *families.entry(family).or_default() |= active;
+    }
+    let selected = families.into_iter().filter(|(_, active)| match status.as_str() {
+        "ACTIVE" => *active,
+        "INACTIVE" => !*active,
+        _ => true,
+    });
+    let (items, next) = page(&ctx.pager, &scope, &pr, selected.map(|(f, _)| f), |f: &&str| f);
+    Ok(ListTaskDefinitionFamiliesResponse {
+        families: Some(items.into_iter().map(String::from).collect()),
+        next_token: next,
+    })
+}
+
+/// Applies `f` to the exact revision `given` names (a family alone is not enough).
+async fn change(
+    ctx: &Ctx,
+    given: &str,
+    f: impl Fn(&mut TaskDefinition) -> Result<(), String>,
+) -> ApiResult<Result<TaskDefinition, String>> {
+    let (family, revision) = match parse_ref(ctx, given) {
+        Some(TaskDefinitionRef::Revision(f, r)) => (f, r),
+        Some(TaskDefinitionRef::Family(_)) => {
+            return Err(ApiError::client(format!(
+                "The task definition '{given}' must name a revision: family:revision or a full ARN."
+            )))
+        }
+        None => return Err(ApiError::client(format!("The task definition '{given}' is not valid."))),
+    };
+    let key = keys::task_definition(&family, revision);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = ctx.cache.read().task_definitions.get(&key).cloned() else {
+            return Err(ApiError::client("The specified task definition does not exist."));
+        };
+        let mut record = (*entry.value).clone();
+        if let Err(reason) = f(&mut record.definition) {
+            return Ok(Err(reason));
+        }
+        if record == *entry.value {
+            return Ok(Ok(record.definition));
+        }
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&record)));
+        if ctx.commit(txn).await?.is_some() {
+            return Ok(Ok(record.definition));
+        }
+    }
+    Err(ApiError::server("The task definition kept changing; try again."))
+}
+
+pub async fn deregister(
+    ctx: &Ctx,
+    req: DeregisterTaskDefinitionRequest,
+) -> ApiResult<DeregisterTaskDefinitionResponse> {
+    let now = ctx.now();
+    let given = req.task_definition.unwrap_or_default();
+    let td = change(ctx, &given, |td| {
+        if td.status.as_deref() == Some("ACTIVE") {
+            td.status = Some("INACTIVE".into());
+            td.deregistered_at = Some(now);
+        }
+        Ok(())
+    })
+    .await?
+    .map_err(ApiError::client)?;
+    Ok(DeregisterTaskDefinitionResponse { task_definition: Some(td) })
+}
+
+pub async fn delete(ctx: &Ctx, req: DeleteTaskDefinitionsRequest) -> ApiResult<DeleteTaskDefinitionsResponse> {
+    let list = req.task_definitions.unwrap_or_default();
+    check_batch("taskDefinitions", list.len(), 10)?;
+    let now = ctx.now();
+    let mut done = Vec::new();
+    let mut failures = Vec::new();
+    for given in list {
+        let result = change(ctx, &given, |td| match td.status.as_deref() {
+            Some("ACTIVE") => Err(
+                "The specified task definition is still in ACTIVE status. Please deregister the target and try again."
+                    .into(),
+            ),
+            Some("INACTIVE") => {
+                td.status = Some("DELETE_IN_PROGRESS".into());
+                td.delete_requested_at = Some(now);
+                Ok(())
+            }
+            _ => Ok(()),
+        })
+        .await;
+        let arn = match parse_ref(ctx, &given) {
+            Some(TaskDefinitionRef::Revision(f, r)) => ctx.arns.task_definition(&f, r),
+            _ => given.clone(),
+        };
+        match result {
+            Ok(Ok(td)) => done.push(td),
+            Ok(Err(reason)) => failures.push(Failure { arn: Some(arn), reason: Some(reason), detail: None }),
+            Err(e) if e.code == "ClientException" => failures.push(Failure {
+                arn: Some(arn),
+                reason: Some("TASK_DEFINITION_NOT_FOUND".into()),
+                detail: Some(e.message),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(DeleteTaskDefinitionsResponse { task_definitions: Some(done), failures: Some(failures) })
+}

@@ -1,0 +1,231 @@
+//! Tasks: DescribeTasks, ListTasks (every filter, through the cache's indexes) and StopTask.
+//! Tasks are created by RunTask and StartTask, which arrive with the scheduler and the agent;
+//! this module owns the task record's lifecycle rules they share.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use flotilla_model::arn::{short_id, Resource};
+use flotilla_model::{
+    DescribeTasksRequest, DescribeTasksResponse, ListTasksRequest, ListTasksResponse, StopTaskRequest,
+    StopTaskResponse, Task,
+};
+use flotilla_store::{Compare, Op, Txn};
+
+use super::{active_cluster, check_batch, missing};
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::error::{ApiError, ApiResult};
+use crate::pagination::page;
+use crate::state::cache::{family_of_arn, Indexes};
+use crate::state::codec::encode;
+use crate::state::keys;
+
+/// The task ID a `task` member names: an ID, or an ARN of this cluster.
+pub fn task_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
+    if given.starts_with("arn:") {
+        match ctx.arns.parse(given) {
+            Ok(Resource::Task { cluster: c, .. }) if c.as_deref().is_none_or(|c| c == cluster) => Some(short_id(given)),
+            _ => None,
+        }
+    } else if given.is_empty() || given.contains('/') {
+        None
+    } else {
+        Some(given)
+    }
+}
+
+fn present(t: &Task, with_tags: bool) -> Task {
+    let mut t = t.clone();
+    if !with_tags {
+        t.tags = None;
+    } else {
+        t.tags.get_or_insert_with(Vec::new);
+    }
+    t
+}
+
+pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<DescribeTasksResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let list = req.tasks.unwrap_or_default();
+    check_batch("tasks", list.len(), 100)?;
+    let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
+    let mut tasks = Vec::with_capacity(list.len());
+    let mut failures = Vec::new();
+    let ix = ctx.cache.read();
+    let mut key = String::with_capacity(keys::TASK.len() + cluster.len() + 40);
+    for given in list {
+        let found = task_id(ctx, &cluster, &given).and_then(|id| {
+            key.clear();
+            key.push_str(keys::TASK);
+            key.push_str(&cluster);
+            key.push('/');
+            key.push_str(id);
+            ix.tasks.get(key.as_str())
+        });
+        match found {
+            Some(e) => tasks.push(present(&e.value.task, with_tags)),
+            None => {
+                failures.push(missing(if given.starts_with("arn:") { given } else { ctx.arns.task(&cluster, &given) }))
+            }
+        }
+    }
+    Ok(DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
+}
+
+/// The filters of one ListTasks call, resolved.
+struct TaskFilter {
+    cluster: Arc<str>,
+    desired: Arc<str>,
+    instance: Option<Arc<str>>,
+    family: Option<Arc<str>>,
+    started_by: Option<Arc<str>>,
+    group: Option<Arc<str>>,
+    launch_type: Option<String>,
+}
+
+impl TaskFilter {
+    fn matches(&self, t: &Task) -> bool {
+        t.desired_status.as_deref().unwrap_or("RUNNING") == &*self.desired
+            && self.instance.as_deref().is_none_or(|i| t.container_instance_arn.as_deref() == Some(i))
+            && self
+                .family
+                .as_deref()
+                .is_none_or(|f| t.task_definition_arn.as_deref().and_then(family_of_arn) == Some(f))
+            && self.started_by.as_deref().is_none_or(|s| t.started_by.as_deref() == Some(s))
+            && self.group.as_deref().is_none_or(|g| t.group.as_deref() == Some(g))
+            && self.launch_type.as_deref().is_none_or(|l| t.launch_type.as_deref() == Some(l))
+    }
+
+    /// The smallest index set that covers every match.
+    fn candidates<'a>(&self, ix: &'a Indexes) -> Option<&'a BTreeSet<Arc<str>>> {
+        let t = &ix.task_index;
+        let c = &self.cluster;
+        let mut best = t.by_cluster_desired.get(&(c.clone(), self.desired.clone()));
+        let mut consider = |set: Option<&'a BTreeSet<Arc<str>>>, wanted: bool| {
+            if wanted {
+                match (best, set) {
+                    (_, None) => best = None,
+                    (Some(b), Some(s)) if s.len() < b.len() => best = Some(s),
+                    _ => {}
+                }
+            }
+        };
+        let instance = self.instance.clone().unwrap_or_else(|| "".into());
+        consider(t.by_instance.get(&instance), self.instance.is_some());
+        let f = (c.clone(), self.family.clone().unwrap_or_else(|| "".into()));
+        consider(t.by_family.get(&f), self.family.is_some());
+        let s = (c.clone(), self.started_by.clone().unwrap_or_else(|| "".into()));
+        consider(t.by_started_by.get(&s), self.started_by.is_some());
+        let g = (c.clone(), self.group.clone().unwrap_or_else(|| "".into()));
+        consider(t.by_group.get(&g), self.group.is_some());
+        best
+    }
+}
+
+pub async fn list(ctx: &Ctx, req: ListTasksRequest) -> ApiResult<ListTasksResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let desired = req.desired_status.clone().unwrap_or_else(|| "RUNNING".into());
+    if req.daemon_name.is_some() {
+        return Err(ApiError::unsupported("Daemons are not supported by Flotilla yet."));
+    }
+    let instance = match req.container_instance.as_deref() {
+        None => None,
+        Some(given) => {
+            let id = super::container_instances::instance_id(ctx, &cluster, given).ok_or_else(|| {
+                ApiError::invalid_parameter(format!(
+                    "containerInstance '{given}' is not a valid container instance ID or ARN."
+                ))
+            })?;
+            Some(Arc::<str>::from(ctx.arns.container_instance(&cluster, id)))
+        }
+    };
+    let group = match req.service_name.as_deref() {
+        None => None,
+        Some(name) => {
+            let name = short_id(name);
+            if !ctx.cache.read().services.contains_key(&keys::service(&cluster, name)) {
+                return Err(ApiError::service_not_found());
+            }
+            Some(Arc::<str>::from(format!("service:{name}")))
+        }
+    };
+    let filter = TaskFilter {
+        cluster: cluster.as_str().into(),
+        desired: desired.as_str().into(),
+        instance,
+        family: req.family.as_deref().map(Arc::from),
+        started_by: req.started_by.as_deref().map(Arc::from),
+        group,
+        launch_type: req.launch_type.clone(),
+    };
+    let scope = format!(
+        "ListTasks\0{cluster}\0{desired}\0{}\0{}\0{}\0{}\0{}",
+        filter.instance.as_deref().unwrap_or(""),
+        filter.family.as_deref().unwrap_or(""),
+        filter.started_by.as_deref().unwrap_or(""),
+        filter.group.as_deref().unwrap_or(""),
+        filter.launch_type.as_deref().unwrap_or(""),
+    );
+    let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
+    let ix = ctx.cache.read();
+    let Some(candidates) = filter.candidates(&ix) else {
+        return Ok(ListTasksResponse { task_arns: Some(Vec::new()), next_token: None });
+    };
+    let start = match &pr.after {
+        Some(a) => Bound::Excluded(a.as_str()),
+        None => Bound::Unbounded,
+    };
+    let matching = candidates
+        .range::<str, _>((start, Bound::Unbounded))
+        .filter_map(|k| ix.tasks.get(k).map(|e| (k, e)))
+        .filter(|(_, e)| filter.matches(&e.value.task));
+    let (items, next) = page(&ctx.pager, &scope, &pr, matching, |(k, _)| k);
+    Ok(ListTasksResponse {
+        task_arns: Some(items.into_iter().map(|(_, e)| e.value.task.task_arn.clone().unwrap_or_default()).collect()),
+        next_token: next,
+    })
+}
+
+pub async fn stop(ctx: &Ctx, req: StopTaskRequest) -> ApiResult<StopTaskResponse> {
+    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let given = req.task.unwrap_or_default();
+    if let Some(r) = &req.reason {
+        if r.chars().count() > 1024 {
+            return Err(ApiError::invalid_parameter("reason can be at most 1024 characters long."));
+        }
+    }
+    let not_found = || ApiError::invalid_parameter("The referenced task was not found.");
+    let id = task_id(ctx, &cluster, &given).ok_or_else(not_found)?;
+    let key = keys::task(&cluster, id);
+    let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = ctx.cache.read().tasks.get(key.as_str()).cloned() else { return Err(not_found()) };
+        if entry.value.task.desired_status.as_deref() == Some("STOPPED") {
+            return Ok(StopTaskResponse { task: Some(present(&entry.value.task, false)) });
+        }
+        let mut rec = (*entry.value).clone();
+        request_stop(&mut rec.task, "UserInitiated", &reason, ctx.now());
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        if ctx.commit(txn).await?.is_some() {
+            return Ok(StopTaskResponse { task: Some(present(&rec.task, false)) });
+        }
+    }
+    Err(ApiError::server("The task kept changing while it was stopped; try again."))
+}
+
+/// Marks a task to stop. A task no agent holds yet stops at once; one on an instance is
+/// stopped by its agent, which reports the rest of the way down.
+pub fn request_stop(t: &mut Task, stop_code: &str, reason: &str, now: flotilla_model::Timestamp) {
+    t.desired_status = Some("STOPPED".into());
+    t.stop_code = Some(stop_code.into());
+    t.stopped_reason = Some(reason.into());
+    t.stopping_at.get_or_insert(now);
+    let unplaced = t.container_instance_arn.is_none() && t.launch_type.as_deref() != Some("FARGATE");
+    if unplaced || t.last_status.as_deref() == Some("PROVISIONING") && t.container_instance_arn.is_none() {
+        t.last_status = Some("STOPPED".into());
+        t.stopped_at = Some(now);
+        t.execution_stopped_at = Some(now);
+    }
+    t.version = Some(t.version.unwrap_or(0) + 1);
+}

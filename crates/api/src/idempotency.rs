@@ -1,0 +1,45 @@
+//! `clientToken` idempotency: the same token with the same request gets the same answer; the
+//! same token with a different request is refused. The remembered answer is written in the same
+//! transaction as the change it answers, so a retry after a crash sees one or the other whole.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+use crate::state::codec::encode;
+use crate::state::keys;
+use crate::state::records::IdempotencyRecord;
+use flotilla_store::{Compare, Op};
+
+/// A hash of the request that identifies "the same request".
+pub fn request_hash<T: Serialize>(req: &T) -> String {
+    let bytes = serde_json::to_vec(req).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// The earlier answer for this token, if the same request already succeeded.
+pub fn replay<R: DeserializeOwned>(ctx: &Ctx, operation: &str, token: &str, hash: &str) -> ApiResult<Option<R>> {
+    let key = keys::idempotency(operation, token);
+    let Some(entry) = ctx.cache.read().idempotency.get(&key).cloned() else { return Ok(None) };
+    if entry.value.request_hash != hash {
+        return Err(ApiError::invalid_parameter(
+            "clientToken was already used with a different request; use a new token for a new request.",
+        ));
+    }
+    serde_json::from_value(entry.value.response.clone())
+        .map(Some)
+        .map_err(|e| ApiError::server(format!("the remembered answer for this clientToken does not decode: {e}")))
+}
+
+/// The compare and put that remember `response` for this token, to add to the change's txn.
+pub fn remember<R: Serialize>(ctx: &Ctx, operation: &str, token: &str, hash: &str, response: &R) -> (Compare, Op) {
+    let key = keys::idempotency(operation, token);
+    let record = IdempotencyRecord {
+        request_hash: hash.to_string(),
+        response: serde_json::to_value(response).unwrap_or_default(),
+        created_at_ms: ctx.clock.now_ms(),
+    };
+    (Compare::absent(&key), Op::put(&key, encode(&record)))
+}

@@ -1,0 +1,27 @@
+//! The Flotilla control plane: the Amazon ECS API (AWS JSON 1.1 over HTTP, SigV4-signed) served
+//! from a revisioned store.
+//!
+//! A request is authenticated (`auth`, through `flotilla-sigv4`), routed on `X-Amz-Target`
+//! (`protocol`, `dispatch`), decoded into the generated wire shapes of `flotilla-model`, validated,
+//! and handled (`handlers`). Handlers read from the in-memory `state::cache` and write through
+//! compare-and-swap transactions on the `flotilla-store` trait, waiting until the cache has caught
+//! up with their write so clients always read what they wrote. The binary crate `flotilla` wraps
+//! [`server::serve`]; the agent, scheduler and controllers build on the same store and records.
+
+pub mod auth;
+pub mod context;
+pub mod credentials;
+pub mod dispatch;
+pub mod error;
+pub mod handlers;
+pub mod idempotency;
+pub mod metrics;
+pub mod pagination;
+pub mod protocol;
+pub mod server;
+pub mod state;
+
+pub use context::{Clock, Ctx};
+pub use credentials::RootCredentials;
+pub use error::{ApiError, ApiResult};
+pub use server::{serve, AuthMode, ServerConfig};

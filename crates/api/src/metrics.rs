@@ -1,0 +1,61 @@
+//! Prometheus metrics: requests and latency per operation, errors per operation and code.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    operation: &'static str,
+    code: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OpLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    latency: Family<OpLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("flotilla_api");
+        let requests = Family::<OpLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let latency = Family::<OpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register("requests", "API requests by operation", requests.clone());
+        registry.register("errors", "API errors by operation and error code", errors.clone());
+        registry.register("request_duration_seconds", "API request latency by operation", latency.clone());
+        Metrics { registry, requests, errors, latency }
+    }
+
+    pub fn observe(&self, operation: &'static str, seconds: f64, error: Option<&'static str>) {
+        let op = OpLabels { operation };
+        self.requests.get_or_create(&op).inc();
+        self.latency.get_or_create(&op).observe(seconds);
+        if let Some(code) = error {
+            self.errors.get_or_create(&ErrorLabels { operation, code }).inc();
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP server: the ECS API on `POST /`, health on `GET /health`, metrics on `GET /metrics`,
+//! with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Response, Uri};
+use axum::routing::get;
+use axum::Router;
+use flotilla_model::arn::ArnScope;
+use flotilla_store::{RedbStore, Store};
+use futures::FutureExt;
+
+use crate::auth::Authenticator;
+use crate::context::{Clock, Ctx};
+use crate::credentials::RootCredentials;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::pagination::Paginator;
+use crate::state::cache::Cache;
+use crate::{dispatch, handlers, protocol};
+
+/// Whether requests must carry a valid SigV4 signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Verify,
+    /// Development only: every request is accepted unsigned.
+    Disabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    pub auth: AuthMode,
+    pub credentials: RootCredentials,
+}
+
+struct App {
+    ctx: Ctx,
+    auth: Option<Authenticator>,
+    metrics: Metrics,
+}
+
+/// Opens the store under `config.data_dir` and builds the shared context.
+pub async fn open(config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir.join("store.redb"))?);
+    build_ctx(store, config, clock).await
+}
+
+/// Builds the context over any store (tests use this with other backends).
+pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
+    let cache = Cache::start(store.clone()).await?;
+    let secret = format!("pagination:{}", config.credentials.secret_access_key);
+    let ctx = Ctx {
+        store,
+        cache,
+        arns: ArnScope::new(config.region.clone(), config.account_id.clone()),
+        pager: Paginator::new(secret.as_bytes()),
+        clock,
+    };
+    handlers::clusters::ensure_default_cluster(&ctx).await?;
+    Ok(ctx)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ctx = open(&config, Clock::system()).await?;
+    serve_ctx(ctx, &config, listener, shutdown).await
+}
+
+/// Serves an already-built context.
+pub async fn serve_ctx(
+    ctx: Ctx,
+    config: &ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let auth = match config.auth {
+        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone())),
+        AuthMode::Disabled => None,
+    };
+    let drainer = tokio::spawn(finish_draining_loop(ctx.clone()));
+    let app = Arc::new(App { ctx, auth, metrics: Metrics::new() });
+    let router =
+        Router::new().route("/health", get(health)).route("/metrics", get(metrics)).fallback(api).with_state(app);
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    drainer.abort();
+    Ok(())
+}
+
+/// Retires DRAINING services once their tasks are gone.
+async fn finish_draining_loop(ctx: Ctx) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = handlers::services::finish_draining(&ctx).await {
+            tracing::warn!(error = %e, "could not retire drained services");
+        }
+    }
+}
+
+async fn health(State(app): State<Arc<App>>) -> Response<Body> {
+    let body = format!("{{\"status\":\"ok\",\"revision\":{}}}", app.ctx.cache.applied());
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
+    r
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
+    let mut r = Response::new(Body::from(app.metrics.render()));
+    r.headers_mut()
+        .insert("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8".parse().expect("static"));
+    r
+}
+
+async fn api(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let op_name = protocol::operation_of(target).map(|o| o.name()).unwrap_or("Unknown");
+    let result = handle(&app, &method, &uri, &headers, &body).await;
+    let resp = match &result {
+        Ok(bytes) => {
+            let mut r = Response::new(Body::from(bytes.clone()));
+            r.headers_mut().insert("content-type", protocol::CONTENT_TYPE.parse().expect("static"));
+            if let Ok(v) = request_id.parse() {
+                r.headers_mut().insert("x-amzn-requestid", v);
+            }
+            r
+        }
+        Err(e) => {
+            if e.status() >= 500 {
+                tracing::error!(operation = op_name, code = e.code, message = %e.message, "request failed");
+            } else {
+                tracing::debug!(operation = op_name, code = e.code, message = %e.message, "request refused");
+            }
+            protocol::error_response(&request_id, e)
+        }
+    };
+    app.metrics.observe(op_name, started.elapsed().as_secs_f64(), result.as_ref().err().map(|e| e.code));
+    resp
+}
+
+async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if let Some(auth) = &app.auth {
+        auth.verify(method, uri, headers, body)?;
+    }
+    if method != Method::POST || uri.path() != "/" {
+        return Err(ApiError::new(
+            "UnknownOperationException",
+            "The requested operation is not recognized by the service.",
+        ));
+    }
+    let op = protocol::operation_of(headers.get("x-amz-target").and_then(|v| v.to_str().ok()))?;
+    // A handler bug must cost one request, not the connection or the server.
+    match std::panic::AssertUnwindSafe(dispatch::dispatch(&app.ctx, op, body)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::server("An internal error occurred while handling the request.")),
+    }
+}

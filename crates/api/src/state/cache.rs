@@ -1,0 +1,420 @@
+//! The in-memory cache that serves every read: all records, decoded once, with the indexes and
+//! running counts that Describe and List need, fed by the store's watch.
+//!
+//! The cache is loaded with one listing, then follows the watch from that listing's revision, so
+//! it always equals the store at `applied()`. A writer that committed at revision R waits for
+//! `applied() >= R` before it answers, so every client reads its own writes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use flotilla_model::{Cluster, Service, Setting};
+use flotilla_store::{Event, KeyValue, Revision, Store, StoreError, WatchBatch};
+use tokio::sync::watch;
+
+use super::codec::{decode_record, CodecError};
+use super::keys;
+use super::records::{IdempotencyRecord, InstanceRecord, Record, Reservation, TaskDefinitionRecord, TaskRecord};
+
+/// A cached record and the revision that last modified it (for compare-and-swap writes).
+#[derive(Debug)]
+pub struct Entry<T> {
+    pub value: Arc<T>,
+    pub revision: Revision,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry { value: self.value.clone(), revision: self.revision }
+    }
+}
+
+/// Live numbers for one cluster.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+    pub running_fargate_tasks: i64,
+    pub pending_fargate_tasks: i64,
+    pub registered_instances: i64,
+    pub active_services: i64,
+    pub draining_services: i64,
+}
+
+/// Live numbers for one container instance.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InstanceUsage {
+    pub running_tasks: i64,
+    pub pending_tasks: i64,
+    pub cpu: i64,
+    pub memory: i64,
+    pub ports: BTreeSet<u16>,
+    pub ports_udp: BTreeSet<u16>,
+}
+
+/// Secondary indexes over tasks: (cluster, value) -> task keys.
+#[derive(Debug, Default)]
+pub struct TaskIndexes {
+    pub by_cluster_desired: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
+    pub by_instance: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    pub by_family: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
+    pub by_started_by: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
+    pub by_group: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
+}
+
+/// Everything the cache holds, keyed by store key so that prefix ranges are cluster scans.
+#[derive(Debug, Default)]
+pub struct Indexes {
+    pub clusters: BTreeMap<String, Entry<Cluster>>,
+    pub cluster_stats: HashMap<String, ClusterStats>,
+    pub task_definitions: BTreeMap<String, Entry<TaskDefinitionRecord>>,
+    pub instances: BTreeMap<String, Entry<InstanceRecord>>,
+    /// Keyed by container instance ARN.
+    pub instance_usage: HashMap<String, InstanceUsage>,
+    pub tasks: BTreeMap<Arc<str>, Entry<TaskRecord>>,
+    pub task_index: TaskIndexes,
+    pub services: BTreeMap<String, Entry<Service>>,
+    pub idempotency: HashMap<String, Entry<IdempotencyRecord>>,
+    pub account_settings: BTreeMap<String, Entry<Setting>>,
+}
+
+/// Iterates the entries of a map whose keys start with `prefix`, in key order.
+pub fn range_prefix<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a String, &'a V)> + 'a {
+    map.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix))
+}
+
+/// The cluster a key of the form `kind/cluster/rest` belongs to.
+fn cluster_of(key: &str) -> &str {
+    key.split('/').nth(1).unwrap_or("")
+}
+
+fn status_counts(last_status: Option<&str>) -> (i64, i64) {
+    match last_status {
+        Some("RUNNING") => (1, 0),
+        Some("PENDING") | Some("PROVISIONING") | Some("ACTIVATING") => (0, 1),
+        _ => (0, 0),
+    }
+}
+
+impl Indexes {
+    fn apply_put(&mut self, kv: &KeyValue) -> Result<(), CodecError> {
+        let record = decode_record(&kv.key, &kv.value)?;
+        let rev = kv.mod_revision;
+        match record {
+            Record::Cluster(c) => {
+                self.clusters.insert(kv.key.clone(), Entry { value: Arc::new(c), revision: rev });
+            }
+            Record::TaskDefinition(t) => {
+                self.task_definitions.insert(kv.key.clone(), Entry { value: Arc::new(t), revision: rev });
+            }
+            Record::ContainerInstance(i) => {
+                self.remove_instance(&kv.key);
+                if i.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
+                    self.cluster_stats.entry(cluster_of(&kv.key).to_string()).or_default().registered_instances += 1;
+                }
+                self.instances.insert(kv.key.clone(), Entry { value: Arc::new(i), revision: rev });
+            }
+            Record::Task(t) => {
+                let key: Arc<str> = kv.key.as_str().into();
+                self.remove_task(&key);
+                self.index_task(&key, &t, 1);
+                self.tasks.insert(key, Entry { value: Arc::new(t), revision: rev });
+            }
+            Record::Service(s) => {
+                self.remove_service(&kv.key);
+                let stats = self.cluster_stats.entry(cluster_of(&kv.key).to_string()).or_default();
+                match s.status.as_deref() {
+                    Some("ACTIVE") => stats.active_services += 1,
+                    Some("DRAINING") => stats.draining_services += 1,
+                    _ => {}
+                }
+                self.services.insert(kv.key.clone(), Entry { value: Arc::new(s), revision: rev });
+            }
+            Record::Idempotency(r) => {
+                self.idempotency.insert(kv.key.clone(), Entry { value: Arc::new(r), revision: rev });
+            }
+            Record::AccountSetting(s) => {
+                self.account_settings.insert(kv.key.clone(), Entry { value: Arc::new(s), revision: rev });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_delete(&mut self, key: &str) {
+        if key.starts_with(keys::CLUSTER) {
+            self.clusters.remove(key);
+        } else if key.starts_with(keys::TASK_DEFINITION) {
+            self.task_definitions.remove(key);
+        } else if key.starts_with(keys::INSTANCE) {
+            self.remove_instance(key);
+        } else if key.starts_with(keys::TASK) {
+            self.remove_task(key);
+        } else if key.starts_with(keys::SERVICE) {
+            self.remove_service(key);
+        } else if key.starts_with(keys::IDEMPOTENCY) {
+            self.idempotency.remove(key);
+        } else if key.starts_with(keys::ACCOUNT_SETTING) {
+            self.account_settings.remove(key);
+        }
+    }
+
+    fn remove_instance(&mut self, key: &str) {
+        if let Some(old) = self.instances.remove(key) {
+            if old.value.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
+                self.cluster_stats.entry(cluster_of(key).to_string()).or_default().registered_instances -= 1;
+            }
+        }
+    }
+
+    fn remove_service(&mut self, key: &str) {
+        if let Some(old) = self.services.remove(key) {
+            let stats = self.cluster_stats.entry(cluster_of(key).to_string()).or_default();
+            match old.value.status.as_deref() {
+                Some("ACTIVE") => stats.active_services -= 1,
+                Some("DRAINING") => stats.draining_services -= 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn remove_task(&mut self, key: &str) {
+        if let Some((k, old)) = self.tasks.remove_entry(key) {
+            self.index_task(&k, &old.value, -1);
+        }
+    }
+
+    /// Adds (`sign` 1) or removes (`sign` -1) a task's contribution to indexes and counts.
+    fn index_task(&mut self, key: &Arc<str>, rec: &TaskRecord, sign: i64) {
+        let t = &rec.task;
+        let cluster: Arc<str> = cluster_of(key).into();
+        let (running, pending) = status_counts(t.last_status.as_deref());
+        let stats = self.cluster_stats.entry(cluster.to_string()).or_default();
+        stats.running_tasks += sign * running;
+        stats.pending_tasks += sign * pending;
+        if t.launch_type.as_deref() == Some("FARGATE") {
+            stats.running_fargate_tasks += sign * running;
+            stats.pending_fargate_tasks += sign * pending;
+        }
+
+        let ix = &mut self.task_index;
+        let desired: Arc<str> = t.desired_status.as_deref().unwrap_or("RUNNING").into();
+        set_member(&mut ix.by_cluster_desired, (cluster.clone(), desired), key, sign);
+        if let Some(family) = t.task_definition_arn.as_deref().and_then(family_of_arn) {
+            set_member(&mut ix.by_family, (cluster.clone(), family.into()), key, sign);
+        }
+        if let Some(s) = &t.started_by {
+            set_member(&mut ix.by_started_by, (cluster.clone(), s.as_str().into()), key, sign);
+        }
+        if let Some(g) = &t.group {
+            set_member(&mut ix.by_group, (cluster.clone(), g.as_str().into()), key, sign);
+        }
+        if let Some(inst) = &t.container_instance_arn {
+            set_member(&mut ix.by_instance, inst.as_str().into(), key, sign);
+            let usage = self.instance_usage.entry(inst.clone()).or_default();
+            usage.running_tasks += sign * running;
+            usage.pending_tasks += sign * pending;
+            if t.last_status.as_deref() != Some("STOPPED") {
+                if let Some(r) = &rec.reservation {
+                    apply_reservation(usage, r, sign);
+                }
+            }
+        }
+    }
+}
+
+fn apply_reservation(usage: &mut InstanceUsage, r: &Reservation, sign: i64) {
+    usage.cpu += sign * r.cpu;
+    usage.memory += sign * r.memory;
+    for (set, ports) in [(&mut usage.ports, &r.ports), (&mut usage.ports_udp, &r.ports_udp)] {
+        for p in ports {
+            if sign > 0 {
+                set.insert(*p);
+            } else {
+                set.remove(p);
+            }
+        }
+    }
+}
+
+fn set_member<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<Arc<str>>>, k: K, key: &Arc<str>, sign: i64) {
+    if sign > 0 {
+        map.entry(k).or_default().insert(key.clone());
+    } else if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(k) {
+        e.get_mut().remove(key);
+        if e.get().is_empty() {
+            e.remove();
+        }
+    }
+}
+
+/// `arn:...:task-definition/family:3` -> `family`.
+pub fn family_of_arn(arn: &str) -> Option<&str> {
+    let rest = arn.rsplit_once(":task-definition/")?.1;
+    Some(rest.rsplit_once(':').map(|(f, _)| f).unwrap_or(rest))
+}
+
+/// The shared cache.
+pub struct Cache {
+    inner: RwLock<Indexes>,
+    applied: watch::Sender<Revision>,
+}
+
+impl Cache {
+    /// Loads everything from the store and keeps following it until `shutdown` fires.
+    pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Cache>, StoreError> {
+        let (applied, _) = watch::channel(0);
+        let cache = Arc::new(Cache { inner: RwLock::new(Indexes::default()), applied });
+        let revision = cache.reload(&*store).await?;
+        let follower = cache.clone();
+        tokio::spawn(async move { follower.follow(store, revision).await });
+        Ok(cache)
+    }
+
+    async fn reload(&self, store: &dyn Store) -> Result<Revision, StoreError> {
+        let listing = store.list("").await?;
+        let mut ix = Indexes::default();
+        for kv in &listing.kvs {
+            if let Err(e) = ix.apply_put(kv) {
+                tracing::error!(error = %e, "skipping a stored value that does not decode");
+            }
+        }
+        *self.inner.write().expect("cache lock poisoned") = ix;
+        self.applied.send_replace(listing.revision);
+        Ok(listing.revision)
+    }
+
+    async fn follow(self: Arc<Self>, store: Arc<dyn Store>, mut revision: Revision) {
+        loop {
+            match store.watch("", revision).await {
+                Ok(mut rx) => {
+                    while let Some(item) = rx.recv().await {
+                        match item {
+                            Ok(batch) => {
+                                revision = batch.revision;
+                                self.apply(&batch);
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cache watch ended; reloading");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "cache watch failed; reloading"),
+            }
+            if store.revision() == 0 && revision == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            match self.reload(&*store).await {
+                Ok(r) => revision = r,
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "cache reload failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies one committed transaction's changes.
+    pub fn apply(&self, batch: &WatchBatch) {
+        {
+            let mut ix = self.inner.write().expect("cache lock poisoned");
+            for ev in &batch.events {
+                match ev {
+                    Event::Put(kv) => {
+                        if let Err(e) = ix.apply_put(kv) {
+                            tracing::error!(error = %e, "skipping a stored value that does not decode");
+                        }
+                    }
+                    Event::Delete { key } => ix.apply_delete(key),
+                }
+            }
+        }
+        self.applied.send_if_modified(|r| {
+            let newer = batch.revision > *r;
+            if newer {
+                *r = batch.revision;
+            }
+            newer
+        });
+    }
+
+    /// A read lock on the indexes. Never hold it across an await.
+    pub fn read(&self) -> RwLockReadGuard<'_, Indexes> {
+        self.inner.read().expect("cache lock poisoned")
+    }
+
+    pub fn applied(&self) -> Revision {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the cache reflects `revision`.
+    pub async fn wait_for(&self, revision: Revision) {
+        let mut rx = self.applied.subscribe();
+        // The sender lives as long as the cache, so this only ends once the revision is in.
+        let _ = rx.wait_for(|r| *r >= revision).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::codec::encode;
+    use flotilla_model::Task;
+    use flotilla_store::{MemoryStore, Op, Txn};
+
+    fn task(status: &str, desired: &str, family: &str) -> TaskRecord {
+        TaskRecord {
+            task: Task {
+                last_status: Some(status.into()),
+                desired_status: Some(desired.into()),
+                task_definition_arn: Some(format!("arn:aws:ecs:us-east-1:0:task-definition/{family}:1")),
+                container_instance_arn: Some("ci-1".into()),
+                ..Default::default()
+            },
+            reservation: Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![] }),
+        }
+    }
+
+    #[tokio::test]
+    async fn counts_follow_task_changes() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cache = Cache::start(store.clone()).await.unwrap();
+        let put = |k: &str, t: &TaskRecord| Txn::new().then(Op::put(k, encode(t)));
+        let r1 = match store.txn(put("task/c/1", &task("PENDING", "RUNNING", "web"))).await.unwrap() {
+            flotilla_store::TxnOutcome::Committed { revision } => revision,
+            o => panic!("{o:?}"),
+        };
+        cache.wait_for(r1).await;
+        {
+            let ix = cache.read();
+            assert_eq!(ix.cluster_stats["c"].pending_tasks, 1);
+            assert_eq!(ix.instance_usage["ci-1"].memory, 512);
+            assert!(ix.instance_usage["ci-1"].ports.contains(&80));
+            assert_eq!(ix.task_index.by_family[&("c".into(), "web".into())].len(), 1);
+        }
+        store.txn(put("task/c/1", &task("RUNNING", "RUNNING", "web"))).await.unwrap();
+        let r3 = match store.txn(put("task/c/1", &task("STOPPED", "STOPPED", "web"))).await.unwrap() {
+            flotilla_store::TxnOutcome::Committed { revision } => revision,
+            o => panic!("{o:?}"),
+        };
+        cache.wait_for(r3).await;
+        let ix = cache.read();
+        assert_eq!(ix.cluster_stats["c"], ClusterStats::default());
+        assert_eq!(ix.instance_usage["ci-1"].memory, 0);
+        assert!(ix.instance_usage["ci-1"].ports.is_empty());
+        assert!(!ix.task_index.by_cluster_desired.contains_key(&("c".into(), "RUNNING".into())));
+        assert_eq!(ix.task_index.by_cluster_desired[&("c".into(), "STOPPED".into())].len(), 1);
+    }
+
+    #[test]
+    fn family_from_arn() {
+        assert_eq!(family_of_arn("arn:aws:ecs:r:a:task-definition/web-app:12"), Some("web-app"));
+        assert_eq!(family_of_arn("nope"), None);
+    }
+}

@@ -1,0 +1,32 @@
+//! The store's key layout. One prefix per record kind, the cluster next, so that a prefix listing
+//! yields one cluster's records; revisions are zero-padded so that key order is numeric order.
+
+pub const CLUSTER: &str = "cluster/";
+pub const TASK_DEFINITION: &str = "taskdef/";
+pub const INSTANCE: &str = "instance/";
+pub const TASK: &str = "task/";
+pub const SERVICE: &str = "service/";
+pub const IDEMPOTENCY: &str = "token/";
+pub const ACCOUNT_SETTING: &str = "account/";
+
+pub fn cluster(name: &str) -> String {
+    format!("{CLUSTER}{name}")
+}
+pub fn task_definition(family: &str, revision: u32) -> String {
+    format!("{TASK_DEFINITION}{family}/{revision:010}")
+}
+pub fn instance(cluster: &str, id: &str) -> String {
+    format!("{INSTANCE}{cluster}/{id}")
+}
+pub fn task(cluster: &str, id: &str) -> String {
+    format!("{TASK}{cluster}/{id}")
+}
+pub fn service(cluster: &str, name: &str) -> String {
+    format!("{SERVICE}{cluster}/{name}")
+}
+pub fn idempotency(operation: &str, token: &str) -> String {
+    format!("{IDEMPOTENCY}{operation}/{token}")
+}
+pub fn account_setting(name: &str) -> String {
+    format!("{ACCOUNT_SETTING}{name}")
+}

@@ -1,0 +1,62 @@
+//! The records the control plane stores. They are the ECS wire shapes themselves where ECS returns
+//! a record whole (clusters, tasks, services), and wrap them where we keep more than ECS shows.
+//! Derived numbers (running counts, remaining resources) are kept by the cache, not stored.
+
+use serde::{Deserialize, Serialize};
+
+use flotilla_model::{Cluster, ContainerInstance, Service, Tag, Task, TaskDefinition};
+
+/// A registered task definition revision and its tags (ECS returns tags beside, not inside, it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefinitionRecord {
+    pub definition: TaskDefinition,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+}
+
+/// A container instance as registered, with the resources its tasks hold kept by the cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    pub instance: ContainerInstance,
+}
+
+/// What a placed task holds on its container instance until it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub cpu: i64,
+    pub memory: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports_udp: Vec<u16>,
+}
+
+/// A task: the ECS shape, plus what it reserves on its instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task: Task,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<Reservation>,
+}
+
+/// The answer remembered for a request that carried a `clientToken`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// A hash of the request, so the same token with a different request is refused.
+    pub request_hash: String,
+    /// The response body that was returned.
+    pub response: serde_json::Value,
+    pub created_at_ms: i64,
+}
+
+/// Every kind of record, as decoded from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Cluster(Cluster),
+    TaskDefinition(TaskDefinitionRecord),
+    ContainerInstance(InstanceRecord),
+    Task(TaskRecord),
+    Service(Service),
+    Idempotency(IdempotencyRecord),
+    AccountSetting(flotilla_model::Setting),
+}

@@ -1,0 +1,77 @@
+//! `flotilla server`: flags, credentials, the export lines a user pastes, and the serve loop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use flotilla_api::credentials::CredentialSource;
+use flotilla_api::{AuthMode, RootCredentials, ServerConfig};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address the ECS API listens on.
+    #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:4580")]
+    pub listen: SocketAddr,
+    /// Directory for the store and the generated credentials [default: the user's data
+    /// directory + /flotilla, or ./.flotilla]
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region named in ARNs and accepted in request signatures.
+    #[arg(long, env = "FLOTILLA_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Account ID named in ARNs.
+    #[arg(long, env = "FLOTILLA_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// Accept unsigned requests. Development only, and only on a loopback address.
+    #[arg(long, env = "FLOTILLA_DISABLE_AUTH")]
+    pub disable_auth: bool,
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().map(|d| d.join("flotilla")).unwrap_or_else(|| PathBuf::from(".flotilla"))
+}
+
+/// The lines that point the aws CLI and the SDKs at this server.
+pub fn export_lines(creds: &RootCredentials, endpoint: &str, region: &str) -> String {
+    format!(
+        "export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_ENDPOINT_URL_ECS={endpoint} AWS_DEFAULT_REGION={region}",
+        creds.access_key_id, creds.secret_access_key
+    )
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)?;
+    if args.disable_auth && !args.listen.ip().is_loopback() {
+        anyhow::bail!("--disable-auth is only allowed on a loopback address; {} is not one", args.listen);
+    }
+    let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
+    let config = ServerConfig {
+        data_dir: data_dir.clone(),
+        region: args.region.clone(),
+        account_id: args.account_id.clone(),
+        auth: if args.disable_auth { AuthMode::Disabled } else { AuthMode::Verify },
+        credentials: credentials.clone(),
+    };
+    if args.disable_auth {
+        tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");
+    }
+    match source {
+        CredentialSource::Generated => eprintln!(
+            "Generated a root key pair and saved it in {} (mode 0600).",
+            data_dir.join("credentials.json").display()
+        ),
+        CredentialSource::DataDir => {
+            eprintln!("Using the root key pair saved in {}.", data_dir.join("credentials.json").display())
+        }
+        CredentialSource::Environment => {
+            eprintln!("Using the root key pair from FLOTILLA_ACCESS_KEY_ID/FLOTILLA_SECRET_ACCESS_KEY.")
+        }
+    }
+    eprintln!("Flotilla control plane listening on {endpoint} (data in {}). To use the aws CLI:", data_dir.display());
+    println!("{}", export_lines(&credentials, &endpoint, &args.region));
+    flotilla_api::serve(config, listener, crate::shutdown_signal()).await
+}

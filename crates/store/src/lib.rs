@@ -1,0 +1,62 @@
+//! The control plane's store: a revisioned key-value store with etcd's semantics.
+//!
+//! Every committed transaction gets the next revision number. Readers can list a prefix and learn
+//! the revision the listing reflects, then watch from that revision to see every later change in
+//! order, so a cache built from `list` + `watch` misses nothing. Writers use compare-and-swap
+//! transactions (create-if-absent, update-if-unchanged) for optimistic concurrency.
+//!
+//! Two backends implement [`Store`]: [`RedbStore`], the durable embedded default (a write is on
+//! disk before `txn` returns; concurrent writers share one fsync through group commit), and
+//! [`MemoryStore`] for unit tests. An etcd backend will implement the same trait; nothing above
+//! this crate can tell them apart.
+
+mod apply;
+mod codec;
+mod memory;
+mod redb_store;
+mod types;
+mod watch;
+
+pub use memory::MemoryStore;
+pub use redb_store::{RedbStore, MAX_BATCH};
+pub use types::*;
+
+use async_trait::async_trait;
+
+/// How many of the latest revisions a store keeps in its change log by default, for watchers
+/// that start in the past. A watch from further back fails with [`StoreError::Compacted`].
+pub const DEFAULT_HISTORY: u64 = 100_000;
+
+/// The store every part of the control plane reads and writes through.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The value under `key` at the latest revision.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
+
+    /// Every key starting with `prefix`, in key order, at the latest revision, with that revision.
+    async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+
+    /// Applies `txn.ops` atomically if every compare holds. The write is durable before this
+    /// returns `Committed`. Ops apply in order, so a later op on the same key wins. Every
+    /// committed transaction takes the next revision, even one whose ops changed nothing (such
+    /// as deleting an absent key); a conflict takes none.
+    ///
+    /// An `Err` (`Io`, `Closed`) leaves the outcome unknown, as with any remote store: the
+    /// transaction may or may not have been applied.
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
+
+    /// Every change to keys under `prefix` with a revision greater than `after`, in revision
+    /// order, one batch per transaction (transactions with no change under `prefix` are
+    /// skipped), then live changes as they commit, with no gap and no repeat between the two.
+    /// `after` may be in the future; the watch then waits for it. Fails with `Compacted` when the
+    /// history since `after` is no longer kept: list again and re-watch.
+    ///
+    /// A watcher that reads slowly never slows writers down. It catches up from the kept history
+    /// when it falls behind the live feed; if it falls behind the kept history itself, its stream
+    /// yields `Err(Compacted)` and ends. It yields `Err(Closed)` and ends when the store is
+    /// dropped.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError>;
+
+    /// The revision of the latest committed transaction (0 for an empty store).
+    fn revision(&self) -> Revision;
+}

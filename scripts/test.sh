@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust workspace (unit, integration and end-to-end tests with aws-sdk-ecs),
+# then the client tests (boto3 and the aws CLI against a real server). Installs the Python
+# packages the client tests need into .venv on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+
+cargo build -p flotilla
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+FLOTILLA_BIN="$PWD/target/debug/flotilla" .venv/bin/python -m pytest -q tests/clients
