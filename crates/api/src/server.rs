@@ -87,19 +87,23 @@ pub async fn serve_ctx(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let auth = match config.auth {
-        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone())),
-        AuthMode::Disabled => None,
-    };
     let drainer = tokio::spawn(finish_draining_loop(ctx.clone()));
-    let app = Arc::new(App { ctx, auth, metrics: Metrics::new() });
-    let router =
-        Router::new().route("/health", get(health)).route("/metrics", get(metrics)).fallback(api).with_state(app);
+    let router = router(ctx, config);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await?;
     drainer.abort();
     Ok(())
+}
+
+/// The HTTP routes over a context: the API, `/health` and `/metrics`.
+pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
+    let auth = match config.auth {
+        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone())),
+        AuthMode::Disabled => None,
+    };
+    let app = Arc::new(App { ctx, auth, metrics: Metrics::new() });
+    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).fallback(api).with_state(app)
 }
 
 /// Retires DRAINING services once their tasks are gone.

@@ -61,7 +61,6 @@ fn resource_ports(name: &str, ports: Vec<String>) -> Resource {
         double_value: Some(0.0),
         long_value: Some(0),
         integer_value: Some(0),
-        ..Default::default()
     }
 }
 

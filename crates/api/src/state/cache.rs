@@ -52,14 +52,21 @@ pub struct InstanceUsage {
     pub ports_udp: BTreeSet<u16>,
 }
 
-/// Secondary indexes over tasks: (cluster, value) -> task keys.
+/// Task keys in key order.
+pub type TaskKeys = BTreeSet<Arc<str>>;
+
+/// An index from (cluster, value) to the keys of the tasks that have that value.
+pub type ClusterIndex = HashMap<(Arc<str>, Arc<str>), TaskKeys>;
+
+/// Secondary indexes over tasks.
 #[derive(Debug, Default)]
 pub struct TaskIndexes {
-    pub by_cluster_desired: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
-    pub by_instance: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
-    pub by_family: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
-    pub by_started_by: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
-    pub by_group: HashMap<(Arc<str>, Arc<str>), BTreeSet<Arc<str>>>,
+    pub by_cluster_desired: ClusterIndex,
+    /// Keyed by container instance ARN, which already names the cluster.
+    pub by_instance: HashMap<Arc<str>, TaskKeys>,
+    pub by_family: ClusterIndex,
+    pub by_started_by: ClusterIndex,
+    pub by_group: ClusterIndex,
 }
 
 /// Everything the cache holds, keyed by store key so that prefix ranges are cluster scans.

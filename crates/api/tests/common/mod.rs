@@ -136,3 +136,157 @@ pub async fn raw(addr: SocketAddr, target: Option<&str>, body: &[u8], headers: &
     let text = resp.text().await.expect("body");
     (status, headers, text)
 }
+
+/// The error message an SDK call failed with ("" when there is none).
+pub fn message_of<E, R>(err: &aws_sdk_ecs::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata,
+{
+    match err {
+        aws_sdk_ecs::error::SdkError::ServiceError(s) => s.err().message().unwrap_or("").to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Asserts that an SDK call failed with `code` and returns its message.
+#[track_caller]
+pub fn expect_code<T: std::fmt::Debug, E, R>(result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>, code: &str) -> String
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(v) => panic!("expected {code}, got success: {v:?}"),
+        Err(e) => {
+            assert_eq!(code_of(&e), code, "wrong error: {e:?}");
+            message_of(&e)
+        }
+    }
+}
+
+/// A container as most tests need it: a small image with a hard memory limit.
+pub fn container(name: &str) -> aws_sdk_ecs::types::ContainerDefinition {
+    aws_sdk_ecs::types::ContainerDefinition::builder().name(name).image("nginx:latest").memory(128).build()
+}
+
+/// Registers a one-container EC2 task definition in `family` and returns it.
+pub async fn register_td(client: &aws_sdk_ecs::Client, family: &str) -> aws_sdk_ecs::types::TaskDefinition {
+    client
+        .register_task_definition()
+        .family(family)
+        .container_definitions(container("web"))
+        .send()
+        .await
+        .expect("register task definition")
+        .task_definition
+        .expect("taskDefinition")
+}
+
+/// Registers a container instance into `cluster` the way the agent does, with 2048 CPU units,
+/// 4096 MiB, some reserved ports and two attributes; returns its ARN.
+pub async fn register_instance(client: &aws_sdk_ecs::Client, cluster: &str) -> String {
+    register_instance_with(client, cluster, instance_attributes()).await
+}
+
+pub fn instance_attributes() -> Vec<aws_sdk_ecs::types::Attribute> {
+    use aws_sdk_ecs::types::Attribute;
+    vec![
+        Attribute::builder().name("ecs.capability.docker-remote-api.1.18").build().expect("attribute"),
+        Attribute::builder().name("ecs.availability-zone").value("us-east-1a").build().expect("attribute"),
+        Attribute::builder().name("ecs.os-type").value("linux").build().expect("attribute"),
+    ]
+}
+
+pub fn instance_resources() -> Vec<aws_sdk_ecs::types::Resource> {
+    use aws_sdk_ecs::types::Resource;
+    vec![
+        Resource::builder().name("CPU").r#type("INTEGER").integer_value(2048).build(),
+        Resource::builder().name("MEMORY").r#type("INTEGER").integer_value(4096).build(),
+        Resource::builder().name("PORTS").r#type("STRINGSET").set_string_set_value(Some(vec![
+            "22".into(),
+            "2375".into(),
+            "2376".into(),
+            "51678".into(),
+        ])).build(),
+        Resource::builder().name("PORTS_UDP").r#type("STRINGSET").set_string_set_value(Some(vec![])).build(),
+    ]
+}
+
+pub async fn register_instance_with(
+    client: &aws_sdk_ecs::Client,
+    cluster: &str,
+    attributes: Vec<aws_sdk_ecs::types::Attribute>,
+) -> String {
+    client
+        .register_container_instance()
+        .cluster(cluster)
+        .set_total_resources(Some(instance_resources()))
+        .set_attributes(Some(attributes))
+        .version_info(
+            aws_sdk_ecs::types::VersionInfo::builder()
+                .agent_version("1.80.0")
+                .agent_hash("abcdef0")
+                .docker_version("DockerVersion: 24.0.5")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register container instance")
+        .container_instance
+        .and_then(|ci| ci.container_instance_arn)
+        .expect("containerInstanceArn")
+}
+
+/// Creates a cluster and returns its name.
+pub async fn create_cluster(client: &aws_sdk_ecs::Client, name: &str) -> String {
+    client.create_cluster().cluster_name(name).send().await.expect("create cluster");
+    name.to_string()
+}
+
+/// Polls `probe` every 100 ms for up to 20 s until it yields `Some`.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Sends a request signed with SigV4 (by `flotilla_sigv4::sign`) but otherwise raw, so tests can
+/// put any body on the wire past authentication.
+pub async fn signed_raw(server: &TestServer, target: &str, body: &[u8]) -> (u16, reqwest::header::HeaderMap, String) {
+    let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-amz-target",
+        format!("AmazonEC2ContainerServiceV20141113.{target}").parse().expect("header"),
+    );
+    headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("header"));
+    let creds = flotilla_sigv4::Credentials::new(
+        server.credentials.access_key_id.clone(),
+        server.credentials.secret_access_key.clone(),
+    );
+    let params = flotilla_sigv4::SigningParams {
+        credentials: &creds,
+        region: REGION,
+        service: "ecs",
+        time: std::time::SystemTime::now(),
+    };
+    flotilla_sigv4::sign(&http::Method::POST, &uri, &mut headers, body, &params).expect("sign");
+    let client = reqwest::Client::new();
+    let mut req = client.post(uri.to_string()).body(body.to_vec());
+    for (k, v) in headers.iter() {
+        req = req.header(k.as_str(), v.to_str().expect("ascii header"));
+    }
+    let resp = req.send().await.expect("send");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    (status, headers, text)
+}
