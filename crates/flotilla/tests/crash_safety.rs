@@ -83,7 +83,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_write() {
             // Bounded: the test kills the server long before this runs out.
             while !stop.load(Ordering::Relaxed) && i < 100_000 {
                 i += 1;
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     let name = format!("c-{w}-{i}");
                     if client.create_cluster().cluster_name(&name).send().await.is_ok() {
                         clusters.lock().unwrap().push(name);
