@@ -29,7 +29,7 @@ import pytest
 from botocore.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0  # seconds for the export line and /health
+START_TIMEOUT = float(os.environ.get("FLOTILLA_START_TIMEOUT", "30"))  # seconds for the export line and /health
 STOP_TIMEOUT = 15.0  # seconds for a clean exit after SIGTERM
 CLI_TIMEOUT = 60.0  # seconds for one aws CLI run
 ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_ECS", "AWS_DEFAULT_REGION")

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod protocol;
 pub mod server;
+pub mod service_status;
 pub mod state;
 
 pub use context::{Clock, Ctx};

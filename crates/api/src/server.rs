@@ -106,11 +106,15 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     Router::new().route("/health", get(health)).route("/metrics", get(metrics)).fallback(api).with_state(app)
 }
 
-/// Retires DRAINING services once their tasks are gone.
+/// Keeps services' counts and deployments true, and retires DRAINING services once their tasks
+/// are gone.
 async fn finish_draining_loop(ctx: Ctx) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
         tick.tick().await;
+        if let Err(e) = crate::service_status::settle_all(&ctx).await {
+            tracing::warn!(error = %e, "could not settle service status");
+        }
         if let Err(e) = handlers::services::finish_draining(&ctx).await {
             tracing::warn!(error = %e, "could not retire drained services");
         }

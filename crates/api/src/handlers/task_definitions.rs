@@ -57,7 +57,7 @@ pub fn lookup(ctx: &Ctx, given: &str) -> Option<Entry<TaskDefinitionRecord>> {
     match r {
         TaskDefinitionRef::Revision(f, rev) => ix.task_definitions.get(&keys::task_definition(&f, rev)).cloned(),
         TaskDefinitionRef::Family(f) => {
-            let prefix = format!("{}{f}/", keys::TASK_DEFINITION);
+            let prefix = keys::task_definition_family(&f);
             range_prefix(&ix.task_definitions, &prefix)
                 .filter(|(_, e)| e.value.definition.status.as_deref() == Some("ACTIVE"))
                 .last()
@@ -166,7 +166,7 @@ pub async fn register(ctx: &Ctx, req: RegisterTaskDefinitionRequest) -> ApiResul
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
     let family = req.family.clone().unwrap_or_default();
-    let prefix = format!("{}{family}/", keys::TASK_DEFINITION);
+    let prefix = keys::task_definition_family(&family);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let last = {
             let ix = ctx.cache.read();
@@ -212,7 +212,7 @@ pub async fn list(ctx: &Ctx, req: ListTaskDefinitionsRequest) -> ApiResult<ListT
     let scope = format!("ListTaskDefinitions\0{}\0{status}\0{descending}", family.as_deref().unwrap_or(""));
     let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
     let prefix = match &family {
-        Some(f) => format!("{}{f}/", keys::TASK_DEFINITION),
+        Some(f) => keys::task_definition_family(f),
         None => keys::TASK_DEFINITION.to_string(),
     };
     let ix = ctx.cache.read();
@@ -236,7 +236,8 @@ pub async fn list_families(
     ctx: &Ctx,
     req: ListTaskDefinitionFamiliesRequest,
 ) -> ApiResult<ListTaskDefinitionFamiliesResponse> {
-    let status = req.status.clone().unwrap_or_else(|| "ACTIVE".into());
+    // ECS lists ACTIVE and INACTIVE families alike unless asked for one status.
+    let status = req.status.clone().unwrap_or_else(|| "ALL".into());
     check_status(&status, &["ACTIVE", "INACTIVE", "ALL"])?;
     let prefix = req.family_prefix.clone().unwrap_or_default();
     let scope = format!("ListTaskDefinitionFamilies\0{prefix}\0{status}");
@@ -246,7 +247,8 @@ pub async fn list_families(
     let mut families: BTreeMap<&str, bool> = BTreeMap::new();
     let start = format!("{}{prefix}", keys::TASK_DEFINITION);
     for (k, e) in range_prefix(&ix.task_definitions, &start) {
-        let family = k[keys::TASK_DEFINITION.len()..].rsplit_once('/').map(|(f, _)| f).unwrap_or("");
+        let family =
+            k[keys::TASK_DEFINITION.len()..].rsplit_once(keys::REVISION_SEPARATOR).map(|(f, _)| f).unwrap_or("");
         let active = e.value.definition.status.as_deref() == Some("ACTIVE");
         *families.entry(family).or_default() |= active;
     }

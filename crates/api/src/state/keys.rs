@@ -1,5 +1,6 @@
 //! The store's key layout. One prefix per record kind, the cluster next, so that a prefix listing
 //! yields one cluster's records; revisions are zero-padded so that key order is numeric order.
+//! Keys are part of the stored format: changing one needs a migration.
 
 pub const CLUSTER: &str = "cluster/";
 pub const TASK_DEFINITION: &str = "taskdef/";
@@ -12,8 +13,18 @@ pub const ACCOUNT_SETTING: &str = "account/";
 pub fn cluster(name: &str) -> String {
     format!("{CLUSTER}{name}")
 }
+/// Separates a family from its revision in task definition keys. It sorts below every character
+/// a family may hold (letters, digits, `-`, `_`), so key order is family order, then revision
+/// order, as ListTaskDefinitions must list them.
+pub const REVISION_SEPARATOR: char = '!';
+
 pub fn task_definition(family: &str, revision: u32) -> String {
-    format!("{TASK_DEFINITION}{family}/{revision:010}")
+    format!("{TASK_DEFINITION}{family}{REVISION_SEPARATOR}{revision:010}")
+}
+
+/// The prefix of every revision of one family.
+pub fn task_definition_family(family: &str) -> String {
+    format!("{TASK_DEFINITION}{family}{REVISION_SEPARATOR}")
 }
 pub fn instance(cluster: &str, id: &str) -> String {
     format!("{INSTANCE}{cluster}/{id}")

@@ -1,0 +1,186 @@
+//! Keeps each service's numbers and deployments true to its tasks: running and pending counts
+//! per deployment and for the service, and a rollout's completion. When the PRIMARY deployment
+//! runs its desired count and no older deployment has tasks left, the older deployments are
+//! dropped and the rollout is COMPLETED, so `deployments` collapses to one entry and
+//! `aws ecs wait services-stable` (and Terraform's wait) succeed.
+//!
+//! Level-triggered: [`settle`] is a pure function of the service and its tasks; the loop in the
+//! server applies it to every service on each pass. Starting and stopping tasks is the service
+//! controller's job; this module only reports.
+
+use flotilla_model::{Service, ServiceEvent, Task, Timestamp};
+use flotilla_store::{Compare, Op, Txn};
+
+use crate::context::Ctx;
+use crate::error::ApiResult;
+use crate::state::cache::{range_prefix, Entry};
+use crate::state::codec::encode;
+use crate::state::keys;
+
+/// How many events a service keeps, newest first.
+pub const MAX_EVENTS: usize = 100;
+
+fn is_pending(t: &Task) -> bool {
+    matches!(t.last_status.as_deref(), Some("PROVISIONING" | "PENDING" | "ACTIVATING"))
+}
+
+fn is_running(t: &Task) -> bool {
+    t.last_status.as_deref() == Some("RUNNING")
+}
+
+/// The service as its tasks say it is, or `None` if nothing changed.
+pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnOnce() -> String) -> Option<Service> {
+    let mut out = svc.clone();
+    let live = |t: &&&Task| t.desired_status.as_deref() != Some("STOPPED");
+    let mut total_running = 0;
+    let mut total_pending = 0;
+    for d in out.deployments.iter_mut().flatten() {
+        let mine = tasks.iter().filter(|t| t.started_by.is_some() && t.started_by == d.id);
+        let running = mine.clone().filter(live).filter(|t| is_running(t)).count() as i32;
+        let pending = mine.filter(live).filter(|t| is_pending(t)).count() as i32;
+        if d.running_count != Some(running) || d.pending_count != Some(pending) {
+            d.running_count = Some(running);
+            d.pending_count = Some(pending);
+            d.updated_at = Some(now);
+        }
+        total_running += running;
+        total_pending += pending;
+    }
+    out.running_count = Some(total_running);
+    out.pending_count = Some(total_pending);
+
+    if out.status.as_deref() == Some("ACTIVE") {
+        let deployments = out.deployments.get_or_insert_with(Vec::new);
+        let primary_done = deployments.iter().any(|d| {
+            d.status.as_deref() == Some("PRIMARY") && d.running_count == d.desired_count && d.pending_count == Some(0)
+        });
+        let others_empty = deployments
+            .iter()
+            .filter(|d| d.status.as_deref() != Some("PRIMARY"))
+            .all(|d| d.running_count.unwrap_or(0) + d.pending_count.unwrap_or(0) == 0);
+        if primary_done && others_empty {
+            deployments.retain(|d| d.status.as_deref() == Some("PRIMARY"));
+            let primary = deployments.first_mut().expect("primary is present");
+            if primary.rollout_state.as_deref() != Some("COMPLETED") {
+                primary.rollout_state = Some("COMPLETED".into());
+                primary.rollout_state_reason =
+                    Some(format!("ECS deployment {} completed.", primary.id.as_deref().unwrap_or("")));
+                primary.updated_at = Some(now);
+                let message =
+                    format!("(service {}) has reached a steady state.", out.service_name.as_deref().unwrap_or(""));
+                let events = out.events.get_or_insert_with(Vec::new);
+                events.insert(0, ServiceEvent { id: Some(event_id()), created_at: Some(now), message: Some(message) });
+                events.truncate(MAX_EVENTS);
+            }
+        }
+    }
+    (out != *svc).then_some(out)
+}
+
+/// One pass over every service.
+pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
+    let now = ctx.now();
+    let changes: Vec<(String, Entry<Service>, Service)> = {
+        let ix = ctx.cache.read();
+        range_prefix(&ix.services, keys::SERVICE)
+            .filter(|(_, e)| e.value.status.as_deref() != Some("INACTIVE"))
+            .filter_map(|(k, e)| {
+                let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("");
+                let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
+                let tasks: Vec<&Task> = ix
+                    .task_index
+                    .by_group
+                    .get(&(cluster.into(), group.as_str().into()))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| ix.tasks.get(t).map(|e| &e.value.task))
+                    .collect();
+                settle(&e.value, &tasks, now, || uuid::Uuid::new_v4().to_string()).map(|s| (k.clone(), e.clone(), s))
+            })
+            .collect()
+    };
+    let mut done = 0;
+    for (key, entry, svc) in changes {
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&svc)));
+        if ctx.commit(txn).await?.is_some() {
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::Deployment;
+
+    fn deployment(id: &str, status: &str, desired: i32) -> Deployment {
+        Deployment {
+            id: Some(id.into()),
+            status: Some(status.into()),
+            desired_count: Some(desired),
+            running_count: Some(0),
+            pending_count: Some(0),
+            rollout_state: Some("IN_PROGRESS".into()),
+            ..Default::default()
+        }
+    }
+
+    fn service(deployments: Vec<Deployment>) -> Service {
+        Service {
+            service_name: Some("web".into()),
+            status: Some("ACTIVE".into()),
+            deployments: Some(deployments),
+            ..Default::default()
+        }
+    }
+
+    fn task(deployment: &str, last: &str) -> Task {
+        Task {
+            started_by: Some(deployment.into()),
+            last_status: Some(last.into()),
+            desired_status: Some("RUNNING".into()),
+            ..Default::default()
+        }
+    }
+
+    const NOW: Timestamp = Timestamp(1000.0);
+
+    #[test]
+    fn an_empty_rollout_completes_and_collapses() {
+        let svc = service(vec![deployment("new", "PRIMARY", 0), deployment("old", "ACTIVE", 0)]);
+        let out = settle(&svc, &[], NOW, || "e1".into()).expect("changed");
+        let d = out.deployments.as_ref().unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].id.as_deref(), Some("new"));
+        assert_eq!(d[0].rollout_state.as_deref(), Some("COMPLETED"));
+        assert_eq!(
+            out.events.as_ref().unwrap()[0].message.as_deref(),
+            Some("(service web) has reached a steady state.")
+        );
+        // Settling again changes nothing: the step is idempotent.
+        assert_eq!(settle(&out, &[], NOW, || "e2".into()), None);
+    }
+
+    #[test]
+    fn old_tasks_keep_the_old_deployment() {
+        let svc = service(vec![deployment("new", "PRIMARY", 1), deployment("old", "ACTIVE", 1)]);
+        let (a, b) = (task("new", "RUNNING"), task("old", "RUNNING"));
+        let out = settle(&svc, &[&a, &b], NOW, || "e".into()).expect("counts changed");
+        assert_eq!(out.deployments.as_ref().unwrap().len(), 2);
+        assert_eq!(out.running_count, Some(2));
+        assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
+    }
+
+    #[test]
+    fn pending_tasks_are_counted_and_block_completion() {
+        let svc = service(vec![deployment("d", "PRIMARY", 2)]);
+        let (a, b) = (task("d", "RUNNING"), task("d", "PENDING"));
+        let out = settle(&svc, &[&a, &b], NOW, || "e".into()).expect("counts changed");
+        assert_eq!((out.running_count, out.pending_count), (Some(1), Some(1)));
+        assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
+        let c = task("d", "RUNNING");
+        let done = settle(&out, &[&a, &c], NOW, || "e".into()).expect("completed");
+        assert_eq!(done.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+    }
+}
