@@ -87,14 +87,15 @@ pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
             .filter_map(|(k, e)| {
                 let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("");
                 let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
-                let tasks: Vec<&Task> = ix
+                let tasks: Vec<Task> = ix
                     .task_index
                     .by_group
                     .get(&(cluster.into(), group.as_str().into()))
                     .into_iter()
                     .flatten()
-                    .filter_map(|t| ix.tasks.get(t).map(|e| &e.value.task))
+                    .filter_map(|t| ix.tasks.get(t).map(|e| e.value.task()))
                     .collect();
+                let tasks: Vec<&Task> = tasks.iter().collect();
                 settle(&e.value, &tasks, now, || uuid::Uuid::new_v4().to_string()).map(|s| (k.clone(), e.clone(), s))
             })
             .collect()

@@ -61,6 +61,9 @@ struct WriterState {
     history: u64,
 }
 
+/// redb's page cache size.
+pub const PAGE_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 fn io(context: &str) -> impl Fn(redb::Error) -> StoreError + '_ {
     move |e| StoreError::Io(format!("{context}: {e}"))
 }
@@ -76,7 +79,10 @@ impl RedbStore {
     /// Like [`RedbStore::open`], keeping the last `history` (at least 1) revisions.
     pub fn open_with_history(path: &Path, history: u64) -> Result<RedbStore, StoreError> {
         let context = format!("opening store {}", path.display());
-        let db = Database::create(path).map_err(|e| io(&context)(e.into()))?;
+        // Reads are served by the control plane's own cache, so redb's page cache only needs to
+        // hold the pages writes touch; its 1 GiB default would double the server's memory.
+        let db =
+            Database::builder().set_cache_size(PAGE_CACHE_BYTES).create(path).map_err(|e| io(&context)(e.into()))?;
         let (revision, oldest) = init_tables(&db).map_err(io(&context))?;
         let db = Arc::new(db);
         let (live, _) = broadcast::channel(LIVE_CAPACITY);

@@ -83,13 +83,13 @@ fn default_deployment_configuration(daemon: bool, given: Option<DeploymentConfig
 }
 
 /// The task definition a service request names, which must exist and be ACTIVE; returns its ARN
-/// and network mode.
+/// and network mode. ECS words a missing or INACTIVE one as a ClientException, unlike the
+/// InvalidParameterException RunTask gives for an INACTIVE one.
 fn resolve_task_definition(ctx: &Ctx, given: &str, launch_type: &str) -> ApiResult<(String, String)> {
-    let entry =
-        task_definitions::lookup(ctx, given).ok_or_else(|| ApiError::invalid_parameter("TaskDefinition not found."))?;
+    let entry = task_definitions::lookup(ctx, given).ok_or_else(|| ApiError::client("TaskDefinition not found."))?;
     let td = &entry.value.definition;
     if td.status.as_deref() != Some("ACTIVE") {
-        return Err(ApiError::invalid_parameter("TaskDefinition is inactive."));
+        return Err(ApiError::client("TaskDefinition is inactive."));
     }
     if !td.compatibilities.as_deref().unwrap_or_default().iter().any(|c| c == launch_type) {
         return Err(ApiError::invalid_parameter(format!(
@@ -429,10 +429,7 @@ pub async fn finish_draining(ctx: &Ctx) -> ApiResult<usize> {
                 let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("");
                 let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
                 let tasks = ix.task_index.by_group.get(&(cluster.into(), group.as_str().into()));
-                tasks.is_none_or(|set| {
-                    set.iter()
-                        .all(|t| ix.tasks.get(t).is_none_or(|t| t.value.task.last_status.as_deref() == Some("STOPPED")))
-                })
+                tasks.is_none_or(|set| set.iter().all(|t| ix.tasks.get(t).is_none_or(|t| t.value.is_stopped())))
             })
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()

@@ -59,17 +59,29 @@ pub fn merge_tags(existing: &[Tag], new: &[Tag]) -> Vec<Tag> {
     map.into_iter().map(|(k, v)| Tag { key: Some(k), value: v.or(Some(String::new())) }).collect()
 }
 
-/// The store key of the resource an ARN names, if it exists.
+/// The cluster a resource lives in (task definitions live in none).
+fn cluster_of(res: &Resource) -> Option<&str> {
+    match res {
+        Resource::Cluster(name) => Some(name),
+        Resource::ContainerInstance { cluster, .. }
+        | Resource::Task { cluster, .. }
+        | Resource::Service { cluster, .. } => cluster.as_deref(),
+        _ => None,
+    }
+}
+
+/// The store key of the resource an ARN names, if it exists. A resource of a deleted cluster is
+/// answered with the words ECS uses for it, which Terraform matches to learn the resource is gone.
 fn resource_key(ctx: &Ctx, arn: &str) -> ApiResult<String> {
     let not_found = || ApiError::resource_not_found("The specified resource could not be found.");
     let res = ctx.arns.parse(arn).map_err(|e| ApiError::invalid_parameter(format!("resourceArn '{arn}' {e}.")))?;
     let ix = ctx.cache.read();
-    let key = match res {
-        Resource::Cluster(name) => keys::cluster(&name),
-        Resource::TaskDefinition { family, revision } => keys::task_definition(&family, revision),
-        Resource::ContainerInstance { cluster: Some(c), id } => keys::instance(&c, &id),
-        Resource::Task { cluster: Some(c), id } => keys::task(&c, &id),
-        Resource::Service { cluster: Some(c), name } => keys::service(&c, &name),
+    let key = match &res {
+        Resource::Cluster(name) => keys::cluster(name),
+        Resource::TaskDefinition { family, revision } => keys::task_definition(family, *revision),
+        Resource::ContainerInstance { cluster: Some(c), id } => keys::instance(c, id),
+        Resource::Task { cluster: Some(c), id } => keys::task(c, id),
+        Resource::Service { cluster: Some(c), name } => keys::service(c, name),
         Resource::CapacityProvider(_) => {
             return Err(ApiError::unsupported("Capacity providers are not supported by Flotilla yet."))
         }
@@ -79,6 +91,13 @@ fn resource_key(ctx: &Ctx, arn: &str) -> ApiResult<String> {
             )))
         }
     };
+    if let Some(cluster) = cluster_of(&res) {
+        if ix.clusters.get(&keys::cluster(cluster)).is_some_and(|e| e.value.status.as_deref() == Some("INACTIVE")) {
+            return Err(ApiError::invalid_parameter(
+                "The specified cluster is inactive. Specify an active cluster and try again.",
+            ));
+        }
+    }
     let exists = if key.starts_with(keys::CLUSTER) {
         ix.clusters.get(&key).is_some_and(|e| e.value.status.as_deref() == Some("ACTIVE"))
     } else if key.starts_with(keys::TASK_DEFINITION) {
@@ -107,7 +126,7 @@ fn read_tags(ctx: &Ctx, key: &str) -> Option<(Vec<Tag>, u64)> {
     } else if key.starts_with(keys::INSTANCE) {
         ix.instances.get(key).map(|e| (e.value.instance.tags.clone().unwrap_or_default(), e.revision))
     } else if key.starts_with(keys::TASK) {
-        ix.tasks.get(key).map(|e| (e.value.task.tags.clone().unwrap_or_default(), e.revision))
+        ix.tasks.get(key).map(|e| (e.value.task().tags.unwrap_or_default(), e.revision))
     } else {
         ix.services.get(key).map(|e| (e.value.tags.clone().unwrap_or_default(), e.revision))
     }
@@ -129,7 +148,7 @@ fn with_tags(ctx: &Ctx, key: &str, tags: Vec<Tag>) -> Option<Vec<u8>> {
         r.instance.tags = tags_opt;
         Some(encode(&r))
     } else if key.starts_with(keys::TASK) {
-        let mut r: TaskRecord = (*ix.tasks.get(key)?.value).clone();
+        let mut r: TaskRecord = ix.tasks.get(key)?.value.record();
         r.task.tags = tags_opt;
         Some(encode(&r))
     } else {

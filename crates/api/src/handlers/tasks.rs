@@ -8,18 +8,20 @@ use std::sync::Arc;
 
 use flotilla_model::arn::{short_id, Resource};
 use flotilla_model::{
-    DescribeTasksRequest, DescribeTasksResponse, ListTasksRequest, ListTasksResponse, StopTaskRequest,
-    StopTaskResponse, Task,
+    DescribeTasksRequest, Failure, ListTasksRequest, ListTasksResponse, StopTaskRequest, StopTaskResponse, Task,
 };
 use flotilla_store::{Compare, Op, Txn};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::{active_cluster, check_batch, missing};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
-use crate::state::cache::{family_of_arn, Indexes};
+use crate::state::cache::Indexes;
 use crate::state::codec::encode;
 use crate::state::keys;
+use crate::state::tasks::TaskSummary;
 
 /// The task ID a `task` member names: an ID, or an ARN of this cluster.
 pub fn task_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
@@ -45,7 +47,14 @@ fn present(t: &Task, with_tags: bool) -> Task {
     t
 }
 
-pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<DescribeTasksResponse> {
+/// DescribeTasks' answer, with each task's cached JSON copied in as it is.
+#[derive(Debug, Serialize)]
+pub struct DescribeTasksOutput {
+    pub tasks: Vec<Box<RawValue>>,
+    pub failures: Vec<Failure>,
+}
+
+pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<DescribeTasksOutput> {
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let list = req.tasks.unwrap_or_default();
     check_batch("tasks", list.len(), 100)?;
@@ -64,13 +73,13 @@ pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<Describ
             ix.tasks.get(key.as_str())
         });
         match found {
-            Some(e) => tasks.push(present(&e.value.task, with_tags)),
+            Some(e) => tasks.push(e.value.to_json(with_tags)),
             None => {
                 failures.push(missing(if given.starts_with("arn:") { given } else { ctx.arns.task(&cluster, &given) }))
             }
         }
     }
-    Ok(DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
+    Ok(DescribeTasksOutput { tasks, failures })
 }
 
 /// The filters of one ListTasks call, resolved.
@@ -85,15 +94,16 @@ struct TaskFilter {
 }
 
 impl TaskFilter {
-    fn matches(&self, t: &Task) -> bool {
-        t.desired_status.as_deref().unwrap_or("RUNNING") == &*self.desired
-            && self.instance.as_deref().is_none_or(|i| t.container_instance_arn.as_deref() == Some(i))
-            && self
-                .family
-                .as_deref()
-                .is_none_or(|f| t.task_definition_arn.as_deref().and_then(family_of_arn) == Some(f))
-            && self.started_by.as_deref().is_none_or(|s| t.started_by.as_deref() == Some(s))
-            && self.group.as_deref().is_none_or(|g| t.group.as_deref() == Some(g))
+    fn matches(&self, t: &TaskSummary) -> bool {
+        fn eq(want: &Option<Arc<str>>, have: &Option<Arc<str>>) -> bool {
+            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
+        }
+        *t.desired == *self.desired
+            && *t.cluster == *self.cluster
+            && eq(&self.instance, &t.instance)
+            && eq(&self.family, &t.family)
+            && eq(&self.started_by, &t.started_by)
+            && eq(&self.group, &t.group)
             && self.launch_type.as_deref().is_none_or(|l| t.launch_type.as_deref() == Some(l))
     }
 
@@ -179,10 +189,11 @@ pub async fn list(ctx: &Ctx, req: ListTasksRequest) -> ApiResult<ListTasksRespon
     let matching = candidates
         .range::<str, _>((start, Bound::Unbounded))
         .filter_map(|k| ix.tasks.get(k).map(|e| (k, e)))
-        .filter(|(_, e)| filter.matches(&e.value.task));
+        .filter(|(_, e)| filter.matches(&e.value.summary));
     let (items, next) = page(&ctx.pager, &scope, &pr, matching, |(k, _)| k);
+    let id_of = |k: &str| k.rsplit('/').next().unwrap_or_default().to_string();
     Ok(ListTasksResponse {
-        task_arns: Some(items.into_iter().map(|(_, e)| e.value.task.task_arn.clone().unwrap_or_default()).collect()),
+        task_arns: Some(items.into_iter().map(|(k, _)| ctx.arns.task(&cluster, &id_of(k))).collect()),
         next_token: next,
     })
 }
@@ -201,10 +212,10 @@ pub async fn stop(ctx: &Ctx, req: StopTaskRequest) -> ApiResult<StopTaskResponse
     let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Some(entry) = ctx.cache.read().tasks.get(key.as_str()).cloned() else { return Err(not_found()) };
-        if entry.value.task.desired_status.as_deref() == Some("STOPPED") {
-            return Ok(StopTaskResponse { task: Some(present(&entry.value.task, false)) });
+        let mut rec = entry.value.record();
+        if rec.task.desired_status.as_deref() == Some("STOPPED") {
+            return Ok(StopTaskResponse { task: Some(present(&rec.task, false)) });
         }
-        let mut rec = (*entry.value).clone();
         request_stop(&mut rec.task, "UserInitiated", &reason, ctx.now());
         let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
         if ctx.commit(txn).await?.is_some() {

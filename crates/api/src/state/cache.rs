@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use super::codec::{decode_record, CodecError};
 use super::keys;
-use super::records::{IdempotencyRecord, InstanceRecord, Record, Reservation, TaskDefinitionRecord, TaskRecord};
+use super::records::{IdempotencyRecord, InstanceRecord, Record, Reservation, TaskDefinitionRecord};
+pub use super::tasks::family_of_arn;
+use super::tasks::{CachedTask, TaskIndexes, TaskSummary};
 
 /// A cached record and the revision that last modified it (for compare-and-swap writes).
 #[derive(Debug)]
@@ -52,23 +54,6 @@ pub struct InstanceUsage {
     pub ports_udp: BTreeSet<u16>,
 }
 
-/// Task keys in key order.
-pub type TaskKeys = BTreeSet<Arc<str>>;
-
-/// An index from (cluster, value) to the keys of the tasks that have that value.
-pub type ClusterIndex = HashMap<(Arc<str>, Arc<str>), TaskKeys>;
-
-/// Secondary indexes over tasks.
-#[derive(Debug, Default)]
-pub struct TaskIndexes {
-    pub by_cluster_desired: ClusterIndex,
-    /// Keyed by container instance ARN, which already names the cluster.
-    pub by_instance: HashMap<Arc<str>, TaskKeys>,
-    pub by_family: ClusterIndex,
-    pub by_started_by: ClusterIndex,
-    pub by_group: ClusterIndex,
-}
-
 /// Everything the cache holds, keyed by store key so that prefix ranges are cluster scans.
 #[derive(Debug, Default)]
 pub struct Indexes {
@@ -78,7 +63,7 @@ pub struct Indexes {
     pub instances: BTreeMap<String, Entry<InstanceRecord>>,
     /// Keyed by container instance ARN.
     pub instance_usage: HashMap<String, InstanceUsage>,
-    pub tasks: BTreeMap<Arc<str>, Entry<TaskRecord>>,
+    pub tasks: BTreeMap<Arc<str>, Entry<CachedTask>>,
     pub task_index: TaskIndexes,
     pub services: BTreeMap<String, Entry<Service>>,
     pub idempotency: HashMap<String, Entry<IdempotencyRecord>>,
@@ -96,14 +81,6 @@ pub fn range_prefix<'a, V>(
 /// The cluster a key of the form `kind/cluster/rest` belongs to.
 fn cluster_of(key: &str) -> &str {
     key.split('/').nth(1).unwrap_or("")
-}
-
-fn status_counts(last_status: Option<&str>) -> (i64, i64) {
-    match last_status {
-        Some("RUNNING") => (1, 0),
-        Some("PENDING") | Some("PROVISIONING") | Some("ACTIVATING") => (0, 1),
-        _ => (0, 0),
-    }
 }
 
 impl Indexes {
@@ -127,8 +104,9 @@ impl Indexes {
             Record::Task(t) => {
                 let key: Arc<str> = kv.key.as_str().into();
                 self.remove_task(&key);
-                self.index_task(&key, &t, 1);
-                self.tasks.insert(key, Entry { value: Arc::new(t), revision: rev });
+                let cached = self.task_index.cache(cluster_of(&kv.key), t);
+                self.index_task(&key, &cached.summary, 1);
+                self.tasks.insert(key, Entry { value: Arc::new(cached), revision: rev });
             }
             Record::Service(s) => {
                 self.remove_service(&kv.key);
@@ -189,42 +167,27 @@ impl Indexes {
 
     fn remove_task(&mut self, key: &str) {
         if let Some((k, old)) = self.tasks.remove_entry(key) {
-            self.index_task(&k, &old.value, -1);
+            self.index_task(&k, &old.value.summary, -1);
         }
     }
 
     /// Adds (`sign` 1) or removes (`sign` -1) a task's contribution to indexes and counts.
-    fn index_task(&mut self, key: &Arc<str>, rec: &TaskRecord, sign: i64) {
-        let t = &rec.task;
-        let cluster: Arc<str> = cluster_of(key).into();
-        let (running, pending) = status_counts(t.last_status.as_deref());
-        let stats = self.cluster_stats.entry(cluster.to_string()).or_default();
+    fn index_task(&mut self, key: &Arc<str>, s: &TaskSummary, sign: i64) {
+        let (running, pending) = s.last_status.counts();
+        let stats = self.cluster_stats.entry(s.cluster.to_string()).or_default();
         stats.running_tasks += sign * running;
         stats.pending_tasks += sign * pending;
-        if t.launch_type.as_deref() == Some("FARGATE") {
+        if s.launch_type.as_deref() == Some("FARGATE") {
             stats.running_fargate_tasks += sign * running;
             stats.pending_fargate_tasks += sign * pending;
         }
-
-        let ix = &mut self.task_index;
-        let desired: Arc<str> = t.desired_status.as_deref().unwrap_or("RUNNING").into();
-        set_member(&mut ix.by_cluster_desired, (cluster.clone(), desired), key, sign);
-        if let Some(family) = t.task_definition_arn.as_deref().and_then(family_of_arn) {
-            set_member(&mut ix.by_family, (cluster.clone(), family.into()), key, sign);
-        }
-        if let Some(s) = &t.started_by {
-            set_member(&mut ix.by_started_by, (cluster.clone(), s.as_str().into()), key, sign);
-        }
-        if let Some(g) = &t.group {
-            set_member(&mut ix.by_group, (cluster.clone(), g.as_str().into()), key, sign);
-        }
-        if let Some(inst) = &t.container_instance_arn {
-            set_member(&mut ix.by_instance, inst.as_str().into(), key, sign);
-            let usage = self.instance_usage.entry(inst.clone()).or_default();
+        self.task_index.update(key, s, sign > 0);
+        if let Some(inst) = &s.instance {
+            let usage = self.instance_usage.entry(inst.to_string()).or_default();
             usage.running_tasks += sign * running;
             usage.pending_tasks += sign * pending;
-            if t.last_status.as_deref() != Some("STOPPED") {
-                if let Some(r) = &rec.reservation {
+            if s.last_status != super::tasks::LastStatus::Stopped {
+                if let Some(r) = &s.reservation {
                     apply_reservation(usage, r, sign);
                 }
             }
@@ -246,38 +209,35 @@ fn apply_reservation(usage: &mut InstanceUsage, r: &Reservation, sign: i64) {
     }
 }
 
-fn set_member<K: std::hash::Hash + Eq>(map: &mut HashMap<K, BTreeSet<Arc<str>>>, k: K, key: &Arc<str>, sign: i64) {
-    if sign > 0 {
-        map.entry(k).or_default().insert(key.clone());
-    } else if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(k) {
-        e.get_mut().remove(key);
-        if e.get().is_empty() {
-            e.remove();
-        }
-    }
-}
-
-/// `arn:...:task-definition/family:3` -> `family`.
-pub fn family_of_arn(arn: &str) -> Option<&str> {
-    let rest = arn.rsplit_once(":task-definition/")?.1;
-    Some(rest.rsplit_once(':').map(|(f, _)| f).unwrap_or(rest))
-}
-
 /// The shared cache.
 pub struct Cache {
     inner: RwLock<Indexes>,
     applied: watch::Sender<Revision>,
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Cache {
-    /// Loads everything from the store and keeps following it until `shutdown` fires.
+    /// Loads everything from the store and keeps following it until [`Cache::stop`].
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Cache>, StoreError> {
         let (applied, _) = watch::channel(0);
-        let cache = Arc::new(Cache { inner: RwLock::new(Indexes::default()), applied });
+        let cache =
+            Arc::new(Cache { inner: RwLock::new(Indexes::default()), applied, follower: std::sync::Mutex::new(None) });
         let revision = cache.reload(&*store).await?;
         let follower = cache.clone();
-        tokio::spawn(async move { follower.follow(store, revision).await });
+        let handle = tokio::spawn(async move { follower.follow(store, revision).await });
+        *cache.follower.lock().expect("cache follower lock poisoned") = Some(handle);
         Ok(cache)
+    }
+
+    /// Stops following the store and waits until the follower has let go of it. The follower
+    /// holds the store, and a redb store keeps its file locked while it lives, so without this
+    /// a server that has shut down could not be started again on the same data directory.
+    pub async fn stop(&self) {
+        let handle = self.follower.lock().expect("cache follower lock poisoned").take();
+        if let Some(handle) = handle {
+            handle.abort();
+            let _ = handle.await;
+        }
     }
 
     async fn reload(&self, store: &dyn Store) -> Result<Revision, StoreError> {
@@ -372,6 +332,7 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::state::codec::encode;
+    use crate::state::records::TaskRecord;
     use flotilla_model::Task;
     use flotilla_store::{MemoryStore, Op, Txn};
 
@@ -417,11 +378,5 @@ mod tests {
         assert!(ix.instance_usage["ci-1"].ports.is_empty());
         assert!(!ix.task_index.by_cluster_desired.contains_key(&("c".into(), "RUNNING".into())));
         assert_eq!(ix.task_index.by_cluster_desired[&("c".into(), "STOPPED".into())].len(), 1);
-    }
-
-    #[test]
-    fn family_from_arn() {
-        assert_eq!(family_of_arn("arn:aws:ecs:r:a:task-definition/web-app:12"), Some("web-app"));
-        assert_eq!(family_of_arn("nope"), None);
     }
 }

@@ -5,3 +5,4 @@ pub mod cache;
 pub mod codec;
 pub mod keys;
 pub mod records;
+pub mod tasks;

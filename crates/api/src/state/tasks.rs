@@ -1,0 +1,245 @@
+//! How the cache keeps tasks, the most numerous record by far: each task once as the JSON ECS
+//! shows (so DescribeTasks copies bytes instead of re-encoding structs), its tags apart (they
+//! are shown only on request), and a small summary of the fields that ListTasks filters on and
+//! the counts depend on. Strings the summary shares with the indexes (family, group, instance)
+//! are stored once. This keeps a stored task to about its JSON size in memory.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use flotilla_model::{Tag, Task};
+use serde_json::value::RawValue;
+
+use super::records::{Reservation, TaskRecord};
+
+/// Task keys in key order.
+pub type TaskKeys = BTreeSet<Arc<str>>;
+
+/// An index from (cluster, value) to the keys of the tasks that have that value.
+pub type ClusterIndex = HashMap<(Arc<str>, Arc<str>), TaskKeys>;
+
+/// A task's lastStatus, as a small value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastStatus {
+    Provisioning,
+    Pending,
+    Activating,
+    Running,
+    Deactivating,
+    Stopping,
+    Deprovisioning,
+    Stopped,
+    Other,
+}
+
+impl LastStatus {
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("PROVISIONING") => Self::Provisioning,
+            Some("PENDING") => Self::Pending,
+            Some("ACTIVATING") => Self::Activating,
+            Some("RUNNING") => Self::Running,
+            Some("DEACTIVATING") => Self::Deactivating,
+            Some("STOPPING") => Self::Stopping,
+            Some("DEPROVISIONING") => Self::Deprovisioning,
+            Some("STOPPED") => Self::Stopped,
+            _ => Self::Other,
+        }
+    }
+
+    /// How the task counts in running and pending totals.
+    pub fn counts(self) -> (i64, i64) {
+        match self {
+            Self::Running => (1, 0),
+            Self::Provisioning | Self::Pending | Self::Activating => (0, 1),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// The fields of a task that indexes, filters and counts need.
+#[derive(Debug, Clone)]
+pub struct TaskSummary {
+    pub cluster: Arc<str>,
+    pub last_status: LastStatus,
+    /// desiredStatus: RUNNING or STOPPED.
+    pub desired: Arc<str>,
+    pub launch_type: Option<Arc<str>>,
+    pub instance: Option<Arc<str>>,
+    pub family: Option<Arc<str>>,
+    pub started_by: Option<Arc<str>>,
+    pub group: Option<Arc<str>>,
+    pub reservation: Option<Reservation>,
+}
+
+/// A task as the cache holds it.
+#[derive(Debug)]
+pub struct CachedTask {
+    /// The task as ECS shows it, without its tags.
+    pub json: Box<RawValue>,
+    /// The task's tags as a JSON array, when it has any.
+    pub tags: Option<Box<RawValue>>,
+    pub summary: TaskSummary,
+}
+
+impl CachedTask {
+    /// The full task, tags included.
+    pub fn task(&self) -> Task {
+        // The JSON was produced from a Task by this process, so it always decodes.
+        let mut t: Task = serde_json::from_str(self.json.get()).expect("cached task JSON decodes");
+        t.tags = self.tags.as_ref().map(|raw| serde_json::from_str::<Vec<Tag>>(raw.get()).expect("cached tags decode"));
+        t
+    }
+
+    /// The stored record this entry was built from.
+    pub fn record(&self) -> TaskRecord {
+        TaskRecord { task: self.task(), reservation: self.summary.reservation.clone() }
+    }
+
+    /// The task's JSON for DescribeTasks: tags included only when asked for.
+    pub fn to_json(&self, with_tags: bool) -> Box<RawValue> {
+        if !with_tags {
+            return self.json.clone();
+        }
+        let body = self.json.get();
+        let tags = self.tags.as_ref().map(|t| t.get()).unwrap_or("[]");
+        // The JSON is an object with at least taskArn, so it ends in '}' after a member.
+        let mut s = String::with_capacity(body.len() + tags.len() + 10);
+        s.push_str(&body[..body.len() - 1]);
+        s.push_str(",\"tags\":");
+        s.push_str(tags);
+        s.push('}');
+        RawValue::from_string(s).expect("spliced JSON is valid")
+    }
+
+    pub fn last_status(&self) -> LastStatus {
+        self.summary.last_status
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.summary.last_status == LastStatus::Stopped
+    }
+}
+
+/// Secondary indexes over tasks.
+#[derive(Debug, Default)]
+pub struct TaskIndexes {
+    pub by_cluster_desired: ClusterIndex,
+    /// Keyed by container instance ARN, which already names the cluster.
+    pub by_instance: HashMap<Arc<str>, TaskKeys>,
+    pub by_family: ClusterIndex,
+    pub by_started_by: ClusterIndex,
+    pub by_group: ClusterIndex,
+}
+
+/// The Arc an index already holds for `value`, so equal strings are stored once.
+fn shared(index: &ClusterIndex, cluster: &Arc<str>, value: &str) -> Arc<str> {
+    let probe = (cluster.clone(), Arc::<str>::from(value));
+    match index.get_key_value(&probe) {
+        Some(((_, v), _)) => v.clone(),
+        None => probe.1,
+    }
+}
+
+fn set_member<K: std::hash::Hash + Eq>(map: &mut HashMap<K, TaskKeys>, k: K, key: &Arc<str>, add: bool) {
+    if add {
+        map.entry(k).or_default().insert(key.clone());
+    } else if let std::collections::hash_map::Entry::Occupied(mut e) = map.entry(k) {
+        e.get_mut().remove(key);
+        if e.get().is_empty() {
+            e.remove();
+        }
+    }
+}
+
+/// `arn:...:task-definition/family:3` -> `family`.
+pub fn family_of_arn(arn: &str) -> Option<&str> {
+    let rest = arn.rsplit_once(":task-definition/")?.1;
+    Some(rest.rsplit_once(':').map(|(f, _)| f).unwrap_or(rest))
+}
+
+impl TaskIndexes {
+    /// Builds the cached form of a stored task, sharing strings with the indexes.
+    pub fn cache(&self, cluster: &str, rec: TaskRecord) -> CachedTask {
+        let TaskRecord { mut task, reservation } = rec;
+        let cluster: Arc<str> = self
+            .by_cluster_desired
+            .keys()
+            .find(|(c, _)| &**c == cluster)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_else(|| cluster.into());
+        let tags = task
+            .tags
+            .take()
+            .filter(|t| !t.is_empty())
+            .map(|t| RawValue::from_string(serde_json::to_string(&t).expect("tags encode")).expect("valid JSON"));
+        let desired = shared(&self.by_cluster_desired, &cluster, task.desired_status.as_deref().unwrap_or("RUNNING"));
+        let summary = TaskSummary {
+            last_status: LastStatus::parse(task.last_status.as_deref()),
+            desired,
+            launch_type: task.launch_type.as_deref().map(Arc::from),
+            instance: task
+                .container_instance_arn
+                .as_deref()
+                .map(|i| self.by_instance.get_key_value(i).map(|(k, _)| k.clone()).unwrap_or_else(|| i.into())),
+            family: task
+                .task_definition_arn
+                .as_deref()
+                .and_then(family_of_arn)
+                .map(|f| shared(&self.by_family, &cluster, f)),
+            started_by: task.started_by.as_deref().map(|s| shared(&self.by_started_by, &cluster, s)),
+            group: task.group.as_deref().map(|g| shared(&self.by_group, &cluster, g)),
+            reservation,
+            cluster,
+        };
+        let json = RawValue::from_string(serde_json::to_string(&task).expect("tasks encode")).expect("valid JSON");
+        CachedTask { json, tags, summary }
+    }
+
+    /// Adds (`add`) or removes a task's keys from every index.
+    pub fn update(&mut self, key: &Arc<str>, s: &TaskSummary, add: bool) {
+        set_member(&mut self.by_cluster_desired, (s.cluster.clone(), s.desired.clone()), key, add);
+        if let Some(f) = &s.family {
+            set_member(&mut self.by_family, (s.cluster.clone(), f.clone()), key, add);
+        }
+        if let Some(v) = &s.started_by {
+            set_member(&mut self.by_started_by, (s.cluster.clone(), v.clone()), key, add);
+        }
+        if let Some(g) = &s.group {
+            set_member(&mut self.by_group, (s.cluster.clone(), g.clone()), key, add);
+        }
+        if let Some(i) = &s.instance {
+            set_member(&mut self.by_instance, i.clone(), key, add);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_with_and_without_tags() {
+        let ix = TaskIndexes::default();
+        let task = Task {
+            task_arn: Some("arn:aws:ecs:us-east-1:0:task/c/1".into()),
+            tags: Some(vec![Tag { key: Some("k".into()), value: Some("v".into()) }]),
+            ..Default::default()
+        };
+        let cached = ix.cache("c", TaskRecord { task: task.clone(), reservation: None });
+        assert_eq!(cached.task(), task);
+        let without: Task = serde_json::from_str(cached.to_json(false).get()).unwrap();
+        assert_eq!(without.tags, None);
+        let with: Task = serde_json::from_str(cached.to_json(true).get()).unwrap();
+        assert_eq!(with, task);
+        let untagged = ix.cache("c", TaskRecord { task: Task { tags: None, ..task }, reservation: None });
+        let shown: Task = serde_json::from_str(untagged.to_json(true).get()).unwrap();
+        assert_eq!(shown.tags, Some(vec![]));
+    }
+
+    #[test]
+    fn family_from_arn() {
+        assert_eq!(family_of_arn("arn:aws:ecs:r:a:task-definition/web-app:12"), Some("web-app"));
+        assert_eq!(family_of_arn("nope"), None);
+    }
+}
