@@ -1,0 +1,199 @@
+//! The session between the control plane and an agent: the messages that cross the long-lived,
+//! SigV4-authenticated websocket at `GET /agent/ws`.
+//!
+//! As in ECS's ACS protocol, every frame is a JSON text frame `{"type": ..., "message": {...}}`.
+//! The server pushes each instance's tasks (`Payload`), a full list of what the instance should
+//! run (`TaskManifest`) after every (re)connect and periodically, and heartbeats. The agent
+//! acknowledges payloads and manifests, answers heartbeats, and reports task state changes,
+//! which the server acknowledges once they are durable. Everything is idempotent: a payload or
+//! report delivered twice changes nothing, so either side may resend after a reconnect.
+
+use flotilla_model::{NetworkBinding, Task, TaskDefinition};
+use serde::{Deserialize, Serialize};
+
+/// The path of the agent websocket on the control plane.
+pub const AGENT_WS_PATH: &str = "/agent/ws";
+
+/// Query parameters of the upgrade request, signed with SigV4 like the rest of the request.
+pub mod query {
+    pub const CLUSTER: &str = "cluster";
+    pub const CONTAINER_INSTANCE: &str = "containerInstance";
+    pub const AGENT_VERSION: &str = "agentVersion";
+    pub const SEQ_NUM: &str = "seqNum";
+}
+
+/// How often each side sends a heartbeat, and how long a silent peer is given.
+pub const HEARTBEAT_SECS: u64 = 10;
+pub const PEER_TIMEOUT_SECS: u64 = 35;
+
+/// A task as the agent receives it: the ECS task record plus the definition to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskAssignment {
+    /// The task record (ARN, desiredStatus, overrides, cpu/memory, group, ...).
+    pub task: Task,
+    /// The task definition revision the task runs.
+    pub definition: TaskDefinition,
+    /// Host ports the control plane reserved for fixed `hostPort` mappings (bridge mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reserved_ports: Vec<u16>,
+}
+
+impl TaskAssignment {
+    pub fn arn(&self) -> &str {
+        self.task.task_arn.as_deref().unwrap_or_default()
+    }
+    pub fn desired_status(&self) -> &str {
+        self.task.desired_status.as_deref().unwrap_or("RUNNING")
+    }
+}
+
+/// One entry of a manifest: a task the instance should know and what it should be doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestEntry {
+    pub task_arn: String,
+    pub desired_status: String,
+}
+
+/// A container's state as the agent reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerReport {
+    pub name: String,
+    /// PENDING, RUNNING or STOPPED.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_bindings: Vec<NetworkBinding>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN, for containers with a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<String>,
+}
+
+/// A task's state as the agent reports it. Timestamps are epoch milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReport {
+    pub task_arn: String,
+    /// The task's lastStatus: PROVISIONING ... STOPPED.
+    pub status: String,
+    /// Reports from one agent are numbered, so that a late duplicate never moves a task back.
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// HEALTHY, UNHEALTHY or UNKNOWN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<String>,
+    /// The task's address in awsvpc mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ipv4: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_stopped_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at_ms: Option<i64>,
+}
+
+/// Messages from the control plane to an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "message", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    /// Tasks to run or stop. Acknowledge with `Ack`.
+    PayloadMessage {
+        message_id: String,
+        tasks: Vec<TaskAssignment>,
+    },
+    /// Everything the instance should know. Tasks the agent runs that are missing here are to be
+    /// stopped. `timeline` grows; the agent ignores a manifest older than one it has applied.
+    TaskManifestMessage {
+        message_id: String,
+        timeline: u64,
+        tasks: Vec<ManifestEntry>,
+    },
+    /// A report is durable. The agent stops resending it.
+    ReportAck {
+        task_arn: String,
+        seq: u64,
+    },
+    HeartbeatMessage {
+        message_id: String,
+    },
+    /// The server is closing the session; reconnect after the given delay.
+    CloseMessage {
+        reason: String,
+    },
+    /// A request could not be served.
+    ErrorMessage {
+        code: String,
+        message: String,
+    },
+}
+
+/// Messages from an agent to the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "message", rename_all_fields = "camelCase")]
+pub enum AgentMessage {
+    AckRequest {
+        message_id: String,
+    },
+    HeartbeatAckRequest {
+        message_id: String,
+    },
+    HeartbeatRequest {
+        message_id: String,
+    },
+    /// A task's state changed.
+    TaskStateChange(TaskReport),
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("protocol messages always encode")
+    }
+}
+
+impl AgentMessage {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("protocol messages always encode")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_tagged_like_acs() {
+        let m = ServerMessage::HeartbeatMessage { message_id: "m1".into() };
+        assert_eq!(m.to_json(), r#"{"type":"HeartbeatMessage","message":{"messageId":"m1"}}"#);
+        let back: ServerMessage = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(back, m);
+        let r = AgentMessage::TaskStateChange(TaskReport {
+            task_arn: "t".into(),
+            status: "RUNNING".into(),
+            seq: 3,
+            ..Default::default()
+        });
+        let back: AgentMessage = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+    }
+}
