@@ -88,11 +88,16 @@ pub async fn serve_ctx(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let drainer = tokio::spawn(finish_draining_loop(ctx.clone()));
+    let cache = ctx.cache.clone();
     let router = router(ctx, config);
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    // Let go of the store before returning, so the data directory can be opened again at once.
     drainer.abort();
+    let _ = drainer.await;
+    cache.stop().await;
+    served?;
     Ok(())
 }
 

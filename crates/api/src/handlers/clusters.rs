@@ -13,7 +13,7 @@ use super::{active_cluster, check_batch, cluster_name, missing, DEFAULT_CLUSTER}
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
-use crate::state::cache::{range_prefix, ClusterStats};
+use crate::state::cache::{range_prefix, ClusterStats, Indexes};
 use crate::state::codec::encode;
 use crate::state::keys;
 
@@ -48,7 +48,8 @@ fn default_settings() -> Vec<ClusterSetting> {
     vec![ClusterSetting { name: Some("containerInsights".into()), value: Some("disabled".into()) }]
 }
 
-/// The record with live counts filled in and optional parts shown as `include` asks.
+/// The record with live counts filled in and optional parts shown as `include` asks; statistics
+/// are left empty here, for [`describe`] to fill in.
 fn present(c: &Cluster, stats: ClusterStats, include: &[String]) -> Cluster {
     let mut out = c.clone();
     out.registered_container_instances_count = Some(stats.registered_instances as i32);
@@ -58,7 +59,7 @@ fn present(c: &Cluster, stats: ClusterStats, include: &[String]) -> Cluster {
     out.capacity_providers.get_or_insert_with(Vec::new);
     out.default_capacity_provider_strategy.get_or_insert_with(Vec::new);
     let has = |f: &str| include.iter().any(|i| i == f);
-    out.statistics = Some(if has("STATISTICS") { statistics(stats) } else { Vec::new() });
+    out.statistics = Some(Vec::new());
     if !has("TAGS") {
         out.tags = Some(Vec::new());
     } else {
@@ -73,17 +74,30 @@ fn present(c: &Cluster, stats: ClusterStats, include: &[String]) -> Cluster {
     out
 }
 
-fn statistics(s: ClusterStats) -> Vec<KeyValuePair> {
+/// The ACTIVE and DRAINING Fargate services of a cluster. The cache counts services of every
+/// launch type together; the statistics split them, so the Fargate ones are counted here.
+fn fargate_services(ix: &Indexes, cluster: &str) -> (i64, i64) {
+    let prefix = format!("{}{cluster}/", keys::SERVICE);
+    let fargate =
+        range_prefix(&ix.services, &prefix).filter(|(_, e)| e.value.launch_type.as_deref() == Some("FARGATE"));
+    fargate.fold((0, 0), |(active, draining), (_, e)| match e.value.status.as_deref() {
+        Some("ACTIVE") => (active + 1, draining),
+        Some("DRAINING") => (active, draining + 1),
+        _ => (active, draining),
+    })
+}
+
+fn statistics(s: ClusterStats, (active_fargate, draining_fargate): (i64, i64)) -> Vec<KeyValuePair> {
     let kv = |n: &str, v: i64| KeyValuePair { name: Some(n.into()), value: Some(v.to_string()) };
     vec![
         kv("runningEC2TasksCount", s.running_tasks - s.running_fargate_tasks),
         kv("runningFargateTasksCount", s.running_fargate_tasks),
         kv("pendingEC2TasksCount", s.pending_tasks - s.pending_fargate_tasks),
         kv("pendingFargateTasksCount", s.pending_fargate_tasks),
-        kv("activeEC2ServiceCount", s.active_services),
-        kv("activeFargateServiceCount", 0),
-        kv("drainingEC2ServiceCount", s.draining_services),
-        kv("drainingFargateServiceCount", 0),
+        kv("activeEC2ServiceCount", s.active_services - active_fargate),
+        kv("activeFargateServiceCount", active_fargate),
+        kv("drainingEC2ServiceCount", s.draining_services - draining_fargate),
+        kv("drainingFargateServiceCount", draining_fargate),
     ]
 }
 
@@ -172,7 +186,11 @@ pub async fn describe(ctx: &Ctx, req: DescribeClustersRequest) -> ApiResult<Desc
         match found {
             Some((n, e)) => {
                 let stats = ix.cluster_stats.get(&n).copied().unwrap_or_default();
-                clusters.push(present(&e.value, stats, &include));
+                let mut c = present(&e.value, stats, &include);
+                if include.iter().any(|i| i == "STATISTICS") {
+                    c.statistics = Some(statistics(stats, fargate_services(&ix, &n)));
+                }
+                clusters.push(c);
             }
             None => failures.push(missing(if given.starts_with("arn:") { given } else { ctx.arns.cluster(&given) })),
         }

@@ -149,6 +149,11 @@ pub async fn register(
                         "containerInstanceArn '{arn}' does not name a container instance of cluster {cluster}."
                     ))
                 })?;
+                // Deregistering is final: ECS answers an agent that re-registers a deregistered
+                // instance with this ClientException; only a fresh registration gets back in.
+                if e.value.instance.status.as_deref() == Some("INACTIVE") {
+                    return Err(ApiError::client(format!("Container instance {} is inactive.", short_id(arn))));
+                }
                 Some(e)
             }
             None => None,

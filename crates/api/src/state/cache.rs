@@ -68,6 +68,9 @@ pub struct Indexes {
     pub services: BTreeMap<String, Entry<Service>>,
     pub idempotency: HashMap<String, Entry<IdempotencyRecord>>,
     pub account_settings: BTreeMap<String, Entry<Setting>>,
+    /// (container instance ARN, task key) of task changes not yet announced to the instance's
+    /// agent session.
+    notices: Vec<(Arc<str>, Arc<str>)>,
 }
 
 /// Iterates the entries of a map whose keys start with `prefix`, in key order.
@@ -105,6 +108,9 @@ impl Indexes {
                 let key: Arc<str> = kv.key.as_str().into();
                 self.remove_task(&key);
                 let cached = self.task_index.cache(cluster_of(&kv.key), t);
+                if let Some(inst) = &cached.summary.instance {
+                    self.notices.push((inst.clone(), key.clone()));
+                }
                 self.index_task(&key, &cached.summary, 1);
                 self.tasks.insert(key, Entry { value: Arc::new(cached), revision: rev });
             }
@@ -167,6 +173,9 @@ impl Indexes {
 
     fn remove_task(&mut self, key: &str) {
         if let Some((k, old)) = self.tasks.remove_entry(key) {
+            if let Some(inst) = &old.value.summary.instance {
+                self.notices.push((inst.clone(), k.clone()));
+            }
             self.index_task(&k, &old.value.summary, -1);
         }
     }
@@ -209,9 +218,14 @@ fn apply_reservation(usage: &mut InstanceUsage, r: &Reservation, sign: i64) {
     }
 }
 
+/// The notice that asks an agent session to look at all of its instance's tasks again.
+pub const RESYNC: &str = "";
+
 /// The shared cache.
 pub struct Cache {
     inner: RwLock<Indexes>,
+    /// The agent session of each container instance, told which of its tasks changed.
+    instance_subscribers: std::sync::Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Arc<str>>>>,
     applied: watch::Sender<Revision>,
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -221,7 +235,12 @@ impl Cache {
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Cache>, StoreError> {
         let (applied, _) = watch::channel(0);
         let cache =
-            Arc::new(Cache { inner: RwLock::new(Indexes::default()), applied, follower: std::sync::Mutex::new(None) });
+            Arc::new(Cache {
+            inner: RwLock::new(Indexes::default()),
+            instance_subscribers: Default::default(),
+            applied,
+            follower: std::sync::Mutex::new(None),
+        });
         let revision = cache.reload(&*store).await?;
         let follower = cache.clone();
         let handle = tokio::spawn(async move { follower.follow(store, revision).await });
@@ -248,8 +267,13 @@ impl Cache {
                 tracing::error!(error = %e, "skipping a stored value that does not decode");
             }
         }
+        ix.notices.clear();
         *self.inner.write().expect("cache lock poisoned") = ix;
         self.applied.send_replace(listing.revision);
+        // Sessions may have missed changes while the cache reloaded: ask each for a full resync.
+        for tx in self.instance_subscribers.lock().expect("subscribers lock poisoned").values() {
+            let _ = tx.send(Arc::from(RESYNC));
+        }
         Ok(listing.revision)
     }
 
@@ -289,7 +313,7 @@ impl Cache {
 
     /// Applies one committed transaction's changes.
     pub fn apply(&self, batch: &WatchBatch) {
-        {
+        let notices = {
             let mut ix = self.inner.write().expect("cache lock poisoned");
             for ev in &batch.events {
                 match ev {
@@ -301,6 +325,15 @@ impl Cache {
                     Event::Delete { key } => ix.apply_delete(key),
                 }
             }
+            std::mem::take(&mut ix.notices)
+        };
+        if !notices.is_empty() {
+            let subs = self.instance_subscribers.lock().expect("subscribers lock poisoned");
+            for (instance, key) in notices {
+                if let Some(tx) = subs.get(&*instance) {
+                    let _ = tx.send(key);
+                }
+            }
         }
         self.applied.send_if_modified(|r| {
             let newer = batch.revision > *r;
@@ -309,6 +342,23 @@ impl Cache {
             }
             newer
         });
+    }
+
+    /// Task keys of the instance's tasks as they change (after the change is in the cache), or
+    /// [`RESYNC`] when the instance's tasks must be looked at afresh. A new subscription for an
+    /// instance replaces the old one: the newest agent session is the one that is told.
+    pub fn subscribe_instance(&self, instance_arn: &str) -> tokio::sync::mpsc::UnboundedReceiver<Arc<str>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.instance_subscribers.lock().expect("subscribers lock poisoned").insert(instance_arn.to_string(), tx);
+        rx
+    }
+
+    /// Drops an instance's subscription if it is still `rx`'s (a newer session keeps its own).
+    pub fn unsubscribe_instance(&self, instance_arn: &str) {
+        let mut subs = self.instance_subscribers.lock().expect("subscribers lock poisoned");
+        if subs.get(instance_arn).is_some_and(|tx| tx.is_closed()) {
+            subs.remove(instance_arn);
+        }
     }
 
     /// A read lock on the indexes. Never hold it across an await.

@@ -111,7 +111,8 @@ impl Drop for TestServer {
 /// The error code an SDK call failed with.
 pub fn code_of<E, R>(err: &aws_sdk_ecs::error::SdkError<E, R>) -> String
 where
-    E: aws_sdk_ecs::error::ProvideErrorMetadata,
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
 {
     match err {
         aws_sdk_ecs::error::SdkError::ServiceError(s) => s.err().code().unwrap_or("<none>").to_string(),
@@ -120,7 +121,12 @@ where
 }
 
 /// Sends a raw, unsigned or hand-built request (for protocol tests).
-pub async fn raw(addr: SocketAddr, target: Option<&str>, body: &[u8], headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, String) {
+pub async fn raw(
+    addr: SocketAddr,
+    target: Option<&str>,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
     let client = reqwest::Client::new();
     let mut req = client.post(format!("http://{addr}/")).body(body.to_vec());
     if let Some(t) = target {
@@ -150,7 +156,10 @@ where
 
 /// Asserts that an SDK call failed with `code` and returns its message.
 #[track_caller]
-pub fn expect_code<T: std::fmt::Debug, E, R>(result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>, code: &str) -> String
+pub fn expect_code<T: std::fmt::Debug, E, R>(
+    result: Result<T, aws_sdk_ecs::error::SdkError<E, R>>,
+    code: &str,
+) -> String
 where
     E: aws_sdk_ecs::error::ProvideErrorMetadata + std::fmt::Debug,
     R: std::fmt::Debug,
@@ -202,12 +211,11 @@ pub fn instance_resources() -> Vec<aws_sdk_ecs::types::Resource> {
     vec![
         Resource::builder().name("CPU").r#type("INTEGER").integer_value(2048).build(),
         Resource::builder().name("MEMORY").r#type("INTEGER").integer_value(4096).build(),
-        Resource::builder().name("PORTS").r#type("STRINGSET").set_string_set_value(Some(vec![
-            "22".into(),
-            "2375".into(),
-            "2376".into(),
-            "51678".into(),
-        ])).build(),
+        Resource::builder()
+            .name("PORTS")
+            .r#type("STRINGSET")
+            .set_string_set_value(Some(vec!["22".into(), "2375".into(), "2376".into(), "51678".into()]))
+            .build(),
         Resource::builder().name("PORTS_UDP").r#type("STRINGSET").set_string_set_value(Some(vec![])).build(),
     ]
 }
@@ -263,10 +271,7 @@ where
 pub async fn signed_raw(server: &TestServer, target: &str, body: &[u8]) -> (u16, reqwest::header::HeaderMap, String) {
     let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
     let mut headers = http::HeaderMap::new();
-    headers.insert(
-        "x-amz-target",
-        format!("AmazonEC2ContainerServiceV20141113.{target}").parse().expect("header"),
-    );
+    headers.insert("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{target}").parse().expect("header"));
     headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("header"));
     let creds = flotilla_sigv4::Credentials::new(
         server.credentials.access_key_id.clone(),
