@@ -13,6 +13,7 @@ pub mod context;
 pub mod credentials;
 pub mod dispatch;
 pub mod error;
+pub mod gateway;
 pub mod handlers;
 pub mod idempotency;
 pub mod metrics;

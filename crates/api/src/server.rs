@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pagination::Paginator;
 use crate::state::cache::Cache;
-use crate::{dispatch, handlers, protocol};
+use crate::{dispatch, gateway, handlers, protocol};
 
 /// Whether requests must carry a valid SigV4 signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,7 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
         clock,
     };
     handlers::clusters::ensure_default_cluster(&ctx).await?;
+    gateway::mark_all_disconnected(&ctx).await?;
     Ok(ctx)
 }
 
@@ -108,7 +109,35 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
         AuthMode::Disabled => None,
     };
     let app = Arc::new(App { ctx, auth, metrics: Metrics::new() });
-    Router::new().route("/health", get(health)).route("/metrics", get(metrics)).fallback(api).with_state(app)
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route(flotilla_protocol::AGENT_WS_PATH, get(agent_ws))
+        .fallback(api)
+        .with_state(app)
+}
+
+/// The agent session endpoint: a SigV4-signed websocket upgrade naming the instance.
+async fn agent_ws(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response<Body> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if let Some(auth) = &app.auth {
+        if let Err(e) = auth.verify(&method, &uri, &headers, b"") {
+            return protocol::error_response(&request_id, &e);
+        }
+    }
+    match gateway::admit(&app.ctx, uri.query()) {
+        Ok(target) => {
+            let ctx = app.ctx.clone();
+            ws.on_upgrade(move |socket| gateway::run_session(ctx, socket, target))
+        }
+        Err(e) => protocol::error_response(&request_id, &e),
+    }
 }
 
 /// Keeps services' counts and deployments true, and retires DRAINING services once their tasks

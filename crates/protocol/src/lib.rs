@@ -162,7 +162,7 @@ pub enum AgentMessage {
         message_id: String,
     },
     /// A task's state changed.
-    TaskStateChange(TaskReport),
+    TaskStateChange(Box<TaskReport>),
 }
 
 impl ServerMessage {
@@ -187,12 +187,12 @@ mod tests {
         assert_eq!(m.to_json(), r#"{"type":"HeartbeatMessage","message":{"messageId":"m1"}}"#);
         let back: ServerMessage = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(back, m);
-        let r = AgentMessage::TaskStateChange(TaskReport {
+        let r = AgentMessage::TaskStateChange(Box::new(TaskReport {
             task_arn: "t".into(),
             status: "RUNNING".into(),
             seq: 3,
             ..Default::default()
-        });
+        }));
         let back: AgentMessage = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(back, r);
     }

@@ -234,8 +234,7 @@ impl Cache {
     /// Loads everything from the store and keeps following it until [`Cache::stop`].
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Cache>, StoreError> {
         let (applied, _) = watch::channel(0);
-        let cache =
-            Arc::new(Cache {
+        let cache = Arc::new(Cache {
             inner: RwLock::new(Indexes::default()),
             instance_subscribers: Default::default(),
             applied,
@@ -353,11 +352,17 @@ impl Cache {
         rx
     }
 
-    /// Drops an instance's subscription if it is still `rx`'s (a newer session keeps its own).
-    pub fn unsubscribe_instance(&self, instance_arn: &str) {
+    /// After a session dropped its receiver: removes its subscription and returns true if no
+    /// newer session has subscribed for the instance since.
+    pub fn unsubscribe_instance(&self, instance_arn: &str) -> bool {
         let mut subs = self.instance_subscribers.lock().expect("subscribers lock poisoned");
-        if subs.get(instance_arn).is_some_and(|tx| tx.is_closed()) {
-            subs.remove(instance_arn);
+        match subs.get(instance_arn) {
+            Some(tx) if tx.is_closed() => {
+                subs.remove(instance_arn);
+                true
+            }
+            Some(_) => false,
+            None => true,
         }
     }
 

@@ -1,0 +1,216 @@
+//! One agent session: full sync on connect, pushes as the instance's tasks change, task reports
+//! applied and acknowledged once durable, heartbeats both ways.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use flotilla_model::arn::{short_id, Resource};
+use flotilla_protocol::{
+    AgentMessage, ManifestEntry, ServerMessage, TaskAssignment, TaskReport, HEARTBEAT_SECS, PEER_TIMEOUT_SECS,
+};
+use flotilla_store::{Compare, Op, Txn};
+
+use super::presence::set_connected;
+use super::reports::apply_report;
+use super::SessionTarget;
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::error::{ApiError, ApiResult};
+use crate::state::cache::RESYNC;
+use crate::state::codec::encode;
+use crate::state::keys;
+
+/// What the session last told the agent about each task: its desired status.
+type Sent = HashMap<Arc<str>, String>;
+
+fn message_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The assignment for one task, if it belongs to this instance and is worth telling about.
+fn assignment(ctx: &Ctx, instance_arn: &str, key: &str) -> Option<TaskAssignment> {
+    let ix = ctx.cache.read();
+    let entry = ix.tasks.get(key)?;
+    if entry.value.summary.instance.as_deref() != Some(instance_arn) {
+        return None;
+    }
+    let task = entry.value.task();
+    let td_arn = task.task_definition_arn.as_deref()?;
+    let (family, revision) = match ctx.arns.parse(td_arn) {
+        Ok(Resource::TaskDefinition { family, revision }) => (family, revision),
+        _ => return None,
+    };
+    let definition = ix.task_definitions.get(&keys::task_definition(&family, revision))?.value.definition.clone();
+    let reserved_ports = entry.value.summary.reservation.as_ref().map(|r| r.ports.clone()).unwrap_or_default();
+    Some(TaskAssignment { task, definition, reserved_ports })
+}
+
+/// Every task the instance should know about: those not yet STOPPED.
+fn instance_task_keys(ctx: &Ctx, instance_arn: &str) -> Vec<Arc<str>> {
+    let ix = ctx.cache.read();
+    ix.task_index
+        .by_instance
+        .get(instance_arn)
+        .into_iter()
+        .flatten()
+        .filter(|k| ix.tasks.get(*k).is_some_and(|t| !t.value.is_stopped()))
+        .cloned()
+        .collect()
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> bool {
+    socket.send(Message::Text(msg.to_json().into())).await.is_ok()
+}
+
+/// Sends the full picture: every live task, then the manifest that names them all.
+async fn full_sync(
+    ctx: &Ctx,
+    socket: &mut WebSocket,
+    target: &SessionTarget,
+    sent: &mut Sent,
+    timeline: &mut u64,
+) -> bool {
+    let keys = instance_task_keys(ctx, &target.instance_arn);
+    let tasks: Vec<TaskAssignment> = keys.iter().filter_map(|k| assignment(ctx, &target.instance_arn, k)).collect();
+    sent.clear();
+    for (k, a) in keys.iter().zip(tasks.iter()) {
+        sent.insert(k.clone(), a.desired_status().to_string());
+    }
+    let manifest: Vec<ManifestEntry> = tasks
+        .iter()
+        .map(|a| ManifestEntry { task_arn: a.arn().to_string(), desired_status: a.desired_status().to_string() })
+        .collect();
+    *timeline += 1;
+    send(socket, &ServerMessage::PayloadMessage { message_id: message_id(), tasks }).await
+        && send(
+            socket,
+            &ServerMessage::TaskManifestMessage { message_id: message_id(), timeline: *timeline, tasks: manifest },
+        )
+        .await
+}
+
+/// Pushes the tasks behind `keys` whose desired status the agent has not been told yet.
+async fn push_changes(
+    ctx: &Ctx,
+    socket: &mut WebSocket,
+    target: &SessionTarget,
+    sent: &mut Sent,
+    keys: Vec<Arc<str>>,
+) -> bool {
+    let mut tasks = Vec::new();
+    for key in keys {
+        match assignment(ctx, &target.instance_arn, &key) {
+            Some(a) => {
+                let desired = a.desired_status().to_string();
+                if sent.get(&key) != Some(&desired) {
+                    sent.insert(key, desired);
+                    tasks.push(a);
+                }
+            }
+            None => {
+                sent.remove(&key);
+            }
+        }
+    }
+    tasks.is_empty() || send(socket, &ServerMessage::PayloadMessage { message_id: message_id(), tasks }).await
+}
+
+/// Applies a report to its task and waits until it is durable.
+async fn record_report(ctx: &Ctx, target: &SessionTarget, report: &TaskReport) -> ApiResult<()> {
+    let (cluster, id) = match ctx.arns.parse(&report.task_arn) {
+        Ok(Resource::Task { cluster: Some(c), id }) => (c, id),
+        _ => return Err(ApiError::invalid_parameter(format!("taskArn '{}' is not valid.", report.task_arn))),
+    };
+    let key = keys::task(&cluster, short_id(&id));
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = ctx.cache.read().tasks.get(key.as_str()).cloned() else { return Ok(()) };
+        if entry.value.summary.instance.as_deref() != Some(target.instance_arn.as_str()) {
+            return Ok(());
+        }
+        let mut rec = entry.value.record();
+        let Some(task) = apply_report(&rec.task, report) else { return Ok(()) };
+        rec.task = task;
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        if ctx.commit(txn).await?.is_some() {
+            return Ok(());
+        }
+    }
+    Err(ApiError::server("the task kept changing while a report was applied"))
+}
+
+/// Runs a session until the agent leaves, goes silent, or a newer session replaces it.
+pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget) {
+    tracing::info!(instance = %target.instance_arn, "agent connected");
+    let mut notices = ctx.cache.subscribe_instance(&target.instance_arn);
+    if let Err(e) = set_connected(&ctx, &target.instance_key, true).await {
+        tracing::warn!(error = %e, "could not mark the agent connected");
+    }
+    let mut sent = Sent::new();
+    let mut timeline = ctx.clock.now_ms().max(0) as u64 * 1000;
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
+    let mut last_heard = Instant::now();
+    let mut alive = full_sync(&ctx, &mut socket, &target, &mut sent, &mut timeline).await;
+    while alive {
+        tokio::select! {
+            frame = socket.recv() => {
+                let Some(Ok(frame)) = frame else { break };
+                last_heard = Instant::now();
+                let text = match frame {
+                    Message::Text(t) => t,
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                match serde_json::from_str::<AgentMessage>(&text) {
+                    Ok(AgentMessage::TaskStateChange(report)) => {
+                        match record_report(&ctx, &target, &report).await {
+                            Ok(()) => {
+                                let ack = ServerMessage::ReportAck { task_arn: report.task_arn.clone(), seq: report.seq };
+                                alive = send(&mut socket, &ack).await;
+                            }
+                            Err(e) => {
+                                let err = ServerMessage::ErrorMessage { code: e.code.into(), message: e.message };
+                                alive = send(&mut socket, &err).await;
+                            }
+                        }
+                    }
+                    Ok(AgentMessage::HeartbeatRequest { message_id }) => {
+                        alive = send(&mut socket, &ServerMessage::HeartbeatMessage { message_id }).await;
+                    }
+                    Ok(AgentMessage::AckRequest { .. }) | Ok(AgentMessage::HeartbeatAckRequest { .. }) => {}
+                    Err(e) => {
+                        let err = ServerMessage::ErrorMessage { code: "BadRequestException".into(), message: e.to_string() };
+                        alive = send(&mut socket, &err).await;
+                    }
+                }
+            }
+            notice = notices.recv() => {
+                let Some(first) = notice else { break }; // A newer session took over.
+                let mut keys = vec![first];
+                while let Ok(k) = notices.try_recv() {
+                    keys.push(k);
+                }
+                alive = if keys.iter().any(|k| &**k == RESYNC) {
+                    full_sync(&ctx, &mut socket, &target, &mut sent, &mut timeline).await
+                } else {
+                    push_changes(&ctx, &mut socket, &target, &mut sent, keys).await
+                };
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > Duration::from_secs(PEER_TIMEOUT_SECS) {
+                    tracing::warn!(instance = %target.instance_arn, "agent went silent; closing its session");
+                    break;
+                }
+                alive = send(&mut socket, &ServerMessage::HeartbeatMessage { message_id: message_id() }).await;
+            }
+        }
+    }
+    drop(notices);
+    let _ = socket.send(Message::Close(None)).await;
+    if ctx.cache.unsubscribe_instance(&target.instance_arn) {
+        if let Err(e) = set_connected(&ctx, &target.instance_key, false).await {
+            tracing::warn!(error = %e, "could not mark the agent disconnected");
+        }
+        tracing::info!(instance = %target.instance_arn, "agent disconnected");
+    }
+}
