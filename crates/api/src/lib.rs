@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod idempotency;
 pub mod metrics;
 pub mod pagination;
+pub mod placement;
 pub mod protocol;
 pub mod server;
 pub mod service_status;

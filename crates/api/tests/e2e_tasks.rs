@@ -101,20 +101,117 @@ async fn stop_of_an_unknown_task_is_an_invalid_parameter() {
 }
 
 #[tokio::test]
-async fn run_task_and_start_task_are_not_supported_yet() {
+async fn run_task_is_not_supported_yet() {
     let server = TestServer::start().await;
     let client = server.client();
     register_td(&client, "web").await;
     let msg = expect_code(client.run_task().task_definition("web").send().await, "UnsupportedFeatureException");
     assert!(msg.contains("RunTask"), "{msg}");
-    let arn = register_instance(&client, "default").await;
-    let msg = expect_code(
-        client.start_task().task_definition("web").container_instances(arn).send().await,
-        "UnsupportedFeatureException",
-    );
-    assert!(msg.contains("StartTask"), "{msg}");
-    // Nothing was started.
     assert!(client.list_tasks().send().await.unwrap().task_arns().is_empty());
+}
+
+fn remaining(ci: &aws_sdk_ecs::types::ContainerInstance, name: &str) -> i32 {
+    ci.remaining_resources().iter().find(|r| r.name() == Some(name)).map(|r| r.integer_value()).unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn start_task_reserves_resources_on_the_named_instance() {
+    use aws_sdk_ecs::types::{ContainerDefinition, PortMapping};
+    let server = TestServer::start().await;
+    let client = server.client();
+    let arn = register_instance(&client, "default").await;
+    // 1024 MiB and a fixed host port 8080 per task, on an instance with 4096 MiB.
+    let big = ContainerDefinition::builder()
+        .name("web")
+        .image("nginx")
+        .memory(1024)
+        .cpu(256)
+        .port_mappings(PortMapping::builder().container_port(80).host_port(8080).build())
+        .build();
+    client.register_task_definition().family("big").container_definitions(big).send().await.expect("register");
+    let out = client
+        .start_task()
+        .task_definition("big")
+        .container_instances(&arn)
+        .started_by("tester")
+        .send()
+        .await
+        .expect("start task");
+    assert!(out.failures().is_empty(), "{:?}", out.failures());
+    let task = &out.tasks()[0];
+    assert_eq!(task.container_instance_arn(), Some(arn.as_str()));
+    assert_eq!(task.desired_status(), Some("RUNNING"));
+    assert_eq!(task.last_status(), Some("PENDING"));
+    assert_eq!(task.group(), Some("family:big"));
+    assert_eq!(task.started_by(), Some("tester"));
+    assert_eq!(task.containers().len(), 1);
+    let ci = client.describe_container_instances().container_instances(&arn).send().await.unwrap();
+    let ci = &ci.container_instances()[0];
+    assert_eq!(remaining(ci, "MEMORY"), 4096 - 1024);
+    assert_eq!(remaining(ci, "CPU"), 2048 - 256);
+    assert!(ci
+        .remaining_resources()
+        .iter()
+        .any(|r| r.name() == Some("PORTS") && r.string_set_value().contains(&"8080".to_string())));
+    assert_eq!(ci.pending_tasks_count(), 1);
+
+    // The same fixed host port cannot be taken twice on one instance.
+    let again = client.start_task().task_definition("big").container_instances(&arn).send().await.unwrap();
+    assert!(again.tasks().is_empty());
+    assert_eq!(again.failures()[0].reason(), Some("RESOURCE:PORTS"));
+
+    // Memory runs out before CPU: three more 1024 MiB tasks without ports fit, the fourth does not.
+    let small = ContainerDefinition::builder().name("app").image("busybox").memory(1024).build();
+    client.register_task_definition().family("mem").container_definitions(small).send().await.unwrap();
+    for _ in 0..3 {
+        let r = client.start_task().task_definition("mem").container_instances(&arn).send().await.unwrap();
+        assert!(r.failures().is_empty(), "{:?}", r.failures());
+    }
+    let full = client.start_task().task_definition("mem").container_instances(&arn).send().await.unwrap();
+    assert_eq!(full.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+
+    // Unknown instances are MISSING; the listing sees the five tasks.
+    let missing = client.start_task().task_definition("mem").container_instances("nope").send().await.unwrap();
+    assert_eq!(missing.failures()[0].reason(), Some("MISSING"));
+    let listed = client.list_tasks().container_instance(&arn).send().await.unwrap();
+    assert_eq!(listed.task_arns().len(), 4);
+    let by_family = client.list_tasks().family("mem").send().await.unwrap();
+    assert_eq!(by_family.task_arns().len(), 3);
+    let by_starter = client.list_tasks().started_by("tester").send().await.unwrap();
+    assert_eq!(by_starter.task_arns(), &[task.task_arn().unwrap().to_string()]);
+
+    // Stopping a task marks it to stop; its reservation holds until its agent reports it stopped.
+    let stopped = client.stop_task().task(task.task_arn().unwrap()).reason("done").send().await.unwrap();
+    let t = stopped.task().unwrap();
+    assert_eq!(t.desired_status(), Some("STOPPED"));
+    assert_eq!(t.stop_code().map(|c| c.as_str()), Some("UserInitiated"));
+    assert_eq!(t.stopped_reason(), Some("done"));
+    let running = client.list_tasks().send().await.unwrap();
+    assert_eq!(running.task_arns().len(), 3);
+    let stopping = client.list_tasks().desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped).send().await.unwrap();
+    assert_eq!(stopping.task_arns().len(), 1);
+}
+
+#[tokio::test]
+async fn start_task_checks_its_input() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let arn = register_instance(&client, "default").await;
+    register_td(&client, "web").await;
+    expect_code(client.start_task().task_definition("nope").container_instances(&arn).send().await, "ClientException");
+    let over = aws_sdk_ecs::types::TaskOverride::builder()
+        .container_overrides(aws_sdk_ecs::types::ContainerOverride::builder().name("ghost").build())
+        .build();
+    let msg = expect_code(
+        client.start_task().task_definition("web").container_instances(&arn).overrides(over).send().await,
+        "InvalidParameterException",
+    );
+    assert!(msg.contains("ghost"), "{msg}");
+    let eleven: Vec<String> = (0..11).map(|_| arn.clone()).collect();
+    expect_code(
+        client.start_task().task_definition("web").set_container_instances(Some(eleven)).send().await,
+        "InvalidParameterException",
+    );
 }
 
 #[tokio::test]

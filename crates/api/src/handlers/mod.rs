@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod clusters;
 pub mod container_instances;
 pub mod services;
+pub mod start_task;
 pub mod tags;
 pub mod task_definitions;
 pub mod tasks;
