@@ -1,0 +1,390 @@
+//! The work of each task status, as actor methods: PROVISIONING (check the definition, create
+//! volumes, provision the network), PENDING (images, containers created, started in dependency
+//! order), ACTIVATING, STOPPING (dependents first, SIGTERM then SIGKILL) and DEPROVISIONING.
+//!
+//! Each method may run many times for one task (after every event while it waits, after a retry,
+//! after an agent restart), so each is written to pick up where the task is: images already
+//! present are not pulled again, created containers are not created again, and a name clash on
+//! create means an earlier attempt got there first.
+
+use std::collections::BTreeMap;
+
+use super::actor::{Actor, Step, TASK_FAILED_TO_START};
+use super::order::{self, Readiness};
+use super::spec::{self, SpecContext};
+use super::status::{ContainerStatus, DesiredStatus};
+use super::{volumes, PullBehavior};
+use crate::network::{NetworkContext, NetworkMode};
+use crate::runtime::{labels, ContainerSpec, RuntimeError};
+
+impl Actor {
+    fn spec_context(&self) -> SpecContext {
+        let task = &self.rec.assignment.task;
+        let def = &self.rec.assignment.definition;
+        let cpu = task.cpu.as_deref().or(def.cpu.as_deref()).and_then(flotilla_model::rules::parse_task_cpu);
+        let memory = task.memory.as_deref().or(def.memory.as_deref()).and_then(flotilla_model::rules::parse_task_memory);
+        let config = &self.shared.config;
+        SpecContext {
+            cluster_arn: config.cluster_arn.clone(),
+            instance_arn: config.container_instance_arn.clone(),
+            task_arn: self.rec.arn().to_string(),
+            task_id: self.rec.task_id().to_string(),
+            task_cpu_units: cpu,
+            task_memory_mib: memory,
+            allow_privileged: config.allow_privileged,
+            default_stop_timeout: config.default_stop_timeout,
+            docker_log_max_bytes: config.docker_log_max_bytes,
+        }
+    }
+
+    /// The labels of what the task owns that is not one of its containers.
+    fn task_labels(&self) -> BTreeMap<String, String> {
+        let mut l = spec::task_labels(&self.spec_context(), "");
+        l.remove(labels::CONTAINER);
+        l
+    }
+
+    /// Runs `f` with the network hooks' context.
+    fn net_ctx<'a>(&'a self, labels: &'a BTreeMap<String, String>) -> NetworkContext<'a> {
+        NetworkContext {
+            runtime: &*self.shared.runtime,
+            config: &self.shared.config.network,
+            ports: &self.shared.ports,
+            task_id: self.rec.task_id(),
+            task_arn: self.rec.arn(),
+            labels,
+        }
+    }
+
+    /// PROVISIONING: refuse what this agent cannot run, then create volumes and the network.
+    pub(super) async fn provision(&mut self) -> Step {
+        if let Err(e) = NetworkMode::parse(self.rec.assignment.definition.network_mode.as_deref()) {
+            self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateContainerError: {e}"));
+            return Step::Failed;
+        }
+        let ctx = self.spec_context();
+        for def in &self.defs {
+            if let Err(e) = spec::build(&ctx, def) {
+                self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateContainerError: {e}"));
+                return Step::Failed;
+            }
+        }
+        let task_labels = self.task_labels();
+        let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
+        if let Err(e) = volumes::provision(&*self.shared.runtime, self.rec.task_id(), &task_labels, &vols).await {
+            return match e {
+                volumes::VolumeError::Runtime { ref source, .. } if source.is_transient() => Step::Retry(source.clone()),
+                e => {
+                    self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateVolumeError: {e}"));
+                    Step::Failed
+                }
+            };
+        }
+        let mut att = self.rec.attachment.clone();
+        let result = self.rec.network_mode.provision(&self.net_ctx(&task_labels), &mut att).await;
+        self.rec.attachment = att;
+        match result {
+            Ok(()) => Step::Done,
+            Err(crate::network::NetworkError::Runtime { source, .. }) if source.is_transient() => Step::Retry(source),
+            Err(e) => {
+                self.fail(Some(TASK_FAILED_TO_START), format!("ResourceInitializationError: {e}"));
+                Step::Failed
+            }
+        }
+    }
+
+    /// Makes an image available per the pull behaviour; one pull per image at a time.
+    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
+        let lock = self.shared.image_lock(image);
+        let _guard = lock.lock().await;
+        let runtime = &self.shared.runtime;
+        let present = runtime.image_present(image).await?;
+        match self.shared.config.pull_behavior {
+            PullBehavior::IfNotPresent if present => Ok(()),
+            PullBehavior::IfNotPresent | PullBehavior::Always => runtime.pull_image(image).await,
+            PullBehavior::AlwaysFallBackToCache => match runtime.pull_image(image).await {
+                Err(e) if present && !e.is_transient() => {
+                    tracing::info!(image, error = %e, "pull failed; using the local image");
+                    Ok(())
+                }
+                r => r,
+            },
+            PullBehavior::Never if present => Ok(()),
+            PullBehavior::Never => Err(RuntimeError::ImageUnavailable {
+                image: image.to_string(),
+                message: "the image is not present locally and this agent never pulls".into(),
+            }),
+        }
+    }
+
+    /// PENDING: images, then containers created, then started as their dependencies allow.
+    pub(super) async fn start_containers(&mut self) -> Step {
+        if !self.rec.images_ready {
+            match self.pull_images().await {
+                Step::Done => {}
+                other => return other,
+            }
+        }
+        match self.create_containers().await {
+            Step::Done => {}
+            other => return other,
+        }
+        self.start_ready().await
+    }
+
+    async fn pull_images(&mut self) -> Step {
+        let now = self.shared.now_ms();
+        self.rec.times.pull_started_at.get_or_insert(now);
+        let mut images: Vec<(String, String)> = Vec::new();
+        for d in &self.defs {
+            let image = d.image.clone().unwrap_or_default();
+            if !images.iter().any(|(_, i)| *i == image) {
+                images.push((d.name.clone().unwrap_or_default(), image));
+            }
+        }
+        for (_, image) in &images {
+            match self.ensure_image(image).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Step::Retry(e),
+                Err(e) => {
+                    let detail = match &e {
+                        RuntimeError::ImageUnavailable { message, .. } => message.clone(),
+                        e => e.to_string(),
+                    };
+                    let reason = format!("CannotPullContainerError: pull image {image}: {detail}");
+                    for d in self.defs.clone().iter().filter(|d| d.image.as_deref() == Some(image.as_str())) {
+                        let name = d.name.clone().unwrap_or_default();
+                        if let Some(c) = self.rec.container_mut(&name) {
+                            c.reason = Some(reason.clone());
+                        }
+                    }
+                    self.rec.times.pull_stopped_at = Some(self.shared.now_ms());
+                    self.fail(Some(TASK_FAILED_TO_START), reason);
+                    return Step::Failed;
+                }
+            }
+        }
+        for (_, image) in &images {
+            if let Ok(Some(id)) = self.shared.runtime.image_id(image).await {
+                for d in self.defs.clone().iter().filter(|d| d.image.as_deref() == Some(image.as_str())) {
+                    if let Some(c) = self.rec.container_mut(d.name.as_deref().unwrap_or_default()) {
+                        c.image_digest = Some(id.clone());
+                    }
+                }
+            }
+        }
+        self.rec.times.pull_stopped_at = Some(self.shared.now_ms());
+        self.rec.images_ready = true;
+        // Pull timestamps are news on their own.
+        self.publish();
+        Step::Done
+    }
+
+    /// The full runtime spec of one container: common settings, volumes, network.
+    fn container_spec(&mut self, name: &str) -> Result<ContainerSpec, String> {
+        let ctx = self.spec_context();
+        let def = self.defs.iter().find(|d| d.name.as_deref() == Some(name)).cloned().unwrap_or_default();
+        let mut spec = spec::build(&ctx, &def).map_err(|e| e.to_string())?;
+        let names: BTreeMap<String, String> = self
+            .defs
+            .iter()
+            .filter_map(|d| d.name.clone())
+            .map(|n| {
+                let rn = spec::runtime_name(&ctx.task_id, &n);
+                (n, rn)
+            })
+            .collect();
+        let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
+        let task_labels = self.task_labels();
+        spec.binds = volumes::binds(&def, &vols, &ctx.task_id, &task_labels).map_err(|e| e.to_string())?;
+        spec.volumes_from = volumes::volumes_from(&def, &names);
+        let mut att = self.rec.attachment.clone();
+        let result = self.rec.network_mode.configure(&self.net_ctx(&task_labels), &def, &names, &mut att, &mut spec);
+        self.rec.attachment = att;
+        result.map_err(|e| e.to_string())?;
+        Ok(spec)
+    }
+
+    async fn create_containers(&mut self) -> Step {
+        let names: Vec<String> = self.defs.iter().filter_map(|d| d.name.clone()).collect();
+        for name in order::creation_order(&names, &self.deps) {
+            let pending = self.rec.container(&name).is_some_and(|c| c.status == ContainerStatus::Pending && c.runtime_id.is_none());
+            if !pending {
+                continue;
+            }
+            let spec = match self.container_spec(&name) {
+                Ok(s) => s,
+                Err(e) => return self.cannot_create(&name, e),
+            };
+            let id = match self.shared.runtime.create_container(&spec).await {
+                Ok(id) => id,
+                // An earlier attempt created it; take it if it is ours.
+                Err(RuntimeError::Conflict { .. }) => match self.shared.runtime.inspect_container(&spec.name).await {
+                    Ok(info) if info.labels.get(labels::TASK).map(String::as_str) == Some(self.rec.arn()) => info.id,
+                    Ok(_) => return self.cannot_create(&name, format!("the name {} is taken", spec.name)),
+                    Err(e) if e.is_transient() => return Step::Retry(e),
+                    Err(e) => return self.cannot_create(&name, e.to_string()),
+                },
+                Err(e) if e.is_transient() => return Step::Retry(e),
+                Err(RuntimeError::NotFound { .. }) => {
+                    let reason = format!("CannotPullContainerError: image {} is not present", spec.image);
+                    if let Some(c) = self.rec.container_mut(&name) {
+                        c.reason = Some(reason.clone());
+                    }
+                    self.fail(Some(TASK_FAILED_TO_START), reason);
+                    return Step::Failed;
+                }
+                Err(e) => return self.cannot_create(&name, e.to_string()),
+            };
+            if let Some(c) = self.rec.container_mut(&name) {
+                c.runtime_id = Some(id);
+                c.status = ContainerStatus::Created;
+            }
+        }
+        Step::Done
+    }
+
+    fn cannot_create(&mut self, name: &str, message: String) -> Step {
+        let reason = format!("CannotCreateContainerError: {name}: {message}");
+        if let Some(c) = self.rec.container_mut(name) {
+            c.reason = Some(reason.clone());
+        }
+        self.fail(Some(TASK_FAILED_TO_START), reason);
+        Step::Failed
+    }
+
+    /// Starts every created container whose dependencies hold, until no more can start.
+    async fn start_ready(&mut self) -> Step {
+        loop {
+            let mut progressed = false;
+            let names: Vec<String> = self
+                .rec
+                .containers
+                .iter()
+                .filter(|c| c.status == ContainerStatus::Created)
+                .map(|c| c.name.clone())
+                .collect();
+            for name in names {
+                if self.rec.desired != DesiredStatus::Running {
+                    return Step::Failed;
+                }
+                let deps = self.deps.get(&name).cloned().unwrap_or_default();
+                match order::readiness(&deps, &self.rec.views()) {
+                    Readiness::Waiting => {}
+                    Readiness::Ready => {
+                        match self.start_one(&name).await {
+                            Step::Done => progressed = true,
+                            other => return other,
+                        }
+                    }
+                    Readiness::Blocked(why) => {
+                        let reason = format!("DependencyConditionFailed: {name}: {why}");
+                        let essential = self.rec.container(&name).is_some_and(|c| c.essential);
+                        if let Some(c) = self.rec.container_mut(&name) {
+                            c.status = ContainerStatus::Stopped;
+                            c.reason = Some(reason.clone());
+                        }
+                        if essential {
+                            self.fail(Some(TASK_FAILED_TO_START), reason);
+                            return Step::Failed;
+                        }
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let waiting = self.rec.containers.iter().any(|c| matches!(c.status, ContainerStatus::Pending | ContainerStatus::Created));
+        if waiting {
+            Step::Blocked
+        } else {
+            Step::Done
+        }
+    }
+
+    async fn start_one(&mut self, name: &str) -> Step {
+        let Some(id) = self.rec.container(name).and_then(|c| c.runtime_id.clone()) else { return Step::Done };
+        match self.shared.runtime.start_container(&id).await {
+            Ok(()) => {
+                self.refresh(name).await;
+                // A container that exited at once still counts as started.
+                if let Some(c) = self.rec.container_mut(name) {
+                    if c.status == ContainerStatus::Created {
+                        c.status = ContainerStatus::Running;
+                        c.started = true;
+                    }
+                }
+                Step::Done
+            }
+            Err(e) if e.is_transient() => Step::Retry(e),
+            Err(e) => {
+                let reason = format!("CannotStartContainerError: {name}: {e}");
+                let essential = self.rec.container(name).is_some_and(|c| c.essential);
+                self.mark_stopped(name, None, false, Some(reason.clone()));
+                if essential {
+                    // mark_stopped named the exit; a start failure is a failure to start.
+                    self.rec.stop_code = Some(TASK_FAILED_TO_START.into());
+                    self.rec.stopped_reason = Some(reason);
+                    return Step::Failed;
+                }
+                Step::Done
+            }
+        }
+    }
+
+    /// ACTIVATING: read back what the runtime assigned (bindings, addresses).
+    pub(super) async fn activate(&mut self) -> Step {
+        let names: Vec<String> =
+            self.rec.containers.iter().filter(|c| c.status == ContainerStatus::Running).map(|c| c.name.clone()).collect();
+        for name in names {
+            self.refresh(&name).await;
+        }
+        Step::Done
+    }
+
+    /// STOPPING: containers never started are simply marked stopped; running ones are stopped
+    /// dependents first. Done once nothing runs.
+    pub(super) async fn stop_containers(&mut self) -> Step {
+        for c in self.rec.containers.iter_mut() {
+            if matches!(c.status, ContainerStatus::Pending | ContainerStatus::Created) {
+                c.status = ContainerStatus::Stopped;
+            }
+        }
+        let views = self.rec.views();
+        let to_stop: Vec<String> = self
+            .rec
+            .containers
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running && !self.kill_at.contains_key(&c.name))
+            .filter(|c| order::may_stop(&c.name, &self.deps, &views))
+            .map(|c| c.name.clone())
+            .collect();
+        for name in to_stop {
+            self.spawn_stop(&name);
+        }
+        if self.rec.containers.iter().all(|c| c.status == ContainerStatus::Stopped) {
+            Step::Done
+        } else {
+            Step::Blocked
+        }
+    }
+
+    /// DEPROVISIONING: tear down the network; the containers stay (stopped) until cleanup, so
+    /// their exit codes and logs remain readable.
+    pub(super) async fn deprovision(&mut self) -> Step {
+        let task_labels = self.task_labels();
+        let mut att = self.rec.attachment.clone();
+        let result = self.rec.network_mode.deprovision(&self.net_ctx(&task_labels), &mut att).await;
+        self.rec.attachment = att;
+        match result {
+            Ok(()) => Step::Done,
+            Err(crate::network::NetworkError::Runtime { source, .. }) if source.is_transient() => Step::Retry(source),
+            Err(e) => {
+                tracing::warn!(task = %self.rec.arn(), error = %e, "network teardown failed; the reaper will finish it");
+                Step::Done
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! A task's state as its actor keeps it, the report built from it, and its copy on disk.
+//!
+//! The actor is the only writer of a [`TaskRecord`]. It saves the record under
+//! `<data_dir>/tasks/<task id>.json` (write to a temporary file, then rename, so a crash leaves
+//! the old or the new version, never half of one) whenever what it reports changes. After an
+//! agent restart the records give back each task's definition, statuses, timestamps and stop
+//! reason; the containers themselves are found again by their labels.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use flotilla_model::{ContainerDefinition, NetworkBinding};
+use flotilla_protocol::{ContainerReport, TaskAssignment, TaskReport};
+use serde::{Deserialize, Serialize};
+
+use super::health::{task_health, Member};
+use super::order::View;
+use super::spec;
+use super::status::{ContainerStatus, DesiredStatus, HealthStatus, TaskStatus};
+use crate::network::{Attachment, NetworkMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("task record {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One container of the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRecord {
+    pub name: String,
+    pub essential: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_id: Option<String>,
+    pub status: ContainerStatus,
+    /// Whether it ever ran; a container stopped before it started reports no exit code.
+    #[serde(default)]
+    pub started: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `None` when the container has no health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bindings: Vec<NetworkBinding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    /// The kernel killed it for memory; its exit reason says so.
+    #[serde(default)]
+    pub oom: bool,
+}
+
+/// The task timestamps, epoch ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timestamps {
+    pub pull_started_at: Option<i64>,
+    pub pull_stopped_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub stopping_at: Option<i64>,
+    pub execution_stopped_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+}
+
+/// Everything the actor knows about its task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    pub assignment: TaskAssignment,
+    pub known: TaskStatus,
+    pub desired: DesiredStatus,
+    pub network_mode: NetworkMode,
+    #[serde(default)]
+    pub attachment: Attachment,
+    pub containers: Vec<ContainerRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    #[serde(default)]
+    pub times: Timestamps,
+    /// Images are present; the pull step is over.
+    #[serde(default)]
+    pub images_ready: bool,
+}
+
+impl TaskRecord {
+    /// A new task at PROVISIONING. An unknown network mode is kept as bridge here and refused
+    /// when provisioning, so the refusal is reported like any other failure to start.
+    pub fn new(assignment: TaskAssignment) -> TaskRecord {
+        let network_mode = NetworkMode::parse(assignment.definition.network_mode.as_deref()).unwrap_or(NetworkMode::Bridge);
+        let desired = DesiredStatus::parse(assignment.desired_status());
+        let containers = assignment
+            .definition
+            .container_definitions
+            .iter()
+            .flatten()
+            .map(|c| ContainerRecord {
+                name: c.name.clone().unwrap_or_default(),
+                essential: c.essential.unwrap_or(true),
+                runtime_id: None,
+                status: ContainerStatus::Pending,
+                started: false,
+                exit_code: None,
+                reason: None,
+                health: c.health_check.as_ref().and_then(spec::health_check).map(|_| HealthStatus::Unknown),
+                bindings: Vec::new(),
+                image_digest: None,
+                oom: false,
+            })
+            .collect();
+        TaskRecord {
+            assignment,
+            known: TaskStatus::Provisioning,
+            desired,
+            network_mode,
+            attachment: Attachment::default(),
+            containers,
+            stop_code: None,
+            stopped_reason: None,
+            times: Timestamps::default(),
+            images_ready: false,
+        }
+    }
+
+    pub fn arn(&self) -> &str {
+        self.assignment.arn()
+    }
+
+    pub fn task_id(&self) -> &str {
+        spec::task_id(self.arn())
+    }
+
+    /// The container definitions with the task's overrides applied, in definition order.
+    pub fn definitions(&self) -> Vec<ContainerDefinition> {
+        let overrides = self.assignment.task.overrides.as_ref().and_then(|o| o.container_overrides.as_ref());
+        self.assignment
+            .definition
+            .container_definitions
+            .iter()
+            .flatten()
+            .map(|d| {
+                let o = overrides.and_then(|os| os.iter().find(|o| o.name.is_some() && o.name == d.name));
+                spec::resolve(d, o)
+            })
+            .collect()
+    }
+
+    pub fn container(&self, name: &str) -> Option<&ContainerRecord> {
+        self.containers.iter().find(|c| c.name == name)
+    }
+
+    pub fn container_mut(&mut self, name: &str) -> Option<&mut ContainerRecord> {
+        self.containers.iter_mut().find(|c| c.name == name)
+    }
+
+    /// The ordering views of every container.
+    pub fn views(&self) -> std::collections::BTreeMap<String, View> {
+        self.containers
+            .iter()
+            .map(|c| {
+                (c.name.clone(), View { status: c.status, started: c.started, exit_code: c.exit_code, health: c.health })
+            })
+            .collect()
+    }
+
+    pub fn health(&self) -> HealthStatus {
+        task_health(self.containers.iter().map(|c| Member { essential: c.essential, health: c.health }))
+    }
+
+    /// The report of the current state, numbered `seq`.
+    pub fn report(&self, seq: u64) -> TaskReport {
+        TaskReport {
+            task_arn: self.arn().to_string(),
+            status: self.known.as_str().to_string(),
+            seq,
+            containers: self
+                .containers
+                .iter()
+                .map(|c| ContainerReport {
+                    name: c.name.clone(),
+                    status: c.status.as_str().to_string(),
+                    runtime_id: c.runtime_id.clone(),
+                    image_digest: c.image_digest.clone(),
+                    exit_code: c.exit_code,
+                    reason: c.reason.clone(),
+                    network_bindings: c.bindings.clone(),
+                    health_status: c.health.map(|h| h.as_str().to_string()),
+                })
+                .collect(),
+            stop_code: self.stop_code.clone(),
+            stopped_reason: self.stopped_reason.clone(),
+            health_status: Some(self.health().as_str().to_string()),
+            private_ipv4: self.attachment.private_ipv4.clone(),
+            pull_started_at_ms: self.times.pull_started_at,
+            pull_stopped_at_ms: self.times.pull_stopped_at,
+            started_at_ms: self.times.started_at,
+            stopping_at_ms: self.times.stopping_at,
+            execution_stopped_at_ms: self.times.execution_stopped_at,
+            stopped_at_ms: self.times.stopped_at,
+        }
+    }
+}
+
+/// The records on disk.
+#[derive(Debug, Clone)]
+pub struct RecordStore {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
+    move |source| RecordError::Io { path: path.to_path_buf(), source }
+}
+
+impl RecordStore {
+    pub fn new(dir: PathBuf) -> RecordStore {
+        RecordStore { dir }
+    }
+
+    fn path(&self, task_id: &str) -> PathBuf {
+        self.dir.join(format!("{task_id}.json"))
+    }
+
+    pub fn save(&self, record: &TaskRecord) -> Result<(), RecordError> {
+        fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let path = self.path(record.task_id());
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(record).map_err(|e| io(&path)(e.into()))?;
+        fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    pub fn remove(&self, task_id: &str) -> Result<(), RecordError> {
+        let path = self.path(task_id);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every readable record. A record that does not parse (written by an incompatible version)
+    /// is skipped; its containers are then unowned and the reaper removes them.
+    pub fn load_all(&self) -> Result<Vec<TaskRecord>, RecordError> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io(&self.dir))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = fs::read(&path).map_err(io(&path))?;
+            match serde_json::from_slice::<TaskRecord>(&bytes) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable task record"),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,309 @@
+//! From a container definition to a runtime [`ContainerSpec`]: overrides, names, labels, command,
+//! environment, user, resources, ulimits, health check and the privileged policy.
+//!
+//! Network and volume settings are added afterwards by their hooks (`network`, `volumes`), so this
+//! file holds only what every network mode shares. Resource rules follow the ECS agent: container
+//! `cpu` becomes CPU shares (at least 2, Docker's minimum), `memory` the hard limit and
+//! `memoryReservation` the soft one; task-level cpu and memory become a CFS quota and a memory
+//! limit on each container. A task-wide cgroup parent would bound the sum exactly; a per-container
+//! cap is what Docker offers without managing cgroups by hand, and it still keeps any one task
+//! from taking more than its size.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flotilla_model::{ContainerDefinition, ContainerOverride, HealthCheck};
+
+use crate::runtime::{labels, ContainerSpec, HealthCheckSpec, UlimitSpec};
+
+/// The CFS period used for task-level cpu limits (Docker's default, in microseconds).
+pub const CPU_PERIOD_US: i64 = 100_000;
+const MIB: i64 = 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("container {container}: privileged containers are not allowed on this container instance")]
+    PrivilegedRefused { container: String },
+    #[error("container {container}: no image")]
+    NoImage { container: String },
+    #[error("container {container}: ulimit {name} is invalid")]
+    BadUlimit { container: String, name: String },
+}
+
+/// What the spec needs from the task and the agent.
+#[derive(Debug, Clone)]
+pub struct SpecContext {
+    pub cluster_arn: String,
+    pub instance_arn: String,
+    pub task_arn: String,
+    pub task_id: String,
+    pub task_cpu_units: Option<u32>,
+    pub task_memory_mib: Option<u32>,
+    pub allow_privileged: bool,
+    pub default_stop_timeout: Duration,
+    pub docker_log_max_bytes: Option<u64>,
+}
+
+/// The last segment of an ARN ("arn:...:task/cluster/ID" -> "ID"), or the whole string.
+pub fn task_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
+}
+
+/// Keeps what Docker accepts in a container name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' }).collect()
+}
+
+/// The runtime name of a task's container. Stable, so a retried create finds the first one.
+pub fn runtime_name(task_id: &str, container: &str) -> String {
+    format!("flotilla-{}-{}", sanitize(task_id), sanitize(container))
+}
+
+/// The labels every container of the task carries.
+pub fn task_labels(ctx: &SpecContext, container: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::MARKER.to_string(), "true".to_string()),
+        (labels::CLUSTER.to_string(), ctx.cluster_arn.clone()),
+        (labels::INSTANCE.to_string(), ctx.instance_arn.clone()),
+        (labels::TASK.to_string(), ctx.task_arn.clone()),
+        (labels::CONTAINER.to_string(), container.to_string()),
+    ])
+}
+
+/// The definition with the task's container overrides applied: command replaced, environment
+/// merged by name, cpu and memory replaced.
+pub fn resolve(def: &ContainerDefinition, overrides: Option<&ContainerOverride>) -> ContainerDefinition {
+    let mut def = def.clone();
+    let Some(o) = overrides else { return def };
+    if o.command.is_some() {
+        def.command = o.command.clone();
+    }
+    if let Some(env) = &o.environment {
+        let mut merged = def.environment.take().unwrap_or_default();
+        for kv in env {
+            merged.retain(|e| e.name != kv.name);
+            merged.push(kv.clone());
+        }
+        def.environment = Some(merged);
+    }
+    if o.cpu.is_some() {
+        def.cpu = o.cpu;
+    }
+    if o.memory.is_some() {
+        def.memory = o.memory;
+    }
+    if o.memory_reservation.is_some() {
+        def.memory_reservation = o.memory_reservation;
+    }
+    def
+}
+
+/// The container's SIGTERM-to-SIGKILL grace: `stopTimeout`, else the agent default (30 s).
+pub fn stop_timeout(def: &ContainerDefinition, default: Duration) -> Duration {
+    match def.stop_timeout {
+        Some(s) if s > 0 => Duration::from_secs(s as u64),
+        _ => default,
+    }
+}
+
+/// The Docker HEALTHCHECK of a definition's healthCheck, with ECS's defaults (30 s interval, 5 s
+/// timeout, 3 retries, no start period).
+pub fn health_check(hc: &HealthCheck) -> Option<HealthCheckSpec> {
+    let test = hc.command.clone().filter(|c| !c.is_empty())?;
+    let secs = |v: Option<i32>, d: u64| Duration::from_secs(v.filter(|v| *v >= 0).map_or(d, |v| v as u64));
+    Some(HealthCheckSpec {
+        test,
+        interval: secs(hc.interval, 30),
+        timeout: secs(hc.timeout, 5),
+        retries: hc.retries.filter(|r| *r >= 0).map_or(3, |r| r as u32),
+        start_period: secs(hc.start_period, 0),
+    })
+}
+
+/// Builds the spec every network mode shares.
+pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSpec, SpecError> {
+    let name = def.name.clone().unwrap_or_default();
+    if def.privileged == Some(true) && !ctx.allow_privileged {
+        return Err(SpecError::PrivilegedRefused { container: name });
+    }
+    let image = def.image.clone().filter(|i| !i.is_empty()).ok_or(SpecError::NoImage { container: name.clone() })?;
+    let mut labels = task_labels(ctx, &name);
+    for (k, v) in def.docker_labels.iter().flatten() {
+        // Ours win: a definition must not be able to disown its container.
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    let env = def
+        .environment
+        .iter()
+        .flatten()
+        .filter_map(|kv| Some(format!("{}={}", kv.name.as_deref()?, kv.value.as_deref().unwrap_or_default())))
+        .collect();
+    let ulimits = def
+        .ulimits
+        .iter()
+        .flatten()
+        .map(|u| match (&u.name, u.soft_limit, u.hard_limit) {
+            (Some(n), Some(soft), Some(hard)) => {
+                Ok(UlimitSpec { name: n.clone(), soft: i64::from(soft), hard: i64::from(hard) })
+            }
+            (n, _, _) => Err(SpecError::BadUlimit { container: name.clone(), name: n.clone().unwrap_or_default() }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cpu_shares = Some(i64::from(def.cpu.unwrap_or(0)).max(2));
+    let (cpu_quota, cpu_period) = match ctx.task_cpu_units {
+        Some(units) if units > 0 => (Some(i64::from(units) * CPU_PERIOD_US / 1024), Some(CPU_PERIOD_US)),
+        _ => (None, None),
+    };
+    let memory_bytes = def
+        .memory
+        .filter(|m| *m > 0)
+        .map(|m| i64::from(m) * MIB)
+        .or_else(|| ctx.task_memory_mib.filter(|m| *m > 0).map(|m| i64::from(m) * MIB));
+    let linux = def.linux_parameters.as_ref();
+    let caps = linux.and_then(|l| l.capabilities.as_ref());
+    Ok(ContainerSpec {
+        name: runtime_name(&ctx.task_id, &name),
+        image,
+        entrypoint: def.entry_point.clone(),
+        command: def.command.clone(),
+        env,
+        working_dir: def.working_directory.clone(),
+        user: def.user.clone(),
+        hostname: def.hostname.clone(),
+        labels,
+        cpu_shares,
+        cpu_quota,
+        cpu_period,
+        memory_bytes,
+        memory_reservation_bytes: def.memory_reservation.filter(|m| *m > 0).map(|m| i64::from(m) * MIB),
+        ulimits,
+        readonly_rootfs: def.readonly_root_filesystem.unwrap_or(false),
+        privileged: def.privileged.unwrap_or(false),
+        binds: Vec::new(),
+        volumes_from: Vec::new(),
+        network_mode: None,
+        port_bindings: Vec::new(),
+        links: Vec::new(),
+        extra_hosts: def
+            .extra_hosts
+            .iter()
+            .flatten()
+            .filter_map(|h| Some(format!("{}:{}", h.hostname.as_deref()?, h.ip_address.as_deref()?)))
+            .collect(),
+        dns_servers: def.dns_servers.clone().unwrap_or_default(),
+        dns_search: def.dns_search_domains.clone().unwrap_or_default(),
+        health_check: def.health_check.as_ref().and_then(health_check),
+        stop_timeout: Some(stop_timeout(def, ctx.default_stop_timeout)),
+        log_max_bytes: ctx.docker_log_max_bytes,
+        cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        init: linux.and_then(|l| l.init_process_enabled),
+        shm_size_bytes: linux.and_then(|l| l.shared_memory_size).filter(|s| *s > 0).map(|s| i64::from(s) * MIB),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::{KeyValuePair, Ulimit};
+
+    fn ctx() -> SpecContext {
+        SpecContext {
+            cluster_arn: "arn:aws:ecs:local:000000000000:cluster/default".into(),
+            instance_arn: "arn:aws:ecs:local:000000000000:container-instance/default/i1".into(),
+            task_arn: "arn:aws:ecs:local:000000000000:task/default/abc123".into(),
+            task_id: "abc123".into(),
+            task_cpu_units: Some(512),
+            task_memory_mib: Some(256),
+            allow_privileged: false,
+            default_stop_timeout: Duration::from_secs(30),
+            docker_log_max_bytes: None,
+        }
+    }
+
+    fn kv(n: &str, v: &str) -> KeyValuePair {
+        KeyValuePair { name: Some(n.into()), value: Some(v.into()) }
+    }
+
+    #[test]
+    fn the_spec_carries_the_definition() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            image: Some("flotilla/workload:latest".into()),
+            command: Some(vec!["serve".into()]),
+            entry_point: Some(vec!["/workload".into()]),
+            environment: Some(vec![kv("A", "1")]),
+            working_directory: Some("/tmp".into()),
+            user: Some("1000".into()),
+            cpu: Some(128),
+            memory_reservation: Some(64),
+            readonly_root_filesystem: Some(true),
+            docker_labels: Some(BTreeMap::from([
+                ("team".to_string(), "web".to_string()),
+                (labels::TASK.to_string(), "forged".to_string()),
+            ])),
+            ulimits: Some(vec![Ulimit { name: Some("nofile".into()), soft_limit: Some(1024), hard_limit: Some(2048) }]),
+            stop_timeout: Some(5),
+            ..Default::default()
+        };
+        let spec = build(&ctx(), &def).unwrap();
+        assert_eq!(spec.name, "flotilla-abc123-web");
+        assert_eq!(spec.env, vec!["A=1"]);
+        assert_eq!(spec.cpu_shares, Some(128));
+        assert_eq!(spec.cpu_quota, Some(50_000));
+        // No container hard limit, so the task's memory caps it.
+        assert_eq!(spec.memory_bytes, Some(256 * MIB));
+        assert_eq!(spec.memory_reservation_bytes, Some(64 * MIB));
+        assert!(spec.readonly_rootfs);
+        assert_eq!(spec.labels["team"], "web");
+        assert_eq!(spec.labels[labels::TASK], ctx().task_arn);
+        assert_eq!(spec.labels[labels::CONTAINER], "web");
+        assert_eq!(spec.ulimits, vec![UlimitSpec { name: "nofile".into(), soft: 1024, hard: 2048 }]);
+        assert_eq!(spec.stop_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn privileged_needs_the_agent_to_allow_it() {
+        let def = ContainerDefinition {
+            name: Some("p".into()),
+            image: Some("i".into()),
+            privileged: Some(true),
+            ..Default::default()
+        };
+        assert!(matches!(build(&ctx(), &def), Err(SpecError::PrivilegedRefused { .. })));
+        let allowed = SpecContext { allow_privileged: true, ..ctx() };
+        assert!(build(&allowed, &def).unwrap().privileged);
+    }
+
+    #[test]
+    fn overrides_replace_command_and_merge_environment() {
+        let def = ContainerDefinition {
+            name: Some("web".into()),
+            command: Some(vec!["a".into()]),
+            environment: Some(vec![kv("A", "1"), kv("B", "2")]),
+            memory: Some(128),
+            ..Default::default()
+        };
+        let o = ContainerOverride {
+            name: Some("web".into()),
+            command: Some(vec!["b".into()]),
+            environment: Some(vec![kv("B", "3"), kv("C", "4")]),
+            memory: Some(256),
+            ..Default::default()
+        };
+        let r = resolve(&def, Some(&o));
+        assert_eq!(r.command, Some(vec!["b".to_string()]));
+        assert_eq!(r.environment, Some(vec![kv("A", "1"), kv("B", "3"), kv("C", "4")]));
+        assert_eq!(r.memory, Some(256));
+    }
+
+    #[test]
+    fn health_checks_take_ecs_defaults() {
+        let hc = HealthCheck { command: Some(vec!["CMD-SHELL".into(), "true".into()]), ..Default::default() };
+        let spec = health_check(&hc).unwrap();
+        assert_eq!(spec.interval, Duration::from_secs(30));
+        assert_eq!(spec.timeout, Duration::from_secs(5));
+        assert_eq!(spec.retries, 3);
+        assert_eq!(task_id("arn:aws:ecs:r:1:task/c/xyz"), "xyz");
+    }
+}

@@ -1,0 +1,190 @@
+//! Hollow agents, as Kubernetes' kubemark has hollow nodes: many real agent sessions from one
+//! process, each a registered container instance, with a simulated runtime in which a task's
+//! containers are RUNNING as soon as they are asked for and STOPPED as soon as they are told.
+//! Placement and services can then be tested and benchmarked at thousands of instances on one
+//! machine, through the real API, the real store and the real session protocol.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use flotilla_protocol::{ContainerReport, ManifestEntry, TaskAssignment, TaskReport};
+use tokio::sync::mpsc;
+
+use crate::session::{
+    register, run_session, ApiClient, ApiClientError, RegistrationConfig, SessionConfig, SessionEvent,
+};
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The simulated runtime of one hollow instance: what it runs, and the reports it makes.
+#[derive(Debug, Default)]
+pub struct SimulatedRuntime {
+    /// Task ARN -> container names, for tasks that are running.
+    running: HashMap<String, Vec<String>>,
+    seq: u64,
+}
+
+impl SimulatedRuntime {
+    fn report(&mut self, task_arn: &str, status: &str, containers: &[String]) -> TaskReport {
+        self.seq += 1;
+        let now = now_ms();
+        let container_status = if status == "STOPPED" { "STOPPED" } else { "RUNNING" };
+        TaskReport {
+            task_arn: task_arn.to_string(),
+            status: status.to_string(),
+            seq: self.seq,
+            containers: containers
+                .iter()
+                .map(|n| ContainerReport {
+                    name: n.clone(),
+                    status: container_status.into(),
+                    runtime_id: Some(format!("hollow-{n}")),
+                    exit_code: (status == "STOPPED").then_some(0),
+                    ..Default::default()
+                })
+                .collect(),
+            pull_started_at_ms: Some(now),
+            pull_stopped_at_ms: Some(now),
+            started_at_ms: (status == "RUNNING").then_some(now),
+            execution_stopped_at_ms: (status == "STOPPED").then_some(now),
+            stopped_at_ms: (status == "STOPPED").then_some(now),
+            ..Default::default()
+        }
+    }
+
+    /// Applies assignments; returns the reports they cause.
+    pub fn assign(&mut self, tasks: &[TaskAssignment]) -> Vec<TaskReport> {
+        let mut out = Vec::new();
+        for a in tasks {
+            let arn = a.arn().to_string();
+            let names: Vec<String> =
+                a.definition.container_definitions.iter().flatten().filter_map(|c| c.name.clone()).collect();
+            match (a.desired_status(), self.running.contains_key(&arn)) {
+                ("RUNNING", false) => {
+                    out.push(self.report(&arn, "RUNNING", &names));
+                    self.running.insert(arn, names);
+                }
+                ("STOPPED", true) => {
+                    self.running.remove(&arn);
+                    out.push(self.report(&arn, "STOPPED", &names));
+                }
+                ("STOPPED", false) if a.task.last_status.as_deref() != Some("STOPPED") => {
+                    out.push(self.report(&arn, "STOPPED", &names));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Stops what the manifest no longer lists.
+    pub fn reconcile(&mut self, manifest: &[ManifestEntry]) -> Vec<TaskReport> {
+        let listed: std::collections::HashSet<&str> = manifest.iter().map(|m| m.task_arn.as_str()).collect();
+        let gone: Vec<String> = self.running.keys().filter(|k| !listed.contains(k.as_str())).cloned().collect();
+        gone.into_iter()
+            .map(|arn| {
+                let names = self.running.remove(&arn).unwrap_or_default();
+                self.report(&arn, "STOPPED", &names)
+            })
+            .collect()
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+}
+
+/// Runs one hollow agent until `shutdown` fires: registers, then serves its session.
+pub async fn run_hollow(
+    client: ApiClient,
+    cfg: RegistrationConfig,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ApiClientError> {
+    loop {
+        let (identity, _) = register(&client, &cfg).await?;
+        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let session = tokio::spawn(run_session(client.clone(), identity, SessionConfig::default(), ev_tx, reports));
+        let mut runtime = SimulatedRuntime::default();
+        let rejected = loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(SessionEvent::Assign(tasks)) => runtime.assign(&tasks).into_iter().for_each(|r| { let _ = report_tx.send(r); }),
+                    Some(SessionEvent::Manifest(m)) => runtime.reconcile(&m).into_iter().for_each(|r| { let _ = report_tx.send(r); }),
+                    Some(SessionEvent::Rejected(_)) => break true,
+                    Some(_) => {}
+                    None => break false,
+                },
+                _ = shutdown.changed() => break false,
+            }
+        };
+        drop(report_tx);
+        let _ = session.await;
+        if !rejected {
+            return Ok(());
+        }
+        // The server forgot this instance: join again as a new one.
+        let _ = std::fs::remove_file(cfg.data_dir.join(&cfg.state_file));
+    }
+}
+
+/// The registration of hollow agent `i` of a fleet: its own identity file, the shared settings.
+pub fn hollow_config(base: &RegistrationConfig, i: usize) -> RegistrationConfig {
+    RegistrationConfig {
+        state_file: format!("hollow-{i:05}.json"),
+        data_dir: base.data_dir.join("hollow"),
+        ..base.clone()
+    }
+}
+
+/// Where hollow agents keep their identities.
+pub fn hollow_dir(base: &RegistrationConfig) -> PathBuf {
+    base.data_dir.join("hollow")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::{ContainerDefinition, Task, TaskDefinition};
+
+    fn assignment(arn: &str, desired: &str) -> TaskAssignment {
+        TaskAssignment {
+            task: Task { task_arn: Some(arn.into()), desired_status: Some(desired.into()), ..Default::default() },
+            definition: TaskDefinition {
+                container_definitions: Some(vec![ContainerDefinition {
+                    name: Some("web".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            reserved_ports: vec![],
+        }
+    }
+
+    #[test]
+    fn runs_and_stops_on_request_idempotently() {
+        let mut rt = SimulatedRuntime::default();
+        let r = rt.assign(&[assignment("t1", "RUNNING")]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].status, "RUNNING");
+        assert_eq!(r[0].containers[0].status, "RUNNING");
+        assert!(rt.assign(&[assignment("t1", "RUNNING")]).is_empty(), "a repeated payload changes nothing");
+        let r = rt.assign(&[assignment("t1", "STOPPED")]);
+        assert_eq!(r[0].status, "STOPPED");
+        assert!(r[0].seq > 1);
+        assert_eq!(rt.running(), 0);
+    }
+
+    #[test]
+    fn manifest_stops_what_it_omits() {
+        let mut rt = SimulatedRuntime::default();
+        rt.assign(&[assignment("a", "RUNNING"), assignment("b", "RUNNING")]);
+        let r = rt.reconcile(&[ManifestEntry { task_arn: "a".into(), desired_status: "RUNNING".into() }]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].task_arn, "b");
+        assert_eq!(rt.running(), 1);
+    }
+}

@@ -1,0 +1,4 @@
+//! placeholder
+pub mod hollow;
+pub mod runtime;
+pub mod session;

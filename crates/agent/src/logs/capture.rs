@@ -1,0 +1,75 @@
+//! Copies a container's output from the runtime into its task's log.
+//!
+//! One capture per container, started when the container starts (or is re-adopted). It follows
+//! the runtime's log stream from the last line already stored, so an agent restart or a dropped
+//! connection to the daemon resumes without duplicates; it ends once the container has exited
+//! and its stream is drained.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::TaskLog;
+use crate::runtime::Runtime;
+
+/// Delay before resuming a stream that broke while the container still ran.
+const RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRIES: u32 = 20;
+
+/// Starts capturing `runtime_id`'s output as `container`'s lines.
+pub fn spawn(
+    runtime: Arc<dyn Runtime>,
+    log: Arc<TaskLog>,
+    container: String,
+    runtime_id: String,
+    clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut failures = 0;
+        loop {
+            let since = log.last_runtime_ns(&container);
+            let mut stream = runtime.logs(&runtime_id, since, true);
+            let mut broke = false;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(chunk) => {
+                        if let Err(e) = log.append(&container, chunk.source, chunk.line, chunk.timestamp_ns, clock()) {
+                            tracing::warn!(container = %container, error = %e, "cannot store a log line");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(container = %container, error = %e, "log stream broke");
+                        broke = true;
+                        break;
+                    }
+                }
+            }
+            // A stream ends when the container exits; if it is still running the daemon dropped
+            // us, so resume from the last stored line.
+            let live = match runtime.inspect_container(&runtime_id).await {
+                Ok(info) => info.state.is_live(),
+                Err(_) => false,
+            };
+            if !live && !broke {
+                return;
+            }
+            failures += 1;
+            if failures > MAX_RETRIES {
+                tracing::warn!(container = %container, "giving up on capturing logs");
+                return;
+            }
+            tokio::time::sleep(RETRY).await;
+            if !live {
+                // One last pass to drain what the exited container wrote.
+                let since = log.last_runtime_ns(&container);
+                let mut rest = runtime.logs(&runtime_id, since, false);
+                while let Some(Ok(chunk)) = rest.next().await {
+                    let _ = log.append(&container, chunk.source, chunk.line, chunk.timestamp_ns, clock());
+                }
+                return;
+            }
+        }
+    })
+}

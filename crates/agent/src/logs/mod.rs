@@ -1,0 +1,322 @@
+//! Container output kept by the agent: each task's stdout and stderr lines in a bounded file under
+//! the data dir, readable after the containers exit (and after an agent restart), with a follow
+//! mode that streams new lines as they arrive.
+//!
+//! A task's log is two segment files, `current.log` and `previous.log`, of JSON lines. When the
+//! current one would pass half the task's limit it becomes the previous one (replacing the older
+//! previous), so the oldest lines are dropped a segment at a time and a task's logs never take
+//! more than its limit. Every line carries a per-task sequence number, so a follower that reads
+//! the files and then the live feed neither misses nor repeats a line. `capture.rs` feeds lines
+//! from the runtime.
+
+pub mod capture;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::stream::{self, BoxStream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use crate::runtime::LogSource;
+
+const CURRENT: &str = "current.log";
+const PREVIOUS: &str = "previous.log";
+/// How many lines a follower may fall behind before it re-reads the file.
+const FOLLOW_BUFFER: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("no logs for task {task_id}")]
+    NoSuchTask { task_id: String },
+    #[error("log file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io { path: path.to_path_buf(), source }
+}
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// Increases by one per line within a task.
+    pub seq: u64,
+    /// When the agent received it (epoch ms).
+    pub timestamp_ms: i64,
+    pub container: String,
+    pub source: LogSource,
+    pub line: String,
+    /// The runtime's timestamp, used to resume capture after a restart without duplicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_ns: Option<i64>,
+}
+
+/// All tasks' logs under one directory.
+pub struct LogStore {
+    dir: PathBuf,
+    limit_bytes: u64,
+    open: Mutex<HashMap<String, Arc<TaskLog>>>,
+}
+
+impl LogStore {
+    pub fn new(dir: PathBuf, limit_bytes: u64) -> Self {
+        LogStore { dir, limit_bytes: limit_bytes.max(1024), open: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<TaskLog>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The task's log, created if needed.
+    pub fn open(&self, task_id: &str) -> Result<Arc<TaskLog>, LogError> {
+        let mut open = self.lock();
+        if let Some(log) = open.get(task_id) {
+            return Ok(log.clone());
+        }
+        let log = Arc::new(TaskLog::open(self.dir.join(task_id), self.limit_bytes)?);
+        open.insert(task_id.to_string(), log.clone());
+        Ok(log)
+    }
+
+    /// The task's log if it has one (in memory or on disk).
+    pub fn existing(&self, task_id: &str) -> Result<Arc<TaskLog>, LogError> {
+        if self.lock().contains_key(task_id) || self.dir.join(task_id).is_dir() {
+            self.open(task_id)
+        } else {
+            Err(LogError::NoSuchTask { task_id: task_id.to_string() })
+        }
+    }
+
+    /// Deletes a task's logs, ending its followers.
+    pub fn remove(&self, task_id: &str) -> Result<(), LogError> {
+        if let Some(log) = self.lock().remove(task_id) {
+            log.finish();
+        }
+        let dir = self.dir.join(task_id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Writer {
+    file: File,
+    len: u64,
+    next_seq: u64,
+    /// The last runtime timestamp written per container.
+    last_ns: BTreeMap<String, i64>,
+    /// Dropped once the task is done, which ends every follower.
+    live: Option<broadcast::Sender<LogLine>>,
+}
+
+/// One task's log.
+pub struct TaskLog {
+    dir: PathBuf,
+    limit_bytes: u64,
+    writer: Mutex<Writer>,
+}
+
+impl TaskLog {
+    fn open(dir: PathBuf, limit_bytes: u64) -> Result<TaskLog, LogError> {
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Resume numbering and capture positions from what is on disk.
+        let mut next_seq = 0;
+        let mut last_ns = BTreeMap::new();
+        for line in read_lines(&dir)? {
+            next_seq = line.seq + 1;
+            if let Some(ns) = line.runtime_ns {
+                last_ns.insert(line.container.clone(), ns);
+            }
+        }
+        let path = dir.join(CURRENT);
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        let (live, _) = broadcast::channel(FOLLOW_BUFFER);
+        Ok(TaskLog { dir, limit_bytes, writer: Mutex::new(Writer { file, len, next_seq, last_ns, live: Some(live) }) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The runtime timestamp of the last line captured from `container`.
+    pub fn last_runtime_ns(&self, container: &str) -> Option<i64> {
+        self.lock().last_ns.get(container).copied()
+    }
+
+    /// Appends one line, rotating segments to stay within the limit.
+    pub fn append(
+        &self,
+        container: &str,
+        source: LogSource,
+        line: String,
+        runtime_ns: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        let mut w = self.lock();
+        let entry =
+            LogLine { seq: w.next_seq, timestamp_ms: now_ms, container: container.to_string(), source, line, runtime_ns };
+        let mut bytes = serde_json::to_vec(&entry).unwrap_or_default();
+        bytes.push(b'\n');
+        if w.len > 0 && w.len + bytes.len() as u64 > self.limit_bytes / 2 {
+            let (cur, prev) = (self.dir.join(CURRENT), self.dir.join(PREVIOUS));
+            fs::rename(&cur, &prev).map_err(io(&cur))?;
+            w.file = OpenOptions::new().create(true).append(true).open(&cur).map_err(io(&cur))?;
+            w.len = 0;
+        }
+        let path = self.dir.join(CURRENT);
+        w.file.write_all(&bytes).map_err(io(&path))?;
+        w.len += bytes.len() as u64;
+        w.next_seq += 1;
+        if let Some(ns) = runtime_ns {
+            w.last_ns.insert(container.to_string(), ns);
+        }
+        if let Some(live) = &w.live {
+            // No followers is fine.
+            let _ = live.send(entry);
+        }
+        Ok(())
+    }
+
+    /// Marks the log complete: followers drain and end.
+    pub fn finish(&self) {
+        self.lock().live = None;
+    }
+
+    /// Every stored line (oldest first), optionally of one container.
+    pub fn read(&self, container: Option<&str>) -> Result<Vec<LogLine>, LogError> {
+        let _w = self.lock();
+        Ok(read_lines(&self.dir)?.into_iter().filter(|l| container.is_none_or(|c| l.container == c)).collect())
+    }
+
+    /// The stored lines, then (with `follow`) new lines as they come, until the task is done.
+    pub fn stream(self: &Arc<Self>, container: Option<String>, follow: bool) -> BoxStream<'static, LogLine> {
+        // Subscribe before reading, so nothing written in between is lost; sequence numbers drop
+        // what both the file and the feed carry.
+        let rx = if follow { self.lock().live.as_ref().map(|l| l.subscribe()) } else { None };
+        let stored = self.read(container.as_deref()).unwrap_or_default();
+        let last = stored.last().map(|l| l.seq);
+        let head = stream::iter(stored);
+        let Some(rx) = rx else { return head.boxed() };
+        let this = self.clone();
+        let tail = stream::unfold((rx, last, Vec::<LogLine>::new()), move |(mut rx, mut last, mut pending)| {
+            let this = this.clone();
+            let container = container.clone();
+            async move {
+                loop {
+                    if !pending.is_empty() {
+                        let line = pending.remove(0);
+                        return Some((line, (rx, last, pending)));
+                    }
+                    match rx.recv().await {
+                        Ok(line) => {
+                            if last.is_some_and(|l| line.seq <= l) {
+                                continue;
+                            }
+                            last = Some(line.seq);
+                            if container.as_ref().is_none_or(|c| *c == line.container) {
+                                return Some((line, (rx, last, pending)));
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            // Fell behind the feed: catch up from the files.
+                            let missed: Vec<LogLine> = this
+                                .read(None)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter(|l| last.is_none_or(|s| l.seq > s))
+                                .collect();
+                            if let Some(l) = missed.last() {
+                                last = Some(l.seq);
+                            }
+                            pending = missed
+                                .into_iter()
+                                .filter(|l| container.as_ref().is_none_or(|c| *c == l.container))
+                                .collect();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        head.chain(tail).boxed()
+    }
+}
+
+fn read_lines(dir: &Path) -> Result<Vec<LogLine>, LogError> {
+    let mut out = Vec::new();
+    for name in [PREVIOUS, CURRENT] {
+        let path = dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&path)(e)),
+        };
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(io(&path))?;
+            // A torn last line (a crash mid-write) is skipped rather than failing the read.
+            if let Ok(l) = serde_json::from_str::<LogLine>(&line) {
+                out.push(l);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_kept_bounded_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_path_buf(), 4096);
+        let log = store.open("t1").unwrap();
+        for i in 0..200 {
+            log.append("web", LogSource::Stdout, format!("line {i}"), Some(i), 0).unwrap();
+        }
+        let lines = log.read(None).unwrap();
+        // The oldest lines went; the newest are all there, in order.
+        assert!(lines.len() < 200 && lines.len() > 10, "{}", lines.len());
+        assert_eq!(lines.last().unwrap().line, "line 199");
+        assert!(lines.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+        let total: u64 = fs::read_dir(dir.path().join("t1")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        assert!(total <= 4096 + 200, "{total}");
+
+        // A new store (an agent restart) continues the numbering and knows where capture was.
+        drop(store);
+        let store = LogStore::new(dir.path().to_path_buf(), 4096);
+        let log = store.existing("t1").unwrap();
+        assert_eq!(log.last_runtime_ns("web"), Some(199));
+        log.append("web", LogSource::Stderr, "after".into(), None, 0).unwrap();
+        assert_eq!(log.read(None).unwrap().last().unwrap().seq, 200);
+        assert!(matches!(store.existing("nope"), Err(LogError::NoSuchTask { .. })));
+    }
+
+    #[tokio::test]
+    async fn followers_get_stored_then_new_lines_and_end_when_the_task_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_path_buf(), 1 << 20);
+        let log = store.open("t1").unwrap();
+        log.append("web", LogSource::Stdout, "one".into(), None, 0).unwrap();
+        log.append("side", LogSource::Stdout, "other".into(), None, 0).unwrap();
+        let mut follow = log.stream(Some("web".into()), true);
+        assert_eq!(follow.next().await.unwrap().line, "one");
+        log.append("web", LogSource::Stderr, "two".into(), None, 0).unwrap();
+        assert_eq!(follow.next().await.unwrap().line, "two");
+        log.finish();
+        assert!(follow.next().await.is_none());
+        let all: Vec<_> = log.stream(None, false).map(|l| l.line).collect().await;
+        assert_eq!(all, vec!["one", "other", "two"]);
+    }
+}

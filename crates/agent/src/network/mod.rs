@@ -1,0 +1,187 @@
+//! Network modes as lifecycle hooks around a task: `provision` before any container exists,
+//! `configure` on each container's spec, `bindings` after a container starts, and `deprovision`
+//! once the task's containers have stopped. Every hook is idempotent, so a retried or resumed task
+//! (after an agent restart) runs them again safely.
+//!
+//! - `bridge` (the ECS default): Docker's bridge; port mappings published on the host, a missing
+//!   or zero hostPort getting a dynamic port (Docker's pick, or ours from a configured range), and
+//!   `links` between the task's containers. See `bridge.rs` and `ports.rs`.
+//! - `host` and `none`: the host's namespace, or no network at all. See `host.rs`.
+//! - `awsvpc`: each task in its own network namespace with its own address on a Flotilla-managed
+//!   bridge network, held by a per-task pause container that the task's containers join, as ECS
+//!   does with its ENIs. See `awsvpc.rs`.
+
+mod awsvpc;
+mod bridge;
+mod host;
+pub mod ports;
+
+use std::collections::BTreeMap;
+
+use flotilla_model::{ContainerDefinition, NetworkBinding};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{ContainerInfo, ContainerSpec, Runtime, RuntimeError};
+pub use ports::PortAllocator;
+
+/// The name of the Docker network awsvpc tasks get their addresses on, unless configured.
+pub const DEFAULT_AWSVPC_NETWORK: &str = "flotilla-awsvpc";
+/// The image of the per-task pause container, built locally by `flotilla-images`.
+pub const DEFAULT_PAUSE_IMAGE: &str = "flotilla/pause:latest";
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("network mode {0} is not supported by this agent")]
+    Unsupported(String),
+    #[error("{step}: {source}")]
+    Runtime {
+        step: &'static str,
+        #[source]
+        source: RuntimeError,
+    },
+    #[error("the task's pause container has no address on network {network}")]
+    NoAddress { network: String },
+    #[error("no free host port in {first}-{last} for container port {container_port}")]
+    NoFreePort { first: u16, last: u16, container_port: u16 },
+    #[error("link {link}: no container {target} in this task")]
+    BadLink { link: String, target: String },
+}
+
+fn rt(step: &'static str) -> impl FnOnce(RuntimeError) -> NetworkError {
+    move |source| NetworkError::Runtime { step, source }
+}
+
+/// Agent-wide network settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkConfig {
+    pub awsvpc_network: String,
+    pub pause_image: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig { awsvpc_network: DEFAULT_AWSVPC_NETWORK.into(), pause_image: DEFAULT_PAUSE_IMAGE.into() }
+    }
+}
+
+/// What the hooks set up for one task, kept with the task's state so deprovisioning (even after
+/// an agent restart) knows what to undo.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// The awsvpc pause container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_id: Option<String>,
+    /// The task's own address (awsvpc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ipv4: Option<String>,
+    /// Host ports taken from the agent's dynamic range, returned at deprovisioning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allocated_ports: Vec<u16>,
+}
+
+/// What the hooks need from the engine.
+pub struct NetworkContext<'a> {
+    pub runtime: &'a dyn Runtime,
+    pub config: &'a NetworkConfig,
+    pub ports: &'a PortAllocator,
+    pub task_id: &'a str,
+    pub task_arn: &'a str,
+    /// The task's labels (marker, cluster, instance, task) for what the hooks create.
+    pub labels: &'a BTreeMap<String, String>,
+}
+
+/// A task definition's network mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    Bridge,
+    Host,
+    None,
+    Awsvpc,
+}
+
+impl NetworkMode {
+    /// Parses `networkMode`; an absent one is `bridge`, as ECS defaults it on Linux.
+    pub fn parse(mode: Option<&str>) -> Result<NetworkMode, NetworkError> {
+        match mode.unwrap_or("bridge") {
+            "bridge" => Ok(NetworkMode::Bridge),
+            "host" => Ok(NetworkMode::Host),
+            "none" => Ok(NetworkMode::None),
+            "awsvpc" => Ok(NetworkMode::Awsvpc),
+            other => Err(NetworkError::Unsupported(other.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+            NetworkMode::Awsvpc => "awsvpc",
+        }
+    }
+
+    /// Sets up what the task's containers will join. Idempotent.
+    pub async fn provision(self, ctx: &NetworkContext<'_>, att: &mut Attachment) -> Result<(), NetworkError> {
+        match self {
+            NetworkMode::Awsvpc => awsvpc::provision(ctx, att).await,
+            NetworkMode::Bridge | NetworkMode::Host | NetworkMode::None => Ok(()),
+        }
+    }
+
+    /// Shapes one container's spec. `names` maps the task's container names to runtime names,
+    /// for links.
+    pub fn configure(
+        self,
+        ctx: &NetworkContext<'_>,
+        def: &ContainerDefinition,
+        names: &BTreeMap<String, String>,
+        att: &mut Attachment,
+        spec: &mut ContainerSpec,
+    ) -> Result<(), NetworkError> {
+        match self {
+            NetworkMode::Bridge => bridge::configure(ctx, def, names, att, spec),
+            NetworkMode::Host => host::configure_host(spec),
+            NetworkMode::None => host::configure_none(spec),
+            NetworkMode::Awsvpc => awsvpc::configure(att, spec),
+        }
+    }
+
+    /// The container's networkBindings once it runs.
+    pub fn bindings(self, def: &ContainerDefinition, info: &ContainerInfo) -> Vec<NetworkBinding> {
+        match self {
+            NetworkMode::Bridge => bridge::bindings(info),
+            NetworkMode::Host => host::bindings(def),
+            // ECS reports no bindings for these: awsvpc tasks are reached on their own address.
+            NetworkMode::None | NetworkMode::Awsvpc => Vec::new(),
+        }
+    }
+
+    /// Undoes `provision` and returns dynamic ports. Idempotent.
+    pub async fn deprovision(self, ctx: &NetworkContext<'_>, att: &mut Attachment) -> Result<(), NetworkError> {
+        if self == NetworkMode::Awsvpc {
+            awsvpc::deprovision(ctx, att).await?;
+        }
+        ctx.ports.release(&att.allocated_ports);
+        att.allocated_ports.clear();
+        Ok(())
+    }
+}
+
+/// The protocol of a port mapping, lower-cased as Docker wants it.
+fn protocol(p: Option<&str>) -> String {
+    p.unwrap_or("tcp").to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_with_bridge_as_the_default() {
+        assert_eq!(NetworkMode::parse(None).unwrap(), NetworkMode::Bridge);
+        assert_eq!(NetworkMode::parse(Some("awsvpc")).unwrap(), NetworkMode::Awsvpc);
+        assert!(matches!(NetworkMode::parse(Some("nat")), Err(NetworkError::Unsupported(_))));
+    }
+}

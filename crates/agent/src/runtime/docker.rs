@@ -1,0 +1,710 @@
+//! [`Runtime`] on the Docker Engine API through bollard.
+//!
+//! Every call runs under a named timeout from [`DockerTimeouts`] (so a wedged daemon surfaces as
+//! `RuntimeError::Timeout { op }` instead of a stuck task), and bollard's own blanket request
+//! timeout is raised out of the way so long calls such as `stop` are bounded by ours. The client
+//! negotiates the API version at connect time: this host's engine speaks 1.41 while bollard
+//! defaults to a newer one. Images under a configured prefix (Flotilla's own `flotilla/...`
+//! images) are built locally by an [`ImageBuilder`] instead of pulled, since no registry may be
+//! reachable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, EventMessage, HealthConfig, HealthStatusEnum, HostConfig,
+    HostConfigLogConfig, NetworkCreateRequest, PortBinding, ResourcesUlimits, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
+
+use super::{
+    labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
+    PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
+};
+
+/// Builds an image locally (for images no registry serves). Returns an error message on failure.
+pub type ImageBuilder = Arc<dyn Fn(Docker, String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The deadline of each kind of Docker call. Defaults follow the ECS agent's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DockerTimeouts {
+    pub version: Duration,
+    pub list: Duration,
+    pub inspect: Duration,
+    pub create: Duration,
+    pub start: Duration,
+    /// Added to the stop grace period: Docker answers only once SIGKILL has done its work.
+    pub stop_extra: Duration,
+    pub kill: Duration,
+    pub remove: Duration,
+    pub pull: Duration,
+    pub network: Duration,
+    pub volume: Duration,
+}
+
+impl Default for DockerTimeouts {
+    fn default() -> Self {
+        DockerTimeouts {
+            version: Duration::from_secs(10),
+            list: Duration::from_secs(10),
+            inspect: Duration::from_secs(30),
+            create: Duration::from_secs(240),
+            start: Duration::from_secs(180),
+            stop_extra: Duration::from_secs(30),
+            kill: Duration::from_secs(30),
+            remove: Duration::from_secs(300),
+            pull: Duration::from_secs(1800),
+            network: Duration::from_secs(60),
+            volume: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The Docker-backed runtime.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    timeouts: DockerTimeouts,
+    builders: Vec<(String, ImageBuilder)>,
+    /// Docker 1.41 lets two networks share a name, so creation is check-then-create under a lock.
+    network_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl DockerRuntime {
+    /// Connects to the local daemon (DOCKER_HOST or the default socket) and negotiates the API
+    /// version.
+    pub async fn connect(timeouts: DockerTimeouts) -> RuntimeResult<Self> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| RuntimeError::Unavailable { op: "connect", message: e.to_string() })?;
+        Self::from_docker(docker, timeouts).await
+    }
+
+    /// Wraps an existing client, negotiating its API version.
+    pub async fn from_docker(docker: Docker, timeouts: DockerTimeouts) -> RuntimeResult<Self> {
+        let mut docker = timed("version", timeouts.version, docker.negotiate_version()).await?;
+        // Our own per-call deadlines apply; bollard's single shared one would cut `stop` short.
+        docker.set_timeout(Duration::from_secs(24 * 3600));
+        Ok(DockerRuntime {
+            docker,
+            timeouts,
+            builders: Vec::new(),
+            network_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Images whose reference starts with `prefix` are built by `builder` rather than pulled.
+    pub fn with_image_builder(mut self, prefix: &str, builder: ImageBuilder) -> Self {
+        self.builders.push((prefix.to_string(), builder));
+        self
+    }
+
+    /// The bollard client, for callers that need more than the trait (tests, image builders).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The daemon's version string, for the instance's versionInfo.
+    pub async fn server_version(&self) -> RuntimeResult<String> {
+        let v = timed("version", self.timeouts.version, self.docker.version()).await?;
+        Ok(v.version.unwrap_or_default())
+    }
+}
+
+fn failed(op: &'static str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Failed { op, message: e.to_string() }
+}
+
+/// Maps a bollard error: 404 is `NotFound`, 409 `Conflict`, the rest `Failed` with the daemon's
+/// message.
+fn map_err(op: &'static str, what: &str, e: DockerError) -> RuntimeError {
+    match e {
+        DockerError::DockerResponseServerError { status_code: 404, .. } => {
+            RuntimeError::NotFound { what: what.to_string() }
+        }
+        DockerError::DockerResponseServerError { status_code: 409, message } => RuntimeError::Conflict { op, message },
+        DockerError::DockerResponseServerError { message, .. } => RuntimeError::Failed { op, message },
+        DockerError::RequestTimeoutError => RuntimeError::Unavailable { op, message: "request timed out".into() },
+        e => RuntimeError::Unavailable { op, message: e.to_string() },
+    }
+}
+
+async fn timed<T>(
+    op: &'static str,
+    after: Duration,
+    fut: impl Future<Output = Result<T, DockerError>>,
+) -> RuntimeResult<T> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(r) => r.map_err(|e| map_err(op, op, e)),
+        Err(_) => Err(RuntimeError::Timeout { op, after }),
+    }
+}
+
+/// Like [`timed`], naming the object a 404 is about.
+async fn timed_on<T>(
+    op: &'static str,
+    what: &str,
+    after: Duration,
+    fut: impl Future<Output = Result<T, DockerError>>,
+) -> RuntimeResult<T> {
+    match tokio::time::timeout(after, fut).await {
+        Ok(r) => r.map_err(|e| map_err(op, what, e)),
+        Err(_) => Err(RuntimeError::Timeout { op, after }),
+    }
+}
+
+/// Splits "repo[:tag]" for the pull API, which pulls every tag when none is given.
+fn split_reference(image: &str) -> (&str, &str) {
+    if image.contains('@') {
+        return (image, "");
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+fn port_key(port: u16, protocol: &str) -> String {
+    format!("{port}/{protocol}")
+}
+
+fn hashmap(m: &BTreeMap<String, String>) -> HashMap<String, String> {
+    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// Translates the engine's spec into Docker's create body.
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.port_bindings {
+        port_bindings.entry(port_key(p.container_port, &p.protocol)).or_insert_with(|| Some(Vec::new())).as_mut().map(
+            |v| {
+                v.push(PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    // An empty host port asks Docker for one from the ephemeral range.
+                    host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+                })
+            },
+        );
+    }
+    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let log_config = spec.log_max_bytes.map(|max| HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([("max-size".to_string(), max.to_string()), ("max-file".into(), "1".into())])),
+    });
+    let host_config = HostConfig {
+        cpu_shares: spec.cpu_shares,
+        cpu_quota: spec.cpu_quota,
+        cpu_period: spec.cpu_period,
+        memory: spec.memory_bytes,
+        memory_reservation: spec.memory_reservation_bytes,
+        ulimits: (!spec.ulimits.is_empty()).then(|| {
+            spec.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+                .collect()
+        }),
+        readonly_rootfs: spec.readonly_rootfs.then_some(true),
+        privileged: spec.privileged.then_some(true),
+        binds: non_empty(&spec.binds),
+        volumes_from: non_empty(&spec.volumes_from),
+        network_mode: spec.network_mode.clone(),
+        port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+        links: non_empty(&spec.links),
+        extra_hosts: non_empty(&spec.extra_hosts),
+        dns: non_empty(&spec.dns_servers),
+        dns_search: non_empty(&spec.dns_search),
+        log_config,
+        cap_add: non_empty(&spec.cap_add),
+        cap_drop: non_empty(&spec.cap_drop),
+        init: spec.init,
+        shm_size: spec.shm_size_bytes,
+        ..HostConfig::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.command.clone(),
+        env: non_empty(&spec.env),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        labels: Some(hashmap(&spec.labels)),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        healthcheck: spec.health_check.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(nanos(h.interval)),
+            timeout: Some(nanos(h.timeout)),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(nanos(h.start_period)),
+            start_interval: None,
+        }),
+        stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    }
+}
+
+fn run_state(s: Option<ContainerStateStatusEnum>) -> RunState {
+    match s {
+        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
+        Some(ContainerStateStatusEnum::EXITED) => RunState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
+        Some(ContainerStateStatusEnum::REMOVING) => RunState::Removing,
+        Some(ContainerStateStatusEnum::STOPPING) => RunState::Running,
+        Some(ContainerStateStatusEnum::CREATED) | Some(ContainerStateStatusEnum::EMPTY) | None => RunState::Created,
+    }
+}
+
+fn summary_state(s: &str) -> RunState {
+    match s {
+        "running" => RunState::Running,
+        "paused" => RunState::Paused,
+        "restarting" => RunState::Restarting,
+        "exited" => RunState::Exited,
+        "dead" => RunState::Dead,
+        "removing" => RunState::Removing,
+        _ => RunState::Created,
+    }
+}
+
+fn health(s: Option<HealthStatusEnum>) -> Option<Health> {
+    match s? {
+        HealthStatusEnum::STARTING => Some(Health::Starting),
+        HealthStatusEnum::HEALTHY => Some(Health::Healthy),
+        HealthStatusEnum::UNHEALTHY => Some(Health::Unhealthy),
+        HealthStatusEnum::NONE | HealthStatusEnum::EMPTY => None,
+    }
+}
+
+/// Maps a daemon event to ours; events we do not act on are dropped.
+fn event(e: EventMessage) -> Option<RuntimeEvent> {
+    let actor = e.actor?;
+    let attrs: BTreeMap<String, String> = actor.attributes.unwrap_or_default().into_iter().collect();
+    let action = e.action?;
+    let kind = match action.as_str() {
+        "start" => EventKind::Start,
+        "die" => EventKind::Die { exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()) },
+        "oom" => EventKind::Oom,
+        "destroy" => EventKind::Destroy,
+        a => match a.strip_prefix("health_status: ")? {
+            "healthy" => EventKind::Health(Health::Healthy),
+            "unhealthy" => EventKind::Health(Health::Unhealthy),
+            "starting" => EventKind::Health(Health::Starting),
+            _ => return None,
+        },
+    };
+    // Event attributes are the labels plus a few keys of Docker's own (name, image, exitCode).
+    Some(RuntimeEvent { container_id: actor.id?, labels: attrs, kind })
+}
+
+/// Splits a `timestamps=true` log line: "2024-05-01T10:00:00.123456789Z message".
+fn split_timestamp(line: &str) -> (Option<i64>, &str) {
+    match line.split_once(' ') {
+        Some((ts, rest)) => match parse_rfc3339_ns(ts) {
+            Some(ns) => (Some(ns), rest),
+            None => (None, line),
+        },
+        None => match parse_rfc3339_ns(line) {
+            Some(ns) => (Some(ns), ""),
+            None => (None, line),
+        },
+    }
+}
+
+/// Parses the UTC RFC 3339 timestamps Docker writes ("...Z", up to nanoseconds) into epoch ns.
+pub(crate) fn parse_rfc3339_ns(s: &str) -> Option<i64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let frac_ns: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+    // Days from civil (Howard Hinnant's algorithm), valid for the proleptic Gregorian calendar.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000_000) + frac_ns)
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    async fn image_present(&self, image: &str) -> RuntimeResult<bool> {
+        match timed_on("inspect_image", image, self.timeouts.inspect, self.docker.inspect_image(image)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn pull_image(&self, image: &str) -> RuntimeResult<()> {
+        if let Some((_, build)) = self.builders.iter().find(|(prefix, _)| image.starts_with(prefix.as_str())) {
+            let fut = build(self.docker.clone(), image.to_string());
+            return match tokio::time::timeout(self.timeouts.pull, fut).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(message)) => Err(RuntimeError::ImageUnavailable { image: image.to_string(), message }),
+                Err(_) => Err(RuntimeError::Timeout { op: "build_image", after: self.timeouts.pull }),
+            };
+        }
+        let (repo, tag) = split_reference(image);
+        let options = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
+        let pull = async {
+            let mut progress = self.docker.create_image(Some(options), None, None);
+            while let Some(item) = progress.next().await {
+                let info = item.map_err(|e| match e {
+                    DockerError::DockerResponseServerError { message, .. } => message,
+                    e => e.to_string(),
+                })?;
+                if let Some(detail) = info.error_detail {
+                    return Err(detail.message.unwrap_or_else(|| "pull failed".into()));
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(self.timeouts.pull, pull).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(RuntimeError::ImageUnavailable { image: image.to_string(), message }),
+            Err(_) => Err(RuntimeError::Timeout { op: "pull_image", after: self.timeouts.pull }),
+        }
+    }
+
+    async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>> {
+        match timed_on("inspect_image", image, self.timeouts.inspect, self.docker.inspect_image(image)).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ensure_network(&self, spec: &NetworkSpec) -> RuntimeResult<String> {
+        let _guard = self.network_lock.lock().await;
+        let t = self.timeouts.network;
+        match timed_on("inspect_network", &spec.name, t, self.docker.inspect_network(&spec.name, None)).await {
+            Ok(n) => return Ok(n.id.unwrap_or_default()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let req = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(hashmap(&spec.labels)),
+            ..NetworkCreateRequest::default()
+        };
+        Ok(timed("create_network", t, self.docker.create_network(req)).await?.id)
+    }
+
+    async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
+        match timed_on("remove_network", name, self.timeouts.network, self.docker.remove_network(name)).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> RuntimeResult<()> {
+        let req = VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            driver: spec.driver.clone(),
+            driver_opts: (!spec.driver_opts.is_empty()).then(|| hashmap(&spec.driver_opts)),
+            labels: Some(hashmap(&spec.labels)),
+            ..VolumeCreateRequest::default()
+        };
+        // Creating a volume that exists with the same driver is a no-op in Docker.
+        timed("create_volume", self.timeouts.volume, self.docker.create_volume(req)).await.map(drop)
+    }
+
+    async fn volume_exists(&self, name: &str) -> RuntimeResult<bool> {
+        match timed_on("inspect_volume", name, self.timeouts.volume, self.docker.inspect_volume(name)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove_volume(&self, name: &str) -> RuntimeResult<()> {
+        let fut = self.docker.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>);
+        match timed_on("remove_volume", name, self.timeouts.volume, fut).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn create_container(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let fut = self.docker.create_container(Some(options), create_body(spec));
+        let what = format!("image {}", spec.image);
+        Ok(timed_on("create_container", &what, self.timeouts.create, fut).await?.id)
+    }
+
+    async fn start_container(&self, id: &str) -> RuntimeResult<()> {
+        let fut = self.docker.start_container(id, None);
+        // bollard treats 304 (already started) as success, which is what we want.
+        timed_on("start_container", id, self.timeouts.start, fut).await
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Duration) -> RuntimeResult<()> {
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(secs).build();
+        let fut = self.docker.stop_container(id, Some(options));
+        timed_on("stop_container", id, timeout + self.timeouts.stop_extra, fut).await
+    }
+
+    async fn kill_container(&self, id: &str, signal: &str) -> RuntimeResult<()> {
+        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        match timed_on("kill_container", id, self.timeouts.kill, self.docker.kill_container(id, Some(options))).await {
+            // 409: not running, so there is nothing to signal.
+            Err(RuntimeError::Conflict { .. }) => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn inspect_container(&self, id: &str) -> RuntimeResult<ContainerInfo> {
+        let fut = self.docker.inspect_container(id, None);
+        let c = timed_on("inspect_container", id, self.timeouts.inspect, fut).await?;
+        let state = c.state.unwrap_or_default();
+        let config = c.config.unwrap_or_default();
+        let net = c.network_settings.unwrap_or_default();
+        let mut ports = Vec::new();
+        for (key, bindings) in net.ports.unwrap_or_default() {
+            let Some((port, protocol)) = key.split_once('/') else { continue };
+            let Ok(container_port) = port.parse() else { continue };
+            for b in bindings.unwrap_or_default() {
+                let Some(host_port) = b.host_port.and_then(|p| p.parse().ok()) else { continue };
+                ports.push(PortInfo {
+                    container_port,
+                    protocol: protocol.to_string(),
+                    host_ip: b.host_ip.unwrap_or_default(),
+                    host_port,
+                });
+            }
+        }
+        ports.sort_by(|a, b| {
+            (a.container_port, &a.protocol, &a.host_ip).cmp(&(b.container_port, &b.protocol, &b.host_ip))
+        });
+        let ip_addresses = net
+            .networks
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, ep)| ep.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (name, ip)))
+            .collect();
+        let running = state.running.unwrap_or(false);
+        Ok(ContainerInfo {
+            id: c.id.unwrap_or_else(|| id.to_string()),
+            name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+            image_id: c.image,
+            labels: config.labels.unwrap_or_default().into_iter().collect(),
+            state: run_state(state.status),
+            // Docker reports 0 for a container that has not exited yet; that is not an exit code.
+            exit_code: if running { None } else { state.exit_code },
+            oom_killed: state.oom_killed.unwrap_or(false),
+            error: state.error.filter(|e| !e.is_empty()),
+            health: health(state.health.and_then(|h| h.status)),
+            ports,
+            ip_addresses,
+        })
+    }
+
+    async fn wait_container(&self, id: &str) -> RuntimeResult<i64> {
+        let options = WaitContainerOptionsBuilder::default().condition("not-running").build();
+        let mut stream = self.docker.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard turns a non-zero exit into an error; it is still just the exit code.
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(map_err("wait_container", id, e)),
+            None => Err(failed("wait_container", "stream ended without a status")),
+        }
+    }
+
+    async fn remove_container(&self, id: &str) -> RuntimeResult<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let fut = self.docker.remove_container(id, Some(options));
+        match timed_on("remove_container", id, self.timeouts.remove, fut).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            // 409: removal already in progress.
+            Err(RuntimeError::Conflict { message, .. }) if message.contains("already in progress") => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn list_containers(&self, filter: &[(&str, Option<&str>)]) -> RuntimeResult<Vec<ContainerSummary>> {
+        let label_filters: Vec<String> = filter
+            .iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.to_string(),
+            })
+            .collect();
+        let filters = HashMap::from([("label".to_string(), label_filters)]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = timed("list_containers", self.timeouts.list, self.docker.list_containers(Some(options))).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerSummary {
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+                state: c.state.map(|s| summary_state(&s.to_string())).unwrap_or(RunState::Created),
+            })
+            .collect())
+    }
+
+    fn events(&self) -> BoxStream<'static, RuntimeResult<RuntimeEvent>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![labels::MARKER.to_string()]),
+        ]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .filter_map(|e| async move {
+                match e {
+                    Ok(e) => event(e).map(Ok),
+                    Err(e) => Some(Err(failed("events", e))),
+                }
+            })
+            .boxed()
+    }
+
+    fn logs(&self, id: &str, since_ns: Option<i64>, follow: bool) -> BoxStream<'static, RuntimeResult<LogChunk>> {
+        let since_secs = since_ns.map_or(0, |ns| i32::try_from(ns / 1_000_000_000).unwrap_or(0));
+        let options = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(since_secs)
+            .build();
+        let id = id.to_string();
+        self.docker
+            .logs(&id, Some(options))
+            .filter_map(move |item| async move {
+                let (source, message) = match item {
+                    Ok(bollard::container::LogOutput::StdOut { message }) => (LogSource::Stdout, message),
+                    Ok(bollard::container::LogOutput::StdErr { message }) => (LogSource::Stderr, message),
+                    Ok(bollard::container::LogOutput::Console { message }) => (LogSource::Stdout, message),
+                    Ok(bollard::container::LogOutput::StdIn { .. }) => return None,
+                    Err(e) => return Some(Err(failed("logs", e))),
+                };
+                let text = String::from_utf8_lossy(&message);
+                let (timestamp_ns, line) = split_timestamp(text.trim_end_matches(['\n', '\r']));
+                // `since` has one-second resolution; drop what we already have.
+                if let (Some(since), Some(ts)) = (since_ns, timestamp_ns) {
+                    if ts <= since {
+                        return None;
+                    }
+                }
+                Some(Ok(LogChunk { source, timestamp_ns, line: line.to_string() }))
+            })
+            .boxed()
+    }
+
+    async fn stats(&self, id: &str) -> RuntimeResult<Stats> {
+        let options = bollard::query_parameters::StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+        let mut s = self.docker.stats(id, Some(options));
+        let stats = match tokio::time::timeout(self.timeouts.inspect, s.next()).await {
+            Ok(Some(r)) => r.map_err(|e| map_err("stats", id, e))?,
+            Ok(None) => return Err(failed("stats", "no sample")),
+            Err(_) => return Err(RuntimeError::Timeout { op: "stats", after: self.timeouts.inspect }),
+        };
+        Ok(Stats {
+            cpu_total_ns: stats.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage).unwrap_or(0),
+            memory_bytes: stats.memory_stats.and_then(|m| m.usage).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_for_the_pull_api() {
+        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
+        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
+        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
+        assert_eq!(split_reference("app@sha256:abc"), ("app@sha256:abc", ""));
+    }
+
+    #[test]
+    fn docker_timestamps_parse_to_epoch_nanoseconds() {
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(parse_rfc3339_ns("2024-02-29T12:34:56.123456789Z"), Some(1_709_210_096_123_456_789));
+        assert_eq!(parse_rfc3339_ns("not a time"), None);
+        assert_eq!(
+            split_timestamp("2024-02-29T12:34:56Z hello world"),
+            (Some(1_709_210_096_000_000_000), "hello world")
+        );
+        assert_eq!(split_timestamp("plain"), (None, "plain"));
+    }
+
+    #[test]
+    fn the_create_body_carries_ports_limits_and_health() {
+        let spec = ContainerSpec {
+            name: "c".into(),
+            image: "img".into(),
+            port_bindings: vec![
+                super::super::PortBindingSpec {
+                    container_port: 80,
+                    protocol: "tcp".into(),
+                    host_ip: None,
+                    host_port: None,
+                },
+                super::super::PortBindingSpec {
+                    container_port: 53,
+                    protocol: "udp".into(),
+                    host_ip: None,
+                    host_port: Some(5353),
+                },
+            ],
+            memory_bytes: Some(64 << 20),
+            health_check: Some(super::super::HealthCheckSpec {
+                test: vec!["CMD".into(), "true".into()],
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(2),
+                retries: 3,
+                start_period: Duration::ZERO,
+            }),
+            ..ContainerSpec::default()
+        };
+        let body = create_body(&spec);
+        let hc = body.host_config.unwrap();
+        let ports = hc.port_bindings.unwrap();
+        assert_eq!(ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some(""));
+        assert_eq!(ports["53/udp"].as_ref().unwrap()[0].host_port.as_deref(), Some("5353"));
+        assert_eq!(hc.memory, Some(64 << 20));
+        assert_eq!(body.healthcheck.unwrap().interval, Some(5_000_000_000));
+    }
+}

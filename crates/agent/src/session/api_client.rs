@@ -1,0 +1,96 @@
+//! A small SigV4-signing client for the ECS JSON API, for the agent's own calls. (The agent makes
+//! a handful of calls; the official SDK would cost more to build than it saves.)
+
+use std::time::{Duration, SystemTime};
+
+use flotilla_sigv4::{sign, Credentials, SigningParams};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiClientError {
+    #[error("request to {endpoint} failed: {source}")]
+    Transport { endpoint: String, source: reqwest::Error },
+    #[error("{code}: {message}")]
+    Api { code: String, message: String, status: u16 },
+    #[error("bad endpoint or request: {0}")]
+    Request(String),
+    #[error("the answer does not decode: {0}")]
+    Decode(String),
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    endpoint: String,
+    region: String,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Result<Self, ApiClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ApiClientError::Request(e.to_string()))?;
+        Ok(ApiClient { endpoint: endpoint.trim_end_matches('/').to_string(), region: region.into(), credentials, http })
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Calls one ECS operation.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        operation: &str,
+        request: &Req,
+    ) -> Result<Resp, ApiClientError> {
+        let body = serde_json::to_vec(request).map_err(|e| ApiClientError::Request(e.to_string()))?;
+        let url = format!("{}/", self.endpoint);
+        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| ApiClientError::Request(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+        let target = format!("AmazonEC2ContainerServiceV20141113.{operation}");
+        headers.insert(
+            "x-amz-target",
+            HeaderValue::from_str(&target).map_err(|e| ApiClientError::Request(e.to_string()))?,
+        );
+        let params = SigningParams {
+            credentials: &self.credentials,
+            region: &self.region,
+            service: "ecs",
+            time: SystemTime::now(),
+        };
+        sign(&Method::POST, &uri, &mut headers, &body, &params).map_err(|e| ApiClientError::Request(e.to_string()))?;
+        let resp = self
+            .http
+            .post(&url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| ApiClientError::Transport { endpoint: self.endpoint.clone(), source })?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ApiClientError::Transport { endpoint: self.endpoint.clone(), source })?;
+        if status >= 300 {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(ApiClientError::Api {
+                code: v["__type"].as_str().unwrap_or("UnknownError").to_string(),
+                message: v["message"].as_str().unwrap_or("").to_string(),
+                status,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ApiClientError::Decode(e.to_string()))
+    }
+}

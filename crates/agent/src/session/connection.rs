@@ -1,0 +1,224 @@
+//! The websocket session: connect with a SigV4-signed upgrade, pass tasks to the caller, send
+//! reports, resend unacknowledged ones after a reconnect, heartbeat, and reconnect with backoff.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use flotilla_protocol::{
+    AgentMessage, ManifestEntry, ServerMessage, TaskAssignment, TaskReport, AGENT_WS_PATH, HEARTBEAT_SECS,
+    PEER_TIMEOUT_SECS,
+};
+use flotilla_sigv4::{sign, SigningParams};
+use futures::{SinkExt, StreamExt};
+use http::{HeaderMap, Method, Uri};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::api_client::ApiClient;
+use super::registration::AgentIdentity;
+
+/// What the server asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Run or stop these tasks (idempotent).
+    Assign(Vec<TaskAssignment>),
+    /// The full list of tasks the instance should know; anything else is to be stopped.
+    Manifest(Vec<ManifestEntry>),
+    Connected,
+    Disconnected(String),
+    /// The server no longer knows this instance: register again.
+    Rejected(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub agent_version: String,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            min_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+fn encode_query(v: &str) -> String {
+    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The signed upgrade request for the session.
+fn upgrade_request(
+    client: &ApiClient,
+    identity: &AgentIdentity,
+    cfg: &SessionConfig,
+) -> Result<http::Request<()>, String> {
+    let base = client.endpoint().replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
+    let url = format!(
+        "{base}{AGENT_WS_PATH}?{}={}&{}={}&{}={}",
+        flotilla_protocol::query::CLUSTER,
+        encode_query(&identity.cluster_arn),
+        flotilla_protocol::query::CONTAINER_INSTANCE,
+        encode_query(&identity.container_instance_arn),
+        flotilla_protocol::query::AGENT_VERSION,
+        encode_query(&cfg.agent_version),
+    );
+    let uri: Uri = url.parse().map_err(|e| format!("bad server URL {url}: {e}"))?;
+    let mut headers = HeaderMap::new();
+    let params = SigningParams {
+        credentials: client.credentials(),
+        region: client.region(),
+        service: "ecs",
+        time: SystemTime::now(),
+    };
+    sign(&Method::GET, &uri, &mut headers, b"", &params).map_err(|e| e.to_string())?;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str())
+        .map_err(|e| e.to_string())?;
+    for (k, v) in headers.iter() {
+        req.headers_mut().insert(k.clone(), v.clone());
+    }
+    Ok(req)
+}
+
+/// Runs the session until `reports` closes: reconnecting with backoff, handing the server's
+/// requests to `events`, and delivering every report at least once.
+pub async fn run_session(
+    client: ApiClient,
+    identity: AgentIdentity,
+    cfg: SessionConfig,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    mut reports: mpsc::UnboundedReceiver<TaskReport>,
+) {
+    // Reports not yet acknowledged, by (task, seq); resent in seq order after a reconnect.
+    let mut unacked: BTreeMap<u64, TaskReport> = BTreeMap::new();
+    let mut backoff = cfg.min_backoff;
+    let mut last_timeline = 0u64;
+    loop {
+        let outcome = match upgrade_request(&client, &identity, &cfg) {
+            Ok(req) => match tokio_tungstenite::connect_async(req).await {
+                Ok((ws, _)) => {
+                    backoff = cfg.min_backoff;
+                    let _ = events.send(SessionEvent::Connected);
+                    connected(ws, &events, &mut reports, &mut unacked, &mut last_timeline).await
+                }
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    let body =
+                        resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                    if body.contains("InvalidInstanceException") || body.contains("InactiveInstanceException") {
+                        let _ = events.send(SessionEvent::Rejected(body));
+                        return;
+                    }
+                    Outcome::Lost(format!("the server refused the session ({}): {body}", resp.status()))
+                }
+                Err(e) => Outcome::Lost(format!("could not connect: {e}")),
+            },
+            Err(e) => Outcome::Lost(e),
+        };
+        match outcome {
+            Outcome::Finished => return,
+            Outcome::Lost(why) => {
+                tracing::warn!(reason = %why, retry_in_ms = backoff.as_millis() as u64, "agent session lost");
+                let _ = events.send(SessionEvent::Disconnected(why));
+            }
+        }
+        let jitter = rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1);
+        tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+        backoff = (backoff * 2).min(cfg.max_backoff);
+    }
+}
+
+enum Outcome {
+    /// The caller closed the report channel: the agent is shutting down.
+    Finished,
+    Lost(String),
+}
+
+async fn connected<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    events: &mpsc::UnboundedSender<SessionEvent>,
+    reports: &mut mpsc::UnboundedReceiver<TaskReport>,
+    unacked: &mut BTreeMap<u64, TaskReport>,
+    last_timeline: &mut u64,
+) -> Outcome
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut tx, mut rx) = ws.split();
+    for report in unacked.values() {
+        let msg = AgentMessage::TaskStateChange(Box::new(report.clone()));
+        if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
+            return Outcome::Lost("send failed while resending reports".into());
+        }
+    }
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            frame = rx.next() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None => return Outcome::Lost("the server closed the session".into()),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Outcome::Lost(format!("session error: {e}")),
+                };
+                last_heard = tokio::time::Instant::now();
+                let reply = match serde_json::from_str::<ServerMessage>(&text) {
+                    Ok(ServerMessage::PayloadMessage { message_id, tasks }) => {
+                        let _ = events.send(SessionEvent::Assign(tasks));
+                        Some(AgentMessage::AckRequest { message_id })
+                    }
+                    Ok(ServerMessage::TaskManifestMessage { message_id, timeline, tasks }) => {
+                        if timeline > *last_timeline {
+                            *last_timeline = timeline;
+                            let _ = events.send(SessionEvent::Manifest(tasks));
+                        }
+                        Some(AgentMessage::AckRequest { message_id })
+                    }
+                    Ok(ServerMessage::ReportAck { seq, .. }) => {
+                        unacked.remove(&seq);
+                        None
+                    }
+                    Ok(ServerMessage::HeartbeatMessage { message_id }) => Some(AgentMessage::HeartbeatAckRequest { message_id }),
+                    Ok(ServerMessage::CloseMessage { reason }) => return Outcome::Lost(format!("server closed: {reason}")),
+                    Ok(ServerMessage::ErrorMessage { code, message }) => {
+                        tracing::warn!(%code, %message, "the server reported an error");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unreadable message from the server");
+                        None
+                    }
+                };
+                if let Some(reply) = reply {
+                    if tx.send(Message::Text(reply.to_json().into())).await.is_err() {
+                        return Outcome::Lost("send failed".into());
+                    }
+                }
+            }
+            report = reports.recv() => {
+                let Some(report) = report else {
+                    let _ = tx.send(Message::Close(None)).await;
+                    return Outcome::Finished;
+                };
+                unacked.insert(report.seq, report.clone());
+                let msg = AgentMessage::TaskStateChange(Box::new(report));
+                if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
+                    return Outcome::Lost("send failed".into());
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > Duration::from_secs(PEER_TIMEOUT_SECS) {
+                    return Outcome::Lost("the server went silent".into());
+                }
+                let msg = AgentMessage::HeartbeatRequest { message_id: uuid::Uuid::new_v4().to_string() };
+                if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
+                    return Outcome::Lost("send failed".into());
+                }
+            }
+        }
+    }
+}

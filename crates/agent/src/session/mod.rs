@@ -1,0 +1,17 @@
+//! The agent's side of the control plane: registering the host as a container instance (and
+//! re-registering with the same ARN after a restart), then holding the websocket session that
+//! brings tasks in and carries task reports out.
+//!
+//! The session knows nothing about containers: it hands what the server says to the caller as
+//! [`SessionEvent`]s and sends whatever reports the caller feeds it, resending those the server
+//! has not acknowledged after every reconnect. The task engine (real Docker) and the hollow
+//! agents' simulated runtime both sit behind it.
+
+pub mod api_client;
+pub mod connection;
+pub mod host;
+pub mod registration;
+
+pub use api_client::{ApiClient, ApiClientError};
+pub use connection::{run_session, SessionConfig, SessionEvent};
+pub use registration::{register, AgentIdentity, RegistrationConfig};

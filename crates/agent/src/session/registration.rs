@@ -1,0 +1,158 @@
+//! Registering the host as a container instance. The ARN is kept in the agent's data directory,
+//! so an agent that restarts re-registers as the same instance and keeps its tasks.
+
+use std::path::{Path, PathBuf};
+
+use flotilla_model::{
+    Attribute, ContainerInstance, RegisterContainerInstanceRequest, RegisterContainerInstanceResponse, Resource,
+    VersionInfo,
+};
+use serde::{Deserialize, Serialize};
+
+use super::api_client::{ApiClient, ApiClientError};
+use super::host;
+
+/// What the agent offers and how it describes itself.
+#[derive(Debug, Clone)]
+pub struct RegistrationConfig {
+    pub cluster: String,
+    pub data_dir: PathBuf,
+    pub availability_zone: String,
+    pub instance_type: String,
+    /// Custom attributes (`--attribute key=value`).
+    pub attributes: Vec<(String, Option<String>)>,
+    /// CPU units to offer; the host's (1024 per core) when absent.
+    pub cpu: Option<i32>,
+    /// Memory in MiB to offer; the host's less `memory_reserved_mib` when absent.
+    pub memory: Option<i32>,
+    pub memory_reserved_mib: i32,
+    /// The network modes this agent can run (`awsvpc` adds ECS's task-eni capability).
+    pub network_modes: Vec<String>,
+    pub agent_version: String,
+    pub docker_version: String,
+    /// The name of the file under `data_dir` that remembers the instance ARN.
+    pub state_file: String,
+}
+
+/// Who the agent is once registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentIdentity {
+    pub cluster_arn: String,
+    pub container_instance_arn: String,
+}
+
+impl AgentIdentity {
+    fn path(dir: &Path, file: &str) -> PathBuf {
+        dir.join(file)
+    }
+
+    pub fn load(dir: &Path, file: &str) -> Option<AgentIdentity> {
+        serde_json::from_slice(&std::fs::read(Self::path(dir, file)).ok()?).ok()
+    }
+
+    pub fn save(&self, dir: &Path, file: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = Self::path(dir, &format!("{file}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).expect("identity encodes"))?;
+        std::fs::rename(tmp, Self::path(dir, file))
+    }
+}
+
+fn int(name: &str, v: i32) -> Resource {
+    Resource { name: Some(name.into()), r#type: Some("INTEGER".into()), integer_value: Some(v), ..Default::default() }
+}
+
+fn ports(name: &str, ports: &[u16]) -> Resource {
+    Resource {
+        name: Some(name.into()),
+        r#type: Some("STRINGSET".into()),
+        string_set_value: Some(ports.iter().map(|p| p.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+fn attr(name: &str, value: Option<&str>) -> Attribute {
+    Attribute { name: Some(name.into()), value: value.map(String::from), ..Default::default() }
+}
+
+/// The standard attributes ECS agents advertise, plus the custom ones.
+pub fn attributes(cfg: &RegistrationConfig) -> Vec<Attribute> {
+    let mut out = vec![
+        attr("ecs.os-type", Some("linux")),
+        attr("ecs.os-family", Some("LINUX")),
+        attr("ecs.cpu-architecture", Some(host::cpu_architecture())),
+        attr("ecs.availability-zone", Some(&cfg.availability_zone)),
+        attr("ecs.instance-type", Some(&cfg.instance_type)),
+        attr("com.amazonaws.ecs.capability.logging-driver.json-file", None),
+        attr("com.amazonaws.ecs.capability.logging-driver.none", None),
+        attr("ecs.capability.container-health-check", None),
+        attr("ecs.capability.container-ordering", None),
+        attr("ecs.capability.docker-plugin.local", None),
+        attr("com.amazonaws.ecs.capability.task-iam-role", None),
+    ];
+    for v in 17..=41 {
+        out.push(attr(&format!("com.amazonaws.ecs.capability.docker-remote-api.1.{v}"), None));
+    }
+    for mode in &cfg.network_modes {
+        if mode == "awsvpc" {
+            out.push(attr("ecs.capability.task-eni", None));
+        }
+        out.push(attr(&format!("ecs.capability.network-mode.{mode}"), None));
+    }
+    for (k, v) in &cfg.attributes {
+        out.retain(|a| a.name.as_deref() != Some(k.as_str()));
+        out.push(attr(k, v.as_deref()));
+    }
+    out
+}
+
+/// The resources this host offers.
+pub fn total_resources(cfg: &RegistrationConfig) -> Vec<Resource> {
+    let cpu = cfg.cpu.unwrap_or_else(host::cpu_units);
+    let memory = cfg.memory.unwrap_or_else(|| (host::memory_mib() - cfg.memory_reserved_mib).max(0));
+    vec![int("CPU", cpu), int("MEMORY", memory), ports("PORTS", &host::RESERVED_PORTS), ports("PORTS_UDP", &[])]
+}
+
+/// Registers (or re-registers, keeping the ARN saved from a previous run) and saves the identity.
+pub async fn register(
+    client: &ApiClient,
+    cfg: &RegistrationConfig,
+) -> Result<(AgentIdentity, ContainerInstance), ApiClientError> {
+    let previous = AgentIdentity::load(&cfg.data_dir, &cfg.state_file);
+    let mut req = RegisterContainerInstanceRequest {
+        cluster: Some(cfg.cluster.clone()),
+        total_resources: Some(total_resources(cfg)),
+        attributes: Some(attributes(cfg)),
+        version_info: Some(VersionInfo {
+            agent_version: Some(cfg.agent_version.clone()),
+            agent_hash: Some(env!("CARGO_PKG_VERSION").into()),
+            docker_version: Some(cfg.docker_version.clone()),
+        }),
+        container_instance_arn: previous.as_ref().map(|p| p.container_instance_arn.clone()),
+        ..Default::default()
+    };
+    let resp: RegisterContainerInstanceResponse = match client.call("RegisterContainerInstance", &req).await {
+        // The saved instance was deregistered or belongs elsewhere: join as a new instance.
+        Err(ApiClientError::Api { code, .. })
+            if previous.is_some() && (code == "ClientException" || code == "InvalidParameterException") =>
+        {
+            req.container_instance_arn = None;
+            client.call("RegisterContainerInstance", &req).await?
+        }
+        other => other?,
+    };
+    let ci =
+        resp.container_instance.ok_or_else(|| ApiClientError::Decode("no containerInstance in the answer".into()))?;
+    let arn = ci.container_instance_arn.clone().unwrap_or_default();
+    // The cluster ARN is the instance ARN's scope with the cluster name.
+    let cluster_arn = arn
+        .split_once(":container-instance/")
+        .map(|(scope, rest)| format!("{scope}:cluster/{}", rest.split('/').next().unwrap_or("")))
+        .unwrap_or_default();
+    let identity = AgentIdentity { cluster_arn, container_instance_arn: arn };
+    identity
+        .save(&cfg.data_dir, &cfg.state_file)
+        .map_err(|e| ApiClientError::Request(format!("saving the agent identity: {e}")))?;
+    Ok((identity, ci))
+}

@@ -1,0 +1,194 @@
+//! The agent session end to end: a real server, the agent's own registration and websocket
+//! session code, and the official SDK as the user. Tasks started on the instance reach the agent;
+//! its reports become the task's state; `agentConnected` follows the session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use flotilla_agent::session::{register, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
+use flotilla_protocol::{ContainerReport, TaskReport};
+use flotilla_sigv4::Credentials;
+use tokio::sync::mpsc;
+
+fn registration(dir: &std::path::Path) -> RegistrationConfig {
+    RegistrationConfig {
+        cluster: "default".into(),
+        data_dir: dir.to_path_buf(),
+        availability_zone: "us-east-1a".into(),
+        instance_type: "flotilla.test".into(),
+        attributes: vec![("team".into(), Some("web".into()))],
+        cpu: Some(2048),
+        memory: Some(4096),
+        memory_reserved_mib: 0,
+        network_modes: vec!["bridge".into(), "host".into(), "awsvpc".into(), "none".into()],
+        agent_version: "test".into(),
+        docker_version: "test".into(),
+        state_file: "agent.json".into(),
+    }
+}
+
+async fn next_event(
+    rx: &mut mpsc::UnboundedReceiver<SessionEvent>,
+    want: impl Fn(&SessionEvent) -> bool,
+) -> SessionEvent {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let ev = rx.recv().await.expect("session ended");
+            if want(&ev) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("no such session event within 20 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_flow_to_the_agent_and_reports_flow_back() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    let cfg = registration(agent_dir.path());
+    let (identity, ci) = register(&api, &cfg).await.expect("register");
+    assert!(ci.attributes.iter().flatten().any(|a| a.name.as_deref() == Some("team") && a.value.as_deref() == Some("web")));
+    // Registering again keeps the ARN.
+    let (again, _) = register(&api, &cfg).await.expect("re-register");
+    assert_eq!(again, identity);
+
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let (report_tx, reports) = mpsc::unbounded_channel();
+    let session = tokio::spawn(run_session(api.clone(), identity.clone(), SessionConfig::default(), ev_tx, reports));
+    next_event(&mut events, |e| matches!(e, SessionEvent::Connected)).await;
+    eventually("agentConnected", || async {
+        let out = client
+            .describe_container_instances()
+            .container_instances(&identity.container_instance_arn)
+            .send()
+            .await
+            .ok()?;
+        (out.container_instances()[0].agent_connected()).then_some(())
+    })
+    .await;
+
+    register_td(&client, "web").await;
+    let started = client
+        .start_task()
+        .task_definition("web")
+        .container_instances(&identity.container_instance_arn)
+        .send()
+        .await
+        .expect("start task");
+    let task_arn = started.tasks()[0].task_arn().unwrap().to_string();
+    let assigned =
+        next_event(&mut events, |e| matches!(e, SessionEvent::Assign(t) if t.iter().any(|a| a.arn() == task_arn)))
+            .await;
+    let SessionEvent::Assign(tasks) = assigned else { unreachable!() };
+    let a = tasks.iter().find(|a| a.arn() == task_arn).unwrap();
+    assert_eq!(a.desired_status(), "RUNNING");
+    assert_eq!(a.definition.family.as_deref(), Some("web"));
+
+    report_tx
+        .send(TaskReport {
+            task_arn: task_arn.clone(),
+            status: "RUNNING".into(),
+            seq: 1,
+            containers: vec![ContainerReport {
+                name: "web".into(),
+                status: "RUNNING".into(),
+                runtime_id: Some("c1".into()),
+                ..Default::default()
+            }],
+            started_at_ms: Some(1_700_000_000_000),
+            ..Default::default()
+        })
+        .unwrap();
+    eventually("task RUNNING", || async {
+        let out = client.describe_tasks().tasks(&task_arn).send().await.ok()?;
+        let t = &out.tasks()[0];
+        (t.last_status() == Some("RUNNING") && t.containers()[0].runtime_id() == Some("c1")).then_some(())
+    })
+    .await;
+
+    // StopTask reaches the agent as a desired status of STOPPED.
+    client.stop_task().task(&task_arn).send().await.expect("stop");
+    next_event(&mut events, |e| {
+        matches!(e, SessionEvent::Assign(t) if t.iter().any(|a| a.arn() == task_arn && a.desired_status() == "STOPPED"))
+    })
+    .await;
+    report_tx
+        .send(TaskReport {
+            task_arn: task_arn.clone(),
+            status: "STOPPED".into(),
+            seq: 2,
+            containers: vec![ContainerReport {
+                name: "web".into(),
+                status: "STOPPED".into(),
+                exit_code: Some(0),
+                ..Default::default()
+            }],
+            stopped_at_ms: Some(1_700_000_001_000),
+            ..Default::default()
+        })
+        .unwrap();
+    eventually("task STOPPED and its memory released", || async {
+        let out = client.describe_tasks().tasks(&task_arn).send().await.ok()?;
+        let t = &out.tasks()[0];
+        let ci = client
+            .describe_container_instances()
+            .container_instances(&identity.container_instance_arn)
+            .send()
+            .await
+            .ok()?;
+        let mem = ci.container_instances()[0]
+            .remaining_resources()
+            .iter()
+            .find(|r| r.name() == Some("MEMORY"))?
+            .integer_value();
+        (t.last_status() == Some("STOPPED") && t.containers()[0].exit_code() == Some(0) && mem == 4096).then_some(())
+    })
+    .await;
+
+    // When the agent goes away, the instance is marked disconnected.
+    drop(report_tx);
+    tokio::time::timeout(Duration::from_secs(10), session).await.expect("session ends").unwrap();
+    eventually("agent disconnected", || async {
+        let out = client
+            .describe_container_instances()
+            .container_instances(&identity.container_instance_arn)
+            .send()
+            .await
+            .ok()?;
+        (!out.container_instances()[0].agent_connected()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unsigned_or_unknown_session_is_refused() {
+    let server = TestServer::start().await;
+    let url = format!("ws://{}/agent/ws?cluster=default&containerInstance=nope", server.addr);
+    let err = tokio_tungstenite::connect_async(url.as_str()).await.expect_err("unsigned upgrade must fail");
+    match err {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("MissingAuthenticationTokenException"), "{body}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    // A signed request for an instance that was never registered is refused too.
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    let identity = flotilla_agent::session::AgentIdentity {
+        cluster_arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/default"),
+        container_instance_arn: format!("arn:aws:ecs:{REGION}:{ACCOUNT}:container-instance/default/nope"),
+    };
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let (_report_tx, reports) = mpsc::unbounded_channel();
+    tokio::spawn(run_session(api, identity, SessionConfig::default(), ev_tx, reports));
+    let ev = next_event(&mut events, |e| matches!(e, SessionEvent::Rejected(_))).await;
+    assert!(matches!(ev, SessionEvent::Rejected(body) if body.contains("InvalidInstanceException")));
+}
