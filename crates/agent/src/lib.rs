@@ -1,4 +1,19 @@
-//! placeholder
+//! The Flotilla agent's task engine and container runtime.
+//!
+//! The agent's session (`session`: registration, the websocket, acknowledgements) receives task assignments and manifests from the control plane and hands
+//! them to the [`Engine`]. The engine runs one actor per ECS task (`engine`), which drives the
+//! task's containers through the narrow [`Runtime`] trait (`runtime`: Docker through bollard, or a
+//! fake for tests), shapes them with the network mode hooks (`network`), keeps their output
+//! (`logs`), and reports every state change back as a `flotilla_protocol::TaskReport`. `hollow`
+//! runs many simulated agents over the same session for tests and benchmarks at scale.
+
+pub mod engine;
 pub mod hollow;
+pub mod logs;
+pub mod network;
 pub mod runtime;
 pub mod session;
+
+pub use engine::{Clock, Engine, EngineConfig, EngineError, PullBehavior, Reconciled, TaskSummary};
+pub use logs::LogLine;
+pub use runtime::{Runtime, RuntimeError};

@@ -1,6 +1,7 @@
 //! The `flotilla` binary: thin subcommands that parse flags and call the libraries' `run`
-//! functions. `flotilla server` runs the control plane.
+//! functions. `flotilla server` runs the control plane; `flotilla agent` joins a cluster.
 
+mod agent_cmd;
 mod server_cmd;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: the ECS API on a durable embedded store.
     Server(server_cmd::ServerArgs),
+    /// Join a cluster as a container instance (or, with --simulate N, as N hollow ones).
+    Agent(agent_cmd::AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,6 +34,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
+            Command::Agent(args) => agent_cmd::run(args).await,
         }
     })
 }

@@ -1,0 +1,131 @@
+//! `flotilla agent`: join a cluster as a container instance and run its tasks, or, with
+//! `--simulate N`, hold N hollow agents with a simulated runtime.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use flotilla_agent::session::{ApiClient, RegistrationConfig};
+use flotilla_sigv4::Credentials;
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The control plane's URL.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580")]
+    pub server: String,
+    /// The cluster to join.
+    #[arg(long, env = "FLOTILLA_CLUSTER", default_value = "default")]
+    pub cluster: String,
+    /// Directory for the agent's identity, task logs and state [default: the user's data
+    /// directory + /flotilla-agent, or ./.flotilla-agent]
+    #[arg(long, env = "FLOTILLA_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region of the control plane (used in request signatures).
+    #[arg(long, env = "FLOTILLA_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Access key ID [env: FLOTILLA_ACCESS_KEY_ID]
+    #[arg(long, env = "FLOTILLA_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key_id: Option<String>,
+    /// Secret access key [env: FLOTILLA_SECRET_ACCESS_KEY]
+    #[arg(long, env = "FLOTILLA_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// The `ecs.availability-zone` attribute.
+    #[arg(long, default_value = "local-1a")]
+    pub availability_zone: String,
+    /// The `ecs.instance-type` attribute.
+    #[arg(long, default_value = "flotilla.local")]
+    pub instance_type: String,
+    /// A custom attribute, `key=value` or `key`; repeatable.
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, Option<String>)>,
+    /// CPU units to offer [default: 1024 per core]
+    #[arg(long)]
+    pub cpu: Option<i32>,
+    /// Memory in MiB to offer [default: the host's less --memory-reserved]
+    #[arg(long)]
+    pub memory: Option<i32>,
+    /// Memory in MiB kept back for the host when measuring what to offer.
+    #[arg(long, default_value_t = 256)]
+    pub memory_reserved: i32,
+    /// Run N hollow agents with a simulated runtime instead of one real agent.
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<usize>,
+}
+
+fn parse_attribute(s: &str) -> Result<(String, Option<String>), String> {
+    let (k, v) = match s.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (s, None),
+    };
+    if k.is_empty() {
+        return Err("an attribute needs a name: key=value or key".into());
+    }
+    Ok((k.to_string(), v))
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir().map(|d| d.join("flotilla-agent")).unwrap_or_else(|| PathBuf::from(".flotilla-agent"))
+}
+
+impl AgentArgs {
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Credentials::new(a, s)),
+            _ => anyhow::bail!(
+                "the agent needs the control plane's key pair: set FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY (or --access-key-id/--secret-access-key)"
+            ),
+        }
+    }
+
+    pub fn registration(&self, docker_version: &str) -> RegistrationConfig {
+        RegistrationConfig {
+            cluster: self.cluster.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(default_data_dir),
+            availability_zone: self.availability_zone.clone(),
+            instance_type: self.instance_type.clone(),
+            attributes: self.attributes.clone(),
+            cpu: self.cpu,
+            memory: self.memory,
+            memory_reserved_mib: self.memory_reserved,
+            network_modes: vec!["bridge".into(), "host".into(), "awsvpc".into(), "none".into()],
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            docker_version: docker_version.into(),
+            state_file: "agent.json".into(),
+        }
+    }
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(&args.server, &args.region, args.credentials()?)?;
+    match args.simulate {
+        Some(n) => run_hollow_fleet(client, &args, n).await,
+        None => anyhow::bail!(
+            "running real containers needs the task engine, which is not built yet; use --simulate N for hollow agents"
+        ),
+    }
+}
+
+async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyhow::Result<()> {
+    let base = args.registration("simulated");
+    std::fs::create_dir_all(flotilla_agent::hollow::hollow_dir(&base))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut agents = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let cfg = flotilla_agent::hollow::hollow_config(&base, i);
+        let (client, stop) = (client.clone(), stop_rx.clone());
+        agents.spawn(async move { flotilla_agent::hollow::run_hollow(client, cfg, stop).await });
+        // Registering thousands at once would only make them all retry; a short stagger keeps
+        // the start orderly.
+        if i % 100 == 99 {
+            tokio::task::yield_now().await;
+        }
+    }
+    eprintln!("{n} hollow agents joining cluster {} at {}", args.cluster, args.server);
+    crate::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    while let Some(r) = agents.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::warn!(error = %e, "a hollow agent failed");
+        }
+    }
+    Ok(())
+}
