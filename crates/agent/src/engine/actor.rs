@@ -44,9 +44,14 @@ pub(crate) enum Msg {
     /// Re-inspect every container (the event stream had a gap).
     Resync,
     /// A spawned stop call returned.
-    StopFinished { name: String, result: Result<(), RuntimeError> },
+    StopFinished {
+        name: String,
+        result: Result<(), RuntimeError>,
+    },
     /// Re-inspect one container.
-    Refresh { name: String },
+    Refresh {
+        name: String,
+    },
 }
 
 /// The result of one piece of lifecycle work.
@@ -123,6 +128,8 @@ impl Actor {
             Err(e) => tracing::warn!(task = %self.rec.arn(), error = %e, "task logs unavailable"),
         }
         self.discover().await;
+        // The first report says the agent has the task, before any work is done.
+        self.publish();
         loop {
             self.drive().await;
             self.publish();
@@ -289,8 +296,12 @@ impl Actor {
             }
             return;
         }
-        let Some(name) =
-            self.rec.containers.iter().find(|c| c.runtime_id.as_deref() == Some(&e.container_id)).map(|c| c.name.clone())
+        let Some(name) = self
+            .rec
+            .containers
+            .iter()
+            .find(|c| c.runtime_id.as_deref() == Some(&e.container_id))
+            .map(|c| c.name.clone())
         else {
             return;
         };
@@ -323,7 +334,8 @@ impl Actor {
         for name in names {
             self.refresh(&name).await;
         }
-        let holds_network = matches!(self.rec.known, TaskStatus::Pending | TaskStatus::Activating | TaskStatus::Running);
+        let holds_network =
+            matches!(self.rec.known, TaskStatus::Pending | TaskStatus::Activating | TaskStatus::Running);
         if let (Some(pause), true) = (self.rec.attachment.pause_id.clone(), holds_network) {
             match self.shared.runtime.inspect_container(&pause).await {
                 Ok(info) if info.state.is_live() => {}

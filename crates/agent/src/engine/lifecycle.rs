@@ -22,7 +22,8 @@ impl Actor {
         let task = &self.rec.assignment.task;
         let def = &self.rec.assignment.definition;
         let cpu = task.cpu.as_deref().or(def.cpu.as_deref()).and_then(flotilla_model::rules::parse_task_cpu);
-        let memory = task.memory.as_deref().or(def.memory.as_deref()).and_then(flotilla_model::rules::parse_task_memory);
+        let memory =
+            task.memory.as_deref().or(def.memory.as_deref()).and_then(flotilla_model::rules::parse_task_memory);
         let config = &self.shared.config;
         SpecContext {
             cluster_arn: config.cluster_arn.clone(),
@@ -73,7 +74,9 @@ impl Actor {
         let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
         if let Err(e) = volumes::provision(&*self.shared.runtime, self.rec.task_id(), &task_labels, &vols).await {
             return match e {
-                volumes::VolumeError::Runtime { ref source, .. } if source.is_transient() => Step::Retry(source.clone()),
+                volumes::VolumeError::Runtime { ref source, .. } if source.is_transient() => {
+                    Step::Retry(source.clone())
+                }
                 e => {
                     self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateVolumeError: {e}"));
                     Step::Failed
@@ -208,7 +211,10 @@ impl Actor {
     async fn create_containers(&mut self) -> Step {
         let names: Vec<String> = self.defs.iter().filter_map(|d| d.name.clone()).collect();
         for name in order::creation_order(&names, &self.deps) {
-            let pending = self.rec.container(&name).is_some_and(|c| c.status == ContainerStatus::Pending && c.runtime_id.is_none());
+            let pending = self
+                .rec
+                .container(&name)
+                .is_some_and(|c| c.status == ContainerStatus::Pending && c.runtime_id.is_none());
             if !pending {
                 continue;
             }
@@ -271,12 +277,10 @@ impl Actor {
                 let deps = self.deps.get(&name).cloned().unwrap_or_default();
                 match order::readiness(&deps, &self.rec.views()) {
                     Readiness::Waiting => {}
-                    Readiness::Ready => {
-                        match self.start_one(&name).await {
-                            Step::Done => progressed = true,
-                            other => return other,
-                        }
-                    }
+                    Readiness::Ready => match self.start_one(&name).await {
+                        Step::Done => progressed = true,
+                        other => return other,
+                    },
                     Readiness::Blocked(why) => {
                         let reason = format!("DependencyConditionFailed: {name}: {why}");
                         let essential = self.rec.container(&name).is_some_and(|c| c.essential);
@@ -296,7 +300,8 @@ impl Actor {
                 break;
             }
         }
-        let waiting = self.rec.containers.iter().any(|c| matches!(c.status, ContainerStatus::Pending | ContainerStatus::Created));
+        let waiting =
+            self.rec.containers.iter().any(|c| matches!(c.status, ContainerStatus::Pending | ContainerStatus::Created));
         if waiting {
             Step::Blocked
         } else {
@@ -336,8 +341,13 @@ impl Actor {
 
     /// ACTIVATING: read back what the runtime assigned (bindings, addresses).
     pub(super) async fn activate(&mut self) -> Step {
-        let names: Vec<String> =
-            self.rec.containers.iter().filter(|c| c.status == ContainerStatus::Running).map(|c| c.name.clone()).collect();
+        let names: Vec<String> = self
+            .rec
+            .containers
+            .iter()
+            .filter(|c| c.status == ContainerStatus::Running)
+            .map(|c| c.name.clone())
+            .collect();
         for name in names {
             self.refresh(&name).await;
         }

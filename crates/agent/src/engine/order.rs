@@ -247,10 +247,8 @@ mod tests {
 
     #[test]
     fn dependents_stop_first() {
-        let deps = BTreeMap::from([
-            ("web".to_string(), vec![dep("db", Condition::Healthy)]),
-            ("db".to_string(), vec![]),
-        ]);
+        let deps =
+            BTreeMap::from([("web".to_string(), vec![dep("db", Condition::Healthy)]), ("db".to_string(), vec![])]);
         let both = views(&[
             ("web", view(ContainerStatus::Running, true, None, None)),
             ("db", view(ContainerStatus::Running, true, None, None)),

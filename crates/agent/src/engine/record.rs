@@ -95,7 +95,8 @@ impl TaskRecord {
     /// A new task at PROVISIONING. An unknown network mode is kept as bridge here and refused
     /// when provisioning, so the refusal is reported like any other failure to start.
     pub fn new(assignment: TaskAssignment) -> TaskRecord {
-        let network_mode = NetworkMode::parse(assignment.definition.network_mode.as_deref()).unwrap_or(NetworkMode::Bridge);
+        let network_mode =
+            NetworkMode::parse(assignment.definition.network_mode.as_deref()).unwrap_or(NetworkMode::Bridge);
         let desired = DesiredStatus::parse(assignment.desired_status());
         let containers = assignment
             .definition
@@ -166,7 +167,10 @@ impl TaskRecord {
         self.containers
             .iter()
             .map(|c| {
-                (c.name.clone(), View { status: c.status, started: c.started, exit_code: c.exit_code, health: c.health })
+                (
+                    c.name.clone(),
+                    View { status: c.status, started: c.started, exit_code: c.exit_code, health: c.health },
+                )
             })
             .collect()
     }

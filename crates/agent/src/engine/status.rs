@@ -217,7 +217,10 @@ mod tests {
             walk(Running, DesiredStatus::Stopped),
             vec![Running, Deactivating, Stopping, Deprovisioning, Stopped]
         );
-        assert_eq!(walk(Pending, DesiredStatus::Stopped), vec![Pending, Deactivating, Stopping, Deprovisioning, Stopped]);
+        assert_eq!(
+            walk(Pending, DesiredStatus::Stopped),
+            vec![Pending, Deactivating, Stopping, Deprovisioning, Stopped]
+        );
         // Nothing was created while provisioning, so there is nothing to stop.
         assert_eq!(walk(Provisioning, DesiredStatus::Stopped), vec![Provisioning, Deprovisioning, Stopped]);
     }

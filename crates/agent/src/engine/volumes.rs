@@ -35,9 +35,16 @@ pub enum VolumeError {
 enum Source {
     HostPath(String),
     /// A Docker volume removed with the task.
-    TaskVolume { name: String, spec: VolumeSpec },
+    TaskVolume {
+        name: String,
+        spec: VolumeSpec,
+    },
     /// A Docker volume that outlives tasks.
-    Shared { name: String, spec: VolumeSpec, autoprovision: bool },
+    Shared {
+        name: String,
+        spec: VolumeSpec,
+        autoprovision: bool,
+    },
 }
 
 /// The runtime name of a task-scoped volume. The dot keeps it apart from shared volume names.
@@ -67,7 +74,11 @@ fn source(v: &Volume, task_id: &str, labels: &BTreeMap<String, String>) -> Resul
                 labels: all_labels.clone(),
             };
             if cfg.scope.as_deref() == Some("shared") {
-                Ok(Source::Shared { name: name.clone(), spec: spec(name), autoprovision: cfg.autoprovision == Some(true) })
+                Ok(Source::Shared {
+                    name: name.clone(),
+                    spec: spec(name),
+                    autoprovision: cfg.autoprovision == Some(true),
+                })
             } else {
                 let runtime_name = task_volume_name(task_id, &name);
                 Ok(Source::TaskVolume { name: runtime_name.clone(), spec: spec(runtime_name) })
@@ -194,9 +205,21 @@ mod tests {
         let def = ContainerDefinition {
             name: Some("web".into()),
             mount_points: Some(vec![
-                MountPoint { source_volume: Some("host".into()), container_path: Some("/data".into()), read_only: Some(true) },
-                MountPoint { source_volume: Some("scratch".into()), container_path: Some("/tmp/s".into()), read_only: None },
-                MountPoint { source_volume: Some("cache".into()), container_path: Some("/cache".into()), read_only: None },
+                MountPoint {
+                    source_volume: Some("host".into()),
+                    container_path: Some("/data".into()),
+                    read_only: Some(true),
+                },
+                MountPoint {
+                    source_volume: Some("scratch".into()),
+                    container_path: Some("/tmp/s".into()),
+                    read_only: None,
+                },
+                MountPoint {
+                    source_volume: Some("cache".into()),
+                    container_path: Some("/cache".into()),
+                    read_only: None,
+                },
             ]),
             volumes_from: Some(vec![VolumeFrom { source_container: Some("side".into()), read_only: Some(true) }]),
             ..Default::default()

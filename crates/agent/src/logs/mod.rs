@@ -164,8 +164,14 @@ impl TaskLog {
         now_ms: i64,
     ) -> Result<(), LogError> {
         let mut w = self.lock();
-        let entry =
-            LogLine { seq: w.next_seq, timestamp_ms: now_ms, container: container.to_string(), source, line, runtime_ns };
+        let entry = LogLine {
+            seq: w.next_seq,
+            timestamp_ms: now_ms,
+            container: container.to_string(),
+            source,
+            line,
+            runtime_ns,
+        };
         let mut bytes = serde_json::to_vec(&entry).unwrap_or_default();
         bytes.push(b'\n');
         if w.len > 0 && w.len + bytes.len() as u64 > self.limit_bytes / 2 {
@@ -290,7 +296,8 @@ mod tests {
         assert!(lines.len() < 200 && lines.len() > 10, "{}", lines.len());
         assert_eq!(lines.last().unwrap().line, "line 199");
         assert!(lines.windows(2).all(|w| w[1].seq == w[0].seq + 1));
-        let total: u64 = fs::read_dir(dir.path().join("t1")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        let total: u64 =
+            fs::read_dir(dir.path().join("t1")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 4096 + 200, "{total}");
 
         // A new store (an agent restart) continues the numbering and knows where capture was.

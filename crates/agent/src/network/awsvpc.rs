@@ -110,8 +110,14 @@ mod tests {
             (labels::MARKER.to_string(), "true".to_string()),
             (labels::TASK.to_string(), "arn:t1".to_string()),
         ]);
-        let ctx =
-            NetworkContext { runtime: &runtime, config: &config, ports: &ports, task_id: "t1", task_arn: "arn:t1", labels: &labels };
+        let ctx = NetworkContext {
+            runtime: &runtime,
+            config: &config,
+            ports: &ports,
+            task_id: "t1",
+            task_arn: "arn:t1",
+            labels: &labels,
+        };
         let mut att = Attachment::default();
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
         let first = att.clone();

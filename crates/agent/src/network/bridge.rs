@@ -109,7 +109,8 @@ mod tests {
         let mut att = Attachment::default();
         let mut spec = ContainerSpec::default();
         configure(&ctx, &def, &names, &mut att, &mut spec).unwrap();
-        let got: Vec<_> = spec.port_bindings.iter().map(|p| (p.container_port, p.protocol.as_str(), p.host_port)).collect();
+        let got: Vec<_> =
+            spec.port_bindings.iter().map(|p| (p.container_port, p.protocol.as_str(), p.host_port)).collect();
         assert_eq!(got, vec![(80, "tcp", Some(8080)), (81, "tcp", None), (53, "udp", None)]);
         assert_eq!(spec.links, vec!["flotilla-t1-db:database", "flotilla-t1-cache:cache"]);
         let bad = ContainerDefinition { links: Some(vec!["nope".into()]), ..def };

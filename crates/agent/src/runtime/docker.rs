@@ -191,15 +191,16 @@ fn nanos(d: Duration) -> i64 {
 fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.port_bindings {
-        port_bindings.entry(port_key(p.container_port, &p.protocol)).or_insert_with(|| Some(Vec::new())).as_mut().map(
-            |v| {
-                v.push(PortBinding {
-                    host_ip: p.host_ip.clone(),
-                    // An empty host port asks Docker for one from the ephemeral range.
-                    host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
-                })
-            },
-        );
+        let binding = PortBinding {
+            host_ip: p.host_ip.clone(),
+            // An empty host port asks Docker for one from the ephemeral range.
+            host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+        };
+        if let Some(v) =
+            port_bindings.entry(port_key(p.container_port, &p.protocol)).or_insert_with(|| Some(Vec::new()))
+        {
+            v.push(binding);
+        }
     }
     let exposed: Vec<String> = port_bindings.keys().cloned().collect();
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
@@ -574,7 +575,7 @@ impl Runtime for DockerRuntime {
                     .map(|n| n.trim_start_matches('/').to_string())
                     .unwrap_or_default(),
                 labels: c.labels.unwrap_or_default().into_iter().collect(),
-                state: c.state.map(|s| summary_state(&s.to_string())).unwrap_or(RunState::Created),
+                state: c.state.map(|s| summary_state(s.as_ref())).unwrap_or(RunState::Created),
             })
             .collect())
     }
