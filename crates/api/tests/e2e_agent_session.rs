@@ -54,7 +54,11 @@ async fn tasks_flow_to_the_agent_and_reports_flow_back() {
     let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
     let cfg = registration(agent_dir.path());
     let (identity, ci) = register(&api, &cfg).await.expect("register");
-    assert!(ci.attributes.iter().flatten().any(|a| a.name.as_deref() == Some("team") && a.value.as_deref() == Some("web")));
+    assert!(ci
+        .attributes
+        .iter()
+        .flatten()
+        .any(|a| a.name.as_deref() == Some("team") && a.value.as_deref() == Some("web")));
     // Registering again keeps the ARN.
     let (again, _) = register(&api, &cfg).await.expect("re-register");
     assert_eq!(again, identity);

@@ -2,7 +2,7 @@
 //! and UpdateContainerInstancesState. Remaining resources are derived from what the instance's
 //! tasks reserve, so they are always true.
 
-use flotilla_model::arn::{short_id, Resource as ArnResource};
+use flotilla_model::arn::short_id;
 use flotilla_model::{
     ContainerInstance, DeregisterContainerInstanceRequest, DeregisterContainerInstanceResponse,
     DescribeContainerInstancesRequest, DescribeContainerInstancesResponse, ListContainerInstancesRequest,
@@ -23,18 +23,7 @@ use crate::state::records::InstanceRecord;
 
 /// The instance ID a `containerInstance` member names (an ID or an ARN of this cluster).
 pub fn instance_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
-    if given.starts_with("arn:") {
-        match ctx.arns.parse(given) {
-            Ok(ArnResource::ContainerInstance { cluster: c, .. }) if c.as_deref().is_none_or(|c| c == cluster) => {
-                Some(short_id(given))
-            }
-            _ => None,
-        }
-    } else if given.is_empty() || given.contains('/') {
-        None
-    } else {
-        Some(given)
-    }
+    super::id_in_cluster(ctx, cluster, given, super::Scoped::ContainerInstance)
 }
 
 pub fn lookup(ctx: &Ctx, cluster: &str, given: &str) -> Option<Entry<InstanceRecord>> {

@@ -45,6 +45,29 @@ pub fn active_cluster(ctx: &Ctx, given: Option<&str>) -> ApiResult<(String, Entr
     }
 }
 
+/// The kinds of resource that live inside a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoped {
+    ContainerInstance,
+    Task,
+    Service,
+}
+
+/// The short ID (or name) a member gives for a resource of `kind` in `cluster`: the ID itself,
+/// or an ARN of that kind naming this cluster (or none, in ECS's old short ARN format).
+pub fn id_in_cluster<'a>(ctx: &Ctx, cluster: &str, given: &'a str, kind: Scoped) -> Option<&'a str> {
+    if !given.starts_with("arn:") {
+        return (!given.is_empty() && !given.contains('/')).then_some(given);
+    }
+    let (found, in_cluster) = match ctx.arns.parse(given).ok()? {
+        Resource::ContainerInstance { cluster, .. } => (Scoped::ContainerInstance, cluster),
+        Resource::Task { cluster, .. } => (Scoped::Task, cluster),
+        Resource::Service { cluster, .. } => (Scoped::Service, cluster),
+        _ => return None,
+    };
+    (found == kind && in_cluster.as_deref().is_none_or(|c| c == cluster)).then(|| flotilla_model::arn::short_id(given))
+}
+
 pub fn missing(arn: String) -> Failure {
     Failure { arn: Some(arn), reason: Some("MISSING".into()), detail: None }
 }

@@ -2,7 +2,6 @@
 //! UpdateService and DeleteService (ACTIVE, then DRAINING, then INACTIVE once its tasks are gone).
 //! Keeping tasks running belongs to the service controller; this module owns what is stored.
 
-use flotilla_model::arn::{short_id, Resource};
 use flotilla_model::rules::check_create_service;
 use flotilla_model::{
     CreateServiceRequest, CreateServiceResponse, DeleteServiceRequest, DeleteServiceResponse, Deployment,
@@ -25,18 +24,7 @@ use crate::state::keys;
 
 /// The service name a `service` member names: a name, or an ARN of this cluster.
 pub fn service_name<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
-    if given.starts_with("arn:") {
-        match ctx.arns.parse(given) {
-            Ok(Resource::Service { cluster: c, .. }) if c.as_deref().is_none_or(|c| c == cluster) => {
-                Some(short_id(given))
-            }
-            _ => None,
-        }
-    } else if given.is_empty() || given.contains('/') {
-        None
-    } else {
-        Some(given)
-    }
+    super::id_in_cluster(ctx, cluster, given, super::Scoped::Service)
 }
 
 pub fn lookup(ctx: &Ctx, cluster: &str, given: &str) -> Option<Entry<Service>> {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use flotilla_model::arn::{short_id, Resource};
+use flotilla_model::arn::short_id;
 use flotilla_model::{
     DescribeTasksRequest, Failure, ListTasksRequest, ListTasksResponse, StopTaskRequest, StopTaskResponse, Task,
 };
@@ -25,16 +25,7 @@ use crate::state::tasks::TaskSummary;
 
 /// The task ID a `task` member names: an ID, or an ARN of this cluster.
 pub fn task_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
-    if given.starts_with("arn:") {
-        match ctx.arns.parse(given) {
-            Ok(Resource::Task { cluster: c, .. }) if c.as_deref().is_none_or(|c| c == cluster) => Some(short_id(given)),
-            _ => None,
-        }
-    } else if given.is_empty() || given.contains('/') {
-        None
-    } else {
-        Some(given)
-    }
+    super::id_in_cluster(ctx, cluster, given, super::Scoped::Task)
 }
 
 fn present(t: &Task, with_tags: bool) -> Task {
