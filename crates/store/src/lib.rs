@@ -27,6 +27,9 @@ use async_trait::async_trait;
 /// that start in the past. A watch from further back fails with [`StoreError::Compacted`].
 pub const DEFAULT_HISTORY: u64 = 100_000;
 
+/// How many keys [`Store::scan`] hands over at a time.
+pub const SCAN_BATCH: usize = 1024;
+
 /// The store every part of the control plane reads and writes through.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -35,6 +38,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every key starting with `prefix`, in key order, at the latest revision, with that revision.
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
+
+    /// Visits every key under `prefix` in key order, at one revision, `SCAN_BATCH` keys at a
+    /// time, and returns that revision. Unlike [`Store::list`], the whole listing is never in
+    /// memory at once, which matters when a cache loads a large store.
+    async fn scan(&self, prefix: &str, visit: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Revision, StoreError> {
+        let listing = self.list(prefix).await?;
+        let mut kvs = listing.kvs;
+        while !kvs.is_empty() {
+            let rest = kvs.split_off(kvs.len().min(SCAN_BATCH));
+            visit(std::mem::replace(&mut kvs, rest));
+        }
+        Ok(listing.revision)
+    }
 
     /// Applies `txn.ops` atomically if every compare holds. The write is durable before this
     /// returns `Committed`. Ops apply in order, so a later op on the same key wins. Every

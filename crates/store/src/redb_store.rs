@@ -318,6 +318,53 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn scan(&self, prefix: &str, visit: &mut (dyn FnMut(Vec<KeyValue>) + Send)) -> Result<Revision, StoreError> {
+        // One read transaction on a blocking thread streams batches through a short channel, so
+        // the reader stays at most two batches ahead of the visitor.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<KeyValue>, StoreError>>(2);
+        let prefix = prefix.to_owned();
+        let revision = self.read(move |rtx| {
+            let err = io("scanning keys");
+            let (revision, _) = snapshot_revision(rtx)?;
+            let kv = rtx.open_table(KV).map_err(|e| err(e.into()))?;
+            let mut batch = Vec::with_capacity(crate::SCAN_BATCH);
+            for entry in kv.range::<&str>(prefix.as_str()..).map_err(|e| err(e.into()))? {
+                let (key, value) = entry.map_err(|e| err(e.into()))?;
+                let key = key.value();
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                batch.push(codec::decode_entry(key, value.value())?);
+                if batch.len() == crate::SCAN_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(crate::SCAN_BATCH));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        return Ok(revision);
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = tx.blocking_send(Ok(batch));
+            }
+            Ok(revision)
+        });
+        let mut revision = std::pin::pin!(revision);
+        let mut result = None;
+        loop {
+            tokio::select! {
+                batch = rx.recv() => match batch {
+                    Some(Ok(b)) => visit(b),
+                    Some(Err(e)) => return Err(e),
+                    None => break,
+                },
+                r = &mut revision, if result.is_none() => result = Some(r),
+            }
+        }
+        match result {
+            Some(r) => r,
+            None => revision.await,
+        }
+    }
+
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
         let (reply, outcome) = oneshot::channel();
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;

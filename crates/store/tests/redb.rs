@@ -84,3 +84,28 @@ async fn a_file_that_is_not_a_store_is_an_error() {
     std::fs::write(&path, b"definitely not a redb file, just some text").unwrap();
     assert!(matches!(RedbStore::open(&path), Err(StoreError::Io(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_visits_every_key_once_in_order_at_one_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+    let n = flotilla_store::SCAN_BATCH * 2 + 7;
+    let mut txn = Txn::new();
+    for i in 0..n {
+        txn = txn.then(put(&format!("a/{i:06}"), "v"));
+    }
+    store.txn(txn.then(put("b/outside", "v"))).await.unwrap();
+    let mut seen = Vec::new();
+    let mut batches = 0;
+    let revision = store
+        .scan("a/", &mut |batch| {
+            batches += 1;
+            seen.extend(batch.into_iter().map(|kv| kv.key));
+        })
+        .await
+        .unwrap();
+    assert_eq!(revision, store.revision());
+    assert_eq!(batches, 3);
+    let expected: Vec<String> = (0..n).map(|i| format!("a/{i:06}")).collect();
+    assert_eq!(seen, expected);
+}

@@ -259,21 +259,24 @@ impl Cache {
     }
 
     async fn reload(&self, store: &dyn Store) -> Result<Revision, StoreError> {
-        let listing = store.list("").await?;
         let mut ix = Indexes::default();
-        for kv in &listing.kvs {
-            if let Err(e) = ix.apply_put(kv) {
-                tracing::error!(error = %e, "skipping a stored value that does not decode");
-            }
-        }
+        let revision = store
+            .scan("", &mut |batch| {
+                for kv in &batch {
+                    if let Err(e) = ix.apply_put(kv) {
+                        tracing::error!(error = %e, "skipping a stored value that does not decode");
+                    }
+                }
+            })
+            .await?;
         ix.notices.clear();
         *self.inner.write().expect("cache lock poisoned") = ix;
-        self.applied.send_replace(listing.revision);
+        self.applied.send_replace(revision);
         // Sessions may have missed changes while the cache reloaded: ask each for a full resync.
         for tx in self.instance_subscribers.lock().expect("subscribers lock poisoned").values() {
             let _ = tx.send(Arc::from(RESYNC));
         }
-        Ok(listing.revision)
+        Ok(revision)
     }
 
     async fn follow(self: Arc<Self>, store: Arc<dyn Store>, mut revision: Revision) {
