@@ -19,6 +19,15 @@ macro_rules! call {
     }};
 }
 
+/// For handlers that write their answer's JSON themselves.
+macro_rules! call_raw {
+    ($ctx:expr, $body:expr, $handler:path) => {{
+        let req = decode($body)?;
+        Validate::validate_request(&req)?;
+        $handler($ctx, req).await
+    }};
+}
+
 /// Decodes, validates and handles one request; returns the response body.
 pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     use Operation as O;
@@ -47,7 +56,7 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::DeleteAttributes => call!(ctx, body, attributes::delete),
         O::ListAttributes => call!(ctx, body, attributes::list),
 
-        O::DescribeTasks => call!(ctx, body, tasks::describe),
+        O::DescribeTasks => call_raw!(ctx, body, tasks::describe),
         O::ListTasks => call!(ctx, body, tasks::list),
         O::StopTask => call!(ctx, body, tasks::stop),
         O::StartTask => call!(ctx, body, start_task::start),

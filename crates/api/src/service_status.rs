@@ -89,10 +89,7 @@ pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
                 let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
                 let tasks: Vec<Task> = ix
                     .task_index
-                    .by_group
-                    .get(&(cluster.into(), group.as_str().into()))
-                    .into_iter()
-                    .flatten()
+                    .in_group(cluster, &group)
                     .filter_map(|t| ix.tasks.get(t).map(|e| e.value.task()))
                     .collect();
                 let tasks: Vec<&Task> = tasks.iter().collect();

@@ -416,8 +416,7 @@ pub async fn finish_draining(ctx: &Ctx) -> ApiResult<usize> {
             .filter(|(k, e)| {
                 let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("");
                 let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
-                let tasks = ix.task_index.by_group.get(&(cluster.into(), group.as_str().into()));
-                tasks.is_none_or(|set| set.iter().all(|t| ix.tasks.get(t).is_none_or(|t| t.value.is_stopped())))
+                ix.task_index.in_group(cluster, &group).all(|t| ix.tasks.get(t).is_none_or(|t| t.value.is_stopped()))
             })
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()

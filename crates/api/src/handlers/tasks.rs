@@ -8,11 +8,9 @@ use std::sync::Arc;
 
 use flotilla_model::arn::short_id;
 use flotilla_model::{
-    DescribeTasksRequest, Failure, ListTasksRequest, ListTasksResponse, StopTaskRequest, StopTaskResponse, Task,
+    DescribeTasksRequest, ListTasksRequest, ListTasksResponse, StopTaskRequest, StopTaskResponse, Task,
 };
 use flotilla_store::{Compare, Op, Txn};
-use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::{active_cluster, check_batch, missing};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
@@ -21,7 +19,7 @@ use crate::pagination::page;
 use crate::state::cache::Indexes;
 use crate::state::codec::encode;
 use crate::state::keys;
-use crate::state::tasks::TaskSummary;
+use crate::state::tasks::{scope_of, TaskSummary};
 
 /// The task ID a `task` member names: an ID, or an ARN of this cluster.
 pub fn task_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
@@ -38,19 +36,15 @@ fn present(t: &Task, with_tags: bool) -> Task {
     t
 }
 
-/// DescribeTasks' answer, with each task's cached JSON copied in as it is.
-#[derive(Debug, Serialize)]
-pub struct DescribeTasksOutput {
-    pub tasks: Vec<Box<RawValue>>,
-    pub failures: Vec<Failure>,
-}
-
-pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<DescribeTasksOutput> {
+/// DescribeTasks' answer, written directly: each task's cached JSON is copied in as it is.
+pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<Vec<u8>> {
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let list = req.tasks.unwrap_or_default();
     check_batch("tasks", list.len(), 100)?;
     let with_tags = req.include.unwrap_or_default().iter().any(|i| i == "TAGS");
-    let mut tasks = Vec::with_capacity(list.len());
+    let mut out = Vec::with_capacity(64 + list.len() * 1536);
+    out.extend_from_slice(b"{\"tasks\":");
+    let mut tasks = 0usize;
     let mut failures = Vec::new();
     let ix = ctx.cache.read();
     let mut key = String::with_capacity(keys::TASK.len() + cluster.len() + 40);
@@ -64,13 +58,23 @@ pub async fn describe(ctx: &Ctx, req: DescribeTasksRequest) -> ApiResult<Describ
             ix.tasks.get(key.as_str())
         });
         match found {
-            Some(e) => tasks.push(e.value.to_json(with_tags)),
+            Some(e) => {
+                out.push(if tasks == 0 { b'[' } else { b',' });
+                e.value.write_json(&mut out, with_tags);
+                tasks += 1;
+            }
             None => {
                 failures.push(missing(if given.starts_with("arn:") { given } else { ctx.arns.task(&cluster, &given) }))
             }
         }
     }
-    Ok(DescribeTasksOutput { tasks, failures })
+    if tasks == 0 {
+        out.push(b'[');
+    }
+    out.extend_from_slice(b"],\"failures\":");
+    serde_json::to_writer(&mut out, &failures).map_err(|e| ApiError::server(e.to_string()))?;
+    out.push(b'}');
+    Ok(out)
 }
 
 /// The filters of one ListTasks call, resolved.
@@ -98,29 +102,36 @@ impl TaskFilter {
             && self.launch_type.as_deref().is_none_or(|l| t.launch_type.as_deref() == Some(l))
     }
 
-    /// The smallest index set that covers every match.
-    fn candidates<'a>(&self, ix: &'a Indexes) -> Option<&'a BTreeSet<Arc<str>>> {
+    /// The smallest index set that covers every match, and whether every task in it matches
+    /// (then no task needs looking at).
+    fn candidates<'a>(&self, ix: &'a Indexes) -> Option<(&'a BTreeSet<Arc<str>>, bool)> {
         let t = &ix.task_index;
-        let c = &self.cluster;
-        let mut best = t.by_cluster_desired.get(&(c.clone(), self.desired.clone()));
-        let mut consider = |set: Option<&'a BTreeSet<Arc<str>>>, wanted: bool| {
-            if wanted {
-                match (best, set) {
-                    (_, None) => best = None,
-                    (Some(b), Some(s)) if s.len() < b.len() => best = Some(s),
-                    _ => {}
-                }
+        let scope: Arc<str> = scope_of(&self.cluster, &self.desired).into();
+        let mut sets: Vec<Option<&'a BTreeSet<Arc<str>>>> = Vec::new();
+        if let Some(i) = &self.instance {
+            sets.push(t.by_instance.get(i));
+        }
+        for (index, value) in
+            [(&t.by_family, &self.family), (&t.by_started_by, &self.started_by), (&t.by_group, &self.group)]
+        {
+            if let Some(v) = value {
+                sets.push(index.get(&(scope.clone(), v.clone())));
             }
-        };
-        let instance = self.instance.clone().unwrap_or_else(|| "".into());
-        consider(t.by_instance.get(&instance), self.instance.is_some());
-        let f = (c.clone(), self.family.clone().unwrap_or_else(|| "".into()));
-        consider(t.by_family.get(&f), self.family.is_some());
-        let s = (c.clone(), self.started_by.clone().unwrap_or_else(|| "".into()));
-        consider(t.by_started_by.get(&s), self.started_by.is_some());
-        let g = (c.clone(), self.group.clone().unwrap_or_else(|| "".into()));
-        consider(t.by_group.get(&g), self.group.is_some());
-        best
+        }
+        // The instance index spans desired statuses, so it alone does not settle a match.
+        let value_filters = sets.len() - usize::from(self.instance.is_some());
+        let exact = self.launch_type.is_none() && self.instance.is_none() && value_filters <= 1;
+        if sets.is_empty() {
+            return t.by_cluster_desired.get(&(self.cluster.clone(), self.desired.clone())).map(|s| (s, exact));
+        }
+        let mut best: Option<&'a BTreeSet<Arc<str>>> = None;
+        for set in sets {
+            let set = set?;
+            if best.is_none_or(|b| set.len() < b.len()) {
+                best = Some(set);
+            }
+        }
+        best.map(|b| (b, exact))
     }
 }
 
@@ -170,7 +181,7 @@ pub async fn list(ctx: &Ctx, req: ListTasksRequest) -> ApiResult<ListTasksRespon
     );
     let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
     let ix = ctx.cache.read();
-    let Some(candidates) = filter.candidates(&ix) else {
+    let Some((candidates, exact)) = filter.candidates(&ix) else {
         return Ok(ListTasksResponse { task_arns: Some(Vec::new()), next_token: None });
     };
     let start = match &pr.after {
@@ -179,12 +190,11 @@ pub async fn list(ctx: &Ctx, req: ListTasksRequest) -> ApiResult<ListTasksRespon
     };
     let matching = candidates
         .range::<str, _>((start, Bound::Unbounded))
-        .filter_map(|k| ix.tasks.get(k).map(|e| (k, e)))
-        .filter(|(_, e)| filter.matches(&e.value.summary));
-    let (items, next) = page(&ctx.pager, &scope, &pr, matching, |(k, _)| k);
+        .filter(|k| exact || ix.tasks.get(*k).is_some_and(|e| filter.matches(&e.value.summary)));
+    let (items, next) = page(&ctx.pager, &scope, &pr, matching, |k| k);
     let id_of = |k: &str| k.rsplit('/').next().unwrap_or_default().to_string();
     Ok(ListTasksResponse {
-        task_arns: Some(items.into_iter().map(|(k, _)| ctx.arns.task(&cluster, &id_of(k))).collect()),
+        task_arns: Some(items.into_iter().map(|k| ctx.arns.task(&cluster, &id_of(k))).collect()),
         next_token: next,
     })
 }

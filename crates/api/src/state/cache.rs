@@ -422,7 +422,7 @@ mod tests {
             assert_eq!(ix.cluster_stats["c"].pending_tasks, 1);
             assert_eq!(ix.instance_usage["ci-1"].memory, 512);
             assert!(ix.instance_usage["ci-1"].ports.contains(&80));
-            assert_eq!(ix.task_index.by_family[&("c".into(), "web".into())].len(), 1);
+            assert_eq!(ix.task_index.by_family[&("c/RUNNING".into(), "web".into())].len(), 1);
         }
         store.txn(put("task/c/1", &task("RUNNING", "RUNNING", "web"))).await.unwrap();
         let r3 = match store.txn(put("task/c/1", &task("STOPPED", "STOPPED", "web"))).await.unwrap() {

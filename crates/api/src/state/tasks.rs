@@ -61,6 +61,9 @@ impl LastStatus {
 #[derive(Debug, Clone)]
 pub struct TaskSummary {
     pub cluster: Arc<str>,
+    /// `cluster/desiredStatus`: the first half of the family, startedBy and group index keys, so
+    /// that ListTasks (which always filters on desired status) reads exact matches.
+    pub scope: Arc<str>,
     pub last_status: LastStatus,
     /// desiredStatus: RUNNING or STOPPED.
     pub desired: Arc<str>,
@@ -105,6 +108,20 @@ impl CachedTask {
         TaskRecord { task: self.task(), reservation: self.summary.reservation.clone() }
     }
 
+    /// Appends the task's JSON to `out`, tags included only when asked for.
+    pub fn write_json(&self, out: &mut Vec<u8>, with_tags: bool) {
+        let start = out.len();
+        let bytes = lz4_flex::decompress_size_prepended(&self.json).expect("cached task JSON decompresses");
+        out.extend_from_slice(&bytes);
+        if with_tags && out.len() > start {
+            // The JSON is an object with at least taskArn, so it ends in '}' after a member.
+            out.pop();
+            out.extend_from_slice(b",\"tags\":");
+            out.extend_from_slice(self.tags.as_ref().map(|t| t.get()).unwrap_or("[]").as_bytes());
+            out.push(b'}');
+        }
+    }
+
     /// The task's JSON for DescribeTasks: tags included only when asked for.
     pub fn to_json(&self, with_tags: bool) -> Box<RawValue> {
         let plain = self.plain_json();
@@ -131,7 +148,8 @@ impl CachedTask {
     }
 }
 
-/// Secondary indexes over tasks.
+/// Secondary indexes over tasks. `by_family`, `by_started_by` and `by_group` are keyed by
+/// (scope, value), where the scope is `cluster/desiredStatus` (see [`scope_of`]).
 #[derive(Debug, Default)]
 pub struct TaskIndexes {
     pub by_cluster_desired: ClusterIndex,
@@ -140,6 +158,12 @@ pub struct TaskIndexes {
     pub by_family: ClusterIndex,
     pub by_started_by: ClusterIndex,
     pub by_group: ClusterIndex,
+    scopes: HashMap<String, Arc<str>>,
+}
+
+/// The scope of the value indexes for tasks of `cluster` with `desired` status.
+pub fn scope_of(cluster: &str, desired: &str) -> String {
+    format!("{cluster}/{desired}")
 }
 
 /// The Arc an index already holds for `value`, so equal strings are stored once.
@@ -169,6 +193,13 @@ pub fn family_of_arn(arn: &str) -> Option<&str> {
 }
 
 impl TaskIndexes {
+    /// The keys of every task of `cluster` in `group`, whatever its desired status.
+    pub fn in_group<'a>(&'a self, cluster: &str, group: &str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        let g: Arc<str> = group.into();
+        let scopes: Vec<Arc<str>> = ["RUNNING", "STOPPED"].iter().map(|d| scope_of(cluster, d).into()).collect();
+        scopes.into_iter().filter_map(move |scope| self.by_group.get(&(scope, g.clone()))).flatten()
+    }
+
     /// Builds the cached form of a stored task, sharing strings with the indexes.
     pub fn cache(&self, cluster: &str, rec: TaskRecord) -> CachedTask {
         let TaskRecord { mut task, reservation } = rec;
@@ -184,6 +215,8 @@ impl TaskIndexes {
             .filter(|t| !t.is_empty())
             .map(|t| RawValue::from_string(serde_json::to_string(&t).expect("tags encode")).expect("valid JSON"));
         let desired = shared(&self.by_cluster_desired, &cluster, task.desired_status.as_deref().unwrap_or("RUNNING"));
+        let scope_name = scope_of(&cluster, &desired);
+        let scope = self.scopes.get(&scope_name).cloned().unwrap_or_else(|| scope_name.into());
         let summary = TaskSummary {
             last_status: LastStatus::parse(task.last_status.as_deref()),
             desired,
@@ -196,11 +229,12 @@ impl TaskIndexes {
                 .task_definition_arn
                 .as_deref()
                 .and_then(family_of_arn)
-                .map(|f| shared(&self.by_family, &cluster, f)),
-            started_by: task.started_by.as_deref().map(|s| shared(&self.by_started_by, &cluster, s)),
-            group: task.group.as_deref().map(|g| shared(&self.by_group, &cluster, g)),
+                .map(|f| shared(&self.by_family, &scope, f)),
+            started_by: task.started_by.as_deref().map(|s| shared(&self.by_started_by, &scope, s)),
+            group: task.group.as_deref().map(|g| shared(&self.by_group, &scope, g)),
             reservation,
             cluster,
+            scope,
         };
         let json = lz4_flex::compress_prepend_size(serde_json::to_string(&task).expect("tasks encode").as_bytes());
         CachedTask { json: json.into_boxed_slice(), tags, summary }
@@ -209,14 +243,17 @@ impl TaskIndexes {
     /// Adds (`add`) or removes a task's keys from every index.
     pub fn update(&mut self, key: &Arc<str>, s: &TaskSummary, add: bool) {
         set_member(&mut self.by_cluster_desired, (s.cluster.clone(), s.desired.clone()), key, add);
+        if add {
+            self.scopes.entry(s.scope.to_string()).or_insert_with(|| s.scope.clone());
+        }
         if let Some(f) = &s.family {
-            set_member(&mut self.by_family, (s.cluster.clone(), f.clone()), key, add);
+            set_member(&mut self.by_family, (s.scope.clone(), f.clone()), key, add);
         }
         if let Some(v) = &s.started_by {
-            set_member(&mut self.by_started_by, (s.cluster.clone(), v.clone()), key, add);
+            set_member(&mut self.by_started_by, (s.scope.clone(), v.clone()), key, add);
         }
         if let Some(g) = &s.group {
-            set_member(&mut self.by_group, (s.cluster.clone(), g.clone()), key, add);
+            set_member(&mut self.by_group, (s.scope.clone(), g.clone()), key, add);
         }
         if let Some(i) = &s.instance {
             set_member(&mut self.by_instance, i.clone(), key, add);
