@@ -11,6 +11,7 @@ pub mod engine;
 pub mod hollow;
 pub mod logs;
 pub mod network;
+pub mod run;
 pub mod runtime;
 pub mod session;
 

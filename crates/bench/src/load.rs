@@ -61,6 +61,25 @@ pub struct RowResult {
 }
 
 impl RowResult {
+    /// Adds another slice of the same row (latencies stay unsorted until the caller sorts).
+    pub fn absorb(&mut self, other: RowResult) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.response_bytes += other.response_bytes;
+        let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (None, b) => b,
+            (a, None) => a,
+        };
+        self.server_cpu = add(self.server_cpu, other.server_cpu);
+        self.client_cpu = add(self.client_cpu, other.client_cpu);
+    }
+
     pub fn rate(&self) -> f64 {
         if self.elapsed.is_zero() {
             0.0

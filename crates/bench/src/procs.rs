@@ -161,6 +161,13 @@ pub fn rss(pid: u32) -> anyhow::Result<Rss> {
     Ok(Rss { current: field("VmRSS:")?, peak: field("VmHWM:")? })
 }
 
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// User + system CPU time of a process so far, from `/proc/PID/stat` (clock ticks of 1/100 s,
 /// Linux's fixed `USER_HZ`).
 pub fn cpu_time(pid: u32) -> Option<Duration> {

@@ -46,12 +46,15 @@ pub struct Setup {
     pub client_threads: usize,
     pub warmup: Duration,
     pub measure: Duration,
+    pub rounds: usize,
     pub seed_time: Duration,
     pub seed_bytes: u64,
     pub startup_empty: Duration,
     pub startup_seeded: Duration,
     pub floor_answer_bytes: usize,
     pub cores: usize,
+    /// `/proc/loadavg` at the start and at the end: other work on the machine skews every row.
+    pub load: (String, String),
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -92,22 +95,24 @@ pub fn render(setup: &Setup, rows: &[Row], memory: Option<&Memory>) -> String {
     let _ = writeln!(
         out,
         "\nFlotilla API benchmark: {} seeded tasks, {} connections, {} client thread(s), {} cores; \
-         {:.1} s warm-up + {:.1} s measured per row; SigV4 signing on",
+         {:.1} s warm-up + {:.1} s measured per row, in {} interleaved slices; SigV4 signing on",
         setup.tasks,
         setup.connections,
         setup.client_threads,
         setup.cores,
         setup.warmup.as_secs_f64(),
         setup.measure.as_secs_f64(),
+        setup.rounds,
     );
     let _ = writeln!(
         out,
-        "seeding: {:.2} s for {} of records; server ready in {:.2} s empty, {:.2} s with the tasks\n",
+        "seeding: {:.2} s for {} of records; server ready in {:.2} s empty, {:.2} s with the tasks",
         setup.seed_time.as_secs_f64(),
         mib(setup.seed_bytes),
         setup.startup_empty.as_secs_f64(),
         setup.startup_seeded.as_secs_f64(),
     );
+    let _ = writeln!(out, "machine load (1/5/15 min): {} at the start, {} at the end\n", setup.load.0, setup.load.1);
     let header = format!(
         "{:<34} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10} {:>7} {:>6}  {:<28} {}",
         "row", "req/s", "p50 ms", "p99 ms", "max ms", "vs floor", "srv us/req", "resp B", "errors", "target", "ok"
@@ -204,12 +209,14 @@ mod tests {
             client_threads: 1,
             warmup: Duration::ZERO,
             measure: Duration::from_secs(1),
+            rounds: 1,
             seed_time: Duration::ZERO,
             seed_bytes: 0,
             startup_empty: Duration::ZERO,
             startup_seeded: Duration::ZERO,
             floor_answer_bytes: 10,
             cores: 2,
+            load: ("0.00 0.00 0.00".into(), "0.00 0.00 0.00".into()),
         };
         let text = render(&setup, &[fast, writes], None);
         assert!(text.contains("ListTasks family+desiredStatus") && text.contains("PASS"));

@@ -78,7 +78,7 @@ impl Workload {
                     "memory": 256,
                     "essential": true,
                     "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
-                    "environment": [{"name": "SEQ", "value": rng.next().to_string()}],
+                    "environment": [{"name": "SEQ", "value": rng.next_u64().to_string()}],
                 }],
             }),
         };
@@ -100,14 +100,14 @@ impl Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(1);
         seed::mix(self.0)
     }
 
     /// A value in `0..n` (`n` > 0; the modulo bias is irrelevant here).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 

@@ -49,6 +49,19 @@ pub struct AgentArgs {
     /// Run N hollow agents with a simulated runtime instead of one real agent.
     #[arg(long, value_name = "N")]
     pub simulate: Option<usize>,
+    /// Let task definitions run privileged containers.
+    #[arg(long, env = "FLOTILLA_ALLOW_PRIVILEGED")]
+    pub allow_privileged: bool,
+    /// When to pull images: default (only when absent), always, prefer-cached, never.
+    #[arg(long, default_value = "default", value_parser = parse_pull)]
+    pub pull_behavior: flotilla_agent::PullBehavior,
+    /// Publish bridge-mode host ports on this address only (e.g. 127.0.0.1) [default: every address]
+    #[arg(long)]
+    pub host_ip: Option<String>,
+}
+
+fn parse_pull(s: &str) -> Result<flotilla_agent::PullBehavior, String> {
+    s.parse().map_err(|_| format!("'{s}' is not a pull behavior: default, always, prefer-cached or never"))
 }
 
 fn parse_attribute(s: &str) -> Result<(String, Option<String>), String> {
@@ -98,9 +111,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.server, &args.region, args.credentials()?)?;
     match args.simulate {
         Some(n) => run_hollow_fleet(client, &args, n).await,
-        None => anyhow::bail!(
-            "running real containers needs the task engine, which is not built yet; use --simulate N for hollow agents"
-        ),
+        None => {
+            let options = flotilla_agent::run::AgentOptions {
+                allow_privileged: args.allow_privileged,
+                pull_behavior: args.pull_behavior,
+                host_ip: args.host_ip.clone(),
+            };
+            flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())
+                .await?;
+            Ok(())
+        }
     }
 }
 

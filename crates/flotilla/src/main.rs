@@ -1,8 +1,10 @@
 //! The `flotilla` binary: thin subcommands that parse flags and call the libraries' `run`
-//! functions. `flotilla server` runs the control plane; `flotilla agent` joins a cluster.
+//! functions. `flotilla server` runs the control plane; `flotilla agent` joins a cluster;
+//! `flotilla up` runs both on one machine.
 
 mod agent_cmd;
 mod server_cmd;
+mod up_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +21,8 @@ enum Command {
     Server(server_cmd::ServerArgs),
     /// Join a cluster as a container instance (or, with --simulate N, as N hollow ones).
     Agent(agent_cmd::AgentArgs),
+    /// Everything on this machine: the control plane and a local agent on the local Docker Engine.
+    Up(up_cmd::UpArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +39,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Agent(args) => agent_cmd::run(args).await,
+            Command::Up(args) => up_cmd::run(args).await,
         }
     })
 }

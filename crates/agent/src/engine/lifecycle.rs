@@ -138,14 +138,15 @@ impl Actor {
     async fn pull_images(&mut self) -> Step {
         let now = self.shared.now_ms();
         self.rec.times.pull_started_at.get_or_insert(now);
-        let mut images: Vec<(String, String)> = Vec::new();
+        let mut images: Vec<String> = Vec::new();
         for d in &self.defs {
             let image = d.image.clone().unwrap_or_default();
-            if !images.iter().any(|(_, i)| *i == image) {
-                images.push((d.name.clone().unwrap_or_default(), image));
+            if !images.contains(&image) {
+                images.push(image);
             }
         }
-        for (_, image) in &images {
+        // The image digests come from inspecting each container once it runs.
+        for image in &images {
             match self.ensure_image(image).await {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => return Step::Retry(e),
@@ -164,15 +165,6 @@ impl Actor {
                     self.rec.times.pull_stopped_at = Some(self.shared.now_ms());
                     self.fail(Some(TASK_FAILED_TO_START), reason);
                     return Step::Failed;
-                }
-            }
-        }
-        for (_, image) in &images {
-            if let Ok(Some(id)) = self.shared.runtime.image_id(image).await {
-                for d in self.defs.clone().iter().filter(|d| d.image.as_deref() == Some(image.as_str())) {
-                    if let Some(c) = self.rec.container_mut(d.name.as_deref().unwrap_or_default()) {
-                        c.image_digest = Some(id.clone());
-                    }
                 }
             }
         }
@@ -339,18 +331,10 @@ impl Actor {
         }
     }
 
-    /// ACTIVATING: read back what the runtime assigned (bindings, addresses).
+    /// ACTIVATING: the post-start steps. Bindings and addresses were read when each container
+    /// started (`observe`), and load balancer or service discovery registration is the control
+    /// plane's, so nothing is left for the agent; the status is still reported, as ECS does.
     pub(super) async fn activate(&mut self) -> Step {
-        let names: Vec<String> = self
-            .rec
-            .containers
-            .iter()
-            .filter(|c| c.status == ContainerStatus::Running)
-            .map(|c| c.name.clone())
-            .collect();
-        for name in names {
-            self.refresh(&name).await;
-        }
         Step::Done
     }
 

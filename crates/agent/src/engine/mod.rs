@@ -361,7 +361,11 @@ impl Engine {
         container: Option<&str>,
         follow: bool,
     ) -> Result<BoxStream<'static, LogLine>, EngineError> {
-        let log = self.shared.logs.existing(spec::task_id(task_arn)).map_err(|e| match e {
+        let task_id = spec::task_id(task_arn);
+        // A task the engine holds has logs even before its first line (or its actor) arrives.
+        let known = lock(&self.shared.actors).contains_key(task_arn);
+        let log = if known { self.shared.logs.open(task_id) } else { self.shared.logs.existing(task_id) };
+        let log = log.map_err(|e| match e {
             LogError::NoSuchTask { .. } => EngineError::UnknownTask(task_arn.to_string()),
             e => EngineError::Logs(e),
         })?;

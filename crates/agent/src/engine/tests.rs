@@ -30,10 +30,9 @@ fn non_essential(name: &str) -> ContainerDefinition {
 }
 
 fn depends(mut c: ContainerDefinition, on: &str, condition: &str) -> ContainerDefinition {
-    c.depends_on.get_or_insert_with(Vec::new).push(ContainerDependency {
-        container_name: Some(on.into()),
-        condition: Some(condition.into()),
-    });
+    c.depends_on
+        .get_or_insert_with(Vec::new)
+        .push(ContainerDependency { container_name: Some(on.into()), condition: Some(condition.into()) });
     c
 }
 
@@ -73,6 +72,8 @@ struct Harness {
     reports: UnboundedReceiver<TaskReport>,
     seen: Vec<TaskReport>,
     dir: Arc<tempfile::TempDir>,
+    /// When the test began, for the injected wall clock.
+    start: tokio::time::Instant,
 }
 
 impl Harness {
@@ -84,17 +85,22 @@ impl Harness {
         let fake = FakeRuntime::new();
         fake.add_image(IMAGE);
         fake.add_image(crate::network::DEFAULT_PAUSE_IMAGE);
-        Harness::on(fake, Arc::new(tempfile::tempdir().unwrap()), tweak)
+        Harness::on(fake, Arc::new(tempfile::tempdir().unwrap()), tokio::time::Instant::now(), tweak)
     }
 
     /// A new engine (an agent restart) on the same runtime and data dir.
-    fn on(fake: FakeRuntime, dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut EngineConfig)) -> Harness {
+    fn on(
+        fake: FakeRuntime,
+        dir: Arc<tempfile::TempDir>,
+        start: tokio::time::Instant,
+        tweak: impl FnOnce(&mut EngineConfig),
+    ) -> Harness {
         let mut config = EngineConfig::new(dir.path(), CLUSTER, INSTANCE);
-        config.clock = Arc::new(|| 1_700_000_000_000 + tokio::time::Instant::now().elapsed().as_millis() as i64);
+        config.clock = Arc::new(move || 1_700_000_000_000 + start.elapsed().as_millis() as i64);
         tweak(&mut config);
         let (tx, reports) = unbounded_channel();
         let engine = Engine::new(config, Arc::new(fake.clone()), tx);
-        Harness { engine, fake, reports, seen: Vec::new(), dir }
+        Harness { engine, fake, reports, seen: Vec::new(), dir, start }
     }
 
     /// Waits for a report of `task` that satisfies `pred`.
@@ -154,18 +160,21 @@ async fn a_task_walks_to_running_with_timestamps_and_increasing_seq() {
     assert_eq!(spec.labels[labels::CLUSTER], CLUSTER);
     assert_eq!(spec.labels[labels::INSTANCE], INSTANCE);
     assert_eq!(spec.labels[labels::TASK], task);
-    assert_eq!(h.engine.tasks(), vec![TaskSummary {
-        task_arn: task.clone(),
-        known_status: TaskStatus::Running,
-        desired_status: DesiredStatus::Running
-    }]);
+    assert_eq!(
+        h.engine.tasks(),
+        vec![TaskSummary {
+            task_arn: task.clone(),
+            known_status: TaskStatus::Running,
+            desired_status: DesiredStatus::Running
+        }]
+    );
 
     h.engine.apply(stopped(assignment("t1", vec![container("web")]))).unwrap();
     let r = h.status(&task, "STOPPED").await;
     assert_eq!(h.statuses(&task)[4..], ["DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"]);
     assert!(r.stopping_at_ms.is_some() && r.execution_stopped_at_ms.is_some() && r.stopped_at_ms.is_some());
     // The server asked for the stop, so the agent names no stop code of its own.
-    assert_eq!((r.stop_code, container_report(&r, "web").exit_code), (None, Some(0)));
+    assert_eq!((r.stop_code.clone(), container_report(&r, "web").exit_code), (None, Some(0)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -176,7 +185,7 @@ async fn an_essential_container_exit_stops_the_task() {
     h.engine.apply(assignment("t1", vec![container("web"), non_essential("side")])).unwrap();
     let r = h.status(&task, "STOPPED").await;
     assert_eq!(r.stop_code.as_deref(), Some("EssentialContainerExited"));
-    let reason = r.stopped_reason.unwrap();
+    let reason = r.stopped_reason.clone().unwrap();
     assert!(reason.starts_with("Essential container in task exited") && reason.contains("web"), "{reason}");
     assert_eq!(container_report(&r, "web").exit_code, Some(3));
     assert_eq!(container_report(&r, "side").status, "STOPPED");
@@ -227,7 +236,9 @@ async fn a_failed_success_dependency_fails_the_task_to_start() {
     let mut h = Harness::new();
     h.fake.script("init", Script { exit_after: Some((Duration::from_secs(1), 2)), ..Script::default() });
     let task = arn("t1");
-    h.engine.apply(assignment("t1", vec![depends(container("web"), "init", "SUCCESS"), non_essential("init")])).unwrap();
+    h.engine
+        .apply(assignment("t1", vec![depends(container("web"), "init", "SUCCESS"), non_essential("init")]))
+        .unwrap();
     let r = h.status(&task, "STOPPED").await;
     assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"));
     assert!(r.stopped_reason.as_deref().unwrap().contains("DependencyConditionFailed"), "{r:?}");
@@ -291,7 +302,7 @@ async fn a_missing_image_stops_the_task_with_cannot_pull() {
     h.engine.apply(assignment("t1", vec![web])).unwrap();
     let r = h.status(&task, "STOPPED").await;
     assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"));
-    let reason = r.stopped_reason.unwrap();
+    let reason = r.stopped_reason.clone().unwrap();
     assert!(reason.starts_with("CannotPullContainerError: "), "{reason}");
     assert_eq!(container_report(&r, "web").reason.as_deref(), Some(reason.as_str()));
     assert!(r.pull_started_at_ms.is_some() && r.pull_stopped_at_ms.is_some());
@@ -356,7 +367,7 @@ async fn an_apply_after_lost_state_takes_over_the_labelled_containers() {
     let before = h.status(&arn("t1"), "RUNNING").await;
     h.engine.shutdown().await;
     // The data dir is lost; the server sends the task again.
-    let mut h = Harness::on(h.fake.clone(), Arc::new(tempfile::tempdir().unwrap()), |_| {});
+    let mut h = Harness::on(h.fake.clone(), Arc::new(tempfile::tempdir().unwrap()), h.start, |_| {});
     h.engine.apply(a).unwrap();
     let after = h.status(&arn("t1"), "RUNNING").await;
     assert_eq!(container_report(&after, "web").runtime_id, container_report(&before, "web").runtime_id);
@@ -373,8 +384,10 @@ async fn a_restarted_agent_adopts_its_running_tasks() {
     h.engine.shutdown().await;
     // While the agent is away, t2's container exits.
     h.fake.exit(&arn("t2"), "web", 4);
+    // Restarting takes a while; the report numbering rests on the clock moving on.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let mut h2 = Harness::on(h.fake.clone(), h.dir.clone(), |_| {});
+    let mut h2 = Harness::on(h.fake.clone(), h.dir.clone(), h.start, |_| {});
     let mut adopted = h2.engine.adopt().await.unwrap();
     adopted.sort();
     assert_eq!(adopted, vec![arn("t1"), arn("t2")]);
@@ -469,7 +482,8 @@ async fn bridge_ports_are_reported_as_network_bindings() {
     };
     h.engine.apply(assignment("t1", vec![web])).unwrap();
     let r = h.status(&arn("t1"), "RUNNING").await;
-    let b: Vec<_> = container_report(&r, "web").network_bindings.iter().map(|b| (b.container_port, b.host_port)).collect();
+    let b: Vec<_> =
+        container_report(&r, "web").network_bindings.iter().map(|b| (b.container_port, b.host_port)).collect();
     assert_eq!(b.len(), 2);
     assert!(b[0].0 == Some(8080) && b[0].1.is_some_and(|p| p > 0));
     assert_eq!(b[1], (Some(9090), Some(19090)));
@@ -499,7 +513,8 @@ async fn logs_are_kept_after_exit_and_followers_end_with_the_task() {
     h.engine.apply(assignment("t1", vec![container("web")])).unwrap();
     let mut follow = h.engine.logs(&task, Some("web"), true).unwrap();
     h.status(&task, "STOPPED").await;
-    let lines: Vec<(LogSource, String)> = h.engine.logs(&task, None, false).unwrap().map(|l| (l.source, l.line)).collect().await;
+    let lines: Vec<(LogSource, String)> =
+        h.engine.logs(&task, None, false).unwrap().map(|l| (l.source, l.line)).collect().await;
     assert_eq!(lines, vec![(LogSource::Stdout, "hello".into()), (LogSource::Stderr, "oops".into())]);
     let followed: Vec<String> = tokio::time::timeout(Duration::from_secs(60), (&mut follow).map(|l| l.line).collect())
         .await
@@ -531,8 +546,8 @@ async fn a_task_stopped_before_it_starts_goes_straight_to_stopped() {
     h.status(&arn("t1"), "STOPPED").await;
     assert_eq!(h.statuses(&arn("t1")), vec!["PROVISIONING", "DEPROVISIONING", "STOPPED"]);
     assert_eq!(h.created(), 0);
-    assert!(matches!(
-        h.engine.apply(assignment("", vec![container("web")])),
-        Err(EngineError::InvalidAssignment(_))
-    ));
+    let mut no_arn = assignment("x", vec![container("web")]);
+    no_arn.task.task_arn = None;
+    assert!(matches!(h.engine.apply(no_arn), Err(EngineError::InvalidAssignment(_))));
+    assert!(matches!(h.engine.apply(assignment("y", vec![])), Err(EngineError::InvalidAssignment(_))));
 }

@@ -40,7 +40,8 @@ pub(super) fn configure(
                 }
             },
         };
-        spec.port_bindings.push(PortBindingSpec { container_port, protocol: proto, host_ip: None, host_port });
+        let host_ip = ctx.config.host_ip.clone();
+        spec.port_bindings.push(PortBindingSpec { container_port, protocol: proto, host_ip, host_port });
     }
     spec.links = def
         .links

@@ -56,11 +56,18 @@ fn rt(step: &'static str) -> impl FnOnce(RuntimeError) -> NetworkError {
 pub struct NetworkConfig {
     pub awsvpc_network: String,
     pub pause_image: String,
+    /// The host address bridge-mode ports are published on; `None` is every address, as in ECS.
+    /// A local single-machine setup (and the tests) may keep them on 127.0.0.1.
+    pub host_ip: Option<String>,
 }
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        NetworkConfig { awsvpc_network: DEFAULT_AWSVPC_NETWORK.into(), pause_image: DEFAULT_PAUSE_IMAGE.into() }
+        NetworkConfig {
+            awsvpc_network: DEFAULT_AWSVPC_NETWORK.into(),
+            pause_image: DEFAULT_PAUSE_IMAGE.into(),
+            host_ip: None,
+        }
     }
 }
 

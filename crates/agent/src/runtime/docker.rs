@@ -33,6 +33,9 @@ use super::{
     PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
 };
 
+/// The repository prefix of the images `flotilla-images` builds.
+pub const FLOTILLA_IMAGE_PREFIX: &str = "flotilla/";
+
 /// Builds an image locally (for images no registry serves). Returns an error message on failure.
 pub type ImageBuilder = Arc<dyn Fn(Docker, String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
@@ -83,11 +86,11 @@ pub struct DockerRuntime {
 
 impl DockerRuntime {
     /// Connects to the local daemon (DOCKER_HOST or the default socket) and negotiates the API
-    /// version.
+    /// version. Flotilla's own images are built locally (see [`Self::with_flotilla_images`]).
     pub async fn connect(timeouts: DockerTimeouts) -> RuntimeResult<Self> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| RuntimeError::Unavailable { op: "connect", message: e.to_string() })?;
-        Self::from_docker(docker, timeouts).await
+        Ok(Self::from_docker(docker, timeouts).await?.with_flotilla_images())
     }
 
     /// Wraps an existing client, negotiating its API version.
@@ -101,6 +104,17 @@ impl DockerRuntime {
             builders: Vec::new(),
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    /// Flotilla's own images (`flotilla/...`: the workload and the awsvpc pause image) are built
+    /// locally with `flotilla-images` instead of pulled, since no registry serves them.
+    pub fn with_flotilla_images(self) -> Self {
+        let builder: ImageBuilder = Arc::new(|docker: Docker, image: String| {
+            Box::pin(async move {
+                flotilla_images::ensure_image(&docker, &image).await.map(drop).map_err(|e| e.to_string())
+            })
+        });
+        self.with_image_builder(FLOTILLA_IMAGE_PREFIX, builder)
     }
 
     /// Images whose reference starts with `prefix` are built by `builder` rather than pulled.

@@ -66,6 +66,17 @@ pub fn lookup(ctx: &Ctx, given: &str) -> Option<Entry<TaskDefinitionRecord>> {
     }
 }
 
+/// The highest revision under a family prefix (`taskdef/family!`), found from the end of the
+/// family's key range rather than by walking every revision.
+fn latest_in_family<'a>(
+    defs: &'a std::collections::BTreeMap<String, Entry<TaskDefinitionRecord>>,
+    prefix: &str,
+) -> Option<&'a Entry<TaskDefinitionRecord>> {
+    // The separator '!' is followed by '"' in byte order: every key of the family sorts below it.
+    let end = format!("{}\"", &prefix[..prefix.len() - 1]);
+    defs.range(prefix.to_string()..end).next_back().map(|(_, e)| e)
+}
+
 fn not_found() -> ApiError {
     ApiError::client("Unable to describe task definition.")
 }
@@ -170,7 +181,7 @@ pub async fn register(ctx: &Ctx, req: RegisterTaskDefinitionRequest) -> ApiResul
     for _ in 0..MAX_CAS_ATTEMPTS {
         let last = {
             let ix = ctx.cache.read();
-            range_prefix(&ix.task_definitions, &prefix).last().and_then(|(_, e)| e.value.definition.revision)
+            latest_in_family(&ix.task_definitions, &prefix).and_then(|e| e.value.definition.revision)
         };
         let revision = last.unwrap_or(0) as u32 + 1;
         let td = build(ctx, req.clone(), &family, revision);

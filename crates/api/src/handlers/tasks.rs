@@ -192,11 +192,16 @@ pub async fn list(ctx: &Ctx, req: ListTasksRequest) -> ApiResult<ListTasksRespon
         .range::<str, _>((start, Bound::Unbounded))
         .filter(|k| exact || ix.tasks.get(*k).is_some_and(|e| filter.matches(&e.value.summary)));
     let (items, next) = page(&ctx.pager, &scope, &pr, matching, |k| k);
-    let id_of = |k: &str| k.rsplit('/').next().unwrap_or_default().to_string();
-    Ok(ListTasksResponse {
-        task_arns: Some(items.into_iter().map(|k| ctx.arns.task(&cluster, &id_of(k))).collect()),
-        next_token: next,
-    })
+    // One ARN prefix per request; each ARN is that prefix and the task ID from the key.
+    let prefix = ctx.arns.task(&cluster, "");
+    let arn_of = |k: &Arc<str>| {
+        let id = k.rsplit('/').next().unwrap_or_default();
+        let mut arn = String::with_capacity(prefix.len() + id.len());
+        arn.push_str(&prefix);
+        arn.push_str(id);
+        arn
+    };
+    Ok(ListTasksResponse { task_arns: Some(items.into_iter().map(arn_of).collect()), next_token: next })
 }
 
 pub async fn stop(ctx: &Ctx, req: StopTaskRequest) -> ApiResult<StopTaskResponse> {

@@ -16,6 +16,9 @@ use flotilla_bench::seed;
 use flotilla_bench::workload::Workload;
 use flotilla_sigv4::Credentials;
 
+/// Unmeasured time at the start of every slice after the first warm-up (connections open).
+const SLICE_WARMUP: f64 = 0.2;
+
 /// How long a server may take to load its store and answer `/health`.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -25,12 +28,15 @@ struct Args {
     /// Tasks to seed the store with.
     #[arg(long, default_value_t = 100_000)]
     tasks: u64,
-    /// Measured seconds per row.
+    /// Measured seconds per row (in total over its slices).
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Warm-up seconds per row, before the measured window.
+    /// Warm-up seconds per row, before its first measured slice.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Slices each row's measured seconds are split into; the rows take turns slice by slice.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Concurrent keep-alive connections (one request in flight on each).
     #[arg(long, default_value_t = 16)]
     connections: usize,
@@ -61,9 +67,31 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(args.tasks > 0, "--tasks must be > 0");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build()?;
-    let text = runtime.block_on(bench(&args))?;
+    // On SIGINT or SIGTERM the bench future is dropped, and with it the guards of the servers.
+    let text = runtime.block_on(async {
+        tokio::select! {
+            r = bench(&args) => r,
+            _ = interrupted() => Err(anyhow::anyhow!("interrupted; the servers were stopped")),
+        }
+    })?;
     println!("{text}");
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
 }
 
 /// The reads every server gets once before its memory is read, and each row is checked with.
@@ -87,6 +115,7 @@ async fn warm_up(target: &Target) -> anyhow::Result<()> {
 
 async fn bench(args: &Args) -> anyhow::Result<String> {
     let flotilla = procs::find_flotilla(args.flotilla.as_deref())?;
+    let load_at_start = procs::load_average();
     let mut builder = tempfile::Builder::new();
     builder.prefix("flotilla-bench-");
     let work = match &args.work_dir {
@@ -109,23 +138,20 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
         pid: Some(pid),
         tasks,
     };
-    let shape = Shape {
+    let rounds = args.rounds.max(1);
+    let slice = Shape {
         connections: args.connections,
-        warmup: Duration::from_secs_f64(args.warmup),
-        measure: Duration::from_secs_f64(args.seconds),
+        warmup: Duration::from_secs_f64(args.warmup.min(SLICE_WARMUP)),
+        measure: Duration::from_secs_f64(args.seconds / rounds as f64),
     };
-    let mut rows = Vec::new();
+    let first_warmup = Shape { measure: Duration::ZERO, warmup: Duration::from_secs_f64(args.warmup), ..slice };
 
     eprintln!("floor: starting the bare server ({} --floor-server)", std::env::current_exe()?.display());
     let floor_answer_bytes = seed::describe_answer(1).len();
-    {
-        let floor = procs::start_floor(&work_path.join("floor.log"))?;
-        let t = target(floor.addr, floor.guard.pid(), args.tasks);
-        let (status, _) = load::one_request(&t, &Workload::Floor).await?;
-        anyhow::ensure!(status == 200, "the floor answered {status}");
-        eprintln!("floor: measuring");
-        rows.push(Row { workload: Workload::Floor, result: load::run(&t, &Workload::Floor, shape).await });
-    }
+    let floor = procs::start_floor(&work_path.join("floor.log"))?;
+    let floor_target = target(floor.addr, floor.guard.pid(), args.tasks);
+    let (status, _) = load::one_request(&floor_target, &Workload::Floor).await?;
+    anyhow::ensure!(status == 200, "the floor answered {status}");
 
     eprintln!("empty server: {}", flotilla.display());
     let (empty_rss, startup_empty) = {
@@ -146,34 +172,53 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
     let server = procs::start_flotilla(&flotilla, &seeded_dir, &credentials, &work_path.join("seeded.log"))?;
     let startup_seeded = load::wait_healthy(server.addr, READY_TIMEOUT).await?;
     eprintln!("seeded server ready in {:.2} s at {}", startup_seeded.as_secs_f64(), server.addr);
-    let t = target(server.addr, server.guard.pid(), args.tasks);
-    warm_up(&t).await?;
+    let api_target = target(server.addr, server.guard.pid(), args.tasks);
+    warm_up(&api_target).await?;
     let seeded_rss: Rss = procs::rss(server.guard.pid())?;
-    let mut workloads = read_rows();
-    workloads.push(Workload::Register);
-    for w in workloads {
-        eprintln!("measuring {}", w.label());
-        let result = load::run(&t, &w, shape).await;
-        if result.requests == 0 {
-            eprintln!("  no request succeeded (server log: {})", server.log.display());
+
+    // Every row runs in `rounds` slices, taken in turn, so that whatever else the machine does
+    // during the run weighs on every row alike rather than on whichever row it coincides with.
+    let mut rows: Vec<Row> = std::iter::once(Workload::Floor)
+        .chain(read_rows())
+        .chain([Workload::Register])
+        .map(|workload| Row { workload, result: Default::default() })
+        .collect();
+    for row in &rows {
+        let t = if row.workload == Workload::Floor { &floor_target } else { &api_target };
+        eprintln!("warming up {}", row.workload.label());
+        load::run(t, &row.workload, first_warmup).await;
+    }
+    for round in 1..=rounds {
+        eprintln!("round {round} of {rounds}");
+        for row in &mut rows {
+            let t = if row.workload == Workload::Floor { &floor_target } else { &api_target };
+            row.result.absorb(load::run(t, &row.workload, slice).await);
         }
-        rows.push(Row { workload: w, result });
+    }
+    for row in &mut rows {
+        row.result.latencies.sort_unstable();
+        if row.result.requests == 0 {
+            eprintln!("{}: no request succeeded (server log: {})", row.workload.label(), server.log.display());
+        }
     }
     let after = procs::rss(server.guard.pid()).ok();
     drop(server);
+    drop(floor);
 
     let setup = Setup {
         tasks: args.tasks,
         connections: args.connections,
         client_threads: args.client_threads,
-        warmup: shape.warmup,
-        measure: shape.measure,
+        warmup: first_warmup.warmup,
+        measure: Duration::from_secs_f64(args.seconds),
+        rounds,
         seed_time: seeded.elapsed,
         seed_bytes: seeded.bytes,
         startup_empty,
         startup_seeded,
         floor_answer_bytes,
         cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        load: (load_at_start, procs::load_average()),
     };
     let memory = Memory { tasks: args.tasks, empty: empty_rss, seeded: seeded_rss, after };
     Ok(report::render(&setup, &rows, Some(&memory)))

@@ -1,0 +1,103 @@
+//! A whole agent: Docker, the task engine, registration and the session, wired together. The
+//! binary's `flotilla agent` and `flotilla up` call [`run_agent`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, EngineConfig, PullBehavior};
+use crate::runtime::docker::{DockerRuntime, DockerTimeouts};
+use crate::session::{register, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
+
+/// How the agent runs containers.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    pub allow_privileged: bool,
+    pub pull_behavior: PullBehavior,
+    /// Publish bridge-mode host ports on this address only (e.g. 127.0.0.1 for a local setup).
+    pub host_ip: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("the Docker Engine is not reachable: {0}")]
+    Docker(String),
+    #[error("registering with the control plane failed: {0}")]
+    Register(#[from] crate::session::ApiClientError),
+    #[error("the task engine failed: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Runs the agent until `shutdown` resolves. Containers keep running when the agent stops; the
+/// next start re-adopts them.
+pub async fn run_agent(
+    client: ApiClient,
+    registration: RegistrationConfig,
+    options: AgentOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let runtime =
+        DockerRuntime::connect(DockerTimeouts::default()).await.map_err(|e| AgentError::Docker(e.to_string()))?;
+    let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
+    let registration =
+        RegistrationConfig { docker_version: format!("DockerVersion: {docker_version}"), ..registration };
+    let (identity, _) = register(&client, &registration).await?;
+    tracing::info!(instance = %identity.container_instance_arn, "registered");
+
+    let (report_tx, report_rx) = mpsc::unbounded_channel();
+    let mut config = EngineConfig::new(&registration.data_dir, &identity.cluster_arn, &identity.container_instance_arn);
+    config.allow_privileged = options.allow_privileged;
+    config.pull_behavior = options.pull_behavior;
+    config.network.host_ip = options.host_ip.clone();
+    let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());
+    let adopted = engine.adopt().await?;
+    if !adopted.is_empty() {
+        tracing::info!(tasks = adopted.len(), "re-adopted running tasks");
+    }
+    // The server may have missed reports while the agent was down: send the latest of each task.
+    for r in engine.latest_reports() {
+        let _ = report_tx.send(r);
+    }
+    drop(report_tx);
+
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let session = tokio::spawn(run_session(client, identity, SessionConfig::default(), ev_tx, report_rx));
+    let mut reaped = false;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(SessionEvent::Assign(tasks)) => {
+                    for a in tasks {
+                        if let Err(e) = engine.apply(a) {
+                            tracing::warn!(error = %e, "could not take a task");
+                        }
+                    }
+                }
+                Some(SessionEvent::Manifest(manifest)) => {
+                    engine.reconcile(&manifest);
+                    if !reaped {
+                        // Only once the server has said what the instance runs is it safe to
+                        // remove containers no task owns.
+                        reaped = true;
+                        if let Err(e) = engine.reap().await {
+                            tracing::warn!(error = %e, "reaping orphaned containers failed");
+                        }
+                    }
+                }
+                Some(SessionEvent::Rejected(why)) => {
+                    tracing::error!(reason = %why, "the control plane no longer knows this instance; restart the agent to register again");
+                    break;
+                }
+                Some(SessionEvent::Connected) => tracing::info!("session up"),
+                Some(SessionEvent::Disconnected(why)) => tracing::warn!(reason = %why, "session down; reconnecting"),
+                None => break,
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    engine.shutdown().await;
+    session.abort();
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! `flotilla up`: everything on one machine. The control plane with its embedded store, and a
+//! local agent on the local Docker Engine joined to the `default` cluster, in one process. It
+//! builds the local demo images first (no registry is needed) and prints the aws CLI lines.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use flotilla_api::credentials::CredentialSource;
+use flotilla_api::{AuthMode, RootCredentials, ServerConfig};
+
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Address of the ECS API.
+    #[arg(long, env = "FLOTILLA_LISTEN", default_value = "127.0.0.1:4580")]
+    pub listen: SocketAddr,
+    /// Directory for the store, credentials and the local agent's state [default: the user's
+    /// data directory + /flotilla, or ./.flotilla]
+    #[arg(long, env = "FLOTILLA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, env = "FLOTILLA_REGION", default_value = "us-east-1")]
+    pub region: String,
+    #[arg(long, env = "FLOTILLA_ACCOUNT_ID", default_value = "000000000000")]
+    pub account_id: String,
+    /// The local agent's `ecs.availability-zone`.
+    #[arg(long, default_value = "local-1a")]
+    pub availability_zone: String,
+    /// Publish bridge-mode host ports on this address only [default: 127.0.0.1]
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host_ip: String,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(crate::server_cmd::default_data_dir);
+    std::fs::create_dir_all(&data_dir)?;
+    let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
+
+    eprintln!("Preparing the local images (flotilla/workload, flotilla/pause)...");
+    let docker = flotilla_images::connect().await?;
+    flotilla_images::ensure_standard_images(&docker).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let endpoint = format!("http://{}", listener.local_addr()?);
+    let config = ServerConfig {
+        data_dir: data_dir.clone(),
+        region: args.region.clone(),
+        account_id: args.account_id.clone(),
+        auth: AuthMode::Verify,
+        credentials: credentials.clone(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(flotilla_api::serve(config, listener, stopped(stop_rx.clone())));
+
+    let client = flotilla_agent::session::ApiClient::new(
+        &endpoint,
+        &args.region,
+        flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key),
+    )?;
+    let agent_args = crate::agent_cmd::AgentArgs {
+        server: endpoint.clone(),
+        cluster: "default".into(),
+        data_dir: Some(data_dir.join("agent")),
+        region: args.region.clone(),
+        access_key_id: None,
+        secret_access_key: None,
+        availability_zone: args.availability_zone.clone(),
+        instance_type: "flotilla.local".into(),
+        attributes: Vec::new(),
+        cpu: None,
+        memory: None,
+        memory_reserved: 256,
+        simulate: None,
+        allow_privileged: false,
+        pull_behavior: flotilla_agent::PullBehavior::default(),
+        host_ip: Some(args.host_ip.clone()),
+    };
+    let options = flotilla_agent::run::AgentOptions {
+        allow_privileged: false,
+        pull_behavior: flotilla_agent::PullBehavior::default(),
+        host_ip: Some(args.host_ip.clone()),
+    };
+    // Let the server accept connections before the agent registers.
+    tokio::task::yield_now().await;
+    let agent = tokio::spawn(flotilla_agent::run::run_agent(
+        client,
+        agent_args.registration("unknown"),
+        options,
+        stopped(stop_rx.clone()),
+    ));
+
+    if source == CredentialSource::Generated {
+        eprintln!(
+            "Generated a root key pair and saved it in {} (mode 0600).",
+            data_dir.join("credentials.json").display()
+        );
+    }
+    eprintln!(
+        "Flotilla is up: control plane on {endpoint}, a local agent in cluster default (data in {}).",
+        data_dir.display()
+    );
+    eprintln!("Use the aws CLI after pasting:");
+    println!("{}", crate::server_cmd::export_lines(&credentials, &endpoint, &args.region));
+    eprintln!(
+        "Images built locally for your task definitions: {} and {}.",
+        flotilla_images::WORKLOAD_IMAGE,
+        flotilla_images::PAUSE_IMAGE
+    );
+
+    crate::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = agent.await {
+        eprintln!("agent: {e}");
+    }
+    server.await??;
+    Ok(())
+}
