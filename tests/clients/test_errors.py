@@ -56,10 +56,12 @@ def test_invalid_parameter(ecs, call):
     assert_error(e, "InvalidParameterException")
 
 
-def test_invalid_parameter_for_a_service_with_an_unknown_task_definition(ecs, cluster, uid):
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+def test_client_exception_for_a_service_with_an_unknown_task_definition(ecs, cluster, uid):
+    # ECS answers ClientException "TaskDefinition not found." for this one.
+    with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.create_service(cluster=cluster, serviceName=f"s-{uid}", taskDefinition=f"unknown-{uid}", desiredCount=0)
-    assert_error(e, "InvalidParameterException")
+    assert_error(e, "ClientException")
+    assert "TaskDefinition not found" in e.value.response["Error"]["Message"]
 
 
 def test_service_not_found_and_not_active(ecs, cluster, uid):

@@ -187,9 +187,10 @@ def test_service_errors(ecs, cluster, td, uid):
         ecs.delete_service(cluster=cluster, service=f"ghost-{uid}")
     assert_error(e, "ServiceNotFoundException")
 
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+    # ECS answers ClientException "TaskDefinition not found." here.
+    with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.create_service(cluster=cluster, serviceName=f"x-{uid}", taskDefinition=f"no-such-{uid}:1", desiredCount=0)
-    assert_error(e, "InvalidParameterException")
+    assert_error(e, "ClientException")
 
     with pytest.raises(ecs.exceptions.ClusterNotFoundException) as e:
         ecs.create_service(
@@ -203,6 +204,6 @@ def test_service_errors(ecs, cluster, td, uid):
 
     # A deregistered (INACTIVE) task definition cannot be used for a new service.
     ecs.deregister_task_definition(taskDefinition=td["taskDefinitionArn"])
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+    with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.create_service(cluster=cluster, serviceName=f"y-{uid}", taskDefinition=td["taskDefinitionArn"], desiredCount=0)
-    assert_error(e, "InvalidParameterException")
+    assert_error(e, "ClientException")
