@@ -6,7 +6,8 @@ use flotilla_model::{Operation, Validate};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handlers::{
-    account_settings, attributes, clusters, container_instances, services, start_task, tags, task_definitions, tasks,
+    account_settings, attributes, clusters, container_instances, run_task, services, start_task, tags,
+    task_definitions, tasks,
 };
 use crate::protocol::decode;
 
@@ -60,6 +61,7 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::ListTasks => call!(ctx, body, tasks::list),
         O::StopTask => call!(ctx, body, tasks::stop),
         O::StartTask => call!(ctx, body, start_task::start),
+        O::RunTask => call!(ctx, body, run_task::run),
 
         O::CreateService => call!(ctx, body, services::create),
         O::DescribeServices => call!(ctx, body, services::describe),

@@ -196,3 +196,61 @@ async fn an_unsigned_or_unknown_session_is_refused() {
     let ev = next_event(&mut events, |e| matches!(e, SessionEvent::Rejected(_))).await;
     assert!(matches!(ev, SessionEvent::Rejected(body) if body.contains("InvalidInstanceException")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_task_spreads_over_zones_of_hollow_agents() {
+    use aws_sdk_ecs::types::{PlacementStrategy, PlacementStrategyType};
+    let server = TestServer::start().await;
+    let client = server.client();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut agents = Vec::new();
+    // Two hollow instances in each of three zones.
+    for (i, zone) in
+        ["us-east-1a", "us-east-1a", "us-east-1b", "us-east-1b", "us-east-1c", "us-east-1c"].iter().enumerate()
+    {
+        let base = RegistrationConfig { availability_zone: zone.to_string(), ..registration(agent_dir.path()) };
+        let cfg = flotilla_agent::hollow::hollow_config(&base, i);
+        std::fs::create_dir_all(&cfg.data_dir).unwrap();
+        agents.push(tokio::spawn(flotilla_agent::hollow::run_hollow(api.clone(), cfg, stop_rx.clone())));
+    }
+    eventually("six connected agents", || async {
+        let arns = client.list_container_instances().send().await.ok()?.container_instance_arns().to_vec();
+        let out = client.describe_container_instances().set_container_instances(Some(arns)).send().await.ok()?;
+        (out.container_instances().iter().filter(|c| c.agent_connected()).count() == 6).then_some(())
+    })
+    .await;
+    register_td(&client, "web").await;
+    let spread = PlacementStrategy::builder()
+        .r#type(PlacementStrategyType::Spread)
+        .field("attribute:ecs.availability-zone")
+        .build();
+    let out = client.run_task().task_definition("web").count(9).placement_strategy(spread).send().await.expect("run");
+    assert!(out.failures().is_empty(), "{:?}", out.failures());
+    assert_eq!(out.tasks().len(), 9);
+    let mut per_zone = std::collections::BTreeMap::new();
+    for t in out.tasks() {
+        *per_zone.entry(t.availability_zone().unwrap_or("?").to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), vec![3, 3, 3], "{per_zone:?}");
+    // The hollow agents run them.
+    let arns: Vec<String> = out.tasks().iter().filter_map(|t| t.task_arn().map(String::from)).collect();
+    eventually("all nine RUNNING", || async {
+        let d = client.describe_tasks().set_tasks(Some(arns.clone())).send().await.ok()?;
+        d.tasks().iter().all(|t| t.last_status() == Some("RUNNING")).then_some(())
+    })
+    .await;
+    // A task too big for every instance fails with RESOURCE:MEMORY and the counts.
+    let huge = aws_sdk_ecs::types::ContainerDefinition::builder().name("big").image("x").memory(100_000).build();
+    client.register_task_definition().family("huge").container_definitions(huge).send().await.unwrap();
+    let out = client.run_task().task_definition("huge").send().await.expect("run");
+    assert!(out.tasks().is_empty());
+    assert_eq!(out.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+    assert!(out.failures()[0].detail().unwrap_or("").contains('6'), "{:?}", out.failures());
+    let _ = stop_tx.send(true);
+    for a in agents {
+        let _ = a.await;
+    }
+}

@@ -101,13 +101,36 @@ async fn stop_of_an_unknown_task_is_an_invalid_parameter() {
 }
 
 #[tokio::test]
-async fn run_task_is_not_supported_yet() {
+async fn run_task_needs_a_connected_agent() {
     let server = TestServer::start().await;
     let client = server.client();
     register_td(&client, "web").await;
-    let msg = expect_code(client.run_task().task_definition("web").send().await, "UnsupportedFeatureException");
-    assert!(msg.contains("RunTask"), "{msg}");
+    // No instances at all: MISSING.
+    let out = client.run_task().task_definition("web").send().await.expect("run task");
+    assert!(out.tasks().is_empty());
+    assert_eq!(out.failures()[0].reason(), Some("MISSING"));
+    // An instance whose agent is not connected takes no tasks, as on ECS.
+    register_instance(&client, "default").await;
+    let out = client.run_task().task_definition("web").count(2).send().await.expect("run task");
+    assert!(out.tasks().is_empty());
+    assert_eq!(out.failures()[0].reason(), Some("AGENT"));
     assert!(client.list_tasks().send().await.unwrap().task_arns().is_empty());
+    expect_code(client.run_task().task_definition("web").count(11).send().await, "InvalidParameterException");
+    let msg = expect_code(
+        client
+            .run_task()
+            .task_definition("web")
+            .placement_constraints(
+                aws_sdk_ecs::types::PlacementConstraint::builder()
+                    .r#type(aws_sdk_ecs::types::PlacementConstraintType::MemberOf)
+                    .expression("attribute:ecs.instance-type =! t2.micro")
+                    .build(),
+            )
+            .send()
+            .await,
+        "InvalidParameterException",
+    );
+    assert!(msg.contains("column"), "{msg}");
 }
 
 fn remaining(ci: &aws_sdk_ecs::types::ContainerInstance, name: &str) -> i32 {

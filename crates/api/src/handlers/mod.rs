@@ -5,6 +5,7 @@ pub mod account_settings;
 pub mod attributes;
 pub mod clusters;
 pub mod container_instances;
+pub mod run_task;
 pub mod services;
 pub mod start_task;
 pub mod tags;
