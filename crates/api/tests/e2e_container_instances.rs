@@ -422,3 +422,41 @@ async fn every_instance_call_needs_a_known_cluster() {
     expect_code(client.list_attributes().cluster(c).target_type(TargetType::ContainerInstance).send().await, nf);
     expect_code(client.delete_attributes().cluster(c).attributes(custom("a", "b", "x")).send().await, nf);
 }
+
+#[tokio::test]
+async fn list_filters_with_the_cluster_query_language() {
+    use aws_sdk_ecs::types::Attribute;
+    let server = TestServer::start().await;
+    let client = server.client();
+    let zone = |z: &str| {
+        let mut a = instance_attributes();
+        a.retain(|x| x.name() != "ecs.availability-zone");
+        a.push(Attribute::builder().name("ecs.availability-zone").value(z).build().unwrap());
+        a
+    };
+    let a = register_instance_with(&client, "default", zone("us-east-1a")).await;
+    let b = register_instance_with(&client, "default", zone("us-east-1b")).await;
+    let listed = client
+        .list_container_instances()
+        .filter("attribute:ecs.availability-zone == us-east-1b")
+        .send()
+        .await
+        .expect("filtered list");
+    assert_eq!(listed.container_instance_arns(), std::slice::from_ref(&b));
+    let listed = client
+        .list_container_instances()
+        .filter("attribute:ecs.availability-zone in [us-east-1a, us-east-1b] and not attribute:missing exists")
+        .send()
+        .await
+        .expect("filtered list");
+    let mut got = listed.container_instance_arns().to_vec();
+    got.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(got, want);
+    let msg = expect_code(
+        client.list_container_instances().filter("attribute:ecs.availability-zone === x").send().await,
+        "InvalidParameterException",
+    );
+    assert!(msg.contains("column"), "{msg}");
+}

@@ -285,17 +285,29 @@ pub async fn describe(
 
 pub async fn list(ctx: &Ctx, req: ListContainerInstancesRequest) -> ApiResult<ListContainerInstancesResponse> {
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
-    if req.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
-        return Err(ApiError::unsupported(
-            "ListContainerInstances filter expressions are not supported by Flotilla yet.",
-        ));
-    }
+    // The cluster query language selects instances; the keys it keeps filter the listing.
+    let selected: Option<std::collections::HashSet<String>> = match req.filter.as_deref().map(str::trim) {
+        Some(f) if !f.is_empty() => {
+            let expr = flotilla_scheduler::parse(f)
+                .map_err(|e| ApiError::invalid_parameter(format!("filter is not a valid cluster query: {e}")))?;
+            let (snap, keys) = super::run_task::snapshot(ctx, &cluster);
+            Some(snap.filter(&expr).into_iter().map(|i| keys[i].clone()).collect())
+        }
+        _ => None,
+    };
     let status = req.status.clone();
-    let scope = format!("ListContainerInstances\0{cluster}\0{}", status.as_deref().unwrap_or(""));
+    let scope = format!(
+        "ListContainerInstances\0{cluster}\0{}\0{}",
+        status.as_deref().unwrap_or(""),
+        req.filter.as_deref().unwrap_or("")
+    );
     let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 100, 100)?;
     let prefix = format!("{}{cluster}/", keys::INSTANCE);
     let ix = ctx.cache.read();
-    let matching = range_prefix(&ix.instances, &prefix).filter(|(_, e)| {
+    let matching = range_prefix(&ix.instances, &prefix).filter(|(k, e)| {
+        if selected.as_ref().is_some_and(|set| !set.contains(*k)) {
+            return false;
+        }
         let s = e.value.instance.status.as_deref().unwrap_or("");
         match &status {
             Some(want) => s == want,

@@ -22,7 +22,7 @@ use crate::state::keys;
 use crate::state::records::Reservation;
 
 /// The cluster's container instances as the scheduler sees them, with their store keys.
-fn snapshot(ctx: &Ctx, cluster: &str) -> (Snapshot, Vec<String>) {
+pub fn snapshot(ctx: &Ctx, cluster: &str) -> (Snapshot, Vec<String>) {
     let ix = ctx.cache.read();
     let prefix = format!("{}{cluster}/", keys::INSTANCE);
     let mut instances = Vec::new();
