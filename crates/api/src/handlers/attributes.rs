@@ -64,37 +64,39 @@ fn custom_count(attrs: &[Attribute]) -> usize {
     attrs.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("ecs.")).count()
 }
 
-pub async fn put(ctx: &Ctx, req: PutAttributesRequest) -> ApiResult<PutAttributesResponse> {
-    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
-    let attrs = req.attributes.unwrap_or_default();
+/// Applies `edit` to the attribute list of each attribute's target instance, after checking that
+/// every target exists (so a missing one leaves nothing half-written); answers the attributes
+/// as ECS echoes them, with the target's ARN.
+async fn edit_targets(
+    ctx: &Ctx,
+    cluster: Option<&str>,
+    attrs: Vec<Attribute>,
+    edit: impl Fn(&mut Vec<Attribute>, &Attribute) -> ApiResult<()>,
+) -> ApiResult<Vec<Attribute>> {
+    let (cluster, _) = active_cluster(ctx, cluster)?;
     super::check_batch("attributes", attrs.len(), 10)?;
     check_attributes(&attrs, true)?;
-    // Check every target first, so that a missing one leaves nothing half-written.
+    let not_found = |target: &str| ApiError::target_not_found(format!("Could not find {target}."));
     for a in &attrs {
         let target = a.target_id.as_deref().unwrap_or("");
         if lookup(ctx, &cluster, target).is_none() {
-            return Err(ApiError::target_not_found(format!("Could not find {target}.")));
+            return Err(not_found(target));
         }
     }
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(attrs.len());
     for a in &attrs {
         let target = a.target_id.clone().unwrap_or_default();
         let ci = modify(ctx, &cluster, &target, |ci| {
-            let list = ci.attributes.get_or_insert_with(Vec::new);
-            match list.iter_mut().find(|x| x.name == a.name) {
-                Some(x) => x.value = a.value.clone(),
-                None => list.push(Attribute { name: a.name.clone(), value: a.value.clone(), ..Default::default() }),
-            }
-            if custom_count(list) > MAX_CUSTOM_ATTRIBUTES {
-                return Err(ApiError::new(
-                    "AttributeLimitExceededException",
-                    format!("You can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes per resource."),
-                ));
+            let had_none = ci.attributes.is_none();
+            edit(ci.attributes.get_or_insert_with(Vec::new), a)?;
+            // An edit that leaves nothing changes nothing: an absent list stays absent.
+            if had_none && ci.attributes.as_ref().is_some_and(|l| l.is_empty()) {
+                ci.attributes = None;
             }
             Ok(())
         })
         .await?
-        .ok_or_else(|| ApiError::target_not_found(format!("Could not find {target}.")))?;
+        .ok_or_else(|| not_found(&target))?;
         out.push(Attribute {
             name: a.name.clone(),
             value: a.value.clone(),
@@ -102,38 +104,35 @@ pub async fn put(ctx: &Ctx, req: PutAttributesRequest) -> ApiResult<PutAttribute
             target_id: ci.container_instance_arn.clone(),
         });
     }
+    Ok(out)
+}
+
+pub async fn put(ctx: &Ctx, req: PutAttributesRequest) -> ApiResult<PutAttributesResponse> {
+    let attrs = req.attributes.unwrap_or_default();
+    let out = edit_targets(ctx, req.cluster.as_deref(), attrs, |list, a| {
+        match list.iter_mut().find(|x| x.name == a.name) {
+            Some(x) => x.value = a.value.clone(),
+            None => list.push(Attribute { name: a.name.clone(), value: a.value.clone(), ..Default::default() }),
+        }
+        if custom_count(list) > MAX_CUSTOM_ATTRIBUTES {
+            return Err(ApiError::new(
+                "AttributeLimitExceededException",
+                format!("You can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes per resource."),
+            ));
+        }
+        Ok(())
+    })
+    .await?;
     Ok(PutAttributesResponse { attributes: Some(out) })
 }
 
 pub async fn delete(ctx: &Ctx, req: DeleteAttributesRequest) -> ApiResult<DeleteAttributesResponse> {
-    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let attrs = req.attributes.unwrap_or_default();
-    super::check_batch("attributes", attrs.len(), 10)?;
-    check_attributes(&attrs, true)?;
-    for a in &attrs {
-        let target = a.target_id.as_deref().unwrap_or("");
-        if lookup(ctx, &cluster, target).is_none() {
-            return Err(ApiError::target_not_found(format!("Could not find {target}.")));
-        }
-    }
-    let mut out = Vec::new();
-    for a in &attrs {
-        let target = a.target_id.clone().unwrap_or_default();
-        let ci = modify(ctx, &cluster, &target, |ci| {
-            if let Some(list) = ci.attributes.as_mut() {
-                list.retain(|x| x.name != a.name);
-            }
-            Ok(())
-        })
-        .await?
-        .ok_or_else(|| ApiError::target_not_found(format!("Could not find {target}.")))?;
-        out.push(Attribute {
-            name: a.name.clone(),
-            value: a.value.clone(),
-            target_type: Some("container-instance".into()),
-            target_id: ci.container_instance_arn.clone(),
-        });
-    }
+    let out = edit_targets(ctx, req.cluster.as_deref(), attrs, |list, a| {
+        list.retain(|x| x.name != a.name);
+        Ok(())
+    })
+    .await?;
     Ok(DeleteAttributesResponse { attributes: Some(out) })
 }
 

@@ -176,18 +176,17 @@ pub async fn register(
         ci.version = Some(ci.version.unwrap_or(0) + 1);
         let rec = InstanceRecord { instance: ci };
         if ctx.commit(Txn::new().when(compare).then(Op::put(&key, encode(&rec)))).await?.is_some() {
-            let usage = ctx
-                .cache
-                .read()
-                .instance_usage
-                .get(rec.instance.container_instance_arn.as_deref().unwrap_or(""))
-                .cloned();
-            return Ok(RegisterContainerInstanceResponse {
-                container_instance: Some(present(&rec, usage.as_ref(), true)),
-            });
+            return Ok(RegisterContainerInstanceResponse { container_instance: Some(present_live(ctx, &rec, true)) });
         }
     }
     Err(ApiError::server("The container instance kept changing while it registered; try again."))
+}
+
+/// The instance as ECS shows it, with the cache's current usage of it.
+fn present_live(ctx: &Ctx, rec: &InstanceRecord, with_tags: bool) -> ContainerInstance {
+    let arn = rec.instance.container_instance_arn.as_deref().unwrap_or("");
+    let usage = ctx.cache.read().instance_usage.get(arn).cloned();
+    present(rec, usage.as_ref(), with_tags)
 }
 
 /// Applies `f` to an instance's record; `Ok(None)` when the instance does not exist.
@@ -202,26 +201,14 @@ pub async fn modify(
         let mut rec = (*entry.value).clone();
         f(&mut rec.instance)?;
         if rec == *entry.value {
-            let usage = ctx
-                .cache
-                .read()
-                .instance_usage
-                .get(rec.instance.container_instance_arn.as_deref().unwrap_or(""))
-                .cloned();
-            return Ok(Some(present(&rec, usage.as_ref(), false)));
+            return Ok(Some(present_live(ctx, &rec, false)));
         }
         rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
         let id = short_id(rec.instance.container_instance_arn.as_deref().unwrap_or_default()).to_string();
         let key = keys::instance(cluster, &id);
         let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
         if ctx.commit(txn).await?.is_some() {
-            let usage = ctx
-                .cache
-                .read()
-                .instance_usage
-                .get(rec.instance.container_instance_arn.as_deref().unwrap_or(""))
-                .cloned();
-            return Ok(Some(present(&rec, usage.as_ref(), false)));
+            return Ok(Some(present_live(ctx, &rec, false)));
         }
     }
     Err(ApiError::server("The container instance kept changing; try again."))
