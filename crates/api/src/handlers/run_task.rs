@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use flotilla_model::{Failure, RunTaskRequest, RunTaskResponse, TaskDefinition};
+use flotilla_model::{
+    Failure, PlacementConstraint, PlacementStrategy, RunTaskRequest, RunTaskResponse, Task, TaskDefinition,
+};
 use flotilla_scheduler::{
     place, Constraint, Env, HostPort, Instance, InstanceStatus, Protocol, Request, RequiredAttribute, Snapshot,
     Strategy,
@@ -86,14 +88,23 @@ pub fn snapshot(ctx: &Ctx, cluster: &str) -> (Snapshot, Vec<String>) {
     (Snapshot::new(instances), keys_out)
 }
 
-fn placement_request(req: &RunTaskRequest, def: &TaskDefinition, r: &Reservation, group: &str) -> ApiResult<Request> {
+/// The scheduler's request for `count` tasks of `def` holding `r` each, with the caller's
+/// strategies and constraints plus the task definition's own constraints.
+pub fn placement_request(
+    count: u32,
+    placement_strategy: &[PlacementStrategy],
+    placement_constraints: &[PlacementConstraint],
+    def: &TaskDefinition,
+    r: &Reservation,
+    group: &str,
+) -> ApiResult<Request> {
     let bad = |e: flotilla_scheduler::RequestError| ApiError::invalid_parameter(e.to_string());
-    let strategies = req.placement_strategy.iter().flatten();
+    let strategies = placement_strategy.iter();
     let strategies = strategies
         .map(|s| Strategy::from_wire(s.r#type.as_deref().unwrap_or(""), s.field.as_deref()).map_err(bad))
         .collect::<ApiResult<Vec<_>>>()?;
     let mut constraints = Vec::new();
-    for c in req.placement_constraints.iter().flatten() {
+    for c in placement_constraints {
         constraints
             .push(Constraint::from_wire(c.r#type.as_deref().unwrap_or(""), c.expression.as_deref()).map_err(bad)?);
     }
@@ -116,7 +127,7 @@ fn placement_request(req: &RunTaskRequest, def: &TaskDefinition, r: &Reservation
         .filter_map(|a| Some(RequiredAttribute { name: a.name.clone()?, value: a.value.clone() }))
         .collect();
     Ok(Request {
-        count: req.count.unwrap_or(1).max(0) as u32,
+        count,
         cpu: r.cpu.max(0) as u32,
         memory: r.memory.max(0) as u32,
         ports,
@@ -154,11 +165,14 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     validate_tags(&tags)?;
     let group = req.group.clone().unwrap_or_else(|| format!("family:{}", def.family.as_deref().unwrap_or("")));
     let reservation = reservation_for(&def, req.overrides.as_ref());
-    let request = placement_request(&req, &def, &reservation, &group)?;
-    let (snap, instance_keys) = snapshot(ctx, &cluster);
-    let seed = rand::random::<u64>();
-    let plan = place(&snap, &request, &Env { seed }).map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
-
+    let request = placement_request(
+        count as u32,
+        req.placement_strategy.as_deref().unwrap_or_default(),
+        req.placement_constraints.as_deref().unwrap_or_default(),
+        &def,
+        &reservation,
+        &group,
+    )?;
     let launch = Launch {
         overrides: req.overrides.clone(),
         group: Some(group),
@@ -166,6 +180,28 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
         tags: task_tags(ctx, &def, tags, req.propagate_tags.as_deref()),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
+    let (tasks, failures) = place_and_commit(ctx, &cluster, &def, &request, &launch).await?;
+    let response = RunTaskResponse { tasks: Some(tasks), failures: Some(failures) };
+    if let Some(t) = &token {
+        let (c, op) = idempotency::remember(ctx, "RunTask", t, &hash, &response);
+        let _ = ctx.commit(flotilla_store::Txn::new().when(c).then(op)).await?;
+    }
+    Ok(response)
+}
+
+/// Places the tasks `request` asks for in `cluster` and commits each on its instance. Tasks that
+/// could not be placed, or whose instance filled up before the commit, come back as failures.
+/// RunTask and the service controller both launch tasks through here.
+pub async fn place_and_commit(
+    ctx: &Ctx,
+    cluster: &str,
+    def: &TaskDefinition,
+    request: &Request,
+    launch: &Launch,
+) -> ApiResult<(Vec<Task>, Vec<Failure>)> {
+    let (snap, instance_keys) = snapshot(ctx, cluster);
+    let seed = rand::random::<u64>();
+    let plan = place(&snap, request, &Env { seed }).map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
     let mut tasks = Vec::new();
     let mut failures: Vec<Failure> = plan
         .failures
@@ -179,7 +215,7 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     for p in &plan.placements {
         let key = &instance_keys[p.instance];
         let Some(entry) = ctx.cache.read().instances.get(key).cloned() else { continue };
-        let record = new_task(ctx, &cluster, &def, &entry.value.instance, &launch);
+        let record = new_task(ctx, cluster, def, &entry.value.instance, launch);
         match commit_on_instance(ctx, key, std::slice::from_ref(&record)).await? {
             Ok(()) => tasks.push(record.task),
             // Another request took the room between the snapshot and the commit.
@@ -190,10 +226,5 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
             }),
         }
     }
-    let response = RunTaskResponse { tasks: Some(tasks), failures: Some(failures) };
-    if let Some(t) = &token {
-        let (c, op) = idempotency::remember(ctx, "RunTask", t, &hash, &response);
-        let _ = ctx.commit(flotilla_store::Txn::new().when(c).then(op)).await?;
-    }
-    Ok(response)
+    Ok((tasks, failures))
 }
