@@ -378,6 +378,11 @@ impl Cache {
         *self.applied.borrow()
     }
 
+    /// A receiver that wakes whenever the cache applies a new revision (controllers wait on it).
+    pub fn changes(&self) -> watch::Receiver<Revision> {
+        self.applied.subscribe()
+    }
+
     /// Waits until the cache reflects `revision`.
     pub async fn wait_for(&self, revision: Revision) {
         let mut rx = self.applied.subscribe();
