@@ -3,10 +3,12 @@
 //! The agent's session (`session`: registration, the websocket, acknowledgements) receives task assignments and manifests from the control plane and hands
 //! them to the [`Engine`]. The engine runs one actor per ECS task (`engine`), which drives the
 //! task's containers through the narrow [`Runtime`] trait (`runtime`: Docker through bollard, or a
-//! fake for tests), shapes them with the network mode hooks (`network`), keeps their output
+//! fake for tests), shapes them with the network mode hooks (`network`), holds each task
+//! to its task-level cpu and memory in a per-task cgroup (`cgroup`), keeps their output
 //! (`logs`), and reports every state change back as a `flotilla_protocol::TaskReport`. `hollow`
 //! runs many simulated agents over the same session for tests and benchmarks at scale.
 
+pub mod cgroup;
 pub mod engine;
 pub mod hollow;
 pub mod logs;

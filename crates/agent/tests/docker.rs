@@ -428,7 +428,9 @@ async fn the_definition_reaches_the_docker_container() {
     let labels = config.labels.unwrap();
     assert_eq!((labels["team"].as_str(), labels[labels::TASK].as_str()), ("web", arn.as_str()));
     assert_eq!((host.memory, host.memory_reservation), (Some(64 << 20), Some(32 << 20)));
-    assert_eq!((host.cpu_shares, host.cpu_quota, host.cpu_period), (Some(256), Some(50_000), Some(100_000)));
+    // The task's 512 units are the task cgroup's quota, not a per-container one.
+    assert_eq!((host.cpu_shares, host.cpu_quota, host.nano_cpus), (Some(256), Some(0), Some(0)));
+    assert_eq!(host.cgroup_parent, Some(format!("/flotilla/{}", arn.rsplit('/').next().unwrap())));
     let ulimit = &host.ulimits.unwrap()[0];
     assert_eq!((ulimit.name.as_deref(), ulimit.soft, ulimit.hard), (Some("nofile"), Some(1000), Some(2000)));
     assert_eq!(host.readonly_rootfs, Some(true));

@@ -582,6 +582,8 @@ impl Actor {
         if let Err(e) = super::volumes::remove_task_volumes(&*self.shared.runtime, self.rec.task_id(), &volumes).await {
             tracing::warn!(task = %arn, error = %e, "cannot remove the task's volumes");
         }
+        // Deprovisioning removed the task cgroup unless it was busy then; nothing runs in it now.
+        self.remove_cgroup().await;
         if let Err(e) = self.shared.records.remove(self.rec.task_id()) {
             tracing::warn!(task = %arn, error = %e, "cannot remove the task record");
         }

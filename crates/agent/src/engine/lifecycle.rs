@@ -14,28 +14,61 @@ use super::order::{self, Readiness};
 use super::spec::{self, SpecContext};
 use super::status::{ContainerStatus, DesiredStatus};
 use super::{volumes, PullBehavior};
+use crate::cgroup::{Confinement, TaskLimits};
 use crate::network::{NetworkContext, NetworkMode};
 use crate::runtime::{labels, ContainerSpec, RuntimeError};
 
 impl Actor {
     fn spec_context(&self) -> SpecContext {
-        let task = &self.rec.assignment.task;
-        let def = &self.rec.assignment.definition;
-        let cpu = task.cpu.as_deref().or(def.cpu.as_deref()).and_then(flotilla_model::rules::parse_task_cpu);
-        let memory =
-            task.memory.as_deref().or(def.memory.as_deref()).and_then(flotilla_model::rules::parse_task_memory);
+        let limits = self.limits();
+        // Undecided (validation before provisioning, or a record from an agent that predates
+        // task cgroups and so created its containers with per-container caps).
+        let confinement = self.rec.confinement.clone().unwrap_or(if limits.is_empty() {
+            Confinement::Unbounded
+        } else {
+            Confinement::PerContainer
+        });
         let config = &self.shared.config;
         SpecContext {
             cluster_arn: config.cluster_arn.clone(),
             instance_arn: config.container_instance_arn.clone(),
             task_arn: self.rec.arn().to_string(),
             task_id: self.rec.task_id().to_string(),
-            task_cpu_units: cpu,
-            task_memory_mib: memory,
+            limits,
+            confinement,
             allow_privileged: config.allow_privileged,
             default_stop_timeout: config.default_stop_timeout,
             docker_log_max_bytes: config.docker_log_max_bytes,
         }
+    }
+
+    fn limits(&self) -> TaskLimits {
+        TaskLimits::resolve(&self.rec.assignment.task, &self.rec.assignment.definition)
+    }
+
+    /// Decides how the task is held to its task-level limits: under a task cgroup made now,
+    /// before any of its containers (the awsvpc pause container included), or, where the host
+    /// will not let the agent make one, by capping each container.
+    async fn confine(&mut self) -> Result<(), RuntimeError> {
+        if self.rec.confinement.is_some() {
+            return Ok(());
+        }
+        let limits = self.limits();
+        let confinement = if limits.is_empty() {
+            Confinement::Unbounded
+        } else {
+            match self.shared.runtime.ensure_task_cgroup(self.rec.task_id(), &limits).await {
+                Ok(parent) => Confinement::Cgroup { parent },
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    // The runtime warns once per agent; this is the per-task detail.
+                    tracing::debug!(task = %self.rec.arn(), error = %e, "no task cgroup; capping each container");
+                    Confinement::PerContainer
+                }
+            }
+        };
+        self.rec.confinement = Some(confinement);
+        Ok(())
     }
 
     /// The labels of what the task owns that is not one of its containers.
@@ -47,7 +80,12 @@ impl Actor {
 
     /// Runs `f` with the network hooks' context.
     fn net_ctx<'a>(&'a self, labels: &'a BTreeMap<String, String>) -> NetworkContext<'a> {
+        let cgroup_parent = match &self.rec.confinement {
+            Some(Confinement::Cgroup { parent }) => Some(parent.as_str()),
+            _ => None,
+        };
         NetworkContext {
+            cgroup_parent,
             runtime: &*self.shared.runtime,
             config: &self.shared.config.network,
             ports: &self.shared.ports,
@@ -69,6 +107,9 @@ impl Actor {
                 self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateContainerError: {e}"));
                 return Step::Failed;
             }
+        }
+        if let Err(e) = self.confine().await {
+            return Step::Retry(e);
         }
         let task_labels = self.task_labels();
         let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
@@ -365,18 +406,37 @@ impl Actor {
         }
     }
 
-    /// DEPROVISIONING: tear down the network; the containers stay (stopped) until cleanup, so
-    /// their exit codes and logs remain readable.
+    /// DEPROVISIONING: tear down the network, then the task cgroup (after the pause container,
+    /// which lives in it); the containers stay (stopped) until cleanup, so their exit codes and
+    /// logs remain readable. Their own cgroups went with their processes.
     pub(super) async fn deprovision(&mut self) -> Step {
         let task_labels = self.task_labels();
         let mut att = self.rec.attachment.clone();
         let result = self.rec.network_mode.deprovision(&self.net_ctx(&task_labels), &mut att).await;
         self.rec.attachment = att;
         match result {
-            Ok(()) => Step::Done,
-            Err(crate::network::NetworkError::Runtime { source, .. }) if source.is_transient() => Step::Retry(source),
+            Ok(()) => {}
+            Err(crate::network::NetworkError::Runtime { source, .. }) if source.is_transient() => {
+                return Step::Retry(source)
+            }
             Err(e) => {
                 tracing::warn!(task = %self.rec.arn(), error = %e, "network teardown failed; the reaper will finish it");
+            }
+        }
+        self.remove_cgroup().await
+    }
+
+    /// Removes the task cgroup, if the task has one. Idempotent: cleanup calls it again.
+    pub(super) async fn remove_cgroup(&mut self) -> Step {
+        if !matches!(self.rec.confinement, Some(Confinement::Cgroup { .. })) {
+            return Step::Done;
+        }
+        match self.shared.runtime.remove_task_cgroup(self.rec.task_id()).await {
+            Ok(()) => Step::Done,
+            Err(e) if e.is_transient() => Step::Retry(e),
+            Err(e) => {
+                // A leftover empty cgroup holds no resources; cleanup tries once more.
+                tracing::warn!(task = %self.rec.arn(), error = %e, "cannot remove the task cgroup");
                 Step::Done
             }
         }

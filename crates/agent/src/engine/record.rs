@@ -17,6 +17,7 @@ use super::health::{task_health, Member};
 use super::order::View;
 use super::spec;
 use super::status::{ContainerStatus, DesiredStatus, HealthStatus, TaskStatus};
+use crate::cgroup::Confinement;
 use crate::network::{Attachment, NetworkMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,10 @@ pub struct TaskRecord {
     /// Images are present; the pull step is over.
     #[serde(default)]
     pub images_ready: bool,
+    /// How the task's containers are held to its task-level cpu and memory; decided when the
+    /// task is provisioned (`None` before that, and in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confinement: Option<Confinement>,
 }
 
 impl TaskRecord {
@@ -128,6 +133,7 @@ impl TaskRecord {
             stopped_reason: None,
             times: Timestamps::default(),
             images_ready: false,
+            confinement: None,
         }
     }
 

@@ -4,20 +4,21 @@
 //! Network and volume settings are added afterwards by their hooks (`network`, `volumes`), so this
 //! file holds only what every network mode shares. Resource rules follow the ECS agent: container
 //! `cpu` becomes CPU shares (at least 2, Docker's minimum), `memory` the hard limit and
-//! `memoryReservation` the soft one; task-level cpu and memory become a CFS quota and a memory
-//! limit on each container. A task-wide cgroup parent would bound the sum exactly; a per-container
-//! cap is what Docker offers without managing cgroups by hand, and it still keeps any one task
-//! from taking more than its size.
+//! `memoryReservation` the soft one. Task-level cpu and memory bound the task as a whole: its
+//! containers go under the task's cgroup, which carries them ([`Confinement::Cgroup`], see
+//! `crate::cgroup`). Where no task cgroup could be made ([`Confinement::PerContainer`]), each
+//! container is capped on its own instead: NanoCpus for the task's cpu, and the task's memory as
+//! the hard limit of a container that has none. That keeps any one container within the task's
+//! size, though not the sum of them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flotilla_model::{ContainerDefinition, ContainerOverride, HealthCheck};
 
+use crate::cgroup::{Confinement, TaskLimits};
 use crate::runtime::{labels, ContainerSpec, HealthCheckSpec, UlimitSpec};
 
-/// The CFS period used for task-level cpu limits (Docker's default, in microseconds).
-pub const CPU_PERIOD_US: i64 = 100_000;
 const MIB: i64 = 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,8 +38,10 @@ pub struct SpecContext {
     pub instance_arn: String,
     pub task_arn: String,
     pub task_id: String,
-    pub task_cpu_units: Option<u32>,
-    pub task_memory_mib: Option<u32>,
+    /// The task's own cpu and memory.
+    pub limits: TaskLimits,
+    /// How the containers are held to `limits`.
+    pub confinement: Confinement,
     pub allow_privileged: bool,
     pub default_stop_timeout: Duration,
     pub docker_log_max_bytes: Option<u64>,
@@ -150,15 +153,17 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         })
         .collect::<Result<Vec<_>, _>>()?;
     let cpu_shares = Some(i64::from(def.cpu.unwrap_or(0)).max(2));
-    let (cpu_quota, cpu_period) = match ctx.task_cpu_units {
-        Some(units) if units > 0 => (Some(i64::from(units) * CPU_PERIOD_US / 1024), Some(CPU_PERIOD_US)),
-        _ => (None, None),
+    // What the container itself must be capped with, beyond its own limits.
+    let (cgroup_parent, cap) = match &ctx.confinement {
+        Confinement::Cgroup { parent } => (Some(parent.clone()), TaskLimits::default()),
+        Confinement::PerContainer => (None, ctx.limits),
+        Confinement::Unbounded => (None, TaskLimits::default()),
     };
     let memory_bytes = def
         .memory
         .filter(|m| *m > 0)
         .map(|m| i64::from(m) * MIB)
-        .or_else(|| ctx.task_memory_mib.filter(|m| *m > 0).map(|m| i64::from(m) * MIB));
+        .or_else(|| cap.memory_bytes().and_then(|b| i64::try_from(b).ok()));
     let linux = def.linux_parameters.as_ref();
     let caps = linux.and_then(|l| l.capabilities.as_ref());
     Ok(ContainerSpec {
@@ -172,8 +177,8 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         hostname: def.hostname.clone(),
         labels,
         cpu_shares,
-        cpu_quota,
-        cpu_period,
+        nano_cpus: cap.nano_cpus(),
+        cgroup_parent,
         memory_bytes,
         memory_reservation_bytes: def.memory_reservation.filter(|m| *m > 0).map(|m| i64::from(m) * MIB),
         ulimits,
@@ -213,8 +218,8 @@ mod tests {
             instance_arn: "arn:aws:ecs:local:000000000000:container-instance/default/i1".into(),
             task_arn: "arn:aws:ecs:local:000000000000:task/default/abc123".into(),
             task_id: "abc123".into(),
-            task_cpu_units: Some(512),
-            task_memory_mib: Some(256),
+            limits: TaskLimits { cpu_units: Some(512), memory_mib: Some(256) },
+            confinement: Confinement::PerContainer,
             allow_privileged: false,
             default_stop_timeout: Duration::from_secs(30),
             docker_log_max_bytes: None,
@@ -250,7 +255,8 @@ mod tests {
         assert_eq!(spec.name, "flotilla-abc123-web");
         assert_eq!(spec.env, vec!["A=1"]);
         assert_eq!(spec.cpu_shares, Some(128));
-        assert_eq!(spec.cpu_quota, Some(50_000));
+        // No task cgroup: the task's 512 units cap the container, half a core.
+        assert_eq!((spec.nano_cpus, spec.cgroup_parent.as_deref()), (Some(500_000_000), None));
         // No container hard limit, so the task's memory caps it.
         assert_eq!(spec.memory_bytes, Some(256 * MIB));
         assert_eq!(spec.memory_reservation_bytes, Some(64 * MIB));
@@ -260,6 +266,43 @@ mod tests {
         assert_eq!(spec.labels[labels::CONTAINER], "web");
         assert_eq!(spec.ulimits, vec![UlimitSpec { name: "nofile".into(), soft: 1024, hard: 2048 }]);
         assert_eq!(spec.stop_timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn under_a_task_cgroup_only_the_containers_own_limits_apply() {
+        let ctx = SpecContext { confinement: Confinement::Cgroup { parent: "/flotilla/abc123".into() }, ..ctx() };
+        let own = ContainerDefinition {
+            name: Some("a".into()),
+            image: Some("i".into()),
+            cpu: Some(100),
+            memory: Some(64),
+            memory_reservation: Some(32),
+            ..Default::default()
+        };
+        let spec = build(&ctx, &own).unwrap();
+        assert_eq!(spec.cgroup_parent.as_deref(), Some("/flotilla/abc123"));
+        assert_eq!((spec.cpu_shares, spec.nano_cpus), (Some(100), None));
+        assert_eq!((spec.memory_bytes, spec.memory_reservation_bytes), (Some(64 * MIB), Some(32 * MIB)));
+        // A container without its own memory is bounded by the cgroup alone.
+        let bare = ContainerDefinition { name: Some("b".into()), image: Some("i".into()), ..Default::default() };
+        let spec = build(&ctx, &bare).unwrap();
+        assert_eq!((spec.memory_bytes, spec.nano_cpus, spec.cpu_shares), (None, None, Some(2)));
+        // And a task without limits caps nothing.
+        let free = SpecContext { limits: TaskLimits::default(), confinement: Confinement::Unbounded, ..ctx };
+        let spec = build(&free, &bare).unwrap();
+        assert_eq!((spec.memory_bytes, spec.nano_cpus, spec.cgroup_parent), (None, None, None));
+    }
+
+    #[test]
+    fn per_container_caps_keep_a_containers_own_memory() {
+        let def = ContainerDefinition {
+            name: Some("a".into()),
+            image: Some("i".into()),
+            memory: Some(64),
+            ..Default::default()
+        };
+        let spec = build(&ctx(), &def).unwrap();
+        assert_eq!((spec.memory_bytes, spec.nano_cpus), (Some(64 * MIB), Some(500_000_000)));
     }
 
     #[test]

@@ -61,6 +61,7 @@ async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> 
         network_mode: Some(ctx.config.awsvpc_network.clone()),
         // It only holds the namespace; a small CPU weight keeps it out of the way.
         cpu_shares: Some(2),
+        cgroup_parent: ctx.cgroup_parent.map(str::to_string),
         ..ContainerSpec::default()
     };
     ctx.runtime.create_container(&spec).await.map_err(rt("create the pause container"))
@@ -117,6 +118,7 @@ mod tests {
             task_id: "t1",
             task_arn: "arn:t1",
             labels: &labels,
+            cgroup_parent: Some("/flotilla/t1"),
         };
         let mut att = Attachment::default();
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
@@ -125,6 +127,8 @@ mod tests {
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
         assert_eq!(att, first);
         assert_eq!(runtime.containers().len(), 1);
+        // The pause container sits in the task's cgroup with the task's containers.
+        assert_eq!(runtime.containers()[0].spec.cgroup_parent.as_deref(), Some("/flotilla/t1"));
         let mut spec = ContainerSpec { hostname: Some("x".into()), ..ContainerSpec::default() };
         configure(&att, &mut spec).unwrap();
         assert_eq!(spec.network_mode, Some(format!("container:{}", first.pause_id.unwrap())));

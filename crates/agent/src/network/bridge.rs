@@ -92,6 +92,7 @@ mod tests {
             task_id: "t1",
             task_arn: "arn:t1",
             labels: &labels,
+            cgroup_parent: None,
         };
         let def = ContainerDefinition {
             name: Some("web".into()),

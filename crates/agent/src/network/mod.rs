@@ -96,6 +96,9 @@ pub struct NetworkContext<'a> {
     pub task_arn: &'a str,
     /// The task's labels (marker, cluster, instance, task) for what the hooks create.
     pub labels: &'a BTreeMap<String, String>,
+    /// The task's cgroup, for containers the hooks create (the awsvpc pause container counts
+    /// against the task, as in ECS).
+    pub cgroup_parent: Option<&'a str>,
 }
 
 /// A task definition's network mode.

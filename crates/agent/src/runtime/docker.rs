@@ -6,10 +6,11 @@
 //! negotiates the API version at connect time: this host's engine speaks 1.41 while bollard
 //! defaults to a newer one. Images under a configured prefix (Flotilla's own `flotilla/...`
 //! images) are built locally by an [`ImageBuilder`] instead of pulled, since no registry may be
-//! reachable.
+//! reachable. Per-task cgroups (task-level cpu and memory) are in `cgroups.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use bollard::Docker;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 
+use super::cgroups::DockerCgroups;
 use super::{
     labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
     PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
@@ -54,6 +56,8 @@ pub struct DockerTimeouts {
     pub pull: Duration,
     pub network: Duration,
     pub volume: Duration,
+    /// Each step of making or removing a task cgroup (file writes, or a systemd bus call).
+    pub cgroup: Duration,
 }
 
 impl Default for DockerTimeouts {
@@ -70,6 +74,7 @@ impl Default for DockerTimeouts {
             pull: Duration::from_secs(1800),
             network: Duration::from_secs(60),
             volume: Duration::from_secs(60),
+            cgroup: Duration::from_secs(30),
         }
     }
 }
@@ -82,6 +87,7 @@ pub struct DockerRuntime {
     builders: Vec<(String, ImageBuilder)>,
     /// Docker 1.41 lets two networks share a name, so creation is check-then-create under a lock.
     network_lock: Arc<tokio::sync::Mutex<()>>,
+    cgroups: Arc<DockerCgroups>,
 }
 
 impl DockerRuntime {
@@ -103,6 +109,7 @@ impl DockerRuntime {
             timeouts,
             builders: Vec::new(),
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
+            cgroups: DockerCgroups::new(PathBuf::from(crate::cgroup::DEFAULT_ROOT), timeouts.cgroup),
         })
     }
 
@@ -120,6 +127,13 @@ impl DockerRuntime {
     /// Images whose reference starts with `prefix` are built by `builder` rather than pulled.
     pub fn with_image_builder(mut self, prefix: &str, builder: ImageBuilder) -> Self {
         self.builders.push((prefix.to_string(), builder));
+        self
+    }
+
+    /// Makes task cgroups under another cgroup filesystem mount than `/sys/fs/cgroup` (an agent
+    /// that sees the host's hierarchy elsewhere).
+    pub fn with_cgroup_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.cgroups = DockerCgroups::new(root.into(), self.timeouts.cgroup);
         self
     }
 
@@ -224,8 +238,8 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     });
     let host_config = HostConfig {
         cpu_shares: spec.cpu_shares,
-        cpu_quota: spec.cpu_quota,
-        cpu_period: spec.cpu_period,
+        nano_cpus: spec.nano_cpus,
+        cgroup_parent: spec.cgroup_parent.clone(),
         memory: spec.memory_bytes,
         memory_reservation: spec.memory_reservation_bytes,
         ulimits: (!spec.ulimits.is_empty()).then(|| {
@@ -469,6 +483,14 @@ impl Runtime for DockerRuntime {
         }
     }
 
+    async fn ensure_task_cgroup(&self, task_id: &str, limits: &crate::cgroup::TaskLimits) -> RuntimeResult<String> {
+        self.cgroups.ensure(&self.docker, self.timeouts.version, task_id, limits).await
+    }
+
+    async fn remove_task_cgroup(&self, task_id: &str) -> RuntimeResult<()> {
+        self.cgroups.remove(&self.docker, self.timeouts.version, task_id).await
+    }
+
     async fn create_container(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let fut = self.docker.create_container(Some(options), create_body(spec));
@@ -705,6 +727,8 @@ mod tests {
                 },
             ],
             memory_bytes: Some(64 << 20),
+            nano_cpus: Some(250_000_000),
+            cgroup_parent: Some("/flotilla/t".into()),
             health_check: Some(super::super::HealthCheckSpec {
                 test: vec!["CMD".into(), "true".into()],
                 interval: Duration::from_secs(5),
@@ -720,6 +744,9 @@ mod tests {
         assert_eq!(ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some(""));
         assert_eq!(ports["53/udp"].as_ref().unwrap()[0].host_port.as_deref(), Some("5353"));
         assert_eq!(hc.memory, Some(64 << 20));
+        assert_eq!((hc.nano_cpus, hc.cgroup_parent.as_deref()), (Some(250_000_000), Some("/flotilla/t")));
+        // The task's cpu is either the cgroup's quota or NanoCpus, never a per-container quota too.
+        assert_eq!((hc.cpu_quota, hc.cpu_period), (None, None));
         assert_eq!(body.healthcheck.unwrap().interval, Some(5_000_000_000));
     }
 }

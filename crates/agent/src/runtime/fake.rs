@@ -15,6 +15,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::cgroup::TaskLimits;
+
 use super::{
     labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
     PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
@@ -33,6 +35,9 @@ pub enum Call {
     RemoveNetwork(String),
     EnsureVolume(String),
     RemoveVolume(String),
+    /// The task ID and the limits asked for.
+    EnsureTaskCgroup(String, TaskLimits),
+    RemoveTaskCgroup(String),
 }
 
 /// What a scripted container does once started.
@@ -96,6 +101,10 @@ struct State {
     containers: BTreeMap<String, FakeContainer>,
     networks: BTreeMap<String, String>,
     volumes: BTreeSet<String>,
+    /// Task ID to the limits its live cgroup carries.
+    cgroups: BTreeMap<String, TaskLimits>,
+    /// Why task cgroups cannot be made (a read-only cgroup filesystem, say), if they cannot.
+    cgroups_refused: Option<String>,
     calls: Vec<Call>,
     scripts: BTreeMap<String, Script>,
     next_id: u64,
@@ -177,6 +186,16 @@ impl FakeRuntime {
 
     pub fn volumes(&self) -> Vec<String> {
         self.state().volumes.iter().cloned().collect()
+    }
+
+    /// The task cgroups that exist, by task ID, with their limits.
+    pub fn task_cgroups(&self) -> BTreeMap<String, TaskLimits> {
+        self.state().cgroups.clone()
+    }
+
+    /// Makes `ensure_task_cgroup` fail from now on, as on a host whose cgroups are read-only.
+    pub fn refuse_task_cgroups(&self, why: &str) {
+        self.state().cgroups_refused = Some(why.to_string());
     }
 
     /// Makes a running container of that task exit now.
@@ -337,6 +356,28 @@ impl Runtime for FakeRuntime {
     async fn remove_volume(&self, name: &str) -> RuntimeResult<()> {
         self.record(Call::RemoveVolume(name.to_string()));
         self.state().volumes.remove(name);
+        Ok(())
+    }
+
+    async fn ensure_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> RuntimeResult<String> {
+        self.record(Call::EnsureTaskCgroup(task_id.to_string(), *limits));
+        let mut st = self.state();
+        if let Some(why) = &st.cgroups_refused {
+            return Err(RuntimeError::Failed { op: "ensure_task_cgroup", message: why.clone() });
+        }
+        st.cgroups.insert(task_id.to_string(), *limits);
+        Ok(format!("/flotilla/{task_id}"))
+    }
+
+    async fn remove_task_cgroup(&self, task_id: &str) -> RuntimeResult<()> {
+        self.record(Call::RemoveTaskCgroup(task_id.to_string()));
+        let mut st = self.state();
+        // Like the kernel: a cgroup with a live process in it cannot go.
+        let parent = format!("/flotilla/{task_id}");
+        if st.containers.values().any(|c| c.state.is_live() && c.spec.cgroup_parent.as_deref() == Some(&parent)) {
+            return Err(RuntimeError::Failed { op: "remove_task_cgroup", message: format!("{parent} is busy") });
+        }
+        st.cgroups.remove(task_id);
         Ok(())
     }
 

@@ -4,11 +4,13 @@
 //! `Runtime` is the whole vocabulary the engine needs: images (present? pull), networks and
 //! volumes (ensure, remove), and containers (create from a [`ContainerSpec`], start, stop with a
 //! grace period, kill, inspect, wait, remove, list by label, logs), plus one stream of container
-//! events (start, die, health changes, OOM). Every method is idempotent where Docker allows it:
+//! events (start, die, health changes, OOM), and the per-task cgroup that holds a task's
+//! containers to the task's cpu and memory (see `crate::cgroup`). Every method is idempotent where Docker allows it:
 //! removing something already gone succeeds, creating a network that exists returns it. The
 //! Docker implementation lives in `docker.rs` (every call under a named timeout); `fake.rs` is an
 //! in-memory runtime that records calls and lets tests script exits and health.
 
+mod cgroups;
 pub mod docker;
 pub mod fake;
 
@@ -17,6 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+
+use crate::cgroup::TaskLimits;
 
 /// Labels every container, network and volume Flotilla creates carries. The marker label makes
 /// "ours" a single filter; the instance label keeps several agents on one Docker host apart.
@@ -110,9 +114,10 @@ pub struct ContainerSpec {
     pub hostname: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub cpu_shares: Option<i64>,
-    /// CFS quota and period in microseconds (task-level cpu limit).
-    pub cpu_quota: Option<i64>,
-    pub cpu_period: Option<i64>,
+    /// A cpu cap in billionths of a core: the task's cpu, when no task cgroup could hold it.
+    pub nano_cpus: Option<i64>,
+    /// The task's cgroup (from [`Runtime::ensure_task_cgroup`]), which carries the task limits.
+    pub cgroup_parent: Option<String>,
     pub memory_bytes: Option<i64>,
     pub memory_reservation_bytes: Option<i64>,
     pub ulimits: Vec<UlimitSpec>,
@@ -304,6 +309,18 @@ pub trait Runtime: Send + Sync + 'static {
     /// The container's output from `since_ns` (exclusive; `None` = from the start), following
     /// new output while the container runs when `follow` is set.
     fn logs(&self, id: &str, since_ns: Option<i64>, follow: bool) -> BoxStream<'static, RuntimeResult<LogChunk>>;
+    /// Creates (or updates) the cgroup that confines all of a task's containers together with
+    /// the task's limits; returns the cgroup parent to give each container. A runtime that
+    /// cannot (`Unsupported`, or the host refused) leaves the engine to cap each container.
+    async fn ensure_task_cgroup(&self, task_id: &str, limits: &TaskLimits) -> RuntimeResult<String> {
+        let _ = (task_id, limits);
+        Err(RuntimeError::Unsupported { op: "ensure_task_cgroup" })
+    }
+    /// Removes the task's cgroup once its containers have stopped. Idempotent.
+    async fn remove_task_cgroup(&self, task_id: &str) -> RuntimeResult<()> {
+        let _ = task_id;
+        Ok(())
+    }
     /// Resource usage; runtimes without it answer `Unsupported`.
     async fn stats(&self, id: &str) -> RuntimeResult<Stats> {
         let _ = id;
