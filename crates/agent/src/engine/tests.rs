@@ -551,3 +551,105 @@ async fn a_task_stopped_before_it_starts_goes_straight_to_stopped() {
     assert!(matches!(h.engine.apply(no_arn), Err(EngineError::InvalidAssignment(_))));
     assert!(matches!(h.engine.apply(assignment("y", vec![])), Err(EngineError::InvalidAssignment(_))));
 }
+
+// Task-level cpu and memory: one task cgroup, made before any container, shared by all of them.
+
+fn sized(mut a: TaskAssignment, cpu: &str, memory: &str) -> TaskAssignment {
+    a.definition.cpu = Some(cpu.into());
+    a.definition.memory = Some(memory.into());
+    a
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sized_task_runs_its_containers_and_pause_container_in_one_cgroup() {
+    let mut h = Harness::new();
+    let task = arn("t1");
+    let defs = vec![ContainerDefinition { memory: Some(64), ..container("web") }, container("side")];
+    let a = sized(assignment_in_mode("t1", defs, Some("awsvpc")), "0.25 vCPU", "128");
+    h.engine.apply(a.clone()).unwrap();
+    h.status(&task, "RUNNING").await;
+    let limits = crate::cgroup::TaskLimits { cpu_units: Some(256), memory_mib: Some(128) };
+    let calls = h.fake.calls();
+    // The cgroup exists before the first container (the pause container) is created.
+    let ensured = position(&calls, &Call::EnsureTaskCgroup("t1".into(), limits));
+    let first_create = calls.iter().position(|c| matches!(c, Call::CreateContainer(_))).unwrap();
+    assert!(ensured < first_create, "{calls:#?}");
+    assert_eq!(h.fake.task_cgroups().get("t1"), Some(&limits));
+    let all = h.fake.containers();
+    assert_eq!(all.len(), 3, "web, side and the pause container");
+    for c in &all {
+        assert_eq!(c.spec.cgroup_parent.as_deref(), Some("/flotilla/t1"), "{}", c.spec.name);
+        // The cgroup holds the task's cpu: no container carries a cpu cap of its own.
+        assert_eq!(c.spec.nano_cpus, None, "{}", c.spec.name);
+    }
+    let mine = h.fake.task_containers(&task);
+    // A container's own hard limit still applies inside the cgroup; one without stays unbounded.
+    assert_eq!((mine["web"].spec.memory_bytes, mine["side"].spec.memory_bytes), (Some(64 << 20), None));
+
+    h.engine.apply(stopped(a)).unwrap();
+    h.status(&task, "STOPPED").await;
+    let calls = h.fake.calls();
+    // Removed after the pause container, which lives in it.
+    let pause_removed = calls.iter().rposition(|c| matches!(c, Call::RemoveContainer(_))).unwrap();
+    assert!(position(&calls, &Call::RemoveTaskCgroup("t1".into())) > pause_removed, "{calls:#?}");
+    assert!(h.fake.task_cgroups().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_task_cgroups_each_container_is_capped_by_the_task_size() {
+    let mut h = Harness::new();
+    h.fake.refuse_task_cgroups("/sys/fs/cgroup: read-only file system");
+    let task = arn("t1");
+    let defs = vec![ContainerDefinition { memory: Some(64), ..container("web") }, container("side")];
+    let a = sized(assignment("t1", defs), "512", "1GB");
+    h.engine.apply(a.clone()).unwrap();
+    h.status(&task, "RUNNING").await;
+    let mine = h.fake.task_containers(&task);
+    for c in mine.values() {
+        assert_eq!((c.spec.cgroup_parent.as_deref(), c.spec.nano_cpus), (None, Some(500_000_000)));
+    }
+    assert_eq!((mine["web"].spec.memory_bytes, mine["side"].spec.memory_bytes), (Some(64 << 20), Some(1 << 30)));
+    h.engine.apply(stopped(a)).unwrap();
+    h.status(&task, "STOPPED").await;
+    // There is nothing to remove, so nothing is asked.
+    assert!(!h.fake.calls().iter().any(|c| matches!(c, Call::RemoveTaskCgroup(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_without_a_task_size_gets_no_cgroup_even_with_a_resolved_cpu() {
+    let mut h = Harness::new();
+    let task = arn("t1");
+    let mut a = assignment("t1", vec![ContainerDefinition { cpu: Some(128), ..container("web") }]);
+    // What the control plane writes for a definition without task cpu: the containers' sum.
+    a.task.cpu = Some("128".into());
+    a.task.memory = Some("64".into());
+    h.engine.apply(a).unwrap();
+    h.status(&task, "RUNNING").await;
+    assert!(!h.fake.calls().iter().any(|c| matches!(c, Call::EnsureTaskCgroup(..))));
+    let spec = &h.fake.task_containers(&task)["web"].spec;
+    assert_eq!((spec.cgroup_parent.as_deref(), spec.nano_cpus, spec.memory_bytes), (None, None, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn overrides_size_the_task_cgroup_and_a_restart_keeps_it() {
+    let mut h = Harness::new();
+    let task = arn("t1");
+    let mut a = sized(assignment("t1", vec![container("web")]), "1024", "2048");
+    a.task.overrides = Some(flotilla_model::TaskOverride {
+        cpu: Some("256".into()),
+        memory: Some("512".into()),
+        ..Default::default()
+    });
+    h.engine.apply(a.clone()).unwrap();
+    h.status(&task, "RUNNING").await;
+    let limits = crate::cgroup::TaskLimits { cpu_units: Some(256), memory_mib: Some(512) };
+    assert_eq!(h.fake.task_cgroups().get("t1"), Some(&limits));
+
+    // A restarted agent finds the decision in the record and still removes the cgroup.
+    h.engine.shutdown().await;
+    let mut h = Harness::on(h.fake.clone(), h.dir.clone(), h.start, |_| {});
+    h.engine.adopt().await.unwrap();
+    h.engine.apply(stopped(a)).unwrap();
+    h.status(&task, "STOPPED").await;
+    assert!(h.fake.task_cgroups().is_empty());
+}
