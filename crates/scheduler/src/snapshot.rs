@@ -358,6 +358,133 @@ impl Snapshot {
             }
         }
     }
+    /// Replaces what the snapshot holds about instance `i` with `inst` (same ARN, new usage,
+    /// status, agent, groups), in place: a caller that keeps a snapshot per cluster refreshes the
+    /// few instances that changed instead of building the whole snapshot again for every request.
+    /// Attributes are laid out across shared columns, so a change to them is not made here:
+    /// `false` (and nothing changed) means `inst`'s attributes differ and the caller must rebuild.
+    pub fn update(&mut self, i: usize, inst: &Instance) -> bool {
+        if !self.same_attributes(i, &inst.attributes) {
+            return false;
+        }
+        self.gate[i] = match inst.status {
+            InstanceStatus::Draining => Some(Reason::Draining),
+            InstanceStatus::Inactive => Some(Reason::Inactive),
+            InstanceStatus::Active if !inst.agent_connected => Some(Reason::Agent),
+            InstanceStatus::Active => None,
+        };
+        if *self.arn[i] != *inst.arn {
+            self.arn[i] = inst.arn.as_str().into();
+        }
+        if *self.ec2_instance_id[i] != *inst.ec2_instance_id {
+            self.ec2_instance_id[i] = inst.ec2_instance_id.as_str().into();
+        }
+        if self.agent_version[i].as_deref() != inst.agent_version.as_deref() {
+            self.agent_version[i] = inst.agent_version.as_deref().map(Into::into);
+        }
+        self.registered_at_ms[i] = inst.registered_at_ms;
+        self.agent_connected[i] = inst.agent_connected;
+        self.cpu[i] = clamp_i32(inst.remaining_cpu);
+        self.memory[i] = clamp_i32(inst.remaining_memory);
+        self.running[i] = inst.running_tasks_count;
+        let ports = &mut self.ports[i];
+        ports.clear();
+        ports.extend(inst.used_ports.iter().map(|p| p.key()));
+        ports.sort_unstable();
+        ports.dedup();
+        let at = i as u32;
+        // Groups the instance no longer runs drop out of their lists; a list may stay empty,
+        // which every reader takes as "no instance runs this group".
+        for members in &mut self.group_members {
+            if let Ok(k) = members.binary_search_by_key(&at, |e| e.0) {
+                members.remove(k);
+            }
+        }
+        for (g, count) in inst.task_groups.iter().filter(|(_, c)| *c > 0) {
+            let id = self.group_names.intern(g) as usize;
+            if id == self.group_members.len() {
+                self.group_members.push(Vec::new());
+            }
+            let members = &mut self.group_members[id];
+            match members.binary_search_by_key(&at, |e| e.0) {
+                Ok(k) => members[k].1 += count,
+                Err(k) => members.insert(k, (at, *count)),
+            }
+        }
+        true
+    }
+
+    /// Whether instance `i` carries exactly `attributes` (first value of a repeated name wins, as
+    /// in [`Snapshot::new`]).
+    fn same_attributes(&self, i: usize, attributes: &[(String, Option<String>)]) -> bool {
+        let mut names = 0;
+        for (k, (name, value)) in attributes.iter().enumerate() {
+            if attributes[..k].iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            names += 1;
+            let Some(id) = self.attribute_names.get(name) else { return false };
+            let column = &self.columns[id as usize];
+            match column.get(i) {
+                Some(v) if *column.values.names[v as usize] == *value.as_deref().unwrap_or("") => {}
+                _ => return false,
+            }
+        }
+        names == self.columns.iter().filter(|c| c.get(i).is_some()).count()
+    }
+
+    /// Instance `i` described as [`Snapshot::new`] takes it: attributes in column order, task
+    /// groups in group order, ports sorted. Two snapshots hold the same instance when these agree
+    /// after sorting, whatever order their interners assigned ids in.
+    pub fn instance(&self, i: usize) -> Instance {
+        let attributes = self
+            .attribute_names
+            .names
+            .iter()
+            .zip(&self.columns)
+            .filter_map(|(name, c)| {
+                let v = c.get(i)?;
+                let value = &*c.values.names[v as usize];
+                // Snapshot::new stores a missing value as "", as a lookup by name reads it.
+                Some((name.to_string(), Some(value.to_string())))
+            })
+            .collect();
+        let task_groups = self
+            .group_names
+            .names
+            .iter()
+            .zip(&self.group_members)
+            .filter_map(|(name, members)| {
+                let k = members.binary_search_by_key(&(i as u32), |e| e.0).ok()?;
+                Some((name.to_string(), members[k].1))
+            })
+            .collect();
+        let used_ports = self.ports[i]
+            .iter()
+            .map(|&k| HostPort {
+                port: (k & 0xffff) as u16,
+                protocol: if k >> 16 == 1 { Protocol::Udp } else { Protocol::Tcp },
+            })
+            .collect();
+        Instance {
+            arn: self.arn[i].to_string(),
+            ec2_instance_id: self.ec2_instance_id[i].to_string(),
+            status: match self.gate[i] {
+                Some(Reason::Draining) => InstanceStatus::Draining,
+                Some(Reason::Inactive) => InstanceStatus::Inactive,
+                _ => InstanceStatus::Active,
+            },
+            agent_connected: self.agent_connected[i],
+            agent_version: self.agent_version[i].as_deref().map(str::to_string),
+            registered_at_ms: self.registered_at_ms[i],
+            attributes,
+            remaining_cpu: i64::from(self.cpu[i]),
+            remaining_memory: i64::from(self.memory[i]),
+            used_ports,
+            running_tasks_count: self.running[i],
+            task_groups,
+        }
+    }
 }
 
 /// Tasks of `group` on instance `i`, by binary search (for the few instances a request revisits).
@@ -429,5 +556,86 @@ impl Facts for InstanceView<'_> {
                 .iter()
                 .zip(&s.group_names.names)
                 .any(|(members, name)| members.binary_search_by_key(&i, |e| e.0).is_ok() && test(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalized(mut inst: Instance) -> Instance {
+        for (_, v) in &mut inst.attributes {
+            v.get_or_insert_with(String::new);
+        }
+        inst.attributes.sort();
+        inst.task_groups.retain(|(_, n)| *n > 0);
+        inst.task_groups.sort();
+        inst.used_ports.sort();
+        inst.used_ports.dedup();
+        inst
+    }
+
+    fn fleet() -> Vec<Instance> {
+        (0..6)
+            .map(|n| Instance {
+                arn: format!("ci/{n}"),
+                status: if n == 5 { InstanceStatus::Draining } else { InstanceStatus::Active },
+                agent_connected: n != 4,
+                attributes: vec![
+                    ("zone".into(), Some(format!("z{}", n % 3))),
+                    ("flag".into(), None),
+                    ("rare".into(), (n == 2).then(|| "x".into())),
+                ]
+                .into_iter()
+                .filter(|(name, v)| name != "rare" || v.is_some())
+                .collect(),
+                remaining_cpu: 1024,
+                remaining_memory: 2048,
+                used_ports: vec![HostPort::tcp(22)],
+                task_groups: vec![("family:web".into(), n as u32 % 2)],
+                ..Instance::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn update_in_place_equals_a_fresh_build() {
+        let mut list = fleet();
+        let mut snap = Snapshot::new(list.clone());
+        list[1].remaining_cpu = 10;
+        list[1].used_ports.push(HostPort::udp(53));
+        list[1].task_groups = vec![("family:db".into(), 2), ("family:web".into(), 0)];
+        list[4].agent_connected = true;
+        list[5].status = InstanceStatus::Inactive;
+        list[3].task_groups.clear();
+        list[0].running_tasks_count = 7;
+        for i in [0, 1, 3, 4, 5] {
+            assert!(snap.update(i, &list[i]));
+        }
+        let fresh = Snapshot::new(list.clone());
+        for (i, inst) in list.iter().enumerate() {
+            assert_eq!(normalized(snap.instance(i)), normalized(inst.clone()), "instance {i}");
+            assert_eq!(normalized(snap.instance(i)), normalized(fresh.instance(i)), "instance {i}");
+        }
+        assert_eq!(snap.group_count(1, "family:db"), 2);
+        assert_eq!(snap.group_count(1, "family:web"), 0);
+        assert!(snap.port_used(1, HostPort::udp(53)));
+    }
+
+    #[test]
+    fn attribute_changes_ask_for_a_rebuild() {
+        let list = fleet();
+        let mut snap = Snapshot::new(list.clone());
+        let mut changed = list[0].clone();
+        changed.attributes[0].1 = Some("z9".into());
+        assert!(!snap.update(0, &changed));
+        let mut extra = list[0].clone();
+        extra.attributes.push(("rare".into(), Some("x".into())));
+        assert!(!snap.update(0, &extra));
+        let mut fewer = list[2].clone();
+        fewer.attributes.retain(|(n, _)| n != "rare");
+        assert!(!snap.update(2, &fewer));
+        assert_eq!(normalized(snap.instance(2)), normalized(list[2].clone()), "a refused update changes nothing");
+        assert!(snap.update(2, &list[2]));
     }
 }
