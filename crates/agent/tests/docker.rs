@@ -417,7 +417,9 @@ async fn the_definition_reaches_the_docker_container() {
         ..workload("c", &["env", "then", "sleep", "inf"])
     };
     let mut a = assignment(&arn, None, vec![c]);
-    a.task.cpu = Some("512".into());
+    // A task-level size is the definition's (or the overrides'); the task record's cpu alone may be
+    // only the containers' sum, which is no limit.
+    a.definition.cpu = Some("512".into());
     agent.engine.apply(a.clone()).unwrap();
     let r = agent.status(&arn, "RUNNING").await;
     let id = container(&r, "c").runtime_id.clone().unwrap();
