@@ -109,12 +109,19 @@ pub fn apply_report(task: &Task, report: &TaskReport) -> Option<Task> {
 /// Records an awsvpc task's address as ECS does: an ElasticNetworkInterface attachment on the
 /// task and a network interface on each container.
 fn attach_address(t: &mut Task, ip: &str) {
-    let has = t.attachments.iter().flatten().any(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"));
-    if !has {
-        let id = t.task_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("task").to_string();
+    let id = t.task_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("task").to_string();
+    let existing = t
+        .attachments
+        .iter()
+        .flatten()
+        .find(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"))
+        .map(|a| a.id.clone().unwrap_or_default());
+    // Each container's network interface names the task's attachment by its id, as on ECS.
+    let attachment_id = existing.clone().unwrap_or_else(|| format!("eni-attachment-{id}"));
+    if existing.is_none() {
         let kv = |n: &str, v: &str| KeyValuePair { name: Some(n.into()), value: Some(v.into()) };
         t.attachments.get_or_insert_with(Vec::new).push(Attachment {
-            id: Some(format!("eni-attachment-{id}")),
+            id: Some(attachment_id.clone()),
             r#type: Some("ElasticNetworkInterface".into()),
             status: Some("ATTACHED".into()),
             details: Some(vec![kv("networkInterfaceId", &format!("eni-{id}")), kv("privateIPv4Address", ip)]),
@@ -123,7 +130,7 @@ fn attach_address(t: &mut Task, ip: &str) {
     for c in t.containers.iter_mut().flatten() {
         if c.network_interfaces.as_ref().is_none_or(|n| n.is_empty()) {
             c.network_interfaces = Some(vec![NetworkInterface {
-                attachment_id: Some("eni-attachment".into()),
+                attachment_id: Some(attachment_id.clone()),
                 private_ipv4_address: Some(ip.to_string()),
                 ..Default::default()
             }]);
@@ -191,5 +198,6 @@ mod tests {
         assert!(att.details.as_ref().unwrap().iter().any(|d| d.value.as_deref() == Some("10.99.0.5")));
         let ni = &t.containers.as_ref().unwrap()[0].network_interfaces.as_ref().unwrap()[0];
         assert_eq!(ni.private_ipv4_address.as_deref(), Some("10.99.0.5"));
+        assert_eq!(ni.attachment_id, att.id, "a container's interface names the task's attachment");
     }
 }
