@@ -194,10 +194,15 @@ impl TaskCgroups {
     /// Creates the task's cgroup with its limits, or updates it if it exists; returns the cgroup
     /// parent for the task's containers.
     pub fn create(&self, task_id: &str, limits: &TaskLimits) -> Result<String, CgroupError> {
-        match (self.layout.driver, self.layout.version) {
-            (Driver::Cgroupfs, Version::V1) => self.create_v1(task_id, limits)?,
-            (Driver::Cgroupfs, Version::V2) => self.create_v2(task_id, limits)?,
-            (Driver::Systemd, version) => systemd::start_slice(&slice_name(task_id), limits, version)?,
+        let made = match (self.layout.driver, self.layout.version) {
+            (Driver::Cgroupfs, Version::V1) => self.create_v1(task_id, limits),
+            (Driver::Cgroupfs, Version::V2) => self.create_v2(task_id, limits),
+            (Driver::Systemd, version) => systemd::start_slice(&slice_name(task_id), limits, version),
+        };
+        if let Err(e) = made {
+            // The task will run without this cgroup, so nothing would remove a half-made one.
+            let _ = self.remove(task_id);
+            return Err(e);
         }
         Ok(self.layout.parent(task_id))
     }
@@ -511,6 +516,17 @@ mod tests {
         }
         // Already gone is fine.
         cg.remove("t1").unwrap();
+    }
+
+    #[test]
+    fn a_half_made_cgroup_is_taken_down_again() {
+        let root = v1_root();
+        let cg = TaskCgroups::new(root.path(), Layout::from_docker(Some("cgroupfs"), Some("1")));
+        // The memory hierarchy refuses the limit: a directory where the file should be.
+        std::fs::create_dir_all(root.path().join("memory/flotilla/t5/memory.limit_in_bytes")).unwrap();
+        // No cpu limit, so the cpu directory stays empty and a plain directory can go as a cgroup would.
+        assert!(cg.create("t5", &limits(None, Some(128))).is_err());
+        assert!(!root.path().join("cpu,cpuacct/flotilla/t5").exists());
     }
 
     #[test]
