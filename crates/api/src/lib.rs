@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod context;
+pub mod controller;
 pub mod credentials;
 pub mod dispatch;
 pub mod error;

@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub account_id: String,
     pub auth: AuthMode,
     pub credentials: RootCredentials,
+    /// The service controller's settings (the lost-agent grace period).
+    pub controller: crate::controller::Settings,
 }
 
 struct App {
@@ -88,7 +90,7 @@ pub async fn serve_ctx(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let drainer = tokio::spawn(finish_draining_loop(ctx.clone()));
+    let drainer = tokio::spawn(crate::controller::run(ctx.clone(), config.controller));
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
     let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -137,21 +139,6 @@ async fn agent_ws(
             ws.on_upgrade(move |socket| gateway::run_session(ctx, socket, target))
         }
         Err(e) => protocol::error_response(&request_id, &e),
-    }
-}
-
-/// Keeps services' counts and deployments true, and retires DRAINING services once their tasks
-/// are gone.
-async fn finish_draining_loop(ctx: Ctx) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        if let Err(e) = crate::service_status::settle_all(&ctx).await {
-            tracing::warn!(error = %e, "could not settle service status");
-        }
-        if let Err(e) = handlers::services::finish_draining(&ctx).await {
-            tracing::warn!(error = %e, "could not retire drained services");
-        }
     }
 }
 

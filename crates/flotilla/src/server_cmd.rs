@@ -25,6 +25,10 @@ pub struct ServerArgs {
     /// Accept unsigned requests. Development only, and only on a loopback address.
     #[arg(long, env = "FLOTILLA_DISABLE_AUTH")]
     pub disable_auth: bool,
+    /// Seconds an agent may stay disconnected before the service controller replaces its
+    /// services' tasks on other instances.
+    #[arg(long, env = "FLOTILLA_LOST_INSTANCE_GRACE_SECONDS", default_value_t = 60)]
+    pub lost_instance_grace_seconds: u64,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -55,6 +59,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         account_id: args.account_id.clone(),
         auth: if args.disable_auth { AuthMode::Disabled } else { AuthMode::Verify },
         credentials: credentials.clone(),
+        controller: flotilla_api::controller::Settings {
+            lost_grace_ms: (args.lost_instance_grace_seconds as i64).saturating_mul(1000),
+        },
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

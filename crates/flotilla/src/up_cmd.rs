@@ -47,6 +47,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         account_id: args.account_id.clone(),
         auth: AuthMode::Verify,
         credentials: credentials.clone(),
+        controller: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

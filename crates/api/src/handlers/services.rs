@@ -202,6 +202,9 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
             ),
             ..Default::default()
         };
+        if daemon {
+            svc.desired_count = Some(crate::controller::daemon_desired(ctx, &cluster, &svc));
+        }
         let deployment = new_deployment(ctx, &svc);
         svc.deployments = Some(vec![deployment]);
         let response = CreateServiceResponse { service: Some(present(&svc, true)) };

@@ -27,6 +27,15 @@ impl TestServer {
     }
 
     pub async fn start_with(auth: AuthMode, dir: tempfile::TempDir) -> TestServer {
+        Self::start_configured(auth, dir, Default::default()).await
+    }
+
+    /// A server whose service controller uses `controller` (e.g. a short lost-agent grace).
+    pub async fn start_configured(
+        auth: AuthMode,
+        dir: tempfile::TempDir,
+        controller: flotilla_api::controller::Settings,
+    ) -> TestServer {
         let credentials = RootCredentials {
             access_key_id: "AKIDFLOTILLATEST".into(),
             secret_access_key: "flotilla-test-secret-key-0123456789abcdef".into(),
@@ -37,6 +46,7 @@ impl TestServer {
             account_id: ACCOUNT.into(),
             auth,
             credentials: credentials.clone(),
+            controller,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

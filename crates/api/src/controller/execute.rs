@@ -1,0 +1,219 @@
+//! Carrying out one service's actions: stopping tasks, launching through the scheduler (or on a
+//! named instance for DAEMON services) along the same placement path as RunTask, and writing the
+//! service record with its new events. Every write is a compare-and-swap; a lost race is simply
+//! left to the next pass, which sees the new state and decides again.
+
+use flotilla_model::{PlacementStrategy, Service, ServiceEvent, TaskDefinition, Timestamp};
+use flotilla_store::{Compare, Op, Txn};
+
+use super::reconcile::{short_id, Actions, Launch, Stop};
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::error::ApiResult;
+use crate::handlers::run_task::{place_and_commit, placement_request};
+use crate::handlers::start_task::task_tags;
+use crate::handlers::tasks::request_stop;
+use crate::placement::{commit_on_instance, new_task, reservation_for, Launch as TaskLaunch};
+use crate::service_status::MAX_EVENTS;
+use crate::state::cache::Entry;
+use crate::state::codec::encode;
+use crate::state::keys;
+
+/// An identical event is not repeated within this window, so a service that cannot place a task
+/// says so once a minute rather than on every pass.
+const EVENT_REPEAT_MS: i64 = 60_000;
+
+/// What one pass did for a service, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub started: usize,
+    pub stopped: usize,
+    pub unplaced: usize,
+}
+
+pub async fn execute(
+    ctx: &Ctx,
+    cluster: &str,
+    key: &str,
+    entry: &Entry<Service>,
+    actions: Actions,
+) -> ApiResult<Outcome> {
+    let svc = actions.service.clone().unwrap_or_else(|| (*entry.value).clone());
+    let name = svc.service_name.clone().unwrap_or_default();
+    let mut events = actions.events.clone();
+    let mut outcome = Outcome::default();
+
+    let mut stopped = Vec::new();
+    for s in &actions.stop {
+        if stop_task(ctx, cluster, s).await? {
+            stopped.push(short_id(&s.task).to_string());
+        }
+    }
+    if !stopped.is_empty() {
+        outcome.stopped = stopped.len();
+        events.push(format!("(service {name}) has stopped {} running tasks: {}.", stopped.len(), list(&stopped)));
+    }
+
+    let mut started = Vec::new();
+    for l in &actions.launch {
+        let (ids, problem) = launch(ctx, cluster, &svc, l).await?;
+        started.extend(ids);
+        if let Some(p) = problem {
+            outcome.unplaced += 1;
+            events.push(format!(
+                "(service {name}) was unable to place a task because no container instance met all of its \
+                 requirements. {p} For more information, see the Troubleshooting section of the Amazon ECS \
+                 Developer Guide."
+            ));
+        }
+    }
+    if !started.is_empty() {
+        outcome.started = started.len();
+        events.push(format!("(service {name}) has started {} tasks: {}.", started.len(), list(&started)));
+    }
+
+    if actions.service.is_some() || !events.is_empty() {
+        write_service(ctx, key, entry, svc, &events).await?;
+    }
+    Ok(outcome)
+}
+
+fn list(ids: &[String]) -> String {
+    ids.iter().map(|id| format!("(task {id})")).collect::<Vec<_>>().join(" ")
+}
+
+async fn stop_task(ctx: &Ctx, cluster: &str, s: &Stop) -> ApiResult<bool> {
+    let id = short_id(&s.task);
+    let key = keys::task(cluster, id);
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = ctx.cache.read().tasks.get(key.as_str()).cloned() else { return Ok(false) };
+        let mut rec = entry.value.record();
+        if rec.task.desired_status.as_deref() == Some("STOPPED") {
+            return Ok(false);
+        }
+        request_stop(&mut rec.task, "ServiceSchedulerInitiated", &s.reason, ctx.now());
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        if ctx.commit(txn).await?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// ECS's default for REPLICA services without a strategy: spread across zones, then instances.
+fn default_strategy() -> Vec<PlacementStrategy> {
+    vec![
+        PlacementStrategy { r#type: Some("spread".into()), field: Some("attribute:ecs.availability-zone".into()) },
+        PlacementStrategy { r#type: Some("spread".into()), field: Some("instanceId".into()) },
+    ]
+}
+
+fn task_launch(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str) -> TaskLaunch {
+    let tags = match svc.propagate_tags.as_deref() {
+        Some("SERVICE") => svc.tags.clone().unwrap_or_default(),
+        Some("TASK_DEFINITION") => task_tags(ctx, def, Vec::new(), Some("TASK_DEFINITION")),
+        _ => Vec::new(),
+    };
+    TaskLaunch {
+        overrides: None,
+        group: Some(format!("service:{}", svc.service_name.as_deref().unwrap_or(""))),
+        started_by: Some(deployment.to_string()),
+        tags,
+        enable_execute_command: svc.enable_execute_command.unwrap_or(false),
+    }
+}
+
+/// Launches `l`'s tasks; returns the new task ids and, if some could not be placed, why.
+async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResult<(Vec<String>, Option<String>)> {
+    let Some(def) = crate::handlers::task_definitions::lookup(ctx, &l.task_definition) else {
+        return Ok((Vec::new(), Some(format!("Reason: the task definition {} was not found.", l.task_definition))));
+    };
+    let def = def.value.definition.clone();
+    let task_launch = task_launch(ctx, svc, &def, &l.deployment);
+    let reservation = reservation_for(&def, None);
+    let mut ids = Vec::new();
+    if let Some(instance) = &l.instance {
+        let id = instance.rsplit('/').next().unwrap_or_default();
+        let key = keys::instance(cluster, id);
+        let Some(entry) = ctx.cache.read().instances.get(&key).cloned() else { return Ok((ids, None)) };
+        let record = new_task(ctx, cluster, &def, &entry.value.instance, &task_launch);
+        return match commit_on_instance(ctx, &key, std::slice::from_ref(&record)).await? {
+            Ok(()) => Ok((vec![short_id(record.task.task_arn.as_deref().unwrap_or_default()).to_string()], None)),
+            Err(m) => Ok((ids, Some(format!("The closest matching container-instance {id} failed: {}.", m.reason())))),
+        };
+    }
+    let strategies = match svc.placement_strategy.as_deref() {
+        Some(s) if !s.is_empty() => s.to_vec(),
+        _ => default_strategy(),
+    };
+    let constraints = svc.placement_constraints.clone().unwrap_or_default();
+    let group = task_launch.group.clone().unwrap_or_default();
+    let mut left = l.count;
+    let mut problem = None;
+    while left > 0 {
+        let batch = left.min(flotilla_scheduler::MAX_COUNT);
+        let request = placement_request(batch, &strategies, &constraints, &def, &reservation, &group)?;
+        let (tasks, failures) = place_and_commit(ctx, cluster, &def, &request, &task_launch).await?;
+        ids.extend(tasks.iter().map(|t| short_id(t.task_arn.as_deref().unwrap_or_default()).to_string()));
+        if !failures.is_empty() {
+            problem = Some(describe_failure(&failures[0]));
+            break;
+        }
+        left -= batch;
+    }
+    Ok((ids, problem))
+}
+
+fn describe_failure(f: &flotilla_model::Failure) -> String {
+    let what = match f.reason.as_deref() {
+        Some("RESOURCE:MEMORY") => "has insufficient memory available",
+        Some("RESOURCE:CPU") => "has insufficient CPU units available",
+        Some("RESOURCE:PORTS") => "is already using a port required by your task",
+        Some("AGENT") => "has an agent that is not connected",
+        Some("ATTRIBUTE") => "is missing an attribute required by your task",
+        Some(other) => return format!("Reason: {other}. {}", f.detail.as_deref().unwrap_or("")).trim().to_string(),
+        None => "did not fit",
+    };
+    match &f.arn {
+        Some(arn) => format!("The closest matching container-instance {} {what}.", short_id(arn)),
+        None => "Reason: No Container Instances were found in your cluster.".to_string(),
+    }
+}
+
+async fn write_service(
+    ctx: &Ctx,
+    key: &str,
+    entry: &Entry<Service>,
+    mut svc: Service,
+    events: &[String],
+) -> ApiResult<()> {
+    let now = ctx.now();
+    for message in events {
+        push_event(&mut svc, message, now);
+    }
+    if svc == *entry.value {
+        return Ok(());
+    }
+    let txn = Txn::new().when(Compare::unchanged(key, entry.revision)).then(Op::put(key, encode(&svc)));
+    // A conflict means someone else changed the service; the next pass starts from theirs.
+    ctx.commit(txn).await?;
+    Ok(())
+}
+
+/// Adds an event, newest first, unless the same message was said within [`EVENT_REPEAT_MS`].
+pub fn push_event(svc: &mut Service, message: &str, now: Timestamp) {
+    let list = svc.events.get_or_insert_with(Vec::new);
+    let recent =
+        list.iter().take_while(|e| e.created_at.is_some_and(|t| now.as_millis() - t.as_millis() < EVENT_REPEAT_MS));
+    if recent.into_iter().any(|e| e.message.as_deref() == Some(message)) {
+        return;
+    }
+    list.insert(
+        0,
+        ServiceEvent {
+            id: Some(uuid::Uuid::new_v4().to_string()),
+            created_at: Some(now),
+            message: Some(message.into()),
+        },
+    );
+    list.truncate(MAX_EVENTS);
+}

@@ -1,0 +1,106 @@
+//! The service controller (design.md section 5): keeps every service's tasks as its spec says.
+//!
+//! Level-triggered and idempotent: whenever the cache applies a change (and at least once a
+//! second, for time-based decisions such as back-off and lost agents), each ACTIVE or DRAINING
+//! service is re-read with its tasks and its cluster's instances ([`gather`]), the pure
+//! [`reconcile::reconcile`] step decides what to launch and stop, and [`execute`] carries it out
+//! through the same placement path as RunTask. Then `service_status` settles counts and
+//! deployments. Nothing is remembered between passes except when each agent was first seen
+//! disconnected, which only delays replacing its tasks.
+
+pub mod daemon;
+pub mod deployment;
+pub mod execute;
+pub mod gather;
+pub mod reconcile;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use flotilla_model::Service;
+
+use crate::context::Ctx;
+use crate::error::ApiResult;
+use crate::state::cache::{range_prefix, Entry};
+use crate::state::keys;
+pub use reconcile::Settings;
+
+/// The longest the controller sleeps when nothing changes.
+const IDLE_PASS: Duration = Duration::from_secs(1);
+
+/// Runs the controller until the task is aborted.
+pub async fn run(ctx: Ctx, settings: Settings) {
+    let mut changes = ctx.cache.changes();
+    let mut disconnected_since: HashMap<String, i64> = HashMap::new();
+    loop {
+        if let Err(e) = pass(&ctx, &settings, &mut disconnected_since).await {
+            tracing::warn!(error = %e, "service controller pass failed");
+        }
+        if let Err(e) = crate::service_status::settle_all(&ctx).await {
+            tracing::warn!(error = %e, "could not settle service status");
+        }
+        if let Err(e) = crate::handlers::services::finish_draining(&ctx).await {
+            tracing::warn!(error = %e, "could not retire drained services");
+        }
+        changes.borrow_and_update();
+        // Coalesce bursts of changes: a short pause lets related writes land before the next pass.
+        let _ = tokio::time::timeout(IDLE_PASS, changes.changed()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many instances a DAEMON service would run on now, so a new service states its desired
+/// count from the start (and `services-stable` does not pass on an empty service).
+pub fn daemon_desired(ctx: &Ctx, cluster: &str, svc: &Service) -> i32 {
+    let now_ms = ctx.clock.now_ms();
+    let mut instances = gather::instances(ctx, cluster, now_ms, &mut HashMap::new());
+    gather::mark_daemon_eligible(ctx, cluster, svc, &mut instances);
+    let settings = Settings::default();
+    instances.iter().filter(|i| reconcile::daemon_target(i, now_ms, &settings)).count() as i32
+}
+
+/// One pass over every service that is ACTIVE or DRAINING.
+pub async fn pass(
+    ctx: &Ctx,
+    settings: &Settings,
+    disconnected_since: &mut HashMap<String, i64>,
+) -> ApiResult<Vec<execute::Outcome>> {
+    let services: Vec<(String, String, Entry<Service>)> = {
+        let ix = ctx.cache.read();
+        range_prefix(&ix.services, keys::SERVICE)
+            .filter(|(_, e)| matches!(e.value.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+            .map(|(k, e)| {
+                let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("").to_string();
+                (k.clone(), cluster, e.clone())
+            })
+            .collect()
+    };
+    let now_ms = ctx.clock.now_ms();
+    let mut instances_of: HashMap<String, Vec<view::InstanceView>> = HashMap::new();
+    let mut outcomes = Vec::new();
+    for (key, cluster, entry) in services {
+        let svc = &entry.value;
+        let mut instances = instances_of
+            .entry(cluster.clone())
+            .or_insert_with(|| gather::instances(ctx, &cluster, now_ms, disconnected_since))
+            .clone();
+        if svc.scheduling_strategy.as_deref() == Some("DAEMON") {
+            gather::mark_daemon_eligible(ctx, &cluster, svc, &mut instances);
+        }
+        let tasks = gather::service_tasks(ctx, &cluster, svc);
+        let actions = reconcile::reconcile(svc, &tasks, &instances, now_ms, settings);
+        if actions.launch.is_empty()
+            && actions.stop.is_empty()
+            && actions.service.is_none()
+            && actions.events.is_empty()
+        {
+            continue;
+        }
+        outcomes.push(execute::execute(ctx, &cluster, &key, &entry, actions).await?);
+    }
+    Ok(outcomes)
+}
