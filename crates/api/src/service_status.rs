@@ -1,6 +1,7 @@
 //! Keeps each service's numbers and deployments true to its tasks: running and pending counts
 //! per deployment and for the service, and a rollout's completion. When the PRIMARY deployment
-//! runs its desired count and no older deployment has tasks left, the older deployments are
+//! runs its desired count, healthy where the tasks have health checks, and no older deployment
+//! has tasks left, the older deployments are
 //! dropped and the rollout is COMPLETED, so `deployments` collapses to one entry and
 //! `aws ecs wait services-stable` (and Terraform's wait) succeed.
 //!
@@ -28,14 +29,24 @@ fn is_running(t: &Task) -> bool {
     t.last_status.as_deref() == Some("RUNNING")
 }
 
+/// RUNNING and, if any container has a health check, HEALTHY: what a rollout waits for.
+fn is_healthy(t: &Task) -> bool {
+    let checked = t.containers.iter().flatten().any(|c| c.health_status.is_some());
+    is_running(t) && (!checked || t.health_status.as_deref() == Some("HEALTHY"))
+}
+
 /// The service as its tasks say it is, or `None` if nothing changed.
 pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnOnce() -> String) -> Option<Service> {
     let mut out = svc.clone();
     let live = |t: &&&Task| t.desired_status.as_deref() != Some("STOPPED");
     let mut total_running = 0;
     let mut total_pending = 0;
+    let mut primary_healthy = 0;
     for d in out.deployments.iter_mut().flatten() {
         let mine = tasks.iter().filter(|t| t.started_by.is_some() && t.started_by == d.id);
+        if d.status.as_deref() == Some("PRIMARY") {
+            primary_healthy = mine.clone().filter(live).filter(|t| is_healthy(t)).count() as i32;
+        }
         let running = mine.clone().filter(live).filter(|t| is_running(t)).count() as i32;
         let pending = mine.filter(live).filter(|t| is_pending(t)).count() as i32;
         if d.running_count != Some(running) || d.pending_count != Some(pending) {
@@ -52,7 +63,10 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
     if out.status.as_deref() == Some("ACTIVE") {
         let deployments = out.deployments.get_or_insert_with(Vec::new);
         let primary_done = deployments.iter().any(|d| {
-            d.status.as_deref() == Some("PRIMARY") && d.running_count == d.desired_count && d.pending_count == Some(0)
+            d.status.as_deref() == Some("PRIMARY")
+                && d.running_count == d.desired_count
+                && d.pending_count == Some(0)
+                && d.desired_count == Some(primary_healthy)
         });
         let others_empty = deployments
             .iter()
@@ -179,6 +193,21 @@ mod tests {
         assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
         let c = task("d", "RUNNING");
         let done = settle(&out, &[&a, &c], NOW, || "e".into()).expect("completed");
+        assert_eq!(done.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+    }
+
+    #[test]
+    fn a_rollout_with_health_checks_completes_only_when_healthy() {
+        use flotilla_model::Container;
+        let svc = service(vec![deployment("d", "PRIMARY", 1)]);
+        let mut t = task("d", "RUNNING");
+        t.containers = Some(vec![Container { health_status: Some("UNKNOWN".into()), ..Default::default() }]);
+        t.health_status = Some("UNKNOWN".into());
+        let out = settle(&svc, &[&t], NOW, || "e".into()).expect("counts changed");
+        assert_eq!(out.running_count, Some(1));
+        assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
+        t.health_status = Some("HEALTHY".into());
+        let done = settle(&out, &[&t], NOW, || "e".into()).expect("completed");
         assert_eq!(done.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
     }
 }
