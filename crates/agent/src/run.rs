@@ -62,7 +62,8 @@ pub async fn run_agent(
     drop(report_tx);
 
     let (ev_tx, mut events) = mpsc::unbounded_channel();
-    let session = tokio::spawn(run_session(client, identity, SessionConfig::default(), ev_tx, report_rx));
+    let session_config = SessionConfig { logs: Some(Arc::new(engine.clone())), ..SessionConfig::default() };
+    let session = tokio::spawn(run_session(client, identity, session_config, ev_tx, report_rx));
     let mut reaped = false;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

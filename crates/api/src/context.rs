@@ -6,6 +6,7 @@ use flotilla_model::arn::ArnScope;
 use flotilla_store::{Revision, Store, Txn, TxnOutcome};
 
 use crate::error::ApiResult;
+use crate::gateway::Sessions;
 use crate::pagination::Paginator;
 use crate::state::cache::Cache;
 
@@ -38,6 +39,8 @@ pub struct Ctx {
     pub arns: ArnScope,
     pub pager: Paginator,
     pub clock: Clock,
+    /// The live agent sessions, to reach an agent (reading a task's logs).
+    pub sessions: Arc<Sessions>,
 }
 
 /// How many times a read-modify-write retries when another writer got there first.

@@ -67,6 +67,7 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
         arns: ArnScope::new(config.region.clone(), config.account_id.clone()),
         pager: Paginator::new(secret.as_bytes()),
         clock,
+        sessions: Arc::default(),
     };
     handlers::clusters::ensure_default_cluster(&ctx).await?;
     gateway::mark_all_disconnected(&ctx).await?;
@@ -115,6 +116,12 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route(flotilla_protocol::AGENT_WS_PATH, get(agent_ws))
+        .route(
+            crate::logs_api::LOGS_PATH,
+            get(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
+                crate::logs_api::get_logs(app.ctx.clone(), app.auth.as_ref(), &m, &u, &h).await
+            }),
+        )
         .fallback(api)
         .with_state(app)
 }

@@ -1,8 +1,9 @@
 //! The `flotilla` binary: thin subcommands that parse flags and call the libraries' `run`
 //! functions. `flotilla server` runs the control plane; `flotilla agent` joins a cluster;
-//! `flotilla up` runs both on one machine.
+//! `flotilla up` runs both on one machine; `flotilla logs` prints a task's container output.
 
 mod agent_cmd;
+mod logs_cmd;
 mod server_cmd;
 mod up_cmd;
 
@@ -23,6 +24,8 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Everything on this machine: the control plane and a local agent on the local Docker Engine.
     Up(up_cmd::UpArgs),
+    /// Print a task's container output (stdout and stderr), also after it stopped; --follow streams.
+    Logs(logs_cmd::LogsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server_cmd::run(args).await,
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Up(args) => up_cmd::run(args).await,
+            Command::Logs(args) => logs_cmd::run(args).await,
         }
     })
 }

@@ -7,6 +7,13 @@
 //! acknowledges payloads and manifests, answers heartbeats, and reports task state changes,
 //! which the server acknowledges once they are durable. Everything is idempotent: a payload or
 //! report delivered twice changes nothing, so either side may resend after a reconnect.
+//!
+//! The server also reads a task's container output from the agent that ran it (`logs`): a
+//! `LogsRequest` answered by bounded `LogsBatch`es, cancelled with `LogsCancel`.
+
+pub mod logs;
+
+pub use logs::{LogEntry, LogStream, LogsBatch, LogsError, LogsRequest};
 
 use flotilla_model::{NetworkBinding, Task, TaskDefinition};
 use serde::{Deserialize, Serialize};
@@ -146,6 +153,12 @@ pub enum ServerMessage {
         code: String,
         message: String,
     },
+    /// Send a task's logs; answer with `LogsBatch`es until one is `done`.
+    LogsRequest(LogsRequest),
+    /// Stop answering a (follow) logs request; the agent sends nothing more for it.
+    LogsCancel {
+        request_id: String,
+    },
 }
 
 /// Messages from an agent to the control plane.
@@ -163,6 +176,8 @@ pub enum AgentMessage {
     },
     /// A task's state changed.
     TaskStateChange(Box<TaskReport>),
+    /// Part of the answer to a `LogsRequest`.
+    LogsBatch(LogsBatch),
 }
 
 impl ServerMessage {

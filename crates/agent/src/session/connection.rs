@@ -1,7 +1,9 @@
 //! The websocket session: connect with a SigV4-signed upgrade, pass tasks to the caller, send
 //! reports, resend unacknowledged ones after a reconnect, heartbeat, and reconnect with backoff.
+//! Log reads the server asks for are answered by streamers (`logs.rs`) over the same socket.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use flotilla_protocol::{
@@ -15,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::api_client::ApiClient;
+use super::logs::{LogReader, Streamers};
 use super::registration::AgentIdentity;
 
 /// What the server asked for.
@@ -30,11 +33,24 @@ pub enum SessionEvent {
     Rejected(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionConfig {
     pub agent_version: String,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Where the server's log reads are served from; without one they are refused.
+    pub logs: Option<Arc<dyn LogReader>>,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("agent_version", &self.agent_version)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("logs", &self.logs.is_some())
+            .finish()
+    }
 }
 
 impl Default for SessionConfig {
@@ -43,6 +59,7 @@ impl Default for SessionConfig {
             agent_version: env!("CARGO_PKG_VERSION").into(),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            logs: None,
         }
     }
 }
@@ -103,7 +120,7 @@ pub async fn run_session(
                 Ok((ws, _)) => {
                     backoff = cfg.min_backoff;
                     let _ = events.send(SessionEvent::Connected);
-                    connected(ws, &events, &mut reports, &mut unacked, &mut last_timeline).await
+                    connected(ws, &events, &mut reports, &mut unacked, &mut last_timeline, cfg.logs.clone()).await
                 }
                 Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                     let body =
@@ -143,6 +160,7 @@ async fn connected<S>(
     reports: &mut mpsc::UnboundedReceiver<TaskReport>,
     unacked: &mut BTreeMap<u64, TaskReport>,
     last_timeline: &mut u64,
+    logs: Option<Arc<dyn LogReader>>,
 ) -> Outcome
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -156,6 +174,9 @@ where
     }
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     let mut last_heard = tokio::time::Instant::now();
+    // Log batches wait here for the socket; the bound holds streamers back, not the session.
+    let (log_tx, mut log_rx) = mpsc::channel::<AgentMessage>(16);
+    let mut streamers = Streamers::default();
     loop {
         tokio::select! {
             frame = rx.next() => {
@@ -188,6 +209,14 @@ where
                         tracing::warn!(%code, %message, "the server reported an error");
                         None
                     }
+                    Ok(ServerMessage::LogsRequest(req)) => {
+                        streamers.start(logs.clone(), req, log_tx.clone());
+                        None
+                    }
+                    Ok(ServerMessage::LogsCancel { request_id }) => {
+                        streamers.cancel(&request_id);
+                        None
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "unreadable message from the server");
                         None
@@ -197,6 +226,11 @@ where
                     if tx.send(Message::Text(reply.to_json().into())).await.is_err() {
                         return Outcome::Lost("send failed".into());
                     }
+                }
+            }
+            Some(batch) = log_rx.recv() => {
+                if tx.send(Message::Text(batch.to_json().into())).await.is_err() {
+                    return Outcome::Lost("send failed".into());
                 }
             }
             report = reports.recv() => {

@@ -5,13 +5,16 @@
 //! The session knows nothing about containers: it hands what the server says to the caller as
 //! [`SessionEvent`]s and sends whatever reports the caller feeds it, resending those the server
 //! has not acknowledged after every reconnect. The task engine (real Docker) and the hollow
-//! agents' simulated runtime both sit behind it.
+//! agents' simulated runtime both sit behind it. Log reads from the server are served from the
+//! [`LogReader`] the caller puts in the [`SessionConfig`] (`logs.rs`).
 
 pub mod api_client;
 pub mod connection;
 pub mod host;
+pub mod logs;
 pub mod registration;
 
 pub use api_client::{ApiClient, ApiClientError};
 pub use connection::{run_session, SessionConfig, SessionEvent};
+pub use logs::LogReader;
 pub use registration::{register, AgentIdentity, RegistrationConfig};

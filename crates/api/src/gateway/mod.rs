@@ -6,7 +6,12 @@
 //! should run, then pushes each change of its tasks as the cache sees it, applies the agent's
 //! task reports, and exchanges heartbeats. When the session ends, the instance is marked
 //! disconnected, unless a newer session of the same agent has taken over.
+//!
+//! Each live session is reachable through [`Sessions`] (`links.rs`), which is how a task's logs
+//! are read from the agent that ran it (`logs.rs`).
 
+pub mod links;
+pub mod logs;
 mod presence;
 pub mod reports;
 mod session;
@@ -17,6 +22,7 @@ use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::state::keys;
 
+pub use logs::Sessions;
 pub use presence::mark_all_disconnected;
 pub use session::run_session;
 
@@ -67,7 +73,8 @@ pub fn admit(ctx: &Ctx, query: Option<&str>) -> Result<SessionTarget, ApiError> 
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes a query string value (`%XX` escapes and `+` for space).
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

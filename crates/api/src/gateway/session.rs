@@ -1,5 +1,6 @@
 //! One agent session: full sync on connect, pushes as the instance's tasks change, task reports
-//! applied and acknowledged once durable, heartbeats both ways.
+//! applied and acknowledged once durable, heartbeats both ways; messages from the rest of the
+//! control plane (log reads) pass through, and the agent's log batches go back to their readers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use flotilla_protocol::{
 };
 use flotilla_store::{Compare, Op, Txn};
 
+use super::logs::Delivery;
 use super::presence::set_connected;
 use super::reports::apply_report;
 use super::SessionTarget;
@@ -143,6 +145,7 @@ async fn record_report(ctx: &Ctx, target: &SessionTarget, report: &TaskReport) -
 pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget) {
     tracing::info!(instance = %target.instance_arn, "agent connected");
     let mut notices = ctx.cache.subscribe_instance(&target.instance_arn);
+    let (link_id, mut outbox) = ctx.sessions.links.attach(&target.instance_arn);
     if let Err(e) = set_connected(&ctx, &target.instance_key, true).await {
         tracing::warn!(error = %e, "could not mark the agent connected");
     }
@@ -177,6 +180,12 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                     Ok(AgentMessage::HeartbeatRequest { message_id }) => {
                         alive = send(&mut socket, &ServerMessage::HeartbeatMessage { message_id }).await;
                     }
+                    Ok(AgentMessage::LogsBatch(batch)) => {
+                        let request_id = batch.request_id.clone();
+                        if ctx.sessions.deliver(&target.instance_arn, link_id, batch) == Delivery::Unwanted {
+                            alive = send(&mut socket, &ServerMessage::LogsCancel { request_id }).await;
+                        }
+                    }
                     Ok(AgentMessage::AckRequest { .. }) | Ok(AgentMessage::HeartbeatAckRequest { .. }) => {}
                     Err(e) => {
                         let err = ServerMessage::ErrorMessage { code: "BadRequestException".into(), message: e.to_string() };
@@ -196,6 +205,9 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                     push_changes(&ctx, &mut socket, &target, &mut sent, keys).await
                 };
             }
+            Some(msg) = outbox.recv() => {
+                alive = send(&mut socket, &msg).await;
+            }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > Duration::from_secs(PEER_TIMEOUT_SECS) {
                     tracing::warn!(instance = %target.instance_arn, "agent went silent; closing its session");
@@ -206,6 +218,8 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
         }
     }
     drop(notices);
+    ctx.sessions.links.detach(&target.instance_arn, link_id);
+    ctx.sessions.session_ended(&target.instance_arn, link_id);
     let _ = socket.send(Message::Close(None)).await;
     if ctx.cache.unsubscribe_instance(&target.instance_arn) {
         if let Err(e) = set_connected(&ctx, &target.instance_key, false).await {
