@@ -188,7 +188,12 @@ pub fn new_task(
         connectivity_at: Some(now),
         container_instance_arn: instance.container_instance_arn.clone(),
         containers: Some(containers),
-        cpu: def.cpu.clone().or_else(|| Some(reservation.cpu.to_string())),
+        cpu: launch
+            .overrides
+            .as_ref()
+            .and_then(|o| o.cpu.clone())
+            .or_else(|| def.cpu.clone())
+            .or_else(|| Some(reservation.cpu.to_string())),
         created_at: Some(now),
         desired_status: Some("RUNNING".into()),
         enable_execute_command: Some(launch.enable_execute_command),
@@ -196,7 +201,12 @@ pub fn new_task(
         health_status: Some("UNKNOWN".into()),
         last_status: Some(if awsvpc { "PROVISIONING" } else { "PENDING" }.into()),
         launch_type: Some("EC2".into()),
-        memory: def.memory.clone().or_else(|| Some(reservation.memory.to_string())),
+        memory: launch
+            .overrides
+            .as_ref()
+            .and_then(|o| o.memory.clone())
+            .or_else(|| def.memory.clone())
+            .or_else(|| Some(reservation.memory.to_string())),
         overrides: Some(overrides),
         started_by: launch.started_by.clone(),
         tags: (!launch.tags.is_empty()).then(|| launch.tags.clone()),

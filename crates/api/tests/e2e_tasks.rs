@@ -249,3 +249,24 @@ async fn every_task_call_needs_a_known_cluster() {
     let arn = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{c}");
     expect_code(client.list_tasks().cluster(arn).send().await, nf);
 }
+
+#[tokio::test]
+async fn task_level_overrides_become_the_tasks_cpu_and_memory() {
+    use aws_sdk_ecs::types::{ContainerDefinition, TaskOverride};
+    let server = TestServer::start().await;
+    let client = server.client();
+    let arn = register_instance(&client, "default").await;
+    let def = ContainerDefinition::builder().name("app").image("busybox").memory(64).build();
+    client.register_task_definition().family("tiny").container_definitions(def).send().await.unwrap();
+    let over = TaskOverride::builder().cpu("128").memory("256").build();
+    let r = client.start_task().task_definition("tiny").container_instances(&arn).overrides(over).send().await.unwrap();
+    assert!(r.failures().is_empty(), "{:?}", r.failures());
+    assert_eq!((r.tasks()[0].cpu(), r.tasks()[0].memory()), (Some("128"), Some("256")));
+    let ci = client.describe_container_instances().container_instances(&arn).send().await.unwrap();
+    let mem = ci.container_instances()[0]
+        .remaining_resources()
+        .iter()
+        .find(|r| r.name() == Some("MEMORY"))
+        .map(|r| r.integer_value());
+    assert_eq!(mem, Some(4096 - 256), "the override is what the task reserves");
+}
