@@ -99,6 +99,15 @@ impl DockerRuntime {
         Ok(Self::from_docker(docker, timeouts).await?.with_flotilla_images())
     }
 
+    /// Connects to the daemon on the Unix socket at `path` (a daemon elsewhere than the default
+    /// socket, or a proxy in front of it), with Flotilla's images built locally as in
+    /// [`Self::connect`].
+    pub async fn connect_unix(path: &str, timeouts: DockerTimeouts) -> RuntimeResult<Self> {
+        let docker = Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| RuntimeError::Unavailable { op: "connect", message: e.to_string() })?;
+        Ok(Self::from_docker(docker, timeouts).await?.with_flotilla_images())
+    }
+
     /// Wraps an existing client, negotiating its API version.
     pub async fn from_docker(docker: Docker, timeouts: DockerTimeouts) -> RuntimeResult<Self> {
         let mut docker = timed("version", timeouts.version, docker.negotiate_version()).await?;
@@ -153,7 +162,9 @@ fn failed(op: &'static str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Failed { op, message: e.to_string() }
 }
 
-/// Maps a bollard error: 404 is `NotFound`, 409 `Conflict`, the rest `Failed` with the daemon's
+/// Maps a bollard error: 404 is `NotFound`, 409 `Conflict`; a daemon that is away or half there
+/// (no connection, a dropped or garbled answer, 502/503/504, a 500 that says the daemon lost its
+/// own backend) is `Unavailable`, worth a retry; any other answer is `Failed` with the daemon's
 /// message.
 fn map_err(op: &'static str, what: &str, e: DockerError) -> RuntimeError {
     match e {
@@ -161,10 +172,32 @@ fn map_err(op: &'static str, what: &str, e: DockerError) -> RuntimeError {
             RuntimeError::NotFound { what: what.to_string() }
         }
         DockerError::DockerResponseServerError { status_code: 409, message } => RuntimeError::Conflict { op, message },
+        DockerError::DockerResponseServerError { status_code, message } if daemon_unwell(status_code, &message) => {
+            RuntimeError::Unavailable { op, message }
+        }
         DockerError::DockerResponseServerError { message, .. } => RuntimeError::Failed { op, message },
         DockerError::RequestTimeoutError => RuntimeError::Unavailable { op, message: "request timed out".into() },
         e => RuntimeError::Unavailable { op, message: e.to_string() },
     }
+}
+
+/// Whether a daemon's error answer says the daemon (not the request) is in trouble. Docker
+/// answers 500 for many lasting faults of a request too (a host port already taken, a command
+/// that does not exist), which a retry would only delay; those stay failures. 500s that report
+/// a lost connection to containerd, or a daemon shutting down, are passing.
+fn daemon_unwell(status: u16, message: &str) -> bool {
+    const PASSING: [&str; 8] = [
+        "connection refused",
+        "connection reset",
+        "broken pipe",
+        "transport is closing",
+        "error while dialing",
+        "context deadline exceeded",
+        "shutting down",
+        "i/o timeout",
+    ];
+    let message = message.to_ascii_lowercase();
+    matches!(status, 502..=504) || (status >= 500 && PASSING.iter().any(|p| message.contains(p)))
 }
 
 async fn timed<T>(
@@ -627,7 +660,8 @@ impl Runtime for DockerRuntime {
             .filter_map(|e| async move {
                 match e {
                     Ok(e) => event(e).map(Ok),
-                    Err(e) => Some(Err(failed("events", e))),
+                    // The stream broke (the daemon went away, or dropped us): resubscribe.
+                    Err(e) => Some(Err(map_err("events", "events", e))),
                 }
             })
             .boxed()
@@ -684,6 +718,40 @@ impl Runtime for DockerRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_daemon_away_is_transient_and_a_bad_request_is_not() {
+        let answer = |status_code: u16, message: &str| DockerError::DockerResponseServerError {
+            status_code,
+            message: message.to_string(),
+        };
+        let refused = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused) };
+        let reset = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionReset) };
+        for e in [
+            refused,
+            reset,
+            DockerError::RequestTimeoutError,
+            DockerError::SocketNotFoundError("/var/run/docker.sock".into()),
+            answer(503, "Service Unavailable"),
+            answer(502, "Bad Gateway"),
+            answer(500, "connection error: desc = \"transport: Error while dialing dial unix /run/containerd/containerd.sock: connect: connection refused\""),
+            answer(500, "daemon is shutting down"),
+        ] {
+            let shown = format!("{e:?}");
+            assert!(map_err("start_container", "c", e).is_transient(), "{shown}");
+        }
+        assert!(map_err("create_container", "image x", answer(404, "No such image: x")).is_not_found());
+        assert!(!map_err("create_container", "image x", answer(404, "No such image: x")).is_transient());
+        assert!(matches!(map_err("create_container", "c", answer(409, "name in use")), RuntimeError::Conflict { .. }));
+        for lasting in [
+            answer(500, "driver failed programming external connectivity: Bind for 0.0.0.0:8080 failed: port is already allocated"),
+            answer(500, "OCI runtime create failed: exec: \"/nonexistent\": no such file or directory"),
+            answer(400, "invalid reference format"),
+        ] {
+            let e = map_err("start_container", "c", lasting);
+            assert!(matches!(e, RuntimeError::Failed { .. }), "{e:?}");
+        }
+    }
 
     #[test]
     fn references_split_for_the_pull_api() {
