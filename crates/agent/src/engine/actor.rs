@@ -85,6 +85,12 @@ pub(crate) struct Actor {
     captured: BTreeSet<String>,
     retry_at: Option<Instant>,
     attempts: u32,
+    /// A stop the runtime could not be asked for (the daemon was away): asked again after a
+    /// backoff, rather than escalated to SIGKILL.
+    pub(super) stop_unreachable: Option<RuntimeError>,
+    /// Inspections in a row that failed for a transient reason; each brings the next resync
+    /// forward, backing off, so an exit during a daemon hiccup is seen soon after it ends.
+    inspect_failures: u32,
     cleanup_at: Option<Instant>,
     resync_at: Instant,
     done: bool,
@@ -116,6 +122,8 @@ impl Actor {
             captured: BTreeSet::new(),
             retry_at: None,
             attempts: 0,
+            stop_unreachable: None,
+            inspect_failures: 0,
             cleanup_at: None,
             resync_at,
             done: false,
@@ -280,9 +288,19 @@ impl Actor {
             Msg::Resync => self.resync().await,
             Msg::Refresh { name } => self.refresh(&name).await,
             Msg::StopFinished { name, result } => {
-                if let Err(e) = result {
-                    tracing::warn!(task = %self.rec.arn(), container = %name, error = %e, "stop failed; killing");
-                    self.spawn_kill(&name);
+                match result {
+                    Ok(()) => {}
+                    // The SIGTERM may never have reached the container: ask again once the
+                    // daemon is back (STOPPING retries with backoff), keeping the grace period.
+                    Err(e @ RuntimeError::Unavailable { .. }) => {
+                        tracing::warn!(task = %self.rec.arn(), container = %name, error = %e, "stop not delivered; asking again");
+                        self.kill_at.remove(&name);
+                        self.stop_unreachable = Some(e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(task = %self.rec.arn(), container = %name, error = %e, "stop failed; killing");
+                        self.spawn_kill(&name);
+                    }
                 }
                 self.refresh(&name).await;
             }
@@ -349,10 +367,21 @@ impl Actor {
     pub(super) async fn refresh(&mut self, name: &str) {
         let Some(id) = self.rec.container(name).and_then(|c| c.runtime_id.clone()) else { return };
         match self.shared.runtime.inspect_container(&id).await {
-            Ok(info) => self.observe(name, &info),
+            Ok(info) => {
+                self.inspect_failures = 0;
+                self.observe(name, &info);
+            }
             Err(e) if e.is_not_found() => self.mark_gone(name),
-            // The next event or resync tries again.
-            Err(e) => tracing::warn!(task = %self.rec.arn(), container = %name, error = %e, "inspect failed"),
+            Err(e) => {
+                // The container's state is unknown, not changed: keep it, and look again soon.
+                tracing::warn!(task = %self.rec.arn(), container = %name, error = %e, "inspect failed");
+                if e.is_transient() {
+                    self.inspect_failures = self.inspect_failures.saturating_add(1);
+                    let backoff = Duration::from_millis(250 << self.inspect_failures.min(6));
+                    let soon = Instant::now() + backoff.min(self.shared.config.resync_interval);
+                    self.resync_at = self.resync_at.min(soon);
+                }
+            }
         }
     }
 
@@ -510,8 +539,10 @@ impl Actor {
         {
             Ok(found) => found,
             Err(e) => {
-                // Creation finds an existing container by its name anyway; resync retries.
+                // Creation finds an existing container by its name anyway, and resyncs inspect
+                // the recorded ones; until then the recorded state stands.
                 tracing::warn!(task = %arn, error = %e, "cannot list the task's containers");
+                self.adopted_as_recorded();
                 return;
             }
         };
@@ -557,8 +588,13 @@ impl Actor {
                 None => {}
             }
         }
+        self.adopted_as_recorded();
+    }
+
+    /// An adopted task that had already stopped only waits for its cleanup.
+    fn adopted_as_recorded(&mut self) {
         if self.adopted {
-            tracing::info!(task = %arn, status = %self.rec.known, "adopted");
+            tracing::info!(task = %self.rec.arn(), status = %self.rec.known, "adopted");
             if self.rec.known == TaskStatus::Stopped {
                 self.on_stopped();
             }

@@ -387,6 +387,11 @@ impl Actor {
                 c.status = ContainerStatus::Stopped;
             }
         }
+        if let Some(e) = self.stop_unreachable.take() {
+            if self.rec.containers.iter().any(|c| c.status == ContainerStatus::Running) {
+                return Step::Retry(e);
+            }
+        }
         let views = self.rec.views();
         let to_stop: Vec<String> = self
             .rec
