@@ -16,7 +16,12 @@ use crate::runtime::Runtime;
 
 /// Delay before resuming a stream that broke while the container still ran.
 const RETRY: Duration = Duration::from_millis(500);
+/// Streams in a row that may end while the container runs before the capture gives up.
 const MAX_RETRIES: u32 = 20;
+/// Longest wait between two looks at a daemon that does not answer.
+const MAX_UNREACHABLE_WAIT: Duration = Duration::from_secs(30);
+/// Unanswered looks in a row before the capture gives up (about an hour at the longest wait).
+const MAX_UNREACHABLE: u32 = 120;
 
 /// Starts capturing `runtime_id`'s output as `container`'s lines.
 pub fn spawn(
@@ -28,6 +33,7 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut failures = 0;
+        let mut unreachable = 0;
         loop {
             let since = log.last_runtime_ns(&container);
             let mut stream = runtime.logs(&runtime_id, since, true);
@@ -35,6 +41,7 @@ pub fn spawn(
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(chunk) => {
+                        failures = 0;
                         if let Err(e) = log.append(&container, chunk.source, chunk.line, chunk.timestamp_ns, clock()) {
                             tracing::warn!(container = %container, error = %e, "cannot store a log line");
                         }
@@ -47,11 +54,22 @@ pub fn spawn(
                 }
             }
             // A stream ends when the container exits; if it is still running the daemon dropped
-            // us, so resume from the last stored line.
+            // us, so resume from the last stored line. A daemon that does not answer (restarting,
+            // say) leaves the container's fate open: wait for it, backing off.
             let live = match runtime.inspect_container(&runtime_id).await {
                 Ok(info) => info.state.is_live(),
+                Err(e) if e.is_transient() => {
+                    unreachable += 1;
+                    if unreachable > MAX_UNREACHABLE {
+                        tracing::warn!(container = %container, error = %e, "giving up on capturing logs");
+                        return;
+                    }
+                    tokio::time::sleep((RETRY * 2u32.pow(unreachable.min(6))).min(MAX_UNREACHABLE_WAIT)).await;
+                    continue;
+                }
                 Err(_) => false,
             };
+            unreachable = 0;
             if !live && !broke {
                 return;
             }
