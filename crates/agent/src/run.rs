@@ -80,10 +80,11 @@ pub async fn run_agent(
                     engine.reconcile(&manifest);
                     if !reaped {
                         // Only once the server has said what the instance runs is it safe to
-                        // remove containers no task owns.
-                        reaped = true;
-                        if let Err(e) = engine.reap().await {
-                            tracing::warn!(error = %e, "reaping orphaned containers failed");
+                        // remove containers no task owns. A daemon away now is asked again with
+                        // the next manifest.
+                        match engine.reap().await {
+                            Ok(_) => reaped = true,
+                            Err(e) => tracing::warn!(error = %e, "reaping orphaned containers failed; retrying with the next manifest"),
                         }
                     }
                 }
