@@ -37,6 +37,7 @@ fn is_healthy(t: &Task) -> bool {
 
 /// The service as its tasks say it is, or `None` if nothing changed.
 pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnOnce() -> String) -> Option<Service> {
+    let was_steady = is_steady(svc);
     let mut out = svc.clone();
     let live = |t: &&&Task| t.desired_status.as_deref() != Some("STOPPED");
     let mut total_running = 0;
@@ -75,11 +76,16 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
         if primary_done && others_empty {
             deployments.retain(|d| d.status.as_deref() == Some("PRIMARY"));
             let primary = deployments.first_mut().expect("primary is present");
-            if primary.rollout_state.as_deref() != Some("COMPLETED") {
+            let completed = primary.rollout_state.as_deref() != Some("COMPLETED");
+            if completed {
                 primary.rollout_state = Some("COMPLETED".into());
                 primary.rollout_state_reason =
                     Some(format!("ECS deployment {} completed.", primary.id.as_deref().unwrap_or("")));
                 primary.updated_at = Some(now);
+            }
+            // Said when a rollout completes, and again whenever the service recovers (after a
+            // task was replaced, or a scale change), as ECS does.
+            if completed || !was_steady {
                 let message =
                     format!("(service {}) has reached a steady state.", out.service_name.as_deref().unwrap_or(""));
                 let events = out.events.get_or_insert_with(Vec::new);
@@ -89,6 +95,16 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
         }
     }
     (out != *svc).then_some(out)
+}
+
+/// Whether the record says the service is where it should be: one deployment, complete, with
+/// every desired task running and none pending.
+fn is_steady(svc: &Service) -> bool {
+    let deployments = svc.deployments.as_deref().unwrap_or_default();
+    deployments.len() == 1
+        && deployments[0].rollout_state.as_deref() == Some("COMPLETED")
+        && svc.running_count.unwrap_or(0) == svc.desired_count.unwrap_or(0)
+        && svc.pending_count.unwrap_or(0) == 0
 }
 
 /// One pass over every service.
@@ -209,5 +225,26 @@ mod tests {
         t.health_status = Some("HEALTHY".into());
         let done = settle(&out, &[&t], NOW, || "e".into()).expect("completed");
         assert_eq!(done.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+    }
+
+    #[test]
+    fn a_service_that_recovers_says_it_is_steady_again() {
+        let mut svc = service(vec![deployment("d", "PRIMARY", 1)]);
+        svc.desired_count = Some(1);
+        let a = task("d", "RUNNING");
+        let steady = settle(&svc, &[&a], NOW, || "e1".into()).expect("completed");
+        assert_eq!(steady.events.as_ref().unwrap().len(), 1);
+        // The task dies: one pass sees nothing running, the next its replacement.
+        let mut dead = task("d", "STOPPED");
+        dead.desired_status = Some("STOPPED".into());
+        let down = settle(&steady, &[&dead], NOW, || "e2".into()).expect("counts changed");
+        assert_eq!(down.running_count, Some(0));
+        assert_eq!(down.events.as_ref().unwrap().len(), 1, "no event while short");
+        let b = task("d", "RUNNING");
+        let up = settle(&down, &[&dead, &b], NOW, || "e3".into()).expect("recovered");
+        let events = up.events.as_ref().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].message.as_deref(), Some("(service web) has reached a steady state."));
+        assert_eq!(settle(&up, &[&dead, &b], NOW, || "e4".into()), None, "said once");
     }
 }
