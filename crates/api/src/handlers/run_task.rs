@@ -1,91 +1,32 @@
-//! RunTask: the scheduler picks instances for `count` tasks from a snapshot of the cluster, and
-//! the tasks are committed through the same placement path as StartTask, which re-checks each
-//! instance's room at commit time so concurrent RunTasks never oversubscribe an instance.
+//! RunTask: the scheduler picks instances for `count` tasks from the cluster's cached snapshot
+//! (see [`crate::state::snapshots`]), and the tasks are committed in one transaction that
+//! re-checks each instance's room against the cache and compares each instance's revision, so
+//! concurrent RunTasks never oversubscribe an instance. The clientToken is remembered in that same
+//! transaction (see [`launch_tasks`] for why).
 
-use std::collections::HashMap;
-
+use flotilla_model::arn::{short_id, Resource};
 use flotilla_model::{
     Failure, PlacementConstraint, PlacementStrategy, RunTaskRequest, RunTaskResponse, Task, TaskDefinition,
 };
-use flotilla_scheduler::{
-    place, Constraint, Env, HostPort, Instance, InstanceStatus, Protocol, Request, RequiredAttribute, Snapshot,
-    Strategy,
-};
+use flotilla_scheduler::{Constraint, Env, HostPort, Protocol, Request, RequiredAttribute, Snapshot, Strategy};
+use flotilla_store::{Compare, Op, Txn, TxnOutcome};
+use serde::{Deserialize, Serialize};
 
 use super::start_task::{check_network, check_overrides, runnable_definition, task_tags};
 use super::tags::validate_tags;
 use super::{active_cluster, DEFAULT_CLUSTER};
-use crate::context::Ctx;
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
-use crate::placement::{commit_on_instance, new_task, reservation_for, Launch};
-use crate::state::cache::range_prefix;
-use crate::state::keys;
-use crate::state::records::Reservation;
+use crate::placement::{fits, new_task, reservation_for, Launch, Misfit};
+use crate::state::codec::encode;
+use crate::state::records::{Reservation, TaskRecord};
+use crate::state::{keys, snapshots};
 
-/// The cluster's container instances as the scheduler sees them, with their store keys.
+/// The cluster's container instances as the scheduler sees them, with their store keys, built
+/// afresh from the cache (the cached, incrementally kept snapshot is in [`crate::state::snapshots`]).
 pub fn snapshot(ctx: &Ctx, cluster: &str) -> (Snapshot, Vec<String>) {
-    let ix = ctx.cache.read();
-    let prefix = format!("{}{cluster}/", keys::INSTANCE);
-    let mut instances = Vec::new();
-    let mut keys_out = Vec::new();
-    for (key, e) in range_prefix(&ix.instances, &prefix) {
-        let ci = &e.value.instance;
-        let arn = ci.container_instance_arn.clone().unwrap_or_default();
-        let usage = ix.instance_usage.get(&arn).cloned().unwrap_or_default();
-        let int = |name: &str| {
-            ci.registered_resources
-                .iter()
-                .flatten()
-                .find(|r| r.name.as_deref() == Some(name))
-                .and_then(|r| r.integer_value)
-                .unwrap_or(0) as i64
-        };
-        let mut used_ports: Vec<HostPort> = Vec::new();
-        for (name, protocol, used) in
-            [("PORTS", Protocol::Tcp, &usage.ports), ("PORTS_UDP", Protocol::Udp, &usage.ports_udp)]
-        {
-            let reserved = ci.registered_resources.iter().flatten().filter(|r| r.name.as_deref() == Some(name));
-            let reserved =
-                reserved.flat_map(|r| r.string_set_value.iter().flatten()).filter_map(|p| p.parse::<u16>().ok());
-            used_ports.extend(reserved.chain(used.iter().copied()).map(|port| HostPort { port, protocol }));
-        }
-        let mut groups: HashMap<String, u32> = HashMap::new();
-        for t in ix.task_index.by_instance.get(arn.as_str()).into_iter().flatten() {
-            if let Some(task) = ix.tasks.get(t) {
-                if !task.value.is_stopped() {
-                    if let Some(g) = &task.value.summary.group {
-                        *groups.entry(g.to_string()).or_default() += 1;
-                    }
-                }
-            }
-        }
-        instances.push(Instance {
-            arn,
-            ec2_instance_id: ci.ec2_instance_id.clone().unwrap_or_default(),
-            status: match ci.status.as_deref() {
-                Some("ACTIVE") => InstanceStatus::Active,
-                Some("DRAINING") => InstanceStatus::Draining,
-                _ => InstanceStatus::Inactive,
-            },
-            agent_connected: ci.agent_connected.unwrap_or(false),
-            agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-            registered_at_ms: ci.registered_at.map(|t| t.as_millis()).unwrap_or(0),
-            attributes: ci
-                .attributes
-                .iter()
-                .flatten()
-                .filter_map(|a| Some((a.name.clone()?, a.value.clone())))
-                .collect(),
-            remaining_cpu: int("CPU") - usage.cpu,
-            remaining_memory: int("MEMORY") - usage.memory,
-            used_ports,
-            running_tasks_count: usage.running_tasks.max(0) as u32,
-            task_groups: groups.into_iter().collect(),
-        });
-        keys_out.push(key.clone());
-    }
-    (Snapshot::new(instances), keys_out)
+    snapshots::build(&ctx.cache.read(), cluster)
 }
 
 /// The scheduler's request for `count` tasks of `def` holding `r` each, with the caller's
@@ -142,7 +83,7 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     let token = req.client_token.clone();
     let hash = idempotency::request_hash(&req);
     if let Some(t) = &token {
-        if let Some(earlier) = idempotency::replay::<RunTaskResponse>(ctx, "RunTask", t, &hash)? {
+        if let Some(earlier) = replay(ctx, t, &hash)? {
             return Ok(earlier);
         }
     }
@@ -180,18 +121,16 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
         tags: task_tags(ctx, &def, tags, req.propagate_tags.as_deref()),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
-    let (tasks, failures) = place_and_commit(ctx, &cluster, &def, &request, &launch).await?;
-    let response = RunTaskResponse { tasks: Some(tasks), failures: Some(failures) };
-    if let Some(t) = &token {
-        let (c, op) = idempotency::remember(ctx, "RunTask", t, &hash, &response);
-        let _ = ctx.commit(flotilla_store::Txn::new().when(c).then(op)).await?;
+    let token = token.as_deref().map(|token| Token { token, hash: &hash });
+    match launch_tasks(ctx, &cluster, &def, &request, &launch, token).await? {
+        Launched::New(tasks, failures) => Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) }),
+        Launched::Earlier(response) => Ok(response),
     }
-    Ok(response)
 }
 
-/// Places the tasks `request` asks for in `cluster` and commits each on its instance. Tasks that
-/// could not be placed, or whose instance filled up before the commit, come back as failures.
-/// RunTask and the service controller both launch tasks through here.
+/// Places the tasks `request` asks for in `cluster` and commits them. Tasks that could not be
+/// placed come back as failures. RunTask and the service controller both launch tasks through
+/// here.
 pub async fn place_and_commit(
     ctx: &Ctx,
     cluster: &str,
@@ -199,32 +138,204 @@ pub async fn place_and_commit(
     request: &Request,
     launch: &Launch,
 ) -> ApiResult<(Vec<Task>, Vec<Failure>)> {
-    let (snap, instance_keys) = snapshot(ctx, cluster);
-    let seed = rand::random::<u64>();
-    let plan = place(&snap, request, &Env { seed }).map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
-    let mut tasks = Vec::new();
-    let mut failures: Vec<Failure> = plan
-        .failures
-        .iter()
+    match launch_tasks(ctx, cluster, def, request, launch, None).await? {
+        Launched::New(tasks, failures) => Ok((tasks, failures)),
+        // Only a request with a token can meet an earlier answer.
+        Launched::Earlier(r) => Ok((r.tasks.unwrap_or_default(), r.failures.unwrap_or_default())),
+    }
+}
+
+/// A RunTask's clientToken and the hash of the request that carried it.
+struct Token<'a> {
+    token: &'a str,
+    hash: &'a str,
+}
+
+/// What a clientToken remembers of RunTask's answer: the tasks by ARN (a retry shows them as they
+/// are now, read from the cache) and the failures. Ten ARNs rather than ten whole tasks keep the
+/// record small: the SDKs send a fresh token with every RunTask, so there is one per request.
+#[derive(Debug, Serialize, Deserialize)]
+struct Remembered {
+    #[serde(rename = "taskArns")]
+    task_arns: Vec<String>,
+    failures: Vec<Failure>,
+}
+
+enum Launched {
+    New(Vec<Task>, Vec<Failure>),
+    /// The token was already used by the same request: its answer.
+    Earlier(RunTaskResponse),
+}
+
+/// RunTask's earlier answer for this token, if the same request already succeeded.
+fn replay(ctx: &Ctx, token: &str, hash: &str) -> ApiResult<Option<RunTaskResponse>> {
+    let Some(r) = idempotency::replay::<Remembered>(ctx, "RunTask", token, hash)? else { return Ok(None) };
+    let ix = ctx.cache.read();
+    let mut tasks = Vec::with_capacity(r.task_arns.len());
+    let mut failures = r.failures;
+    for arn in r.task_arns {
+        let key = match ctx.arns.parse(&arn) {
+            Ok(Resource::Task { cluster: Some(c), id }) => keys::task(&c, short_id(&id)),
+            _ => String::new(),
+        };
+        match ix.tasks.get(key.as_str()) {
+            Some(e) => tasks.push(e.value.task()),
+            None => failures.push(Failure { arn: Some(arn), reason: Some("MISSING".into()), detail: None }),
+        }
+    }
+    Ok(Some(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) }))
+}
+
+/// The scheduler's failures in ECS's shape.
+fn plan_failures(plan: &flotilla_scheduler::Plan) -> Vec<Failure> {
+    let failures = plan.failures.iter();
+    failures
         .map(|f| Failure {
             arn: f.arn.clone(),
             reason: Some(f.reason.ecs_reason().into()),
             detail: Some(f.detail.clone()),
         })
-        .collect();
-    for p in &plan.placements {
-        let key = &instance_keys[p.instance];
-        let Some(entry) = ctx.cache.read().instances.get(key).cloned() else { continue };
-        let record = new_task(ctx, cluster, def, &entry.value.instance, launch);
-        match commit_on_instance(ctx, key, std::slice::from_ref(&record)).await? {
-            Ok(()) => tasks.push(record.task),
-            // Another request took the room between the snapshot and the commit.
-            Err(m) => failures.push(Failure {
-                arn: Some(snap.arn(p.instance).to_string()),
-                reason: Some(m.reason().into()),
-                detail: Some("the instance filled up while this request was placed".into()),
-            }),
+        .collect()
+}
+
+/// Places and commits a request's tasks, all of them in one transaction with the clientToken.
+///
+/// Why one transaction: it compares the revision of every instance the plan uses (and bumps it),
+/// requires every task key and the token to be absent, and writes tasks and token together. So a
+/// request's tasks appear all at once or not at all, two identical requests racing with one token
+/// cannot both commit (the loser's compare on the token fails, and it answers with the winner's
+/// tasks), and a retry after a crash finds either the token with its tasks or neither. The
+/// alternative, an "in progress" token written first, would need a second write per request
+/// and a way to finish or undo the requests a crash left in progress. One transaction is also
+/// one durable write per request instead of one per instance, which is what lets group commit
+/// share each fsync among many requests. The price: a conflict on any of its instances retries
+/// the whole request, with a fresh plan.
+async fn launch_tasks(
+    ctx: &Ctx,
+    cluster: &str,
+    def: &TaskDefinition,
+    request: &Request,
+    launch: &Launch,
+    token: Option<Token<'_>>,
+) -> ApiResult<Launched> {
+    for attempt in 1..=MAX_CAS_ATTEMPTS {
+        let seed = rand::random::<u64>();
+        let placed = {
+            let ix = ctx.cache.read();
+            ctx.cache.snapshots.place(ix, cluster, request, &Env { seed })
+        }
+        .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+        let mut failures = plan_failures(&placed.plan);
+        // The instances the plan uses, each with the tasks it gets, checked against what the
+        // cache says now under the revision the transaction will compare: the snapshot may be a
+        // little behind, and the check and the compare together make sure nothing overfills.
+        let mut per_instance: Vec<(usize, usize)> = Vec::new(); // (first target, tasks)
+        for (k, t) in placed.targets.iter().enumerate() {
+            match per_instance.iter_mut().find(|(first, _)| placed.targets[*first].index == t.index) {
+                Some((_, n)) => *n += 1,
+                None => per_instance.push((k, 1)),
+            }
+        }
+        let mut records: Vec<TaskRecord> = Vec::with_capacity(placed.targets.len());
+        let mut txn = Txn::new();
+        let mut misfits = Vec::new();
+        {
+            let ix = ctx.cache.read();
+            for &(first, n) in &per_instance {
+                let target = &placed.targets[first];
+                let Some(entry) = ix.instances.get(&target.key) else {
+                    misfits.push((target.arn.clone(), Misfit::Inactive, n));
+                    continue;
+                };
+                let mine: Vec<TaskRecord> =
+                    (0..n).map(|_| new_task(ctx, cluster, def, &entry.value.instance, launch)).collect();
+                let usage = ix.instance_usage.get(&target.arn);
+                if let Err(m) = fits(&entry.value.instance, usage.unwrap_or(&Default::default()), &total(&mine)) {
+                    misfits.push((target.arn.clone(), m, n));
+                    continue;
+                }
+                let mut inst = (*entry.value).clone();
+                inst.instance.version = Some(inst.instance.version.unwrap_or(0) + 1);
+                txn =
+                    txn.when(Compare::unchanged(&target.key, entry.revision)).then(Op::put(&target.key, encode(&inst)));
+                records.extend(mine);
+            }
+        }
+        if !misfits.is_empty() && attempt < MAX_CAS_ATTEMPTS {
+            // The snapshot was behind the cache: look again with the instances refreshed.
+            mark(ctx, cluster, &placed.targets);
+            continue;
+        }
+        for (arn, m, n) in misfits {
+            for _ in 0..n {
+                failures.push(Failure {
+                    arn: Some(arn.clone()),
+                    reason: Some(m.reason().into()),
+                    detail: Some("the instance filled up while this request was placed".into()),
+                });
+            }
+        }
+        for t in &records {
+            let key = task_key(t)?;
+            txn = txn.when(Compare::absent(&key)).then(Op::put(&key, encode(t)));
+        }
+        let token_key = token.as_ref().map(|t| {
+            let remembered = Remembered {
+                task_arns: records.iter().filter_map(|t| t.task.task_arn.clone()).collect(),
+                failures: failures.clone(),
+            };
+            let (c, op) = idempotency::remember(ctx, "RunTask", t.token, t.hash, &remembered);
+            let key = c.key().to_string();
+            txn = std::mem::take(&mut txn).when(c).then(op);
+            key
+        });
+        let outcome = ctx.store.txn(txn).await?;
+        mark(ctx, cluster, &placed.targets);
+        match outcome {
+            TxnOutcome::Committed { revision } => {
+                ctx.cache.wait_for(revision).await;
+                return Ok(Launched::New(records.into_iter().map(|r| r.task).collect(), failures));
+            }
+            TxnOutcome::Conflict { key } => {
+                // Look again only once the cache has what beat this request.
+                ctx.cache.wait_for(ctx.store.revision()).await;
+                if token_key.as_deref() == Some(key.as_str()) {
+                    let t = token.as_ref().expect("a token key comes from a token");
+                    if let Some(earlier) = replay(ctx, t.token, t.hash)? {
+                        return Ok(Launched::Earlier(earlier));
+                    }
+                }
+            }
         }
     }
-    Ok((tasks, failures))
+    Err(ApiError::server("The cluster kept changing while the tasks were placed; try again."))
+}
+
+/// Asks the cluster's snapshot to read these instances from the cache again: whatever became of
+/// the commit, the reservations the plan made in the snapshot were only a guess.
+fn mark(ctx: &Ctx, cluster: &str, targets: &[snapshots::Target]) {
+    let ix = ctx.cache.read();
+    let mut marks = ix.snapshot_marks.lock().expect("snapshot marks lock poisoned");
+    let m = marks.entry(cluster.to_string()).or_default();
+    for t in targets {
+        m.instances.insert(t.arn.as_str().into());
+    }
+}
+
+fn total(records: &[TaskRecord]) -> Reservation {
+    let mut total = Reservation::default();
+    for r in records.iter().filter_map(|t| t.reservation.as_ref()) {
+        total.cpu += r.cpu;
+        total.memory += r.memory;
+        total.ports.extend(&r.ports);
+        total.ports_udp.extend(&r.ports_udp);
+    }
+    total
+}
+
+fn task_key(t: &TaskRecord) -> ApiResult<String> {
+    let arn = t.task.task_arn.as_deref().unwrap_or_default();
+    let rest = arn.split_once(":task/").map(|(_, r)| r).unwrap_or_default();
+    let (cluster, id) = rest.split_once('/').ok_or_else(|| ApiError::server(format!("malformed task ARN {arn}")))?;
+    Ok(keys::task(cluster, id))
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::codec::{decode_record, CodecError};
 use super::keys;
 use super::records::{IdempotencyRecord, InstanceRecord, Record, Reservation, TaskDefinitionRecord};
+use super::snapshots::{Marks, Snapshots};
 pub use super::tasks::family_of_arn;
 use super::tasks::{CachedTask, TaskIndexes, TaskSummary};
 
@@ -52,6 +53,8 @@ pub struct InstanceUsage {
     pub memory: i64,
     pub ports: BTreeSet<u16>,
     pub ports_udp: BTreeSet<u16>,
+    /// Tasks not yet STOPPED per task group (placement's `task:group` and distinctInstance).
+    pub groups: BTreeMap<Arc<str>, u32>,
 }
 
 /// Everything the cache holds, keyed by store key so that prefix ranges are cluster scans.
@@ -71,6 +74,12 @@ pub struct Indexes {
     /// (container instance ARN, task key) of task changes not yet announced to the instance's
     /// agent session.
     notices: Vec<(Arc<str>, Arc<str>)>,
+    /// Which load of the cache these indexes come from: a scheduler snapshot built from an
+    /// earlier load is rebuilt rather than patched.
+    pub epoch: u64,
+    /// Instances whose record or tasks changed, per cluster, for the scheduler snapshots. A
+    /// mutex so that a placement holding only a read lock can take the marks it consumes.
+    pub snapshot_marks: std::sync::Mutex<Marks>,
 }
 
 /// Iterates the entries of a map whose keys start with `prefix`, in key order.
@@ -98,6 +107,14 @@ impl Indexes {
                 self.task_definitions.insert(kv.key.clone(), Entry { value: Arc::new(t), revision: rev });
             }
             Record::ContainerInstance(i) => {
+                let same = self
+                    .instances
+                    .get(&kv.key)
+                    .is_some_and(|old| old.value.instance.container_instance_arn == i.instance.container_instance_arn);
+                match i.instance.container_instance_arn.as_deref() {
+                    Some(arn) if same => self.mark_instance(cluster_of(&kv.key), arn),
+                    _ => self.mark_rebuild(cluster_of(&kv.key)),
+                }
                 self.remove_instance(&kv.key);
                 if i.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
                     self.cluster_stats.entry(cluster_of(&kv.key).to_string()).or_default().registered_instances += 1;
@@ -152,8 +169,26 @@ impl Indexes {
         }
     }
 
+    /// Tells the cluster's scheduler snapshot that this instance (or one of its tasks) changed.
+    fn mark_instance(&mut self, cluster: &str, arn: &str) {
+        let marks = self.snapshot_marks.get_mut().expect("snapshot marks lock poisoned");
+        let m = marks.entry(cluster.to_string()).or_default();
+        if !m.rebuild && !m.instances.contains(arn) {
+            m.instances.insert(arn.into());
+        }
+    }
+
+    /// Tells the cluster's scheduler snapshot that its set of instances changed.
+    fn mark_rebuild(&mut self, cluster: &str) {
+        let marks = self.snapshot_marks.get_mut().expect("snapshot marks lock poisoned");
+        let m = marks.entry(cluster.to_string()).or_default();
+        m.rebuild = true;
+        m.instances.clear();
+    }
+
     fn remove_instance(&mut self, key: &str) {
         if let Some(old) = self.instances.remove(key) {
+            self.mark_rebuild(cluster_of(key));
             if old.value.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
                 self.cluster_stats.entry(cluster_of(key).to_string()).or_default().registered_instances -= 1;
             }
@@ -199,7 +234,16 @@ impl Indexes {
                 if let Some(r) = &s.reservation {
                     apply_reservation(usage, r, sign);
                 }
+                if let Some(g) = &s.group {
+                    let n = usage.groups.entry(g.clone()).or_default();
+                    *n = n.saturating_add_signed(sign as i32);
+                    if *n == 0 {
+                        usage.groups.remove(g);
+                    }
+                }
             }
+            let cluster = s.cluster.clone();
+            self.mark_instance(&cluster, inst);
         }
     }
 }
@@ -224,6 +268,10 @@ pub const RESYNC: &str = "";
 /// The shared cache.
 pub struct Cache {
     inner: RwLock<Indexes>,
+    /// The scheduler's snapshot of each cluster, kept current from the marks the follower leaves.
+    pub snapshots: Snapshots,
+    /// Loads of the cache so far (see [`Indexes::epoch`]).
+    loads: std::sync::atomic::AtomicU64,
     /// The agent session of each container instance, told which of its tasks changed.
     instance_subscribers: std::sync::Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Arc<str>>>>,
     applied: watch::Sender<Revision>,
@@ -236,6 +284,8 @@ impl Cache {
         let (applied, _) = watch::channel(0);
         let cache = Arc::new(Cache {
             inner: RwLock::new(Indexes::default()),
+            snapshots: Snapshots::default(),
+            loads: Default::default(),
             instance_subscribers: Default::default(),
             applied,
             follower: std::sync::Mutex::new(None),
@@ -259,7 +309,8 @@ impl Cache {
     }
 
     async fn reload(&self, store: &dyn Store) -> Result<Revision, StoreError> {
-        let mut ix = Indexes::default();
+        let epoch = self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut ix = Indexes { epoch, ..Indexes::default() };
         let revision = store
             .scan("", &mut |batch| {
                 for kv in &batch {

@@ -5,4 +5,5 @@ pub mod cache;
 pub mod codec;
 pub mod keys;
 pub mod records;
+pub mod snapshots;
 pub mod tasks;

@@ -1,0 +1,166 @@
+//! RunTask end to end against hollow agents, through the official SDK: a clientToken makes a
+//! retried or duplicated request place its tasks once, and concurrent RunTasks never
+//! oversubscribe an instance, whatever the placements race for.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use flotilla_agent::session::{ApiClient, RegistrationConfig};
+use flotilla_sigv4::Credentials;
+
+/// Hollow instances offering this much CPU each.
+const INSTANCE_CPU: i32 = 1024;
+/// CPU per task of the `small` family: four fit on an instance.
+const TASK_CPU: i32 = 256;
+
+struct Fleet {
+    stop: tokio::sync::watch::Sender<bool>,
+    agents: Vec<tokio::task::JoinHandle<Result<(), flotilla_agent::session::ApiClientError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for a in self.agents {
+            let _ = a.await;
+        }
+    }
+}
+
+/// `n` hollow instances over three zones, connected, and the `small` task definition.
+async fn fleet(server: &TestServer, n: usize) -> Fleet {
+    let client = server.client();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut agents = Vec::new();
+    for i in 0..n {
+        let base = RegistrationConfig {
+            cluster: "default".into(),
+            data_dir: dir.path().to_path_buf(),
+            availability_zone: format!("us-east-1{}", ['a', 'b', 'c'][i % 3]),
+            instance_type: "flotilla.test".into(),
+            attributes: vec![],
+            cpu: Some(INSTANCE_CPU),
+            memory: Some(4096),
+            memory_reserved_mib: 0,
+            network_modes: vec!["bridge".into()],
+            agent_version: "test".into(),
+            docker_version: "test".into(),
+            state_file: "agent.json".into(),
+        };
+        let cfg = flotilla_agent::hollow::hollow_config(&base, i);
+        std::fs::create_dir_all(&cfg.data_dir).unwrap();
+        agents.push(tokio::spawn(flotilla_agent::hollow::run_hollow(api.clone(), cfg, stop_rx.clone())));
+    }
+    eventually("connected agents", || async {
+        let arns = client.list_container_instances().send().await.ok()?.container_instance_arns().to_vec();
+        let out = client.describe_container_instances().set_container_instances(Some(arns)).send().await.ok()?;
+        (out.container_instances().iter().filter(|c| c.agent_connected()).count() == n).then_some(())
+    })
+    .await;
+    let small =
+        aws_sdk_ecs::types::ContainerDefinition::builder().name("app").image("x").cpu(TASK_CPU).memory(64).build();
+    client.register_task_definition().family("small").container_definitions(small).send().await.unwrap();
+    Fleet { stop, agents, _dir: dir }
+}
+
+fn arns(tasks: &[aws_sdk_ecs::types::Task]) -> BTreeSet<String> {
+    tasks.iter().filter_map(|t| t.task_arn().map(String::from)).collect()
+}
+
+async fn all_task_arns(client: &aws_sdk_ecs::Client) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut token = None;
+    loop {
+        let page = client.list_tasks().set_next_token(token).send().await.unwrap();
+        out.extend(page.task_arns().iter().cloned());
+        token = page.next_token().map(String::from);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_token_places_its_tasks_once() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let fleet = fleet(&server, 3).await;
+
+    let first = client.run_task().task_definition("small").count(3).client_token("tok-1").send().await.unwrap();
+    assert_eq!(first.tasks().len(), 3, "{:?}", first.failures());
+    let retry = client.run_task().task_definition("small").count(3).client_token("tok-1").send().await.unwrap();
+    assert_eq!(arns(retry.tasks()), arns(first.tasks()), "a retry answers with the same tasks");
+    assert_eq!(all_task_arns(&client).await, arns(first.tasks()), "and places nothing more");
+
+    // The same token on another request is refused.
+    let other = client.run_task().task_definition("small").count(2).client_token("tok-1").send().await;
+    let message = expect_code(other, "InvalidParameterException");
+    assert!(message.contains("clientToken"), "{message}");
+
+    // Identical requests racing with one token: one set of tasks, and every caller gets it.
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(
+                async move { c.run_task().task_definition("small").count(2).client_token("tok-race").send().await },
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for r in racers {
+        answers.push(arns(r.await.unwrap().unwrap().tasks()));
+    }
+    assert_eq!(answers[0].len(), 2);
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(all_task_arns(&client).await.len(), 5, "three from tok-1 and two from tok-race");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_run_tasks_never_oversubscribe() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let instances = 6;
+    let fleet = fleet(&server, instances).await;
+    let capacity = instances * (INSTANCE_CPU / TASK_CPU) as usize;
+
+    // 8 requests of 5 tasks for 24 places, all at once.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.run_task().task_definition("small").count(5).send().await })
+        })
+        .collect();
+    let mut placed = BTreeSet::new();
+    for r in racers {
+        let out = r.await.unwrap().unwrap();
+        placed.extend(arns(out.tasks()));
+        // A request that placed fewer than it asked for says why (one failure per reason).
+        if out.tasks().len() < 5 {
+            assert!(!out.failures().is_empty(), "{out:?}");
+        }
+        for f in out.failures() {
+            assert_eq!(f.reason(), Some("RESOURCE:CPU"), "{f:?}");
+        }
+    }
+    assert_eq!(placed.len(), capacity, "the fleet fills up exactly");
+    assert_eq!(all_task_arns(&client).await, placed, "no task was lost or duplicated");
+    let list = client.list_container_instances().send().await.unwrap();
+    let described = client
+        .describe_container_instances()
+        .set_container_instances(Some(list.container_instance_arns().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    for ci in described.container_instances() {
+        let cpu = ci.remaining_resources().iter().find(|r| r.name() == Some("CPU")).map(|r| r.integer_value());
+        assert_eq!(cpu, Some(0), "every instance is full and none is over: {:?}", ci.container_instance_arn());
+    }
+    fleet.stop().await;
+}
