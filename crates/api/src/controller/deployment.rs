@@ -5,7 +5,7 @@
 
 use flotilla_model::{Deployment, Service};
 
-use super::view::TaskView;
+use super::view::{Health, TaskView};
 
 /// A task that ran at least this long before stopping counts as having started successfully, so
 /// it ends a run of failures.
@@ -56,11 +56,24 @@ pub fn set_desired(svc: &mut Service, count: i32) {
     }
 }
 
-/// Each deployment's `failedTasks`: its tasks that stopped on their own.
-pub fn count_failures(svc: &mut Service, tasks: &[TaskView]) {
+/// How long a task has run: until it stopped, or until now.
+fn ran_ms(t: &TaskView, now_ms: i64) -> i64 {
+    match (t.started_at_ms, t.stopped_at_ms) {
+        (Some(s), Some(e)) => e - s,
+        (Some(s), None) => now_ms - s,
+        _ => 0,
+    }
+}
+
+/// Each deployment's `failedTasks`: its tasks that stopped on their own. As on ECS, once one of
+/// a deployment's tasks has run successfully (for [`STARTED_OK_MS`], without failing its health
+/// check) the count is zero and no longer evaluated, so containers that die after running fine,
+/// even long before a rollback returns to their deployment, never trip the circuit breaker.
+pub fn count_failures(svc: &mut Service, tasks: &[TaskView], now_ms: i64) {
     for d in svc.deployments.iter_mut().flatten() {
-        let failed = tasks.iter().filter(|t| t.deployment.is_some() && t.deployment == d.id && t.is_failure()).count();
-        let failed = failed as i32;
+        let mine = || tasks.iter().filter(|t| t.deployment.is_some() && t.deployment == d.id);
+        let started_ok = mine().any(|t| ran_ms(t, now_ms) >= STARTED_OK_MS && t.health != Health::Unhealthy);
+        let failed = if started_ok { 0 } else { mine().filter(|t| t.is_failure()).count() as i32 };
         if d.failed_tasks != Some(failed) {
             d.failed_tasks = Some(failed);
         }
@@ -164,11 +177,7 @@ pub fn backoff_until(svc: &Service, tasks: &[TaskView], now_ms: i64) -> Option<i
     // (time, failure?) for every outcome of this deployment's tasks, newest first.
     let mut outcomes: Vec<(i64, bool)> = Vec::new();
     for t in tasks.iter().filter(|t| t.deployment.as_deref() == Some(primary_id.as_str())) {
-        let ran = match (t.started_at_ms, t.stopped_at_ms) {
-            (Some(s), Some(e)) => e - s,
-            (Some(s), None) => now_ms - s,
-            _ => 0,
-        };
+        let ran = ran_ms(t, now_ms);
         if ran >= STARTED_OK_MS {
             outcomes.push((t.started_at_ms.unwrap_or(0) + STARTED_OK_MS, false));
         } else if t.is_failure() {

@@ -110,7 +110,7 @@ pub fn reconcile(
         let eligible = instances.iter().filter(|i| daemon_target(i, now_ms, settings)).count() as i32;
         deployment::set_desired(&mut svc, eligible);
     }
-    deployment::count_failures(&mut svc, tasks);
+    deployment::count_failures(&mut svc, tasks, now_ms);
     deployment::trip_circuit_breaker(&mut svc, &mut actions.events);
 
     let limits = Limits::of(&svc);

@@ -235,6 +235,30 @@ fn the_circuit_breaker_fails_the_rollout_and_rolls_back() {
 }
 
 #[test]
+fn containers_that_die_after_running_fine_are_no_failed_tasks() {
+    // As on ECS: once a deployment has a task that ran successfully, its failedTasks is zero and
+    // the circuit breaker no longer counts against it (say a rollback returned to it after some
+    // of its containers had died in service).
+    let mut svc = rolling(3, 100, 200);
+    svc.deployment_configuration.as_mut().unwrap().deployment_circuit_breaker =
+        Some(DeploymentCircuitBreaker { enable: Some(true), rollback: Some(true), ..Default::default() });
+    let mut tasks: Vec<TaskView> = (0..3).map(|n| task(n, "old", "RUNNING", n)).collect();
+    for n in 10..13 {
+        let mut t = stopped(n, "new", "EssentialContainerExited", NOW - 1000 * n as i64);
+        t.started_at_ms = Some(NOW - 100_000);
+        tasks.push(t);
+    }
+    let a = run(&svc, &tasks, &instances(3));
+    let out = a.service.clone().expect("failedTasks is written");
+    let d = out.deployments.as_ref().unwrap();
+    assert_eq!((d[0].id.as_deref(), d[0].status.as_deref()), (Some("new"), Some("PRIMARY")));
+    assert_eq!(d[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
+    assert_eq!(d[0].failed_tasks, Some(0));
+    assert!(!a.events.iter().any(|e| e.contains("deployment failed")), "{:?}", a.events);
+    assert_eq!(a.launch_count(), 3, "the three are replaced");
+}
+
+#[test]
 fn without_rollback_a_failed_rollout_stops_launching() {
     let mut svc = rolling(3, 100, 200);
     svc.deployment_configuration.as_mut().unwrap().deployment_circuit_breaker =
