@@ -96,7 +96,6 @@ class Fleet:
         self.instance_of: dict[str, str] = {}  # agent name -> container instance ARN
         self.cluster_arn = ""
         self.revisions: dict[int, str] = {}  # web revision -> task definition ARN
-        self.events_after_kill: list[str] = []
 
     # -- processes
 
@@ -432,20 +431,9 @@ def test_docker_kill_of_a_container_is_replaced(fleet):
     replacement = max(new, key=lambda t: t["createdAt"])
     events = fleet.new_events(fleet.web, before)
     assert f"(service {fleet.web}) has started 1 tasks: (task {short(replacement['taskArn'])})." in events, events
-    fleet.events_after_kill = events
-    assert http_body(host_port(replacement)) == "v1"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: service_status::settle only says 'has reached a steady state.' when a rollout "
-    "completes, not when a service is back at its desired count after a replacement (ECS's "
-    "SERVICE_STEADY_STATE)",
-)
-def test_a_replaced_task_brings_a_new_steady_state_event(fleet):
-    events = getattr(fleet, "events_after_kill", None)
-    assert events, "test_docker_kill_of_a_container_is_replaced did not run"
+    # Back at its desired count, the service says so again, as ECS does after a replacement.
     assert events[0] == f"(service {fleet.web}) has reached a steady state.", events
+    assert http_body(host_port(replacement)) == "v1"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -729,12 +717,6 @@ def test_draining_an_instance_moves_its_tasks(fleet):
 # 8b. a rollback to a deployment whose containers once died after running fine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: controller/deployment.rs count_failures counts every task of a deployment that ever "
-    "exited (even after running fine) as a failed task, so a rollback to a deployment that lost 3 "
-    "containers re-trips the circuit breaker on the rollback deployment itself",
-)
 def test_rollback_to_a_deployment_that_lost_containers_completes(fleet):
     svc = fleet.service(fleet.web)
     [good] = svc["deployments"]
