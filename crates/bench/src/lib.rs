@@ -7,5 +7,6 @@ pub mod floor;
 pub mod load;
 pub mod procs;
 pub mod report;
+pub mod runtask;
 pub mod seed;
 pub mod workload;

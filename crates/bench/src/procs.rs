@@ -94,8 +94,20 @@ pub fn endpoint_of(line: &str) -> Option<SocketAddr> {
 /// Starts `flotilla server` on a loopback port over `data_dir`, signing on, with the key pair
 /// given through the environment; its stderr goes to `log`.
 pub fn start_flotilla(bin: &Path, data_dir: &Path, creds: &Credentials, log: &Path) -> anyhow::Result<Server> {
+    start_flotilla_with(bin, data_dir, creds, log, &[])
+}
+
+/// [`start_flotilla`] with extra environment variables for the server.
+pub fn start_flotilla_with(
+    bin: &Path,
+    data_dir: &Path,
+    creds: &Credentials,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Server> {
     let stderr = std::fs::File::create(log)?;
     let mut child = Command::new(bin)
+        .envs(env.iter().copied())
         .args(["server", "--listen", "127.0.0.1:0", "--region", crate::seed::REGION])
         .args(["--account-id", crate::seed::ACCOUNT])
         .arg("--data-dir")
@@ -121,6 +133,44 @@ pub fn start_flotilla(bin: &Path, data_dir: &Path, creds: &Credentials, log: &Pa
         (None, _) => anyhow::bail!("the server's export line names no endpoint (see {})", log.display()),
         (_, false) => anyhow::bail!("the server did not take the access key given in FLOTILLA_ACCESS_KEY_ID"),
     }
+}
+
+/// Starts `flotilla agent --simulate n` against the server at `addr`: `n` hollow container
+/// instances in `zone`, each offering `cpu` units and `memory` MiB, keeping their identities
+/// under `data_dir`; its stderr goes to `log`.
+pub fn start_hollow(
+    bin: &Path,
+    addr: SocketAddr,
+    creds: &Credentials,
+    hollow: &Hollow,
+    data_dir: &Path,
+    log: &Path,
+) -> anyhow::Result<ChildGuard> {
+    let stderr = std::fs::File::create(log)?;
+    let child = Command::new(bin)
+        .args(["agent", "--simulate", &hollow.count.to_string(), "--server", &format!("http://{addr}")])
+        .args(["--region", crate::seed::REGION, "--availability-zone", &hollow.zone])
+        .args(["--cpu", &hollow.cpu.to_string(), "--memory", &hollow.memory.to_string()])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("FLOTILLA_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("FLOTILLA_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .env("FLOTILLA_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting {} agent --simulate: {e}", bin.display()))?;
+    Ok(ChildGuard { child, name: format!("hollow agents in {}", hollow.zone) })
+}
+
+/// One `flotilla agent --simulate` process's share of the fleet.
+#[derive(Debug, Clone)]
+pub struct Hollow {
+    pub count: usize,
+    pub zone: String,
+    pub cpu: u32,
+    pub memory: u32,
 }
 
 /// Starts this binary again as the bare floor server (hidden `--floor-server`); it exits by

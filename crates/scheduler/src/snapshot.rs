@@ -367,6 +367,14 @@ impl Snapshot {
         if !self.same_attributes(i, &inst.attributes) {
             return false;
         }
+        self.update_keeping_attributes(i, inst);
+        true
+    }
+
+    /// [`Snapshot::update`] for a caller that knows the instance's attributes did not change
+    /// (its record's attributes compare equal): `inst.attributes` is not read, so the caller
+    /// need not build it, which is most of the cost of describing an instance.
+    pub fn update_keeping_attributes(&mut self, i: usize, inst: &Instance) {
         self.gate[i] = match inst.status {
             InstanceStatus::Draining => Some(Reason::Draining),
             InstanceStatus::Inactive => Some(Reason::Inactive),
@@ -411,7 +419,6 @@ impl Snapshot {
                 Err(k) => members.insert(k, (at, *count)),
             }
         }
-        true
     }
 
     /// Whether instance `i` carries exactly `attributes` (first value of a repeated name wins, as

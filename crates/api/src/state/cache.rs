@@ -157,6 +157,9 @@ impl Indexes {
         } else if key.starts_with(keys::TASK_DEFINITION) {
             self.task_definitions.remove(key);
         } else if key.starts_with(keys::INSTANCE) {
+            if self.instances.contains_key(key) {
+                self.mark_rebuild(cluster_of(key));
+            }
             self.remove_instance(key);
         } else if key.starts_with(keys::TASK) {
             self.remove_task(key);
@@ -188,7 +191,6 @@ impl Indexes {
 
     fn remove_instance(&mut self, key: &str) {
         if let Some(old) = self.instances.remove(key) {
-            self.mark_rebuild(cluster_of(key));
             if old.value.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
                 self.cluster_stats.entry(cluster_of(key).to_string()).or_default().registered_instances -= 1;
             }

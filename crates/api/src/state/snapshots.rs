@@ -48,6 +48,10 @@ struct ClusterSnapshot {
     /// Store key of each instance, by snapshot index.
     keys: Vec<String>,
     by_arn: HashMap<Arc<str>, usize>,
+    /// The instance record each instance was last described from, by snapshot index.
+    records: Vec<Arc<InstanceRecord>>,
+    /// Full builds so far: a test checks that ordinary changes do not cause them.
+    builds: u64,
 }
 
 /// Where a plan put one task: the instance's index in the snapshot, store key and ARN.
@@ -122,6 +126,11 @@ impl Snapshots {
         Ok(Placed { plan, targets })
     }
 
+    /// How many times the cluster's snapshot was built from scratch.
+    pub fn builds(&self, cluster: &str) -> u64 {
+        self.cluster(cluster).lock().expect("cluster snapshot lock poisoned").builds
+    }
+
     /// Runs `f` on the cluster's snapshot, brought up to date with `ix` (tests, readers).
     pub fn with<R>(&self, ix: &Indexes, cluster: &str, f: impl FnOnce(&Snapshot, &[String]) -> R) -> R {
         let shared = self.cluster(cluster);
@@ -153,20 +162,33 @@ fn refresh(cs: &mut ClusterSnapshot, ix: &Indexes, cluster: &str) {
             rebuild(cs, ix, cluster);
             return;
         };
-        let inst = instance_of(&entry.value, ix.instance_usage.get(&**arn));
-        if !cs.snapshot.update(i, &inst) {
+        let usage = ix.instance_usage.get(&**arn);
+        // Most changes are tasks coming and going, or a placement bumping the record: the
+        // attributes are the same list as at the last refresh, and describing the instance
+        // without them (no string copies) is enough.
+        let same = cs.records[i].instance.attributes == entry.value.instance.attributes;
+        let ok = if same {
+            cs.snapshot.update_keeping_attributes(i, &instance_of(&entry.value, usage, false));
+            true
+        } else {
+            cs.snapshot.update(i, &instance_of(&entry.value, usage, true))
+        };
+        if !ok {
             rebuild(cs, ix, cluster);
             return;
         }
+        cs.records[i] = entry.value.clone();
     }
 }
 
 fn rebuild(cs: &mut ClusterSnapshot, ix: &Indexes, cluster: &str) {
     let (snapshot, keys) = build(ix, cluster);
+    cs.records = keys.iter().filter_map(|k| ix.instances.get(k).map(|e| e.value.clone())).collect();
     cs.by_arn = (0..snapshot.len()).map(|i| (Arc::from(snapshot.arn(i)), i)).collect();
     cs.snapshot = snapshot;
     cs.keys = keys;
     cs.epoch = Some(ix.epoch);
+    cs.builds += 1;
 }
 
 /// The cluster's container instances as the scheduler sees them, with their store keys, built
@@ -177,14 +199,15 @@ pub fn build(ix: &Indexes, cluster: &str) -> (Snapshot, Vec<String>) {
     let mut keys_out = Vec::new();
     for (key, e) in range_prefix(&ix.instances, &prefix) {
         let arn = e.value.instance.container_instance_arn.as_deref().unwrap_or_default();
-        instances.push(instance_of(&e.value, ix.instance_usage.get(arn)));
+        instances.push(instance_of(&e.value, ix.instance_usage.get(arn), true));
         keys_out.push(key.clone());
     }
     (Snapshot::new(instances), keys_out)
 }
 
-/// One container instance with its live usage, as the scheduler describes it.
-pub fn instance_of(rec: &InstanceRecord, usage: Option<&InstanceUsage>) -> Instance {
+/// One container instance with its live usage, as the scheduler describes it; its attributes
+/// left empty unless `with_attributes`.
+pub fn instance_of(rec: &InstanceRecord, usage: Option<&InstanceUsage>, with_attributes: bool) -> Instance {
     let empty = InstanceUsage::default();
     let usage = usage.unwrap_or(&empty);
     let ci = &rec.instance;
@@ -211,7 +234,10 @@ pub fn instance_of(rec: &InstanceRecord, usage: Option<&InstanceUsage>) -> Insta
         agent_connected: ci.agent_connected.unwrap_or(false),
         agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
         registered_at_ms: ci.registered_at.map(|t| t.as_millis()).unwrap_or(0),
-        attributes: ci.attributes.iter().flatten().filter_map(|a| Some((a.name.clone()?, a.value.clone()))).collect(),
+        attributes: match with_attributes {
+            true => ci.attributes.iter().flatten().filter_map(|a| Some((a.name.clone()?, a.value.clone()))).collect(),
+            false => Vec::new(),
+        },
         remaining_cpu: int("CPU") - usage.cpu,
         remaining_memory: int("MEMORY") - usage.memory,
         used_ports,
@@ -316,6 +342,43 @@ mod tests {
                 assert_eq!(normalized(kept.instance(i)), normalized(fresh.instance(i)), "step {step}: instance {i}");
             }
         });
+    }
+
+    /// Task changes and instance updates that keep the instance's attributes (every placement
+    /// bumps its instances' records) refresh the snapshot in place, without a full build.
+    #[tokio::test]
+    async fn ordinary_changes_patch_the_snapshot() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cache = Cache::start(store.clone()).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let commit = |op: Op| {
+            let store = store.clone();
+            async move {
+                match store.txn(Txn::new().then(op)).await.unwrap() {
+                    TxnOutcome::Committed { revision } => revision,
+                    o => panic!("{o:?}"),
+                }
+            }
+        };
+        for n in 0..3 {
+            commit(Op::put(format!("instance/{CLUSTER}/i{n}"), encode(&instance(&mut rng, n)))).await;
+        }
+        let r = commit(Op::put(format!("task/{CLUSTER}/t0"), encode(&task(&mut rng, 0, 3)))).await;
+        cache.wait_for(r).await;
+        cache.snapshots.with(&cache.read(), CLUSTER, |s, _| assert_eq!(s.len(), 3));
+        assert_eq!(cache.snapshots.builds(CLUSTER), 1);
+        let mut rec = cache.read().instances[&format!("instance/{CLUSTER}/i1")].value.as_ref().clone();
+        rec.instance.version = Some(1000);
+        rec.instance.agent_connected = Some(false);
+        commit(Op::put(format!("instance/{CLUSTER}/i1"), encode(&rec))).await;
+        let r = commit(Op::put(format!("task/{CLUSTER}/t1"), encode(&task(&mut rng, 1, 3)))).await;
+        cache.wait_for(r).await;
+        assert_same(&cache, 0);
+        assert_eq!(cache.snapshots.builds(CLUSTER), 1, "patched in place");
+        let r = commit(Op::delete(format!("instance/{CLUSTER}/i2"))).await;
+        cache.wait_for(r).await;
+        assert_same(&cache, 1);
+        assert_eq!(cache.snapshots.builds(CLUSTER), 2, "a removed instance rebuilds");
     }
 
     /// After any sequence of instance and task changes (and placements that reserve room in the
