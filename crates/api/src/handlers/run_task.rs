@@ -289,9 +289,11 @@ async fn launch_tasks(
             txn = std::mem::take(&mut txn).when(c).then(op);
             key
         });
-        let outcome = ctx.store.txn(txn).await?;
+        let outcome = ctx.store.txn(txn).await;
+        // Whatever became of the commit (an I/O error included), the reservations the plan made
+        // in the snapshot were only a guess.
         mark(ctx, cluster, &placed.targets);
-        match outcome {
+        match outcome? {
             TxnOutcome::Committed { revision } => {
                 ctx.cache.wait_for(revision).await;
                 return Ok(Launched::New(records.into_iter().map(|r| r.task).collect(), failures));
