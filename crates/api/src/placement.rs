@@ -1,8 +1,10 @@
-//! Turning a decision about where tasks go into durable task records. StartTask uses it with the
-//! instances the caller named; RunTask will use it with the scheduler's plan. Each instance's
-//! capacity is re-checked against what the cache says at commit time, inside a transaction that
-//! compares the instance record's revision and bumps it, so two concurrent placements on one
-//! instance cannot both pass: the loser re-reads and re-checks.
+//! Turning a decision about where tasks go into durable task records. StartTask commits through
+//! [`commit_on_instance`] on the instances the caller named; RunTask builds its records and checks
+//! them with [`new_task`] and [`fits`] and commits a whole plan in one transaction (see
+//! `handlers::run_task`). Either way each instance's capacity is re-checked against what the cache
+//! says at commit time, inside a transaction that compares the instance record's revision and
+//! bumps it, so two concurrent placements on one instance cannot both pass: the loser re-reads and
+//! re-checks.
 
 use flotilla_model::{Container, ContainerInstance, Failure, Tag, Task, TaskDefinition, TaskOverride, Timestamp};
 use flotilla_store::{Compare, Op, Txn};
