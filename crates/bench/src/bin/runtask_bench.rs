@@ -33,10 +33,11 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     tasks: u64,
     /// Tasks to place against the per-request-snapshot server first (0: no baseline).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 5_000)]
     baseline_tasks: u64,
-    /// Concurrent RunTask clients (one keep-alive connection each, one request in flight).
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent RunTask clients (one keep-alive connection each, one request in flight). The
+    /// server is the bottleneck, so more clients add queueing delay rather than throughput.
+    #[arg(long, default_value_t = 4)]
     clients: usize,
     /// Availability zones (one `flotilla agent --simulate` process each).
     #[arg(long, default_value_t = 3)]
