@@ -310,9 +310,19 @@ async fn inspect(docker: &Docker, tag: &str, fingerprint: &str) -> Result<Found,
 }
 
 /// Deletes an image that a rebuild left without its tag, so upgrades do not pile up dangling
-/// images. Without `force` the engine refuses if a container or another tag still uses it, and
-/// that refusal is the intended outcome, so any error is only traced.
+/// images. Without `force` the engine refuses if a container still uses it, and that refusal is
+/// the intended outcome, so any error is only traced. An image that still has a tag is kept:
+/// deleting by ID would take a lone remaining tag with it (the build cache often gives a test
+/// tag and a standard tag one image, and the standard tag must survive the test's rebuild).
 async fn remove_if_unused(docker: &Docker, id: &str) {
+    match tokio::time::timeout(INSPECT_TIMEOUT, docker.inspect_image(id)).await {
+        Ok(Ok(image)) if image.repo_tags.as_ref().is_some_and(|t| !t.is_empty()) => {
+            tracing::debug!(id, "kept the image a rebuild replaced: another tag holds it");
+            return;
+        }
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
     let removal = docker.remove_image(id, None::<RemoveImageOptions>, None);
     match tokio::time::timeout(INSPECT_TIMEOUT, removal).await {
         Ok(Ok(_)) => tracing::debug!(id, "removed the image a rebuild replaced"),
