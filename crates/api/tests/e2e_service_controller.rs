@@ -334,3 +334,29 @@ async fn a_lost_agent_has_its_tasks_replaced_and_the_surplus_stopped_on_return()
     assert_eq!(running_tasks(&client, "web").await.len(), 3);
     fleet.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_place_says_why_and_others_still_progress() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    register_td(&client, "web").await;
+    // No instances at all: nothing can be placed, and the events say so.
+    client.create_service().service_name("stuck").task_definition("web").desired_count(2).send().await.unwrap();
+    within("the placement failure is reported", || async {
+        let s = service(&client, "stuck").await;
+        s.events()
+            .iter()
+            .any(|e| e.message().unwrap_or("").contains("No Container Instances were found in your cluster"))
+            .then_some(())
+    })
+    .await;
+    // The controller keeps going: another service is deleted and retired meanwhile.
+    client.create_service().service_name("other").task_definition("web").desired_count(0).send().await.unwrap();
+    client.delete_service().service("other").send().await.unwrap();
+    within("the other service is INACTIVE", || async {
+        (service(&client, "other").await.status() == Some("INACTIVE")).then_some(())
+    })
+    .await;
+    let s = service(&client, "stuck").await;
+    assert_eq!((s.running_count(), s.desired_count()), (0, 2));
+}

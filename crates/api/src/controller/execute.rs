@@ -165,6 +165,7 @@ async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResul
 
 fn describe_failure(f: &flotilla_model::Failure) -> String {
     let what = match f.reason.as_deref() {
+        Some("MISSING") => return "Reason: No Container Instances were found in your cluster.".to_string(),
         Some("RESOURCE:MEMORY") => "has insufficient memory available",
         Some("RESOURCE:CPU") => "has insufficient CPU units available",
         Some("RESOURCE:PORTS") => "is already using a port required by your task",

@@ -289,6 +289,12 @@ async fn launch_tasks(
             txn = std::mem::take(&mut txn).when(c).then(op);
             key
         });
+        if txn.ops.is_empty() {
+            // Nothing fit and there is no token to remember: a transaction without writes would
+            // take a revision that no watch event ever announces, so nothing waits on one.
+            mark(ctx, cluster, &placed.targets);
+            return Ok(Launched::New(Vec::new(), failures));
+        }
         let outcome = ctx.store.txn(txn).await;
         // Whatever became of the commit (an I/O error included), the reservations the plan made
         // in the snapshot were only a guess.
