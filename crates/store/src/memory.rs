@@ -110,6 +110,10 @@ impl Store for MemoryStore {
         let revision = state.revision + 1;
         let events = match apply(&txn, revision, &mut state.kv)? {
             Applied::Conflict(key) => return Ok(TxnOutcome::Conflict { key }),
+            // Writes nothing: no revision, as on etcd (see the redb store).
+            Applied::Committed(_) if txn.ops.is_empty() => {
+                return Ok(TxnOutcome::Committed { revision: state.revision })
+            }
             Applied::Committed(events) => events,
         };
         let batch = Arc::new(WatchBatch { revision, events });

@@ -225,6 +225,11 @@ fn commit_batch(
         for request in batch {
             match apply(&request.txn, revision + 1, &mut RedbKeyspace(&mut kv))? {
                 Applied::Conflict(key) => outcomes.push(TxnOutcome::Conflict { key }),
+                // A transaction that writes nothing only checks its compares: it takes no
+                // revision, as on etcd, since no watch event would ever announce one.
+                Applied::Committed(_) if request.txn.ops.is_empty() => {
+                    outcomes.push(TxnOutcome::Committed { revision })
+                }
                 Applied::Committed(events) => {
                     revision += 1;
                     log.insert(revision, codec::encode_events(&events).as_slice()).map_err(|e| err(e.into()))?;

@@ -108,6 +108,23 @@ async fn conflicts_consume_no_revision(store: impl Store) {
     assert_eq!(store.revision(), 2);
 }
 
+both!(a_txn_without_writes_checks_its_compares_and_takes_no_revision);
+async fn a_txn_without_writes_checks_its_compares_and_takes_no_revision(store: impl Store) {
+    committed(&store, Txn::new().then(put("a", "1"))).await;
+    let mut watch = store.watch("", 1).await.unwrap();
+    let ok = store.txn(Txn::new().when(Compare::unchanged("a", 1))).await.unwrap();
+    assert_eq!(ok, TxnOutcome::Committed { revision: 1 }, "the current revision, not a new one");
+    let empty = store.txn(Txn::new()).await.unwrap();
+    assert_eq!(empty, TxnOutcome::Committed { revision: 1 });
+    let stale = store.txn(Txn::new().when(Compare::absent("a"))).await.unwrap();
+    assert_eq!(stale, TxnOutcome::Conflict { key: "a".into() });
+    assert_eq!(store.revision(), 1);
+    // The next write is revision 2 and the first thing a watcher sees.
+    assert_eq!(committed(&store, Txn::new().then(put("b", "1"))).await, 2);
+    let seen = tokio::time::timeout(PATIENCE, next(&mut watch)).await.unwrap().unwrap().unwrap();
+    assert_eq!(seen.revision, 2);
+}
+
 both!(txn_applies_all_ops_under_one_revision);
 async fn txn_applies_all_ops_under_one_revision(store: impl Store) {
     committed(&store, Txn::new().then(put("gone", "x"))).await;
