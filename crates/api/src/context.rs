@@ -54,10 +54,6 @@ impl Ctx {
     /// Commits `txn`; on success waits until the cache reflects it. `None` means a compare
     /// failed: re-read and try again.
     pub async fn commit(&self, txn: Txn) -> ApiResult<Option<Revision>> {
-        if txn.ops.is_empty() {
-            // Writes nothing: the cache would wait for a revision no watch event announces.
-            return Ok(Some(self.cache.applied()));
-        }
         match self.store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 self.cache.wait_for(revision).await;

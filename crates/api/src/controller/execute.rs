@@ -3,15 +3,16 @@
 //! service record with its new events. Every write is a compare-and-swap; a lost race is simply
 //! left to the next pass, which sees the new state and decides again.
 
+use flotilla_model::arn::short_id;
 use flotilla_model::{PlacementStrategy, Service, ServiceEvent, TaskDefinition, Timestamp};
 use flotilla_store::{Compare, Op, Txn};
 
-use super::reconcile::{short_id, Actions, Launch, Stop};
-use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use super::reconcile::{Actions, Launch, Stop};
+use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::handlers::run_task::{place_and_commit, placement_request};
 use crate::handlers::start_task::task_tags;
-use crate::handlers::tasks::request_stop;
+use crate::handlers::tasks::stop_by_key;
 use crate::placement::{commit_on_instance, new_task, reservation_for, Launch as TaskLaunch};
 use crate::service_status::MAX_EVENTS;
 use crate::state::cache::Entry;
@@ -82,21 +83,9 @@ fn list(ids: &[String]) -> String {
 }
 
 async fn stop_task(ctx: &Ctx, cluster: &str, s: &Stop) -> ApiResult<bool> {
-    let id = short_id(&s.task);
-    let key = keys::task(cluster, id);
-    for _ in 0..MAX_CAS_ATTEMPTS {
-        let Some(entry) = ctx.cache.read().tasks.get(key.as_str()).cloned() else { return Ok(false) };
-        let mut rec = entry.value.record();
-        if rec.task.desired_status.as_deref() == Some("STOPPED") {
-            return Ok(false);
-        }
-        request_stop(&mut rec.task, "ServiceSchedulerInitiated", &s.reason, ctx.now());
-        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
-        if ctx.commit(txn).await?.is_some() {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let key = keys::task(cluster, short_id(&s.task));
+    let stopped = stop_by_key(ctx, &key, "ServiceSchedulerInitiated", &s.reason).await?;
+    Ok(stopped.is_some_and(|(_, changed)| changed))
 }
 
 /// ECS's default for REPLICA services without a strategy: spread across zones, then instances.
@@ -132,7 +121,7 @@ async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResul
     let reservation = reservation_for(&def, None);
     let mut ids = Vec::new();
     if let Some(instance) = &l.instance {
-        let id = instance.rsplit('/').next().unwrap_or_default();
+        let id = short_id(instance);
         let key = keys::instance(cluster, id);
         let Some(entry) = ctx.cache.read().instances.get(&key).cloned() else { return Ok((ids, None)) };
         let record = new_task(ctx, cluster, &def, &entry.value.instance, &task_launch);

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use flotilla_model::arn::short_id;
 use flotilla_model::Service;
 
 use super::deployment::{self, Limits};
@@ -257,9 +258,4 @@ fn pick_scale_in(current: &[&TaskView]) -> usize {
             (std::cmp::Reverse(crowd), stop_preference(t), t.arn.clone())
         })
         .unwrap_or(0)
-}
-
-/// The id part of a task ARN, as ECS prints it in events.
-pub fn short_id(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }

@@ -290,8 +290,7 @@ async fn launch_tasks(
             key
         });
         if txn.ops.is_empty() {
-            // Nothing fit and there is no token to remember: a transaction without writes would
-            // take a revision that no watch event ever announces, so nothing waits on one.
+            // Nothing fit and there is no token to remember: nothing to write.
             mark(ctx, cluster, &placed.targets);
             return Ok(Launched::New(Vec::new(), failures));
         }

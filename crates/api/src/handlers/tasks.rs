@@ -216,16 +216,24 @@ pub async fn stop(ctx: &Ctx, req: StopTaskRequest) -> ApiResult<StopTaskResponse
     let id = task_id(ctx, &cluster, &given).ok_or_else(not_found)?;
     let key = keys::task(&cluster, id);
     let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
+    let (task, _) = stop_by_key(ctx, &key, "UserInitiated", &reason).await?.ok_or_else(not_found)?;
+    Ok(StopTaskResponse { task: Some(present(&task, false)) })
+}
+
+/// Asks the task under `key` to stop, unless it already was: the task as it now reads and
+/// whether this call changed it, or `None` if there is no such task. StopTask and the service
+/// controller both stop tasks through here.
+pub async fn stop_by_key(ctx: &Ctx, key: &str, stop_code: &str, reason: &str) -> ApiResult<Option<(Task, bool)>> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let Some(entry) = ctx.cache.read().tasks.get(key.as_str()).cloned() else { return Err(not_found()) };
+        let Some(entry) = ctx.cache.read().tasks.get(key).cloned() else { return Ok(None) };
         let mut rec = entry.value.record();
         if rec.task.desired_status.as_deref() == Some("STOPPED") {
-            return Ok(StopTaskResponse { task: Some(present(&rec.task, false)) });
+            return Ok(Some((rec.task, false)));
         }
-        request_stop(&mut rec.task, "UserInitiated", &reason, ctx.now());
-        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        request_stop(&mut rec.task, stop_code, reason, ctx.now());
+        let txn = Txn::new().when(Compare::unchanged(key, entry.revision)).then(Op::put(key, encode(&rec)));
         if ctx.commit(txn).await?.is_some() {
-            return Ok(StopTaskResponse { task: Some(present(&rec.task, false)) });
+            return Ok(Some((rec.task, true)));
         }
     }
     Err(ApiError::server("The task kept changing while it was stopped; try again."))
