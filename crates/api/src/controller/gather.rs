@@ -127,19 +127,13 @@ pub fn mark_daemon_eligible(ctx: &Ctx, cluster: &str, svc: &Service, instances: 
             }
         }
     }
-    if !required.is_empty() {
-        let ix = ctx.cache.read();
-        let prefix = format!("{}{cluster}/", keys::INSTANCE);
-        for (_, e) in range_prefix(&ix.instances, &prefix) {
-            let ci = &e.value.instance;
-            let has = |name: &str, value: &Option<String>| {
-                ci.attributes.iter().flatten().any(|a| {
-                    a.name.as_deref() == Some(name) && (value.is_none() || a.value.as_deref() == value.as_deref())
-                })
-            };
-            if !required.iter().all(|(n, v)| has(n, v)) {
-                accepted.insert(ci.container_instance_arn.clone().unwrap_or_default(), false);
-            }
+    for i in 0..snap.len() {
+        let attributes = if required.is_empty() { Vec::new() } else { snap.instance(i).attributes };
+        let has = |(name, value): &(String, Option<String>)| {
+            attributes.iter().any(|(n, v)| n == name && (value.is_none() || v == value))
+        };
+        if !required.iter().all(has) {
+            accepted.insert(snap.arn(i).to_string(), false);
         }
     }
     for i in instances.iter_mut() {
