@@ -42,6 +42,21 @@ async fn committed_writes_survive_reopen() {
     }
 }
 
+/// Opens the store again once the previous handle has let go of the file: a watcher's background
+/// read may still hold the database for a moment after the store and the watch are dropped.
+async fn reopen(path: &std::path::Path, history: u64) -> RedbStore {
+    for _ in 0..100 {
+        match RedbStore::open_with_history(path, history) {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("already open") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("reopen: {e}"),
+        }
+    }
+    panic!("the store file stayed locked after its store was dropped");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_point_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +68,7 @@ async fn compaction_point_survives_reopen() {
         }
     }
     // Reopened with a longer history, the trimmed entries are still gone and say so.
-    let store = RedbStore::open_with_history(&path, 100).unwrap();
+    let store = reopen(&path, 100).await;
     match store.watch("", 0).await {
         Err(StoreError::Compacted { requested: 0, oldest: 8 }) => {}
         other => panic!("expected Compacted, got {:?}", other.map(|_| ())),
@@ -63,7 +78,7 @@ async fn compaction_point_survives_reopen() {
     // Reopened with a shorter one, the next commit trims down to it.
     drop(watch);
     drop(store);
-    let store = RedbStore::open_with_history(&path, 2).unwrap();
+    let store = reopen(&path, 2).await;
     store.txn(Txn::new().then(put("last", "x"))).await.unwrap();
     assert!(matches!(store.watch("", 10).await, Err(StoreError::Compacted { oldest: 12, .. })));
     assert!(store.watch("", 11).await.is_ok());
