@@ -204,8 +204,13 @@ class Fleet:
             if observe:
                 observe()
             out = self.ecs.describe_services(cluster=self.cluster, services=list(names))
+            # The waiter's condition, and the rollout COMPLETED: that takes the new tasks running
+            # for ten seconds, so a container that dies at once never completes a rollout.
             return all(
-                len(s["deployments"]) == 1 and s["runningCount"] == s["desiredCount"] for s in out["services"]
+                len(s["deployments"]) == 1
+                and s["runningCount"] == s["desiredCount"]
+                and s["deployments"][0].get("rolloutState") == "COMPLETED"
+                for s in out["services"]
             ) and len(out["services"]) == len(names)
 
         poll(stable, STEP_TIMEOUT, f"services {names} stable", self.diagnostics)
@@ -431,8 +436,15 @@ def test_docker_kill_of_a_container_is_replaced(fleet):
     replacement = max(new, key=lambda t: t["createdAt"])
     events = fleet.new_events(fleet.web, before)
     assert f"(service {fleet.web}) has started 1 tasks: (task {short(replacement['taskArn'])})." in events, events
-    # Back at its desired count, the service says so again, as ECS does after a replacement.
-    assert events[0] == f"(service {fleet.web}) has reached a steady state.", events
+    # Back at its desired count, once the replacement has run a while (ten seconds), the service
+    # says so again, as ECS does after a replacement.
+    steady = f"(service {fleet.web}) has reached a steady state."
+
+    def said_steady():
+        events = fleet.new_events(fleet.web, before)
+        return events if events and events[0] == steady else None
+
+    poll(said_steady, STEP_TIMEOUT, "the steady-state event after the replacement", fleet.diagnostics)
     assert http_body(host_port(replacement)) == "v1"
 
 

@@ -1,7 +1,7 @@
 //! Keeps each service's numbers and deployments true to its tasks: running and pending counts
 //! per deployment and for the service, and a rollout's completion. When the PRIMARY deployment
-//! runs its desired count, healthy where the tasks have health checks, and no older deployment
-//! has tasks left, the older deployments are
+//! runs its desired count, healthy where the tasks have health checks and for a little while,
+//! and no older deployment has tasks left, the older deployments are
 //! dropped and the rollout is COMPLETED, so `deployments` collapses to one entry and
 //! `aws ecs wait services-stable` (and Terraform's wait) succeed.
 //!
@@ -13,6 +13,7 @@ use flotilla_model::{Service, ServiceEvent, Task, Timestamp};
 use flotilla_store::{Compare, Op, Txn};
 
 use crate::context::Ctx;
+use crate::controller::deployment::STARTED_OK_MS;
 use crate::error::ApiResult;
 use crate::state::cache::{range_prefix, Entry};
 use crate::state::codec::encode;
@@ -29,15 +30,18 @@ fn is_running(t: &Task) -> bool {
     t.last_status.as_deref() == Some("RUNNING")
 }
 
-/// RUNNING and, if any container has a health check, HEALTHY: what a rollout waits for.
-fn is_healthy(t: &Task) -> bool {
+/// RUNNING and, if any container has a health check, HEALTHY, for at least
+/// [`STARTED_OK_MS`]: what a rollout waits for. The time matters: a container that exits at once
+/// is RUNNING for a moment, and a rollout that completed in that moment would drop the older
+/// deployment the circuit breaker rolls back to.
+fn is_stable(t: &Task, now: Timestamp) -> bool {
     let checked = t.containers.iter().flatten().any(|c| c.health_status.is_some());
-    is_running(t) && (!checked || t.health_status.as_deref() == Some("HEALTHY"))
+    let ran_ms = t.started_at.map_or(0.0, |s| (now.0 - s.0) * 1000.0);
+    is_running(t) && (!checked || t.health_status.as_deref() == Some("HEALTHY")) && ran_ms >= STARTED_OK_MS as f64
 }
 
 /// The service as its tasks say it is, or `None` if nothing changed.
 pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnOnce() -> String) -> Option<Service> {
-    let was_steady = is_steady(svc);
     let mut out = svc.clone();
     let live = |t: &&&Task| t.desired_status.as_deref() != Some("STOPPED");
     let mut total_running = 0;
@@ -46,7 +50,7 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
     for d in out.deployments.iter_mut().flatten() {
         let mine = tasks.iter().filter(|t| t.started_by.is_some() && t.started_by == d.id);
         if d.status.as_deref() == Some("PRIMARY") {
-            primary_healthy = mine.clone().filter(live).filter(|t| is_healthy(t)).count() as i32;
+            primary_healthy = mine.clone().filter(live).filter(|t| is_stable(t, now)).count() as i32;
         }
         let running = mine.clone().filter(live).filter(|t| is_running(t)).count() as i32;
         let pending = mine.filter(live).filter(|t| is_pending(t)).count() as i32;
@@ -84,27 +88,19 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
                 primary.updated_at = Some(now);
             }
             // Said when a rollout completes, and again whenever the service recovers (after a
-            // task was replaced, or a scale change), as ECS does.
-            if completed || !was_steady {
-                let message =
-                    format!("(service {}) has reached a steady state.", out.service_name.as_deref().unwrap_or(""));
-                let events = out.events.get_or_insert_with(Vec::new);
+            // task was replaced, or a scale change, whose events came after the last one), as
+            // ECS does.
+            let message =
+                format!("(service {}) has reached a steady state.", out.service_name.as_deref().unwrap_or(""));
+            let events = out.events.get_or_insert_with(Vec::new);
+            let said = events.first().and_then(|e| e.message.as_deref()) == Some(message.as_str());
+            if completed || !said {
                 events.insert(0, ServiceEvent { id: Some(event_id()), created_at: Some(now), message: Some(message) });
                 events.truncate(MAX_EVENTS);
             }
         }
     }
     (out != *svc).then_some(out)
-}
-
-/// Whether the record says the service is where it should be: one deployment, complete, with
-/// every desired task running and none pending.
-fn is_steady(svc: &Service) -> bool {
-    let deployments = svc.deployments.as_deref().unwrap_or_default();
-    deployments.len() == 1
-        && deployments[0].rollout_state.as_deref() == Some("COMPLETED")
-        && svc.running_count.unwrap_or(0) == svc.desired_count.unwrap_or(0)
-        && svc.pending_count.unwrap_or(0) == 0
 }
 
 /// One pass over every service.
@@ -168,6 +164,7 @@ mod tests {
             started_by: Some(deployment.into()),
             last_status: Some(last.into()),
             desired_status: Some("RUNNING".into()),
+            started_at: Some(Timestamp(NOW.0 - 60.0)),
             ..Default::default()
         }
     }
@@ -213,6 +210,20 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_completes_only_once_its_tasks_have_run_a_while() {
+        let svc = service(vec![deployment("new", "PRIMARY", 1), deployment("old", "ACTIVE", 0)]);
+        let mut t = task("new", "RUNNING");
+        t.started_at = Some(Timestamp(NOW.0 - 1.0));
+        let out = settle(&svc, &[&t], NOW, || "e".into()).expect("counts changed");
+        assert_eq!(out.deployments.as_ref().unwrap().len(), 2, "the older deployment is kept");
+        assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("IN_PROGRESS"));
+        let later = Timestamp(NOW.0 - 1.0 + STARTED_OK_MS as f64 / 1000.0);
+        let done = settle(&out, &[&t], later, || "e".into()).expect("completed");
+        assert_eq!(done.deployments.as_ref().unwrap().len(), 1);
+        assert_eq!(done.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+    }
+
+    #[test]
     fn a_rollout_with_health_checks_completes_only_when_healthy() {
         use flotilla_model::Container;
         let svc = service(vec![deployment("d", "PRIMARY", 1)]);
@@ -240,11 +251,20 @@ mod tests {
         let down = settle(&steady, &[&dead], NOW, || "e2".into()).expect("counts changed");
         assert_eq!(down.running_count, Some(0));
         assert_eq!(down.events.as_ref().unwrap().len(), 1, "no event while short");
-        let b = task("d", "RUNNING");
-        let up = settle(&down, &[&dead, &b], NOW, || "e3".into()).expect("recovered");
+        // The controller starts a replacement and says so; it is steady once it has run a while.
+        let mut down = down;
+        let started =
+            ServiceEvent { message: Some("(service web) has started 1 tasks: (task b).".into()), ..Default::default() };
+        down.events.as_mut().unwrap().insert(0, started);
+        let mut b = task("d", "RUNNING");
+        b.started_at = Some(NOW);
+        let young = settle(&down, &[&dead, &b], NOW, || "e3".into()).expect("counts changed");
+        assert_eq!(young.events.as_ref().unwrap().len(), 2, "not steady before the replacement ran a while");
+        let later = Timestamp(NOW.0 + STARTED_OK_MS as f64 / 1000.0);
+        let up = settle(&young, &[&dead, &b], later, || "e3".into()).expect("recovered");
         let events = up.events.as_ref().unwrap();
-        assert_eq!(events.len(), 2);
+        assert_eq!(events.len(), 3);
         assert_eq!(events[0].message.as_deref(), Some("(service web) has reached a steady state."));
-        assert_eq!(settle(&up, &[&dead, &b], NOW, || "e4".into()), None, "said once");
+        assert_eq!(settle(&up, &[&dead, &b], later, || "e4".into()), None, "said once");
     }
 }

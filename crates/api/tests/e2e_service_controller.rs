@@ -112,7 +112,11 @@ async fn service(client: &aws_sdk_ecs::Client, name: &str) -> aws_sdk_ecs::types
 async fn wait_stable(client: &aws_sdk_ecs::Client, name: &str) -> aws_sdk_ecs::types::Service {
     within(&format!("service {name} is stable"), || async {
         let s = service(client, name).await;
-        (s.deployments().len() == 1 && s.running_count() == s.desired_count() && s.pending_count() == 0).then_some(s)
+        // A rollout completes once its tasks have run a little while (ten seconds).
+        let completed =
+            s.deployments().first().and_then(|d| d.rollout_state()).map(|r| r.as_str()) == Some("COMPLETED");
+        (s.deployments().len() == 1 && completed && s.running_count() == s.desired_count() && s.pending_count() == 0)
+            .then_some(s)
     })
     .await
 }
