@@ -143,7 +143,8 @@ async fn agent_ws(
     match gateway::admit(&app.ctx, uri.query()) {
         Ok(target) => {
             let ctx = app.ctx.clone();
-            ws.on_upgrade(move |socket| gateway::run_session(ctx, socket, target))
+            ws.read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
+                .on_upgrade(move |socket| gateway::run_session(ctx, socket, target))
         }
         Err(e) => protocol::error_response(&request_id, &e),
     }

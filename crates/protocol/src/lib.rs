@@ -33,6 +33,12 @@ pub mod query {
 pub const HEARTBEAT_SECS: u64 = 10;
 pub const PEER_TIMEOUT_SECS: u64 = 35;
 
+/// How much each end of a session reads from its socket at a time. The websocket library's
+/// default (128 KiB) is allocated per connection and zeroed before every read; session messages
+/// are mostly a few hundred bytes, and a server holds thousands of sessions, so both ends read in
+/// smaller steps (larger messages simply take several reads).
+pub const SESSION_READ_BUFFER: usize = 8 * 1024;
+
 /// A task as the agent receives it: the ECS task record plus the definition to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

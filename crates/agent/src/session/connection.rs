@@ -64,6 +64,13 @@ impl Default for SessionConfig {
     }
 }
 
+/// The websocket settings of a session: smaller reads than the library's default (see
+/// [`flotilla_protocol::SESSION_READ_BUFFER`]), which matters for a process of hollow agents.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
+}
+
 fn encode_query(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
@@ -116,7 +123,7 @@ pub async fn run_session(
     let mut last_timeline = 0u64;
     loop {
         let outcome = match upgrade_request(&client, &identity, &cfg) {
-            Ok(req) => match tokio_tungstenite::connect_async(req).await {
+            Ok(req) => match tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), false).await {
                 Ok((ws, _)) => {
                     backoff = cfg.min_backoff;
                     let _ = events.send(SessionEvent::Connected);
