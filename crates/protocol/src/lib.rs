@@ -17,6 +17,7 @@ pub use logs::{LogEntry, LogStream, LogsBatch, LogsError, LogsRequest};
 
 use flotilla_model::{NetworkBinding, Task, TaskDefinition};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// The path of the agent websocket on the control plane.
 pub const AGENT_WS_PATH: &str = "/agent/ws";
@@ -192,6 +193,28 @@ impl ServerMessage {
     }
 }
 
+/// A [`TaskAssignment`] whose task and definition are JSON already: the server keeps tasks as
+/// JSON, so it can push them without decoding and encoding each one again.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAssignment {
+    pub task: Box<RawValue>,
+    pub definition: Box<RawValue>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reserved_ports: Vec<u16>,
+}
+
+/// [`ServerMessage::PayloadMessage`] made of [`RawAssignment`]s: the same frame, byte for byte
+/// what an agent decodes as the typed message.
+pub fn payload_json(message_id: &str, tasks: &[RawAssignment]) -> String {
+    #[derive(Serialize)]
+    #[serde(tag = "type", content = "message", rename_all_fields = "camelCase")]
+    enum Frame<'a> {
+        PayloadMessage { message_id: &'a str, tasks: &'a [RawAssignment] },
+    }
+    serde_json::to_string(&Frame::PayloadMessage { message_id, tasks }).expect("protocol messages always encode")
+}
+
 impl AgentMessage {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("protocol messages always encode")
@@ -201,6 +224,28 @@ impl AgentMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_raw_payload_is_the_typed_payload() {
+        let task = Task {
+            task_arn: Some("arn:aws:ecs:us-east-1:0:task/c/1".into()),
+            desired_status: Some("RUNNING".into()),
+            ..Default::default()
+        };
+        let definition = TaskDefinition { family: Some("web".into()), revision: Some(3), ..Default::default() };
+        let raw = RawAssignment {
+            task: serde_json::value::to_raw_value(&task).unwrap(),
+            definition: serde_json::value::to_raw_value(&definition).unwrap(),
+            reserved_ports: vec![8080],
+        };
+        let typed = ServerMessage::PayloadMessage {
+            message_id: "m".into(),
+            tasks: vec![TaskAssignment { task, definition, reserved_ports: vec![8080] }],
+        };
+        let sent = payload_json("m", &[raw]);
+        assert_eq!(sent, typed.to_json());
+        assert_eq!(serde_json::from_str::<ServerMessage>(&sent).unwrap(), typed);
+    }
 
     #[test]
     fn frames_are_tagged_like_acs() {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message, WebSocket};
 use flotilla_model::arn::{short_id, Resource};
 use flotilla_protocol::{
-    AgentMessage, ManifestEntry, ServerMessage, TaskAssignment, TaskReport, HEARTBEAT_SECS, PEER_TIMEOUT_SECS,
+    payload_json, AgentMessage, ManifestEntry, RawAssignment, ServerMessage, TaskAssignment, TaskReport,
+    HEARTBEAT_SECS, PEER_TIMEOUT_SECS,
 };
 use flotilla_store::{Compare, Op, Txn};
 
@@ -92,6 +93,32 @@ async fn full_sync(
         .await
 }
 
+/// The assignment for one task as JSON, spliced from the JSON the cache keeps (pushing a task
+/// that way skips decoding and encoding it), with its desired status.
+fn raw_assignment(ctx: &Ctx, instance_arn: &str, key: &str) -> Option<(Arc<str>, RawAssignment)> {
+    #[derive(serde::Deserialize)]
+    struct DefinitionArn<'a> {
+        #[serde(rename = "taskDefinitionArn", borrow)]
+        arn: Option<std::borrow::Cow<'a, str>>,
+    }
+    let ix = ctx.cache.read();
+    let entry = ix.tasks.get(key)?;
+    let summary = &entry.value.summary;
+    if summary.instance.as_deref() != Some(instance_arn) {
+        return None;
+    }
+    let task = entry.value.to_json(true);
+    let td_arn = serde_json::from_str::<DefinitionArn>(task.get()).ok()?.arn?;
+    let (family, revision) = match ctx.arns.parse(&td_arn) {
+        Ok(Resource::TaskDefinition { family, revision }) => (family, revision),
+        _ => return None,
+    };
+    let td = ix.task_definitions.get(&keys::task_definition(&family, revision))?;
+    let definition = serde_json::value::to_raw_value(&td.value.definition).ok()?;
+    let reserved_ports = summary.reservation.as_ref().map(|r| r.ports.clone()).unwrap_or_default();
+    Some((summary.desired.clone(), RawAssignment { task, definition, reserved_ports }))
+}
+
 /// Pushes the tasks behind `keys` whose desired status the agent has not been told yet.
 async fn push_changes(
     ctx: &Ctx,
@@ -102,11 +129,10 @@ async fn push_changes(
 ) -> bool {
     let mut tasks = Vec::new();
     for key in keys {
-        match assignment(ctx, &target.instance_arn, &key) {
-            Some(a) => {
-                let desired = a.desired_status().to_string();
-                if sent.get(&key) != Some(&desired) {
-                    sent.insert(key, desired);
+        match raw_assignment(ctx, &target.instance_arn, &key) {
+            Some((desired, a)) => {
+                if sent.get(&key).map(String::as_str) != Some(&*desired) {
+                    sent.insert(key, desired.to_string());
                     tasks.push(a);
                 }
             }
@@ -115,7 +141,7 @@ async fn push_changes(
             }
         }
     }
-    tasks.is_empty() || send(socket, &ServerMessage::PayloadMessage { message_id: message_id(), tasks }).await
+    tasks.is_empty() || socket.send(Message::Text(payload_json(&message_id(), &tasks).into())).await.is_ok()
 }
 
 /// Applies a report to its task and waits until it is durable.

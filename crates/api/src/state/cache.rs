@@ -97,8 +97,14 @@ fn cluster_of(key: &str) -> &str {
 
 impl Indexes {
     fn apply_put(&mut self, kv: &KeyValue) -> Result<(), CodecError> {
-        let record = decode_record(&kv.key, &kv.value)?;
         let rev = kv.mod_revision;
+        if kv.key.starts_with(keys::TASK) {
+            // Tasks, by far the most numerous writes, skip the generic decode (see cache_stored).
+            let cached = self.task_index.cache_stored(cluster_of(&kv.key), &kv.key, &kv.value)?;
+            self.put_task(&kv.key, cached, rev);
+            return Ok(());
+        }
+        let record = decode_record(&kv.key, &kv.value)?;
         match record {
             Record::Cluster(c) => {
                 self.clusters.insert(kv.key.clone(), Entry { value: Arc::new(c), revision: rev });
@@ -122,14 +128,8 @@ impl Indexes {
                 self.instances.insert(kv.key.clone(), Entry { value: Arc::new(i), revision: rev });
             }
             Record::Task(t) => {
-                let key: Arc<str> = kv.key.as_str().into();
-                self.remove_task(&key);
                 let cached = self.task_index.cache(cluster_of(&kv.key), t);
-                if let Some(inst) = &cached.summary.instance {
-                    self.notices.push((inst.clone(), key.clone()));
-                }
-                self.index_task(&key, &cached.summary, 1);
-                self.tasks.insert(key, Entry { value: Arc::new(cached), revision: rev });
+                self.put_task(&kv.key, cached, rev);
             }
             Record::Service(s) => {
                 self.remove_service(&kv.key);
@@ -149,6 +149,16 @@ impl Indexes {
             }
         }
         Ok(())
+    }
+
+    fn put_task(&mut self, key: &str, cached: CachedTask, rev: Revision) {
+        let key: Arc<str> = key.into();
+        self.remove_task(&key);
+        if let Some(inst) = &cached.summary.instance {
+            self.notices.push((inst.clone(), key.clone()));
+        }
+        self.index_task(&key, &cached.summary, 1);
+        self.tasks.insert(key, Entry { value: Arc::new(cached), revision: rev });
     }
 
     fn apply_delete(&mut self, key: &str) {

@@ -31,11 +31,14 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, CodecError> {
+    serde_json::from_slice(json_of(key, bytes)?).map_err(|source| CodecError::Json { key: key.into(), source })
+}
+
+/// The JSON of a stored value, for readers that take it apart themselves.
+pub fn json_of<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a [u8], CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty { key: key.into() }),
-        Some((&V1, json)) => {
-            serde_json::from_slice(json).map_err(|source| CodecError::Json { key: key.into(), source })
-        }
+        Some((&V1, json)) => Ok(json),
         Some((&tag, _)) => Err(CodecError::UnknownVersion { key: key.into(), tag }),
     }
 }

@@ -7,9 +7,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use std::borrow::Cow;
+
 use flotilla_model::{Tag, Task};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::codec::{self, CodecError};
 use super::records::{Reservation, TaskRecord};
 
 /// Task keys in key order.
@@ -148,6 +152,29 @@ impl CachedTask {
     }
 }
 
+/// The fields of a stored task the summary is made of, borrowed from its JSON where they hold no
+/// escapes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryFields<'a> {
+    #[serde(borrow)]
+    last_status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    desired_status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    launch_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    container_instance_arn: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    task_definition_arn: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    started_by: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    group: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tags: Option<&'a RawValue>,
+}
+
 /// Secondary indexes over tasks. `by_family`, `by_started_by` and `by_group` are keyed by
 /// (scope, value), where the scope is `cluster/desiredStatus` (see [`scope_of`]).
 #[derive(Debug, Default)]
@@ -203,21 +230,60 @@ impl TaskIndexes {
     /// Builds the cached form of a stored task, sharing strings with the indexes.
     pub fn cache(&self, cluster: &str, rec: TaskRecord) -> CachedTask {
         let TaskRecord { mut task, reservation } = rec;
+        let tags = task
+            .tags
+            .take()
+            .filter(|t| !t.is_empty())
+            .map(|t| RawValue::from_string(serde_json::to_string(&t).expect("tags encode")).expect("valid JSON"));
+        let fields = SummaryFields {
+            last_status: task.last_status.as_deref().map(Cow::Borrowed),
+            desired_status: task.desired_status.as_deref().map(Cow::Borrowed),
+            launch_type: task.launch_type.as_deref().map(Cow::Borrowed),
+            container_instance_arn: task.container_instance_arn.as_deref().map(Cow::Borrowed),
+            task_definition_arn: task.task_definition_arn.as_deref().map(Cow::Borrowed),
+            started_by: task.started_by.as_deref().map(Cow::Borrowed),
+            group: task.group.as_deref().map(Cow::Borrowed),
+            tags: None,
+        };
+        let summary = self.summarize(cluster, &fields, reservation);
+        let json = lz4_flex::compress_prepend_size(serde_json::to_string(&task).expect("tasks encode").as_bytes());
+        CachedTask { json: json.into_boxed_slice(), tags, summary }
+    }
+
+    /// Builds the cached form straight from a stored value (a [`TaskRecord`]'s JSON). A task
+    /// without tags is stored as exactly the JSON the cache keeps, so it is only scanned for the
+    /// summary's fields rather than decoded and encoded again; a tagged one takes the long way.
+    pub fn cache_stored(&self, cluster: &str, key: &str, bytes: &[u8]) -> Result<CachedTask, CodecError> {
+        #[derive(Deserialize)]
+        struct Stored<'a> {
+            #[serde(borrow)]
+            task: &'a RawValue,
+            #[serde(default)]
+            reservation: Option<Reservation>,
+        }
+        let json = codec::json_of(key, bytes)?;
+        let bad = |source| CodecError::Json { key: key.into(), source };
+        let stored: Stored = serde_json::from_slice(json).map_err(bad)?;
+        let fields: SummaryFields = serde_json::from_str(stored.task.get()).map_err(bad)?;
+        if fields.tags.is_some() {
+            return Ok(self.cache(cluster, codec::decode(key, bytes)?));
+        }
+        let summary = self.summarize(cluster, &fields, stored.reservation);
+        let compressed = lz4_flex::compress_prepend_size(stored.task.get().as_bytes());
+        Ok(CachedTask { json: compressed.into_boxed_slice(), tags: None, summary })
+    }
+
+    fn summarize(&self, cluster: &str, task: &SummaryFields, reservation: Option<Reservation>) -> TaskSummary {
         let cluster: Arc<str> = self
             .by_cluster_desired
             .keys()
             .find(|(c, _)| &**c == cluster)
             .map(|(c, _)| c.clone())
             .unwrap_or_else(|| cluster.into());
-        let tags = task
-            .tags
-            .take()
-            .filter(|t| !t.is_empty())
-            .map(|t| RawValue::from_string(serde_json::to_string(&t).expect("tags encode")).expect("valid JSON"));
         let desired = shared(&self.by_cluster_desired, &cluster, task.desired_status.as_deref().unwrap_or("RUNNING"));
         let scope_name = scope_of(&cluster, &desired);
         let scope = self.scopes.get(&scope_name).cloned().unwrap_or_else(|| scope_name.into());
-        let summary = TaskSummary {
+        TaskSummary {
             last_status: LastStatus::parse(task.last_status.as_deref()),
             desired,
             launch_type: task.launch_type.as_deref().map(Arc::from),
@@ -235,9 +301,7 @@ impl TaskIndexes {
             reservation,
             cluster,
             scope,
-        };
-        let json = lz4_flex::compress_prepend_size(serde_json::to_string(&task).expect("tasks encode").as_bytes());
-        CachedTask { json: json.into_boxed_slice(), tags, summary }
+        }
     }
 
     /// Adds (`add`) or removes a task's keys from every index.
@@ -282,6 +346,33 @@ mod tests {
         let untagged = ix.cache("c", TaskRecord { task: Task { tags: None, ..task }, reservation: None });
         let shown: Task = serde_json::from_str(untagged.to_json(true).get()).unwrap();
         assert_eq!(shown.tags, Some(vec![]));
+    }
+
+    #[test]
+    fn a_stored_task_caches_as_a_decoded_one_does() {
+        let ix = TaskIndexes::default();
+        let task = Task {
+            task_arn: Some("arn:aws:ecs:us-east-1:0:task/c/1".into()),
+            last_status: Some("RUNNING".into()),
+            desired_status: Some("RUNNING".into()),
+            container_instance_arn: Some("arn:aws:ecs:us-east-1:0:container-instance/c/9".into()),
+            task_definition_arn: Some("arn:aws:ecs:us-east-1:0:task-definition/web:2".into()),
+            group: Some("service:\"quoted\"".into()),
+            started_by: Some("ecs-svc/1".into()),
+            ..Default::default()
+        };
+        let reservation = Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![] });
+        let tagged = Task { tags: Some(vec![Tag { key: Some("k".into()), value: Some("v".into()) }]), ..task.clone() };
+        for t in [task, tagged] {
+            let rec = TaskRecord { task: t, reservation: reservation.clone() };
+            let stored = codec::encode(&rec);
+            let fast = ix.cache_stored("c", "task/c/1", &stored).unwrap();
+            let slow = ix.cache("c", rec.clone());
+            assert_eq!(fast.task(), rec.task);
+            assert_eq!(fast.to_json(true).get(), slow.to_json(true).get());
+            assert_eq!(format!("{:?}", fast.summary), format!("{:?}", slow.summary));
+        }
+        assert!(matches!(ix.cache_stored("c", "task/c/1", b"\x01{"), Err(CodecError::Json { .. })));
     }
 
     #[test]

@@ -78,6 +78,8 @@ struct Run {
     rss_fleet: Rss,
     rss_placed: Rss,
     rss_settled: Option<Rss>,
+    /// CPU time the hollow agents spent from the fleet joining until the tasks settled.
+    agents_cpu: Duration,
     running: u64,
 }
 
@@ -106,6 +108,8 @@ async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, per_request: 
     let fleet_ready = runtask::wait_for_fleet(&target, args.instances, Duration::from_secs(600)).await?;
     runtask::register_definition(&target).await?;
     let rss_fleet = procs::rss(server.guard.pid())?;
+    let agents_cpu = || agents.iter().filter_map(|a| procs::cpu_time(a.pid())).sum::<Duration>();
+    let agents_before = agents_cpu();
     eprintln!(
         "  fleet ready in {:.1} s; placing {tasks} tasks from {} clients",
         fleet_ready.as_secs_f64(),
@@ -124,9 +128,10 @@ async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, per_request: 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let agents_cpu = agents_cpu().saturating_sub(agents_before);
     drop(agents);
     drop(server);
-    Ok(Run { outcome, fleet_ready, rss_fleet, rss_placed, rss_settled, running })
+    Ok(Run { outcome, fleet_ready, rss_fleet, rss_placed, rss_settled, running, agents_cpu })
 }
 
 async fn bench(args: &Args) -> anyhow::Result<String> {
@@ -169,8 +174,9 @@ fn per_task(run: &Run) -> f64 {
 fn row(name: &str, r: &Run) -> String {
     let o = &r.outcome;
     let cpu = o.server_cpu.map(|c| format!("{:.0}", c.as_secs_f64() * 1e6 / o.placed.max(1) as f64));
+    let agents_us = r.agents_cpu.as_secs_f64() * 1e6 / o.placed.max(1) as f64;
     format!(
-        "{:<28} {:>9} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9.0} {:>7}",
+        "{:<28} {:>9} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9.0} {:>7} {:>7.0}",
         name,
         o.placed,
         o.tasks_per_second(),
@@ -181,6 +187,7 @@ fn row(name: &str, r: &Run) -> String {
         o.errors,
         per_task(r),
         cpu.unwrap_or_else(|| "-".into()),
+        agents_us,
     )
 }
 
@@ -204,8 +211,8 @@ fn render(args: &Args, baseline: Option<&Run>, main: &Run, load: (String, String
     );
     let _ = writeln!(out, "machine load (1/5/15 min): {} at the start, {} at the end\n", load.0, load.1);
     let header = format!(
-        "{:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7}",
-        "run", "placed", "tasks/s", "p50 ms", "p99 ms", "max ms", "failures", "errors", "B/task", "srv us"
+        "{:<28} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7} {:>7}",
+        "run", "placed", "tasks/s", "p50 ms", "p99 ms", "max ms", "failures", "errors", "B/task", "srv us", "agt us"
     );
     let _ = writeln!(out, "{header}\n{}", "-".repeat(header.len()));
     if let Some(b) = baseline {
@@ -248,7 +255,8 @@ fn render(args: &Args, baseline: Option<&Run>, main: &Run, load: (String, String
     let _ = writeln!(
         out,
         "B/task = server RSS growth from the joined fleet to the settled run, per placed task; srv us = server CPU \
-         (user+sys) per placed task, agents' reports included"
+         (user+sys) per placed task, agents' reports included; agt us = the hollow agents' CPU per placed task \
+         (they share the machine's cores with the server)"
     );
     for (name, r) in baseline.map(|b| ("baseline", b)).into_iter().chain([("kept", main)]) {
         if let Some(e) = &r.outcome.first_error {
