@@ -7,15 +7,15 @@
 //! re-checks.
 
 use flotilla_model::{Container, ContainerInstance, Failure, Tag, Task, TaskDefinition, TaskOverride, Timestamp};
-use flotilla_store::{Compare, Op, Txn};
+use flotilla_store::{Compare, Op, Revision, Txn};
 
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::new_id;
-use crate::state::cache::{Entry, InstanceUsage};
+use crate::state::cache::{Indexes, InstanceUsage};
 use crate::state::codec::encode;
 use crate::state::keys;
-use crate::state::records::{InstanceRecord, Reservation, TaskRecord};
+use crate::state::records::{Reservation, TaskRecord};
 
 /// Why a task does not fit an instance, in ECS's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,32 +220,41 @@ pub fn new_task(
     TaskRecord { task, reservation: Some(reservation) }
 }
 
+/// Guards a placement on the instance under `instance_key`: the transaction requires the
+/// instance record unchanged since `instance_revision` (still ACTIVE, same resources) and bumps
+/// the instance's placement counter, so that of two placements that checked the same usage only
+/// one commits. The counter is a few bytes, where rewriting the instance record instead cost a
+/// few KiB per placement to write, to store and to decode again in the cache.
+pub fn guard_instance(ix: &Indexes, txn: Txn, instance_key: &str, instance_revision: Revision) -> Txn {
+    let key = keys::placement_of(instance_key);
+    let (compare, next) = match ix.placements.get(&key) {
+        Some(e) => (Compare::unchanged(key.as_str(), e.revision), *e.value + 1),
+        None => (Compare::absent(key.as_str()), 1),
+    };
+    txn.when(Compare::unchanged(instance_key, instance_revision)).when(compare).then(Op::put(key, encode(&next)))
+}
+
 /// Commits `tasks` onto the instance under `instance_key` if they still fit. `Ok(Err(misfit))`
-/// when they do not; the instance record's revision guards against concurrent placements.
+/// when they do not; [`guard_instance`] guards against concurrent placements.
 pub async fn commit_on_instance(ctx: &Ctx, instance_key: &str, tasks: &[TaskRecord]) -> ApiResult<Result<(), Misfit>> {
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let (entry, usage): (Entry<InstanceRecord>, InstanceUsage) = {
+        let mut txn = {
             let ix = ctx.cache.read();
-            let Some(e) = ix.instances.get(instance_key).cloned() else { return Ok(Err(Misfit::Inactive)) };
-            let arn = e.value.instance.container_instance_arn.clone().unwrap_or_default();
-            (e, ix.instance_usage.get(&arn).cloned().unwrap_or_default())
+            let Some(entry) = ix.instances.get(instance_key) else { return Ok(Err(Misfit::Inactive)) };
+            let arn = entry.value.instance.container_instance_arn.as_deref().unwrap_or_default();
+            let mut total = Reservation::default();
+            for t in tasks {
+                let r = t.reservation.clone().unwrap_or_default();
+                total.cpu += r.cpu;
+                total.memory += r.memory;
+                total.ports.extend(r.ports);
+                total.ports_udp.extend(r.ports_udp);
+            }
+            if let Err(m) = fits(&entry.value.instance, ix.instance_usage.get(arn).unwrap_or(&Default::default()), &total) {
+                return Ok(Err(m));
+            }
+            guard_instance(&ix, Txn::new(), instance_key, entry.revision)
         };
-        let mut total = Reservation::default();
-        for t in tasks {
-            let r = t.reservation.clone().unwrap_or_default();
-            total.cpu += r.cpu;
-            total.memory += r.memory;
-            total.ports.extend(r.ports);
-            total.ports_udp.extend(r.ports_udp);
-        }
-        if let Err(m) = fits(&entry.value.instance, &usage, &total) {
-            return Ok(Err(m));
-        }
-        let mut inst = (*entry.value).clone();
-        inst.instance.version = Some(inst.instance.version.unwrap_or(0) + 1);
-        let mut txn = Txn::new()
-            .when(Compare::unchanged(instance_key, entry.revision))
-            .then(Op::put(instance_key, encode(&inst)));
         for t in tasks {
             let arn = t.task.task_arn.as_deref().unwrap_or_default();
             let (cluster, id) = split_task_arn(arn)?;

@@ -18,7 +18,7 @@ use super::{active_cluster, DEFAULT_CLUSTER};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
-use crate::placement::{fits, new_task, reservation_for, Launch, Misfit};
+use crate::placement::{fits, guard_instance, new_task, reservation_for, Launch, Misfit};
 use crate::state::codec::encode;
 use crate::state::records::{Reservation, TaskRecord};
 use crate::state::{keys, snapshots};
@@ -254,10 +254,7 @@ async fn launch_tasks(
                     misfits.push((target.arn.clone(), m, n));
                     continue;
                 }
-                let mut inst = (*entry.value).clone();
-                inst.instance.version = Some(inst.instance.version.unwrap_or(0) + 1);
-                txn =
-                    txn.when(Compare::unchanged(&target.key, entry.revision)).then(Op::put(&target.key, encode(&inst)));
+                txn = guard_instance(&ix, txn, &target.key, entry.revision);
                 records.extend(mine);
             }
         }

@@ -71,6 +71,8 @@ pub struct Indexes {
     pub services: BTreeMap<String, Entry<Service>>,
     pub idempotency: HashMap<String, Entry<IdempotencyRecord>>,
     pub account_settings: BTreeMap<String, Entry<Setting>>,
+    /// Placement counters by key (see [`keys::placement_of`]).
+    pub placements: HashMap<String, Entry<u64>>,
     /// (container instance ARN, task key) of task changes not yet announced to the instance's
     /// agent session.
     notices: Vec<(Arc<str>, Arc<str>)>,
@@ -147,6 +149,9 @@ impl Indexes {
             Record::AccountSetting(s) => {
                 self.account_settings.insert(kv.key.clone(), Entry { value: Arc::new(s), revision: rev });
             }
+            Record::Placement(n) => {
+                self.placements.insert(kv.key.clone(), Entry { value: Arc::new(n), revision: rev });
+            }
         }
         Ok(())
     }
@@ -179,6 +184,8 @@ impl Indexes {
             self.idempotency.remove(key);
         } else if key.starts_with(keys::ACCOUNT_SETTING) {
             self.account_settings.remove(key);
+        } else if key.starts_with(keys::PLACEMENT) {
+            self.placements.remove(key);
         }
     }
 

@@ -9,6 +9,9 @@ pub const TASK: &str = "task/";
 pub const SERVICE: &str = "service/";
 pub const IDEMPOTENCY: &str = "token/";
 pub const ACCOUNT_SETTING: &str = "account/";
+/// Per container instance, a counter that every placement on the instance bumps (see
+/// [`crate::placement::guard_instance`]).
+pub const PLACEMENT: &str = "placement/";
 
 pub fn cluster(name: &str) -> String {
     format!("{CLUSTER}{name}")
@@ -28,6 +31,10 @@ pub fn task_definition_family(family: &str) -> String {
 }
 pub fn instance(cluster: &str, id: &str) -> String {
     format!("{INSTANCE}{cluster}/{id}")
+}
+/// The placement counter of the instance under `instance_key`.
+pub fn placement_of(instance_key: &str) -> String {
+    format!("{PLACEMENT}{}", instance_key.strip_prefix(INSTANCE).unwrap_or(instance_key))
 }
 pub fn task(cluster: &str, id: &str) -> String {
     format!("{TASK}{cluster}/{id}")

@@ -59,4 +59,6 @@ pub enum Record {
     Service(Service),
     Idempotency(IdempotencyRecord),
     AccountSetting(flotilla_model::Setting),
+    /// An instance's placement counter: how many placements it has taken.
+    Placement(u64),
 }
