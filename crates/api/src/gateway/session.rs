@@ -12,7 +12,7 @@ use flotilla_protocol::{
     payload_json, AgentMessage, ManifestEntry, RawAssignment, ServerMessage, TaskAssignment, TaskReport,
     HEARTBEAT_SECS, PEER_TIMEOUT_SECS,
 };
-use flotilla_store::{Compare, Op, Txn};
+use flotilla_store::{Compare, Op, Revision, Txn};
 
 use super::logs::Delivery;
 use super::presence::set_connected;
@@ -26,6 +26,10 @@ use crate::state::keys;
 
 /// What the session last told the agent about each task: its desired status.
 type Sent = HashMap<Arc<str>, String>;
+
+/// The task definitions this session has pushed, as JSON, by key with the revision they were
+/// read at: an instance runs few definitions, so each is encoded once rather than per task.
+type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>;
 
 fn message_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -95,7 +99,12 @@ async fn full_sync(
 
 /// The assignment for one task as JSON, spliced from the JSON the cache keeps (pushing a task
 /// that way skips decoding and encoding it), with its desired status.
-fn raw_assignment(ctx: &Ctx, instance_arn: &str, key: &str) -> Option<(Arc<str>, RawAssignment)> {
+fn raw_assignment(
+    ctx: &Ctx,
+    instance_arn: &str,
+    key: &str,
+    definitions: &mut Definitions,
+) -> Option<(Arc<str>, RawAssignment)> {
     #[derive(serde::Deserialize)]
     struct DefinitionArn<'a> {
         #[serde(rename = "taskDefinitionArn", borrow)]
@@ -113,8 +122,16 @@ fn raw_assignment(ctx: &Ctx, instance_arn: &str, key: &str) -> Option<(Arc<str>,
         Ok(Resource::TaskDefinition { family, revision }) => (family, revision),
         _ => return None,
     };
-    let td = ix.task_definitions.get(&keys::task_definition(&family, revision))?;
-    let definition = serde_json::value::to_raw_value(&td.value.definition).ok()?;
+    let td_key = keys::task_definition(&family, revision);
+    let td = ix.task_definitions.get(&td_key)?;
+    let definition = match definitions.get(&td_key) {
+        Some((rev, json)) if *rev == td.revision => json.clone(),
+        _ => {
+            let json = serde_json::value::to_raw_value(&td.value.definition).ok()?;
+            definitions.insert(td_key, (td.revision, json.clone()));
+            json
+        }
+    };
     let reserved_ports = summary.reservation.as_ref().map(|r| r.ports.clone()).unwrap_or_default();
     Some((summary.desired.clone(), RawAssignment { task, definition, reserved_ports }))
 }
@@ -125,11 +142,12 @@ async fn push_changes(
     socket: &mut WebSocket,
     target: &SessionTarget,
     sent: &mut Sent,
+    definitions: &mut Definitions,
     keys: Vec<Arc<str>>,
 ) -> bool {
     let mut tasks = Vec::new();
     for key in keys {
-        match raw_assignment(ctx, &target.instance_arn, &key) {
+        match raw_assignment(ctx, &target.instance_arn, &key, definitions) {
             Some((desired, a)) => {
                 if sent.get(&key).map(String::as_str) != Some(&*desired) {
                     sent.insert(key, desired.to_string());
@@ -176,6 +194,7 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
         tracing::warn!(error = %e, "could not mark the agent connected");
     }
     let mut sent = Sent::new();
+    let mut definitions = Definitions::new();
     let mut timeline = ctx.clock.now_ms().max(0) as u64 * 1000;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     let mut last_heard = Instant::now();
@@ -228,7 +247,7 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                 alive = if keys.iter().any(|k| &**k == RESYNC) {
                     full_sync(&ctx, &mut socket, &target, &mut sent, &mut timeline).await
                 } else {
-                    push_changes(&ctx, &mut socket, &target, &mut sent, keys).await
+                    push_changes(&ctx, &mut socket, &target, &mut sent, &mut definitions, keys).await
                 };
             }
             Some(msg) = outbox.recv() => {
