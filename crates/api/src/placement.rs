@@ -258,7 +258,9 @@ pub async fn commit_on_instance(ctx: &Ctx, instance_key: &str, tasks: &[TaskReco
                 total.ports.extend(r.ports);
                 total.ports_udp.extend(r.ports_udp);
             }
-            if let Err(m) = fits(&entry.value.instance, ix.instance_usage.get(arn).unwrap_or(&Default::default()), &total) {
+            if let Err(m) =
+                fits(&entry.value.instance, ix.instance_usage.get(arn).unwrap_or(&Default::default()), &total)
+            {
                 return Ok(Err(m));
             }
             guard_instance(&ix, Txn::new(), instance_key, entry.revision)
