@@ -30,14 +30,31 @@ fn is_running(t: &Task) -> bool {
     t.last_status.as_deref() == Some("RUNNING")
 }
 
-/// RUNNING and, if any container has a health check, HEALTHY, for at least
-/// [`STARTED_OK_MS`]: what a rollout waits for. The time matters: a container that exits at once
-/// is RUNNING for a moment, and a rollout that completed in that moment would drop the older
-/// deployment the circuit breaker rolls back to.
-fn is_stable(t: &Task, now: Timestamp) -> bool {
+/// RUNNING and, if any container has a health check, HEALTHY: what a rollout waits for. With
+/// `settle_ms`, also for that long: a container that exits at once is RUNNING for a moment, and
+/// a rollout that completed in that moment would drop the older deployment the circuit breaker
+/// rolls back to (or leave the breaker nothing in progress to fail).
+fn is_healthy(t: &Task, now: Timestamp, settle_ms: i64) -> bool {
     let checked = t.containers.iter().flatten().any(|c| c.health_status.is_some());
     let ran_ms = t.started_at.map_or(0.0, |s| (now.0 - s.0) * 1000.0);
-    is_running(t) && (!checked || t.health_status.as_deref() == Some("HEALTHY")) && ran_ms >= STARTED_OK_MS as f64
+    is_running(t) && (!checked || t.health_status.as_deref() == Some("HEALTHY")) && ran_ms >= settle_ms as f64
+}
+
+/// How long a PRIMARY deployment's tasks must have run before its rollout completes: nothing
+/// for a service's only deployment without a circuit breaker (nothing depends on the moment, and
+/// `aws ecs wait services-stable` then sees it COMPLETED), [`STARTED_OK_MS`] when an older
+/// deployment is waiting to be dropped or the circuit breaker watches the rollout.
+fn settle_ms(svc: &Service) -> i64 {
+    let breaker = svc
+        .deployment_configuration
+        .as_ref()
+        .and_then(|c| c.deployment_circuit_breaker.as_ref())
+        .is_some_and(|b| b.enable == Some(true));
+    if breaker || svc.deployments.as_ref().is_some_and(|d| d.len() > 1) {
+        STARTED_OK_MS
+    } else {
+        0
+    }
 }
 
 /// The service as its tasks say it is, or `None` if nothing changed.
@@ -47,10 +64,11 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
     let mut total_running = 0;
     let mut total_pending = 0;
     let mut primary_healthy = 0;
+    let settle_ms = settle_ms(svc);
     for d in out.deployments.iter_mut().flatten() {
         let mine = tasks.iter().filter(|t| t.started_by.is_some() && t.started_by == d.id);
         if d.status.as_deref() == Some("PRIMARY") {
-            primary_healthy = mine.clone().filter(live).filter(|t| is_stable(t, now)).count() as i32;
+            primary_healthy = mine.clone().filter(live).filter(|t| is_healthy(t, now, settle_ms)).count() as i32;
         }
         let running = mine.clone().filter(live).filter(|t| is_running(t)).count() as i32;
         let pending = mine.filter(live).filter(|t| is_pending(t)).count() as i32;
@@ -224,6 +242,15 @@ mod tests {
     }
 
     #[test]
+    fn a_first_deployment_without_a_breaker_completes_as_soon_as_its_tasks_run() {
+        let svc = service(vec![deployment("d", "PRIMARY", 1)]);
+        let mut t = task("d", "RUNNING");
+        t.started_at = Some(NOW);
+        let out = settle(&svc, &[&t], NOW, || "e".into()).expect("completed");
+        assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+    }
+
+    #[test]
     fn a_rollout_with_health_checks_completes_only_when_healthy() {
         use flotilla_model::Container;
         let svc = service(vec![deployment("d", "PRIMARY", 1)]);
@@ -242,6 +269,15 @@ mod tests {
     fn a_service_that_recovers_says_it_is_steady_again() {
         let mut svc = service(vec![deployment("d", "PRIMARY", 1)]);
         svc.desired_count = Some(1);
+        // With the circuit breaker on, a task counts once it has run a while.
+        svc.deployment_configuration = Some(flotilla_model::DeploymentConfiguration {
+            deployment_circuit_breaker: Some(flotilla_model::DeploymentCircuitBreaker {
+                enable: Some(true),
+                rollback: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
         let a = task("d", "RUNNING");
         let steady = settle(&svc, &[&a], NOW, || "e1".into()).expect("completed");
         assert_eq!(steady.events.as_ref().unwrap().len(), 1);
