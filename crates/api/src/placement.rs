@@ -228,6 +228,18 @@ pub fn new_task(
     TaskRecord { task, reservation: Some(reservation) }
 }
 
+/// What `records` reserve together.
+pub fn total(records: &[TaskRecord]) -> Reservation {
+    let mut total = Reservation::default();
+    for r in records.iter().filter_map(|t| t.reservation.as_ref()) {
+        total.cpu += r.cpu;
+        total.memory += r.memory;
+        total.ports.extend(&r.ports);
+        total.ports_udp.extend(&r.ports_udp);
+    }
+    total
+}
+
 /// Guards a placement on the instance under `instance_key`: the transaction requires the
 /// instance record unchanged since `instance_revision` (still ACTIVE, same resources) and bumps
 /// the instance's placement counter, so that of two placements that checked the same usage only
@@ -250,16 +262,8 @@ pub async fn commit_on_instance(ctx: &Ctx, instance_key: &str, tasks: &[TaskReco
             let ix = ctx.cache.read();
             let Some(entry) = ix.instances.get(instance_key) else { return Ok(Err(Misfit::Inactive)) };
             let arn = entry.value.instance.container_instance_arn.as_deref().unwrap_or_default();
-            let mut total = Reservation::default();
-            for t in tasks {
-                let r = t.reservation.clone().unwrap_or_default();
-                total.cpu += r.cpu;
-                total.memory += r.memory;
-                total.ports.extend(r.ports);
-                total.ports_udp.extend(r.ports_udp);
-            }
             if let Err(m) =
-                fits(&entry.value.instance, ix.instance_usage.get(arn).unwrap_or(&Default::default()), &total)
+                fits(&entry.value.instance, ix.instance_usage.get(arn).unwrap_or(&Default::default()), &total(tasks))
             {
                 return Ok(Err(m));
             }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message, WebSocket};
 use flotilla_model::arn::{short_id, Resource};
 use flotilla_protocol::{
-    payload_json, AgentMessage, ManifestEntry, RawAssignment, ServerMessage, TaskAssignment, TaskReport,
-    HEARTBEAT_SECS, PEER_TIMEOUT_SECS,
+    payload_json, AgentMessage, ManifestEntry, RawAssignment, ServerMessage, TaskReport, HEARTBEAT_SECS,
+    PEER_TIMEOUT_SECS,
 };
 use flotilla_store::{Compare, Op, Revision, Txn};
 
@@ -33,24 +33,6 @@ type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>
 
 fn message_id() -> String {
     uuid::Uuid::new_v4().to_string()
-}
-
-/// The assignment for one task, if it belongs to this instance and is worth telling about.
-fn assignment(ctx: &Ctx, instance_arn: &str, key: &str) -> Option<TaskAssignment> {
-    let ix = ctx.cache.read();
-    let entry = ix.tasks.get(key)?;
-    if entry.value.summary.instance.as_deref() != Some(instance_arn) {
-        return None;
-    }
-    let task = entry.value.task();
-    let td_arn = task.task_definition_arn.as_deref()?;
-    let (family, revision) = match ctx.arns.parse(td_arn) {
-        Ok(Resource::TaskDefinition { family, revision }) => (family, revision),
-        _ => return None,
-    };
-    let definition = ix.task_definitions.get(&keys::task_definition(&family, revision))?.value.definition.clone();
-    let reserved_ports = entry.value.summary.reservation.as_ref().map(|r| r.ports.clone()).unwrap_or_default();
-    Some(TaskAssignment { task, definition, reserved_ports })
 }
 
 /// Every task the instance should know about: those not yet STOPPED.
@@ -76,20 +58,21 @@ async fn full_sync(
     socket: &mut WebSocket,
     target: &SessionTarget,
     sent: &mut Sent,
+    definitions: &mut Definitions,
     timeline: &mut u64,
 ) -> bool {
-    let keys = instance_task_keys(ctx, &target.instance_arn);
-    let tasks: Vec<TaskAssignment> = keys.iter().filter_map(|k| assignment(ctx, &target.instance_arn, k)).collect();
     sent.clear();
-    for (k, a) in keys.iter().zip(tasks.iter()) {
-        sent.insert(k.clone(), a.desired_status().to_string());
+    let mut tasks = Vec::new();
+    let mut manifest = Vec::new();
+    for key in instance_task_keys(ctx, &target.instance_arn) {
+        if let Some(p) = assignment(ctx, &target.instance_arn, &key, definitions) {
+            sent.insert(key, p.desired.to_string());
+            manifest.push(ManifestEntry { task_arn: p.arn, desired_status: p.desired.to_string() });
+            tasks.push(p.assignment);
+        }
     }
-    let manifest: Vec<ManifestEntry> = tasks
-        .iter()
-        .map(|a| ManifestEntry { task_arn: a.arn().to_string(), desired_status: a.desired_status().to_string() })
-        .collect();
     *timeline += 1;
-    send(socket, &ServerMessage::PayloadMessage { message_id: message_id(), tasks }).await
+    socket.send(Message::Text(payload_json(&message_id(), &tasks).into())).await.is_ok()
         && send(
             socket,
             &ServerMessage::TaskManifestMessage { message_id: message_id(), timeline: *timeline, tasks: manifest },
@@ -97,18 +80,22 @@ async fn full_sync(
         .await
 }
 
-/// The assignment for one task as JSON, spliced from the JSON the cache keeps (pushing a task
-/// that way skips decoding and encoding it), with its desired status.
-fn raw_assignment(
-    ctx: &Ctx,
-    instance_arn: &str,
-    key: &str,
-    definitions: &mut Definitions,
-) -> Option<(Arc<str>, RawAssignment)> {
+/// One task as the agent is told of it.
+struct Pushed {
+    arn: String,
+    desired: Arc<str>,
+    assignment: RawAssignment,
+}
+
+/// The assignment for one task, if it belongs to this instance, as JSON spliced from the JSON
+/// the cache keeps (pushing a task that way skips decoding and encoding it).
+fn assignment(ctx: &Ctx, instance_arn: &str, key: &str, definitions: &mut Definitions) -> Option<Pushed> {
     #[derive(serde::Deserialize)]
-    struct DefinitionArn<'a> {
+    struct Arns<'a> {
+        #[serde(rename = "taskArn", borrow)]
+        task: Option<std::borrow::Cow<'a, str>>,
         #[serde(rename = "taskDefinitionArn", borrow)]
-        arn: Option<std::borrow::Cow<'a, str>>,
+        definition: Option<std::borrow::Cow<'a, str>>,
     }
     let ix = ctx.cache.read();
     let entry = ix.tasks.get(key)?;
@@ -117,11 +104,12 @@ fn raw_assignment(
         return None;
     }
     let task = entry.value.to_json(true);
-    let td_arn = serde_json::from_str::<DefinitionArn>(task.get()).ok()?.arn?;
-    let (family, revision) = match ctx.arns.parse(&td_arn) {
+    let arns = serde_json::from_str::<Arns>(task.get()).ok()?;
+    let (family, revision) = match ctx.arns.parse(&arns.definition?) {
         Ok(Resource::TaskDefinition { family, revision }) => (family, revision),
         _ => return None,
     };
+    let arn = arns.task?.into_owned();
     let td_key = keys::task_definition(&family, revision);
     let td = ix.task_definitions.get(&td_key)?;
     let definition = match definitions.get(&td_key) {
@@ -133,7 +121,11 @@ fn raw_assignment(
         }
     };
     let reserved_ports = summary.reservation.as_ref().map(|r| r.ports.clone()).unwrap_or_default();
-    Some((summary.desired.clone(), RawAssignment { task, definition, reserved_ports }))
+    Some(Pushed {
+        arn,
+        desired: summary.desired.clone(),
+        assignment: RawAssignment { task, definition, reserved_ports },
+    })
 }
 
 /// Pushes the tasks behind `keys` whose desired status the agent has not been told yet.
@@ -147,11 +139,11 @@ async fn push_changes(
 ) -> bool {
     let mut tasks = Vec::new();
     for key in keys {
-        match raw_assignment(ctx, &target.instance_arn, &key, definitions) {
-            Some((desired, a)) => {
-                if sent.get(&key).map(String::as_str) != Some(&*desired) {
-                    sent.insert(key, desired.to_string());
-                    tasks.push(a);
+        match assignment(ctx, &target.instance_arn, &key, definitions) {
+            Some(p) => {
+                if sent.get(&key).map(String::as_str) != Some(&*p.desired) {
+                    sent.insert(key, p.desired.to_string());
+                    tasks.push(p.assignment);
                 }
             }
             None => {
@@ -198,7 +190,7 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
     let mut timeline = ctx.clock.now_ms().max(0) as u64 * 1000;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     let mut last_heard = Instant::now();
-    let mut alive = full_sync(&ctx, &mut socket, &target, &mut sent, &mut timeline).await;
+    let mut alive = full_sync(&ctx, &mut socket, &target, &mut sent, &mut definitions, &mut timeline).await;
     while alive {
         tokio::select! {
             frame = socket.recv() => {
@@ -245,7 +237,7 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                     keys.push(k);
                 }
                 alive = if keys.iter().any(|k| &**k == RESYNC) {
-                    full_sync(&ctx, &mut socket, &target, &mut sent, &mut timeline).await
+                    full_sync(&ctx, &mut socket, &target, &mut sent, &mut definitions, &mut timeline).await
                 } else {
                     push_changes(&ctx, &mut socket, &target, &mut sent, &mut definitions, keys).await
                 };

@@ -18,7 +18,7 @@ use super::{active_cluster, DEFAULT_CLUSTER};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
-use crate::placement::{fits, guard_instance, new_task, reservation_for, Launch, Misfit};
+use crate::placement::{fits, guard_instance, new_task, reservation_for, total, Launch, Misfit};
 use crate::state::codec::encode;
 use crate::state::records::{Reservation, TaskRecord};
 use crate::state::{keys, snapshots};
@@ -324,17 +324,6 @@ fn mark(ctx: &Ctx, cluster: &str, targets: &[snapshots::Target]) {
     for t in targets {
         m.instances.insert(t.arn.as_str().into());
     }
-}
-
-fn total(records: &[TaskRecord]) -> Reservation {
-    let mut total = Reservation::default();
-    for r in records.iter().filter_map(|t| t.reservation.as_ref()) {
-        total.cpu += r.cpu;
-        total.memory += r.memory;
-        total.ports.extend(&r.ports);
-        total.ports_udp.extend(&r.ports_udp);
-    }
-    total
 }
 
 fn task_key(t: &TaskRecord) -> ApiResult<String> {
