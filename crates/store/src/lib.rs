@@ -13,18 +13,21 @@
 mod apply;
 mod codec;
 mod memory;
+mod recent;
 mod redb_store;
 mod types;
 mod watch;
 
 pub use memory::MemoryStore;
+pub use recent::DEFAULT_HISTORY_BYTES;
 pub use redb_store::{RedbStore, MAX_BATCH};
 pub use types::*;
 
 use async_trait::async_trait;
 
-/// How many of the latest revisions a store keeps in its change log by default, for watchers
-/// that start in the past. A watch from further back fails with [`StoreError::Compacted`].
+/// How many of the latest revisions a store keeps in its change history by default, for
+/// watchers that start in the past (fewer when their values exceed [`DEFAULT_HISTORY_BYTES`]).
+/// A watch from further back fails with [`StoreError::Compacted`].
 pub const DEFAULT_HISTORY: u64 = 100_000;
 
 /// How many keys [`Store::scan`] hands over at a time.

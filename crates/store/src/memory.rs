@@ -1,19 +1,20 @@
 //! `MemoryStore`: the store kept entirely in memory, for unit tests of the layers above.
 //!
-//! It has the same semantics as the durable backend (the transaction logic is shared, see
-//! `apply`), including a bounded change log so that watches replay history and report
+//! It has the same semantics as the durable backend (the transaction logic and the bounded
+//! change history are shared, see `apply` and `recent`), so watches replay history and report
 //! `Compacted` the same way. Nothing survives the process.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use crate::apply::{apply, filter_events, Applied, Keyspace};
+use crate::apply::{apply, Applied, Keyspace};
+use crate::recent::{RecentLog, SharedHistory, DEFAULT_HISTORY_BYTES};
 use crate::types::{KeyValue, Listing, Revision, StoreError, Txn, TxnOutcome, Watch, WatchBatch};
-use crate::watch::{self, Chunk, History, Live, LIVE_CAPACITY};
+use crate::watch::{self, Live, LIVE_CAPACITY};
 use crate::{Store, DEFAULT_HISTORY};
 
 /// An in-memory [`Store`]. Cheap to create; clones share the same data.
@@ -26,15 +27,13 @@ struct Inner {
     state: Mutex<State>,
     live: Live,
     revision: AtomicU64,
-    history: u64,
+    /// Pushed to under the state lock, so batches enter it in revision order.
+    history: Arc<Mutex<RecentLog>>,
 }
 
 struct State {
     kv: BTreeMap<String, KeyValue>,
     revision: Revision,
-    /// One entry per committed revision, `oldest..=revision`.
-    log: VecDeque<Arc<WatchBatch>>,
-    oldest: Revision,
 }
 
 impl MemoryStore {
@@ -48,10 +47,10 @@ impl MemoryStore {
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         MemoryStore {
             inner: Arc::new(Inner {
-                state: Mutex::new(State { kv: BTreeMap::new(), revision: 0, log: VecDeque::new(), oldest: 1 }),
+                state: Mutex::new(State { kv: BTreeMap::new(), revision: 0 }),
                 live,
                 revision: AtomicU64::new(0),
-                history: history.max(1),
+                history: Arc::new(Mutex::new(RecentLog::new(1, history, DEFAULT_HISTORY_BYTES))),
             }),
         }
     }
@@ -118,11 +117,7 @@ impl Store for MemoryStore {
         };
         let batch = Arc::new(WatchBatch { revision, events });
         state.revision = revision;
-        state.log.push_back(batch.clone());
-        while state.log.len() as u64 > inner.history {
-            state.log.pop_front();
-            state.oldest += 1;
-        }
+        inner.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(batch.clone());
         inner.revision.store(revision, Ordering::Release);
         // Published under the lock so that live batches go out in revision order.
         let _ = inner.live.send(batch);
@@ -131,35 +126,11 @@ impl Store for MemoryStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         let live = self.inner.live.subscribe();
-        let history = Arc::new(MemoryHistory(Arc::downgrade(&self.inner)));
+        let history = Arc::new(SharedHistory(Arc::downgrade(&self.inner.history)));
         watch::start(history, live, prefix.to_owned(), after).await
     }
 
     fn revision(&self) -> Revision {
         self.inner.revision.load(Ordering::Acquire)
-    }
-}
-
-/// The store's log as a watcher sees it. Weak, so that a forgotten watcher does not keep the
-/// store (and with it the live broadcast that would end the watcher) alive.
-struct MemoryHistory(Weak<Inner>);
-
-#[async_trait]
-impl History for MemoryHistory {
-    async fn read_after(&self, after: Revision, prefix: &str, limit: usize) -> Result<Chunk, StoreError> {
-        let inner = self.0.upgrade().ok_or(StoreError::Closed)?;
-        let state = inner.lock();
-        if let Some(e) = watch::compacted(after, state.oldest) {
-            return Err(e);
-        }
-        let skip = usize::try_from(after.saturating_add(1).saturating_sub(state.oldest)).unwrap_or(usize::MAX);
-        let mut chunk = Chunk { batches: Vec::new(), scanned_to: after };
-        for batch in state.log.iter().skip(skip).take(limit) {
-            chunk.scanned_to = batch.revision;
-            if let Some(events) = filter_events(&batch.events, prefix) {
-                chunk.batches.push(WatchBatch { revision: batch.revision, events });
-            }
-        }
-        Ok(chunk)
     }
 }

@@ -6,15 +6,15 @@
 //! commits once with immediate durability, and only then answers the callers and publishes the
 //! new revisions to watchers. One fsync is thereby shared by everyone who was waiting for it.
 //!
-//! Tables: `kv` (key -> entry), `log` (revision -> that transaction's events, for watchers that
-//! start in the past; the last `history` revisions are kept and older ones trimmed in the same
-//! write transaction) and `meta` (the current revision and the oldest kept log revision). Reads
-//! use redb read transactions on the blocking pool, so each one sees a consistent snapshot and the
-//! async workers never wait for disk.
+//! Tables: `kv` (key -> entry) and `meta` (the current revision). Watchers that start in the
+//! past are served from the history kept in memory (see `recent`: every watcher lives in this
+//! process and lists afresh after a restart, so a history on disk would only double the bytes
+//! each commit writes). Reads use redb read transactions on the blocking pool, so each one sees a
+//! consistent snapshot and the async workers never wait for disk.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -23,8 +23,9 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::apply::{apply, Applied, Keyspace};
 use crate::codec;
+use crate::recent::{RecentLog, SharedHistory, DEFAULT_HISTORY_BYTES};
 use crate::types::{KeyValue, Listing, Revision, StoreError, Txn, TxnOutcome, Watch, WatchBatch};
-use crate::watch::{self, Chunk, History, Live, LIVE_CAPACITY};
+use crate::watch::{self, Live, LIVE_CAPACITY};
 use crate::{Store, DEFAULT_HISTORY};
 
 /// The most transactions one group commit takes, so that one huge queue does not make a single
@@ -32,10 +33,11 @@ use crate::{Store, DEFAULT_HISTORY};
 pub const MAX_BATCH: usize = 1024;
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
-const META_OLDEST: &str = "oldest";
+/// What files written before the history moved to memory kept: deleted on open.
+const OLD_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const OLD_META_OLDEST: &str = "oldest";
 
 /// The durable [`Store`]: a redb database file with a group-committing writer thread.
 ///
@@ -47,6 +49,7 @@ pub struct RedbStore {
     writer: Option<JoinHandle<()>>,
     live: Live,
     revision: Arc<AtomicU64>,
+    history: Arc<Mutex<RecentLog>>,
 }
 
 struct Request {
@@ -57,8 +60,6 @@ struct Request {
 /// What the writer thread knows about the file between batches.
 struct WriterState {
     revision: Revision,
-    oldest: Revision,
-    history: u64,
 }
 
 /// redb's page cache size.
@@ -69,36 +70,46 @@ fn io(context: &str) -> impl Fn(redb::Error) -> StoreError + '_ {
 }
 
 impl RedbStore {
-    /// Opens (creating if needed) the store at `path`, keeping the last [`DEFAULT_HISTORY`]
-    /// revisions for watchers. A file left by a crash is repaired by redb on open; every
-    /// transaction that was acknowledged before the crash is there.
+    /// Opens (creating if needed) the store at `path`, keeping up to the last
+    /// [`DEFAULT_HISTORY`] revisions in memory for watchers (fewer when their values exceed
+    /// [`crate::DEFAULT_HISTORY_BYTES`]). A file left by a crash is repaired by redb on open;
+    /// every transaction that was acknowledged before the crash is there. The history starts
+    /// empty at every open: a watch from before the current revision is `Compacted`.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         RedbStore::open_with_history(path, DEFAULT_HISTORY)
     }
 
-    /// Like [`RedbStore::open`], keeping the last `history` (at least 1) revisions.
+    /// Like [`RedbStore::open`], keeping up to the last `history` (at least 1) revisions.
     pub fn open_with_history(path: &Path, history: u64) -> Result<RedbStore, StoreError> {
         let context = format!("opening store {}", path.display());
         // Reads are served by the control plane's own cache, so redb's page cache only needs to
         // hold the pages writes touch; its 1 GiB default would double the server's memory.
         let db =
             Database::builder().set_cache_size(PAGE_CACHE_BYTES).create(path).map_err(|e| io(&context)(e.into()))?;
-        let (revision, oldest) = init_tables(&db).map_err(io(&context))?;
+        let revision = init_tables(&db).map_err(io(&context))?;
         let db = Arc::new(db);
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let shared_revision = Arc::new(AtomicU64::new(revision));
+        let recent = Arc::new(Mutex::new(RecentLog::new(revision + 1, history, DEFAULT_HISTORY_BYTES)));
         let (requests, queue) = mpsc::channel();
-        let state = WriterState { revision, oldest, history: history.max(1) };
+        let state = WriterState { revision };
         let writer = {
             let db = db.clone();
-            let live = live.clone();
-            let shared_revision = shared_revision.clone();
+            let published =
+                Published { live: live.clone(), revision: shared_revision.clone(), history: recent.clone() };
             std::thread::Builder::new()
                 .name("store-writer".into())
-                .spawn(move || run_writer(&db, &queue, &live, &shared_revision, state))
+                .spawn(move || run_writer(&db, &queue, &published, state))
                 .map_err(|e| StoreError::Io(format!("starting the store writer: {e}")))?
         };
-        Ok(RedbStore { db, requests: Some(requests), writer: Some(writer), live, revision: shared_revision })
+        Ok(RedbStore {
+            db,
+            requests: Some(requests),
+            writer: Some(writer),
+            live,
+            revision: shared_revision,
+            history: recent,
+        })
     }
 
     /// Runs a read on the blocking pool against a snapshot of the database.
@@ -135,43 +146,37 @@ where
     .map_err(|e| StoreError::Io(format!("store read task failed: {e}")))?
 }
 
-/// Creates the tables of a new file and returns its current and oldest kept revisions.
-fn init_tables(db: &Database) -> Result<(Revision, Revision), redb::Error> {
+/// Creates the tables of a new file (or drops those an older version kept) and returns its
+/// current revision.
+fn init_tables(db: &Database) -> Result<Revision, redb::Error> {
     let wtx = db.begin_write()?;
-    let found = {
+    let (revision, changed) = {
         wtx.open_table(KV)?;
-        wtx.open_table(LOG)?;
         let mut meta = wtx.open_table(META)?;
-        let revision = meta.get(META_REVISION)?.map(|g| g.value());
-        let oldest = meta.get(META_OLDEST)?.map(|g| g.value());
-        match (revision, oldest) {
-            (Some(revision), Some(oldest)) => Some((revision, oldest)),
-            _ => {
-                meta.insert(META_REVISION, 0)?;
-                meta.insert(META_OLDEST, 1)?;
-                None
-            }
+        let found = meta.get(META_REVISION)?.map(|g| g.value());
+        let dropped_oldest = meta.remove(OLD_META_OLDEST)?.is_some();
+        if found.is_none() {
+            meta.insert(META_REVISION, 0)?;
         }
+        (found.unwrap_or(0), found.is_none() || dropped_oldest)
     };
-    match found {
-        Some(found) => {
-            wtx.abort()?;
-            Ok(found)
-        }
-        None => {
-            wtx.commit()?;
-            Ok((0, 1))
-        }
+    let dropped_log = wtx.delete_table(OLD_LOG)?;
+    if changed || dropped_log {
+        wtx.commit()?;
+    } else {
+        wtx.abort()?;
     }
+    Ok(revision)
 }
 
-fn run_writer(
-    db: &Database,
-    queue: &mpsc::Receiver<Request>,
-    live: &Live,
-    shared_revision: &AtomicU64,
-    mut state: WriterState,
-) {
+/// Where the writer announces what it committed.
+struct Published {
+    live: Live,
+    revision: Arc<AtomicU64>,
+    history: Arc<Mutex<RecentLog>>,
+}
+
+fn run_writer(db: &Database, queue: &mpsc::Receiver<Request>, published: &Published, mut state: WriterState) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -183,11 +188,19 @@ fn run_writer(
         match commit_batch(db, &mut state, &batch) {
             Ok((outcomes, committed)) => {
                 tracing::trace!(txns = batch.len(), revision = state.revision, "group commit");
-                // Order matters: the revision and the watchers learn of the commit before any
-                // caller does, so a caller that reads or watches right after sees its own write.
-                shared_revision.store(state.revision, Ordering::Release);
+                // Order matters: the history, the revision and the watchers learn of the commit
+                // before any caller does, so a caller that reads or watches right after sees its
+                // own write; and a batch is in the history before it goes live, so a watcher
+                // that subscribes in between finds it in one or the other.
+                {
+                    let mut history = published.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    for batch in &committed {
+                        history.push(batch.clone());
+                    }
+                }
+                published.revision.store(state.revision, Ordering::Release);
                 for batch in committed {
-                    let _ = live.send(batch);
+                    let _ = published.live.send(batch);
                 }
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     let _ = request.reply.send(Ok(outcome));
@@ -215,12 +228,10 @@ fn commit_batch(
     let mut wtx = db.begin_write().map_err(|e| err(e.into()))?;
     wtx.set_durability(Durability::Immediate).map_err(|e| err(e.into()))?;
     let mut revision = state.revision;
-    let mut oldest = state.oldest;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut committed = Vec::new();
     {
         let mut kv = wtx.open_table(KV).map_err(|e| err(e.into()))?;
-        let mut log = wtx.open_table(LOG).map_err(|e| err(e.into()))?;
         let mut meta = wtx.open_table(META).map_err(|e| err(e.into()))?;
         for request in batch {
             match apply(&request.txn, revision + 1, &mut RedbKeyspace(&mut kv))? {
@@ -232,7 +243,6 @@ fn commit_batch(
                 }
                 Applied::Committed(events) => {
                     revision += 1;
-                    log.insert(revision, codec::encode_events(&events).as_slice()).map_err(|e| err(e.into()))?;
                     outcomes.push(TxnOutcome::Committed { revision });
                     committed.push(Arc::new(WatchBatch { revision, events }));
                 }
@@ -240,21 +250,14 @@ fn commit_batch(
         }
         if revision == state.revision {
             // Every transaction conflicted: nothing to write, so no fsync to wait for.
-            drop((kv, log, meta));
+            drop((kv, meta));
             wtx.abort().map_err(|e| err(e.into()))?;
             return Ok((outcomes, committed));
         }
-        let keep_from = (revision + 1).saturating_sub(state.history).max(oldest);
-        for old in oldest..keep_from {
-            log.remove(old).map_err(|e| err(e.into()))?;
-        }
-        oldest = keep_from;
         meta.insert(META_REVISION, revision).map_err(|e| err(e.into()))?;
-        meta.insert(META_OLDEST, oldest).map_err(|e| err(e.into()))?;
     }
     wtx.commit().map_err(|e| err(e.into()))?;
     state.revision = revision;
-    state.oldest = oldest;
     Ok((outcomes, committed))
 }
 
@@ -280,14 +283,11 @@ impl Keyspace for RedbKeyspace<'_, '_> {
 }
 
 /// The current revision as recorded in the snapshot `rtx` reads.
-fn snapshot_revision(rtx: &ReadTransaction) -> Result<(Revision, Revision), StoreError> {
+fn snapshot_revision(rtx: &ReadTransaction) -> Result<Revision, StoreError> {
     let err = io("reading the store's revision");
     let meta = rtx.open_table(META).map_err(|e| err(e.into()))?;
-    let get = |name| -> Result<u64, StoreError> {
-        let value = meta.get(name).map_err(|e| err(e.into()))?;
-        value.map(|g| g.value()).ok_or_else(|| StoreError::Io(format!("store meta lacks {name}")))
-    };
-    Ok((get(META_REVISION)?, get(META_OLDEST)?))
+    let value = meta.get(META_REVISION).map_err(|e| err(e.into()))?;
+    value.map(|g| g.value()).ok_or_else(|| StoreError::Io(format!("store meta lacks {META_REVISION}")))
 }
 
 #[async_trait]
@@ -307,7 +307,7 @@ impl Store for RedbStore {
         let prefix = prefix.to_owned();
         self.read(move |rtx| {
             let err = io("listing keys");
-            let (revision, _) = snapshot_revision(rtx)?;
+            let revision = snapshot_revision(rtx)?;
             let kv = rtx.open_table(KV).map_err(|e| err(e.into()))?;
             let mut kvs = Vec::new();
             for entry in kv.range::<&str>(prefix.as_str()..).map_err(|e| err(e.into()))? {
@@ -330,7 +330,7 @@ impl Store for RedbStore {
         let prefix = prefix.to_owned();
         let revision = self.read(move |rtx| {
             let err = io("scanning keys");
-            let (revision, _) = snapshot_revision(rtx)?;
+            let revision = snapshot_revision(rtx)?;
             let kv = rtx.open_table(KV).map_err(|e| err(e.into()))?;
             let mut batch = Vec::with_capacity(crate::SCAN_BATCH);
             for entry in kv.range::<&str>(prefix.as_str()..).map_err(|e| err(e.into()))? {
@@ -379,47 +379,12 @@ impl Store for RedbStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         let live = self.live.subscribe();
-        let history = Arc::new(RedbHistory(Arc::downgrade(&self.db)));
+        let history = Arc::new(SharedHistory(Arc::downgrade(&self.history)));
         watch::start(history, live, prefix.to_owned(), after).await
     }
 
     fn revision(&self) -> Revision {
         self.revision.load(Ordering::Acquire)
-    }
-}
-
-/// The `log` table as a watcher reads it. Weak, so that a watcher nobody reads does not keep the
-/// file open after the store is dropped.
-struct RedbHistory(Weak<Database>);
-
-#[async_trait]
-impl History for RedbHistory {
-    async fn read_after(&self, after: Revision, prefix: &str, limit: usize) -> Result<Chunk, StoreError> {
-        let db = self.0.upgrade().ok_or(StoreError::Closed)?;
-        let prefix = prefix.to_owned();
-        read_db(db, move |rtx| {
-            let err = io("reading the change log");
-            let (_, oldest) = snapshot_revision(rtx)?;
-            if let Some(e) = watch::compacted(after, oldest) {
-                return Err(e);
-            }
-            let log = rtx.open_table(LOG).map_err(|e| err(e.into()))?;
-            let mut chunk = Chunk { batches: Vec::new(), scanned_to: after };
-            let Some(from) = after.checked_add(1) else {
-                return Ok(chunk);
-            };
-            for entry in log.range(from..).map_err(|e| err(e.into()))?.take(limit) {
-                let (revision, events) = entry.map_err(|e| err(e.into()))?;
-                let revision = revision.value();
-                chunk.scanned_to = revision;
-                let events = codec::decode_events(revision, events.value(), &prefix)?;
-                if !events.is_empty() {
-                    chunk.batches.push(WatchBatch { revision, events });
-                }
-            }
-            Ok(chunk)
-        })
-        .await
     }
 }
 
@@ -432,16 +397,16 @@ mod tests {
         Request { txn, reply: oneshot::channel().0 }
     }
 
-    fn open(dir: &tempfile::TempDir, history: u64) -> (Database, WriterState) {
+    fn open(dir: &tempfile::TempDir) -> (Database, WriterState) {
         let db = Database::create(dir.path().join("s.redb")).unwrap();
-        let (revision, oldest) = init_tables(&db).unwrap();
-        (db, WriterState { revision, oldest, history })
+        let revision = init_tables(&db).unwrap();
+        (db, WriterState { revision })
     }
 
     #[test]
     fn one_batch_sees_its_own_earlier_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, mut state) = open(&dir, 100);
+        let (db, mut state) = open(&dir);
         let create = || Txn::new().when(Compare::absent("k")).then(Op::put("k", b"v".to_vec()));
         let batch = [
             request(create()),
@@ -463,13 +428,13 @@ mod tests {
         assert_eq!(revisions, [1, 2, 3]);
         assert_eq!(state.revision, 3);
         let rtx = db.begin_read().unwrap();
-        assert_eq!(snapshot_revision(&rtx).unwrap(), (3, 1));
+        assert_eq!(snapshot_revision(&rtx).unwrap(), 3);
     }
 
     #[test]
     fn a_batch_of_conflicts_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, mut state) = open(&dir, 100);
+        let (db, mut state) = open(&dir);
         let stale = Txn::new().when(Compare::unchanged("k", 7)).then(Op::put("k", b"v".to_vec()));
         let (outcomes, committed) = commit_batch(&db, &mut state, &[request(stale)]).unwrap();
         assert_eq!(outcomes, [TxnOutcome::Conflict { key: "k".into() }]);
@@ -478,16 +443,27 @@ mod tests {
     }
 
     #[test]
-    fn the_log_is_trimmed_in_the_same_commit() {
+    fn a_file_with_the_old_on_disk_log_loses_it_and_keeps_its_revision() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, mut state) = open(&dir, 3);
-        let batch: Vec<_> = (0..10).map(|i| request(Txn::new().then(Op::put(format!("k{i}"), vec![])))).collect();
-        commit_batch(&db, &mut state, &batch).unwrap();
-        assert_eq!((state.revision, state.oldest), (10, 8));
+        let path = dir.path().join("s.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let wtx = db.begin_write().unwrap();
+            {
+                wtx.open_table(KV).unwrap();
+                let mut log = wtx.open_table(OLD_LOG).unwrap();
+                log.insert(7, b"old".as_slice()).unwrap();
+                let mut meta = wtx.open_table(META).unwrap();
+                meta.insert(META_REVISION, 7).unwrap();
+                meta.insert(OLD_META_OLDEST, 1).unwrap();
+            }
+            wtx.commit().unwrap();
+        }
+        let db = Database::create(&path).unwrap();
+        assert_eq!(init_tables(&db).unwrap(), 7);
         let rtx = db.begin_read().unwrap();
-        assert_eq!(snapshot_revision(&rtx).unwrap(), (10, 8));
-        let log = rtx.open_table(LOG).unwrap();
-        let kept: Vec<u64> = log.range(0..).unwrap().map(|e| e.unwrap().0.value()).collect();
-        assert_eq!(kept, [8, 9, 10]);
+        assert!(rtx.open_table(OLD_LOG).is_err(), "the old log is gone");
+        let meta = rtx.open_table(META).unwrap();
+        assert!(meta.get(OLD_META_OLDEST).unwrap().is_none());
     }
 }
