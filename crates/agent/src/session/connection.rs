@@ -155,6 +155,9 @@ pub async fn run_session(
     }
 }
 
+/// How long a reply to the server may wait for a report to travel with.
+const REPLY_DELAY: Duration = Duration::from_millis(2);
+
 enum Outcome {
     /// The caller closed the report channel: the agent is shutting down.
     Finished,
@@ -181,6 +184,12 @@ where
     }
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     let mut last_heard = tokio::time::Instant::now();
+    // Replies to the server's messages (acknowledgements) are queued, not sent at once: the
+    // report an assignment causes usually follows within microseconds and carries them in the
+    // same write; otherwise they go out on their own after REPLY_DELAY.
+    let mut unflushed = false;
+    let flush_at = tokio::time::sleep(REPLY_DELAY);
+    tokio::pin!(flush_at);
     // Log batches wait here for the socket; the bound holds streamers back, not the session.
     let (log_tx, mut log_rx) = mpsc::channel::<AgentMessage>(16);
     let mut streamers = Streamers::default();
@@ -230,12 +239,23 @@ where
                     }
                 };
                 if let Some(reply) = reply {
-                    if tx.send(Message::Text(reply.to_json().into())).await.is_err() {
+                    if tx.feed(Message::Text(reply.to_json().into())).await.is_err() {
                         return Outcome::Lost("send failed".into());
+                    }
+                    if !unflushed {
+                        unflushed = true;
+                        flush_at.as_mut().reset(tokio::time::Instant::now() + REPLY_DELAY);
                     }
                 }
             }
+            () = &mut flush_at, if unflushed => {
+                unflushed = false;
+                if tx.flush().await.is_err() {
+                    return Outcome::Lost("send failed".into());
+                }
+            }
             Some(batch) = log_rx.recv() => {
+                unflushed = false;
                 if tx.send(Message::Text(batch.to_json().into())).await.is_err() {
                     return Outcome::Lost("send failed".into());
                 }
@@ -247,6 +267,8 @@ where
                 };
                 unacked.insert(report.seq, report.clone());
                 let msg = AgentMessage::TaskStateChange(Box::new(report));
+                // Sending flushes the queued replies too.
+                unflushed = false;
                 if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
                     return Outcome::Lost("send failed".into());
                 }
@@ -256,6 +278,7 @@ where
                     return Outcome::Lost("the server went silent".into());
                 }
                 let msg = AgentMessage::HeartbeatRequest { message_id: uuid::Uuid::new_v4().to_string() };
+                unflushed = false;
                 if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
                     return Outcome::Lost("send failed".into());
                 }

@@ -163,10 +163,11 @@ fn refresh(cs: &mut ClusterSnapshot, ix: &Indexes, cluster: &str) {
             return;
         };
         let usage = ix.instance_usage.get(&**arn);
-        // Most changes are tasks coming and going, or a placement bumping the record: the
-        // attributes are the same list as at the last refresh, and describing the instance
-        // without them (no string copies) is enough.
-        let same = cs.records[i].instance.attributes == entry.value.instance.attributes;
+        // Most changes are tasks coming and going: the record is the very one of the last
+        // refresh, or one with the same attributes (a status change), and describing the
+        // instance without them (no string copies) is enough.
+        let same = Arc::ptr_eq(&cs.records[i], &entry.value)
+            || cs.records[i].instance.attributes == entry.value.instance.attributes;
         let ok = if same {
             cs.snapshot.update_keeping_attributes(i, &instance_of(&entry.value, usage, false));
             true
