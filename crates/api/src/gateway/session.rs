@@ -139,12 +139,22 @@ async fn push_changes(
 ) -> bool {
     let mut tasks = Vec::new();
     for key in keys {
+        // Most notices are reports the agent made itself: the desired status it was told is
+        // still the one, and nothing needs building.
+        let desired = {
+            let ix = ctx.cache.read();
+            ix.tasks
+                .get(&key)
+                .filter(|e| e.value.summary.instance.as_deref() == Some(target.instance_arn.as_str()))
+                .map(|e| e.value.summary.desired.clone())
+        };
+        if desired.is_some() && sent.get(&key).map(String::as_str) == desired.as_deref() {
+            continue;
+        }
         match assignment(ctx, &target.instance_arn, &key, definitions) {
             Some(p) => {
-                if sent.get(&key).map(String::as_str) != Some(&*p.desired) {
-                    sent.insert(key, p.desired.to_string());
-                    tasks.push(p.assignment);
-                }
+                sent.insert(key, p.desired.to_string());
+                tasks.push(p.assignment);
             }
             None => {
                 sent.remove(&key);

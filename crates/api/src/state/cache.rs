@@ -6,6 +6,7 @@
 //! `applied() >= R` before it answers, so every client reads its own writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use flotilla_model::{Cluster, Service, Setting};
@@ -92,6 +93,26 @@ pub fn range_prefix<'a, V>(
     map.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix))
 }
 
+/// The value under `key`, inserted as the default if absent, without allocating an owned key
+/// when it is present (the common case on the cache's hot path).
+fn entry_of<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
+}
+
+/// Whether two versions of a task sit under the same keys of every task index.
+fn same_index_keys(a: &TaskSummary, b: &TaskSummary) -> bool {
+    a.cluster == b.cluster
+        && a.desired == b.desired
+        && a.scope == b.scope
+        && a.family == b.family
+        && a.started_by == b.started_by
+        && a.group == b.group
+        && a.instance == b.instance
+}
+
 /// The cluster a key of the form `kind/cluster/rest` belongs to.
 fn cluster_of(key: &str) -> &str {
     key.split('/').nth(1).unwrap_or("")
@@ -157,13 +178,36 @@ impl Indexes {
     }
 
     fn put_task(&mut self, key: &str, cached: CachedTask, rev: Revision) {
-        let key: Arc<str> = key.into();
-        self.remove_task(&key);
-        if let Some(inst) = &cached.summary.instance {
-            self.notices.push((inst.clone(), key.clone()));
+        let new = Arc::new(cached);
+        // Most puts update a task in place (an agent's report): replace it where it lies, one
+        // walk of the map, and leave the indexes alone unless a field they key on changed.
+        let replaced = self
+            .tasks
+            .range_mut::<str, _>((Bound::Included(key), Bound::Included(key)))
+            .next()
+            .map(|(k, slot)| (k.clone(), std::mem::replace(slot, Entry { value: new.clone(), revision: rev })));
+        let key = match replaced {
+            Some((key, old)) => {
+                let reindex = !same_index_keys(&old.value.summary, &new.summary);
+                if let Some(inst) = &old.value.summary.instance {
+                    if new.summary.instance.as_ref() != Some(inst) {
+                        self.notices.push((inst.clone(), key.clone()));
+                    }
+                }
+                self.index_task(&key, &old.value.summary, -1, reindex);
+                self.index_task(&key, &new.summary, 1, reindex);
+                key
+            }
+            None => {
+                let key: Arc<str> = key.into();
+                self.tasks.insert(key.clone(), Entry { value: new.clone(), revision: rev });
+                self.index_task(&key, &new.summary, 1, true);
+                key
+            }
+        };
+        if let Some(inst) = &new.summary.instance {
+            self.notices.push((inst.clone(), key));
         }
-        self.index_task(&key, &cached.summary, 1);
-        self.tasks.insert(key, Entry { value: Arc::new(cached), revision: rev });
     }
 
     fn apply_delete(&mut self, key: &str) {
@@ -192,7 +236,7 @@ impl Indexes {
     /// Tells the cluster's scheduler snapshot that this instance (or one of its tasks) changed.
     fn mark_instance(&mut self, cluster: &str, arn: &str) {
         let marks = self.snapshot_marks.get_mut().expect("snapshot marks lock poisoned");
-        let m = marks.entry(cluster.to_string()).or_default();
+        let m = entry_of(marks, cluster);
         if !m.rebuild && !m.instances.contains(arn) {
             m.instances.insert(arn.into());
         }
@@ -230,23 +274,26 @@ impl Indexes {
             if let Some(inst) = &old.value.summary.instance {
                 self.notices.push((inst.clone(), k.clone()));
             }
-            self.index_task(&k, &old.value.summary, -1);
+            self.index_task(&k, &old.value.summary, -1, true);
         }
     }
 
-    /// Adds (`sign` 1) or removes (`sign` -1) a task's contribution to indexes and counts.
-    fn index_task(&mut self, key: &Arc<str>, s: &TaskSummary, sign: i64) {
+    /// Adds (`sign` 1) or removes (`sign` -1) a task's contribution to counts, usage and (when
+    /// `reindex`) the task indexes.
+    fn index_task(&mut self, key: &Arc<str>, s: &TaskSummary, sign: i64, reindex: bool) {
         let (running, pending) = s.last_status.counts();
-        let stats = self.cluster_stats.entry(s.cluster.to_string()).or_default();
+        let stats = entry_of(&mut self.cluster_stats, &s.cluster);
         stats.running_tasks += sign * running;
         stats.pending_tasks += sign * pending;
         if s.launch_type.as_deref() == Some("FARGATE") {
             stats.running_fargate_tasks += sign * running;
             stats.pending_fargate_tasks += sign * pending;
         }
-        self.task_index.update(key, s, sign > 0);
+        if reindex {
+            self.task_index.update(key, s, sign > 0);
+        }
         if let Some(inst) = &s.instance {
-            let usage = self.instance_usage.entry(inst.to_string()).or_default();
+            let usage = entry_of(&mut self.instance_usage, inst);
             usage.running_tasks += sign * running;
             usage.pending_tasks += sign * pending;
             if s.last_status != super::tasks::LastStatus::Stopped {
