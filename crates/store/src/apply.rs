@@ -26,13 +26,18 @@ pub(crate) enum Applied {
 /// Applies `txn` as revision `revision`. Compares are all checked before any op runs, so a
 /// conflict leaves the keyspace untouched.
 pub(crate) fn apply(txn: &Txn, revision: Revision, keyspace: &mut impl Keyspace) -> Result<Applied, StoreError> {
+    // What the compares read, kept up to date as ops run: a put on a compared key (a create
+    // guarded by "absent", an update guarded by "unchanged") needs its create revision, and
+    // reading the keyspace again for it would cost a second lookup per key.
+    let mut known: Vec<(&str, Option<(Revision, Revision)>)> = Vec::with_capacity(txn.compares.len());
     for compare in &txn.compares {
         match compare {
             Compare::ModRevision { key, revision: expected } => {
-                let actual = keyspace.revisions(key)?.map_or(0, |(_, modified)| modified);
-                if actual != *expected {
+                let found = keyspace.revisions(key)?;
+                if found.map_or(0, |(_, modified)| modified) != *expected {
                     return Ok(Applied::Conflict(key.clone()));
                 }
+                known.push((key.as_str(), found));
             }
         }
     }
@@ -40,12 +45,23 @@ pub(crate) fn apply(txn: &Txn, revision: Revision, keyspace: &mut impl Keyspace)
     for op in &txn.ops {
         match op {
             Op::Put { key, value } => {
-                let create_revision = keyspace.revisions(key)?.map_or(revision, |(created, _)| created);
+                let slot = known.iter().position(|(k, _)| *k == key.as_str());
+                let existing = match slot {
+                    Some(i) => known[i].1,
+                    None => keyspace.revisions(key)?,
+                };
+                let create_revision = existing.map_or(revision, |(created, _)| created);
                 let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision, mod_revision: revision };
                 keyspace.put(&kv)?;
+                if let Some(i) = slot {
+                    known[i].1 = Some((create_revision, revision));
+                }
                 events.push(Event::Put(kv));
             }
             Op::Delete { key } => {
+                if let Some(i) = known.iter().position(|(k, _)| *k == key.as_str()) {
+                    known[i].1 = None;
+                }
                 if keyspace.delete(key)? {
                     events.push(Event::Delete { key: key.clone() });
                 }
@@ -87,6 +103,22 @@ mod tests {
         assert_eq!(events.len(), 3);
         let a = &kv["a"];
         assert_eq!((&*a.value, a.create_revision, a.mod_revision), (&b"2"[..], 5, 5));
+    }
+
+    #[test]
+    fn puts_on_compared_keys_keep_their_create_revision() {
+        let mut kv = BTreeMap::new();
+        apply(&Txn::new().then(Op::put("a", b"1".to_vec())), 3, &mut kv).unwrap();
+        let txn = Txn::new()
+            .when(Compare::unchanged("a", 3))
+            .when(Compare::absent("b"))
+            .then(Op::put("a", b"2".to_vec()))
+            .then(Op::put("b", b"1".to_vec()))
+            .then(Op::delete("b"))
+            .then(Op::put("b", b"2".to_vec()));
+        assert!(matches!(apply(&txn, 9, &mut kv).unwrap(), Applied::Committed(e) if e.len() == 4));
+        assert_eq!((kv["a"].create_revision, kv["a"].mod_revision), (3, 9));
+        assert_eq!((kv["b"].create_revision, kv["b"].mod_revision), (9, 9));
     }
 
     #[test]

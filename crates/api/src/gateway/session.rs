@@ -13,6 +13,7 @@ use flotilla_protocol::{
     PEER_TIMEOUT_SECS,
 };
 use flotilla_store::{Compare, Op, Revision, Txn};
+use futures::SinkExt;
 
 use super::logs::Delivery;
 use super::presence::set_connected;
@@ -30,6 +31,9 @@ type Sent = HashMap<Arc<str>, String>;
 /// The task definitions this session has pushed, as JSON, by key with the revision they were
 /// read at: an instance runs few definitions, so each is encoded once rather than per task.
 type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>;
+
+/// How long a report's acknowledgement may wait for a message to travel with.
+const ACK_DELAY: Duration = Duration::from_millis(500);
 
 fn message_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -200,6 +204,12 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
     let mut timeline = ctx.clock.now_ms().max(0) as u64 * 1000;
     let mut heartbeat = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     let mut last_heard = Instant::now();
+    // Report acknowledgements wait in the socket's buffer for the next message to the agent, or
+    // go alone after ACK_DELAY: the agent needs them only to stop keeping the reports for a
+    // resend, and an assignment usually follows soon enough to carry them.
+    let mut acks_waiting = false;
+    let ack_flush = tokio::time::sleep(ACK_DELAY);
+    tokio::pin!(ack_flush);
     let mut alive = full_sync(&ctx, &mut socket, &target, &mut sent, &mut definitions, &mut timeline).await;
     while alive {
         tokio::select! {
@@ -216,7 +226,11 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                         match record_report(&ctx, &target, &report).await {
                             Ok(()) => {
                                 let ack = ServerMessage::ReportAck { task_arn: report.task_arn.clone(), seq: report.seq };
-                                alive = send(&mut socket, &ack).await;
+                                alive = socket.feed(Message::Text(ack.to_json().into())).await.is_ok();
+                                if !acks_waiting {
+                                    acks_waiting = true;
+                                    ack_flush.as_mut().reset(tokio::time::Instant::now() + ACK_DELAY);
+                                }
                             }
                             Err(e) => {
                                 let err = ServerMessage::ErrorMessage { code: e.code.into(), message: e.message };
@@ -254,6 +268,11 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
             }
             Some(msg) = outbox.recv() => {
                 alive = send(&mut socket, &msg).await;
+            }
+            // Any send since flushed them too; flushing an empty buffer writes nothing.
+            () = &mut ack_flush, if acks_waiting => {
+                acks_waiting = false;
+                alive = socket.flush().await.is_ok();
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > Duration::from_secs(PEER_TIMEOUT_SECS) {
