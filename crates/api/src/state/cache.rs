@@ -559,4 +559,66 @@ mod tests {
         assert!(!ix.task_index.by_cluster_desired.contains_key(&("c".into(), "RUNNING".into())));
         assert_eq!(ix.task_index.by_cluster_desired[&("c".into(), "STOPPED".into())].len(), 1);
     }
+
+    /// After any sequence of task changes (in place, moved between instances, desired status
+    /// flipped, deleted), the indexes kept up change by change equal those of a fresh load.
+    #[tokio::test]
+    async fn incremental_indexes_equal_a_fresh_load() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cache = Cache::start(store.clone()).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut last = 0;
+        for _ in 0..600 {
+            let (cluster, n) = (rng.gen_range(0..2u16), rng.gen_range(0..25u16));
+            let key = format!("task/c{cluster}/t{n}");
+            let op = if rng.gen_bool(0.1) {
+                Op::delete(key)
+            } else {
+                let pick = |rng: &mut StdRng, options: &[&str]| options[rng.gen_range(0..options.len())].to_string();
+                let mut rec = task(
+                    &pick(&mut rng, &["PENDING", "RUNNING", "RUNNING", "STOPPED"]),
+                    &pick(&mut rng, &["RUNNING", "RUNNING", "STOPPED"]),
+                    &pick(&mut rng, &["web", "api"]),
+                );
+                rec.task.container_instance_arn = Some(pick(&mut rng, &["ci-1", "ci-2", "ci-3"]));
+                rec.task.group = Some(pick(&mut rng, &["family:web", "service:s"]));
+                rec.task.started_by = rng.gen_bool(0.5).then(|| "ecs-svc/1".to_string());
+                // Live tasks never share a host port on one instance: one port per task.
+                rec.reservation.as_mut().unwrap().ports = vec![8000 + 100 * cluster + n];
+                Op::put(key, encode(&rec))
+            };
+            if let flotilla_store::TxnOutcome::Committed { revision } = store.txn(Txn::new().then(op)).await.unwrap() {
+                last = revision;
+            }
+        }
+        cache.wait_for(last).await;
+        let fresh = Cache::start(store.clone()).await.unwrap();
+        let (kept, fresh) = (cache.read(), fresh.read());
+        let usage = |ix: &Indexes| -> HashMap<String, InstanceUsage> {
+            ix.instance_usage
+                .iter()
+                .filter(|(_, u)| **u != InstanceUsage::default())
+                .map(|(k, u)| (k.clone(), u.clone()))
+                .collect()
+        };
+        let stats = |ix: &Indexes| -> HashMap<String, ClusterStats> {
+            ix.cluster_stats
+                .iter()
+                .filter(|(_, s)| **s != ClusterStats::default())
+                .map(|(k, s)| (k.clone(), *s))
+                .collect()
+        };
+        assert!(!usage(&fresh).is_empty(), "the test left some tasks running");
+        assert_eq!(usage(&kept), usage(&fresh));
+        assert_eq!(stats(&kept), stats(&fresh));
+        let (a, b) = (&kept.task_index, &fresh.task_index);
+        assert_eq!(a.by_cluster_desired, b.by_cluster_desired);
+        assert_eq!(a.by_instance, b.by_instance);
+        assert_eq!(a.by_family, b.by_family);
+        assert_eq!(a.by_started_by, b.by_started_by);
+        assert_eq!(a.by_group, b.by_group);
+        assert_eq!(kept.tasks.keys().collect::<Vec<_>>(), fresh.tasks.keys().collect::<Vec<_>>());
+    }
 }
