@@ -254,3 +254,100 @@ async fn run_task_spreads_over_zones_of_hollow_agents() {
         let _ = a.await;
     }
 }
+
+type RawSession = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message the server sends on a raw session.
+async fn next_message(ws: &mut RawSession) -> flotilla_protocol::ServerMessage {
+    use futures::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a frame within 10 s");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = frame.expect("session open").expect("a frame") {
+            return serde_json::from_str(&t).expect("a server message");
+        }
+    }
+}
+
+/// A raw websocket session, signed as the agent signs it, for watching the frames themselves.
+async fn raw_session(server: &TestServer, instance_arn: &str) -> RawSession {
+    let enc = |v: &str| v.replace(':', "%3A").replace('/', "%2F");
+    let cluster = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/default");
+    let url = format!(
+        "ws://{}{}?cluster={}&containerInstance={}&agentVersion=test",
+        server.addr,
+        flotilla_protocol::AGENT_WS_PATH,
+        enc(&cluster),
+        enc(instance_arn)
+    );
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let params = flotilla_sigv4::SigningParams {
+        credentials: &creds,
+        region: REGION,
+        service: "ecs",
+        time: std::time::SystemTime::now(),
+    };
+    let mut headers = http::HeaderMap::new();
+    flotilla_sigv4::sign(&http::Method::GET, &url.parse().unwrap(), &mut headers, b"", &params).unwrap();
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut().extend(headers);
+    tokio_tungstenite::connect_async(req).await.expect("signed session").0
+}
+
+/// Report acknowledgements wait for the next message to the agent, but never longer than about
+/// half a second: an agent that reports and then hears nothing still gets its ack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_are_acknowledged_alone_or_with_the_next_assignment() {
+    use flotilla_protocol::{AgentMessage, ServerMessage};
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = TestServer::start().await;
+    let client = server.client();
+    register_td(&client, "web").await;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    let (identity, _) = register(&api, &registration(agent_dir.path())).await.expect("register");
+    let mut ws = raw_session(&server, &identity.container_instance_arn).await;
+    // The first full sync: no tasks yet.
+    assert!(matches!(next_message(&mut ws).await, ServerMessage::PayloadMessage { tasks, .. } if tasks.is_empty()));
+    assert!(matches!(next_message(&mut ws).await, ServerMessage::TaskManifestMessage { .. }));
+
+    let started = client.start_task().task_definition("web").container_instances(&identity.container_instance_arn);
+    let first = started.send().await.expect("start").tasks()[0].task_arn().unwrap().to_string();
+    let report = |seq: u64, arn: &str| {
+        let r = TaskReport { task_arn: arn.into(), status: "RUNNING".into(), seq, ..Default::default() };
+        Message::Text(AgentMessage::TaskStateChange(Box::new(r)).to_json().into())
+    };
+    loop {
+        let msg = next_message(&mut ws).await;
+        if matches!(&msg, ServerMessage::PayloadMessage { tasks, .. } if tasks.iter().any(|a| a.arn() == first)) {
+            break;
+        }
+    }
+    // Alone: nothing else is on its way to the agent, and the ack still comes.
+    ws.send(report(1, &first)).await.unwrap();
+    let ack = loop {
+        if let ServerMessage::ReportAck { seq, task_arn } = next_message(&mut ws).await {
+            break (seq, task_arn);
+        }
+    };
+    assert_eq!((ack.0, ack.1.as_str()), (1, first.as_str()));
+
+    // With the next assignment: both arrive (in one write when the ack was still waiting).
+    ws.send(report(2, &first)).await.unwrap();
+    let stop = client.stop_task().task(&first).send();
+    stop.await.expect("stop");
+    let mut order = Vec::new();
+    while order.len() < 2 {
+        match next_message(&mut ws).await {
+            ServerMessage::ReportAck { seq, .. } => order.push(format!("ack {seq}")),
+            ServerMessage::PayloadMessage { tasks, .. } if tasks.iter().any(|a| a.desired_status() == "STOPPED") => {
+                order.push("stop".into())
+            }
+            _ => {}
+        }
+    }
+    order.sort();
+    assert_eq!(order, ["ack 2", "stop"]);
+}
