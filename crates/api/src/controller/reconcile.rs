@@ -208,11 +208,17 @@ fn replica(
     let mut retiring: Vec<&TaskView> =
         live.iter().copied().filter(|t| t.deployment.as_deref() != Some(primary_id.as_str()) || draining(t)).collect();
 
-    // Scale in: too many current tasks. Take from the zone holding the most, least useful first.
+    // Scale in: too many current tasks. Take from the zone holding the most, least useful first;
+    // but while giving up a healthy task would leave fewer than minimumHealthyPercent, a task
+    // that is not (yet) healthy goes first wherever it runs.
     let reason = scale_reason(svc);
+    let mut healthy = current.iter().chain(retiring.iter()).filter(|t| is_healthy(t)).count() as i32;
     while current.len() as i32 > desired {
-        let victim = pick_scale_in(&current);
+        let victim = pick_scale_in(&current, healthy - 1 < limits.min_healthy);
         let t = current.remove(victim);
+        if is_healthy(t) {
+            healthy -= 1;
+        }
         actions.stop.push(Stop { task: t.arn.clone(), reason: reason.clone() });
     }
 
@@ -231,7 +237,6 @@ fn replica(
     }
 
     // Retire old and draining tasks while enough healthy ones remain.
-    let mut healthy = current.iter().chain(retiring.iter()).filter(|t| is_healthy(t)).count() as i32;
     retiring.sort_by_key(|t| stop_preference(t));
     for t in retiring {
         let reason = if draining(t) { REASON_DRAINING.to_string() } else { reason.clone() };
@@ -245,8 +250,9 @@ fn replica(
     }
 }
 
-/// Which current task to stop when scaling in: from the zone with the most tasks, the least useful.
-fn pick_scale_in(current: &[&TaskView]) -> usize {
+/// Which current task to stop when scaling in: from the zone with the most tasks, the least useful;
+/// with `spare_healthy`, any task that is not healthy before any that is.
+fn pick_scale_in(current: &[&TaskView], spare_healthy: bool) -> usize {
     let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
     for t in current {
         *per_zone.entry(t.zone.as_deref().unwrap_or("")).or_default() += 1;
@@ -255,7 +261,7 @@ fn pick_scale_in(current: &[&TaskView]) -> usize {
         .min_by_key(|&i| {
             let t = current[i];
             let crowd = per_zone[t.zone.as_deref().unwrap_or("")];
-            (std::cmp::Reverse(crowd), stop_preference(t), t.arn.clone())
+            (spare_healthy && is_healthy(t), std::cmp::Reverse(crowd), stop_preference(t), t.arn.clone())
         })
         .unwrap_or(0)
 }

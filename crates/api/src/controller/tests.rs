@@ -118,6 +118,18 @@ fn scaling_in_stops_pending_tasks_first() {
     assert!(a.stop[0].reason.starts_with("Scaling activity initiated by (deployment new)"));
 }
 
+/// Zone balance gives way to availability: the crowded zone's tasks are the healthy ones, and
+/// stopping one would leave fewer than minimumHealthyPercent, so the pending task elsewhere goes.
+#[test]
+fn scaling_in_spares_healthy_tasks_while_at_the_minimum() {
+    let tasks = vec![task(0, "new", "RUNNING", 1), task(1, "new", "RUNNING", 4), task(2, "new", "PENDING", 0)];
+    let a = run(&service(2, 51, 100), &tasks, &instances(5));
+    assert_eq!(a.stop.iter().map(|s| s.task.as_str()).collect::<Vec<_>>(), ["arn:task/c/new-2"]);
+    // Above the minimum, balance decides: the crowded zone (z1) gives up its newest task.
+    let a = run(&service(2, 0, 100), &tasks, &instances(5));
+    assert_eq!(a.stop.iter().map(|s| s.task.as_str()).collect::<Vec<_>>(), ["arn:task/c/new-1"]);
+}
+
 #[test]
 fn a_rollout_with_min_100_max_200_starts_new_tasks_before_stopping_old_ones() {
     let old: Vec<TaskView> = (0..3).map(|n| task(n, "old", "RUNNING", n)).collect();
