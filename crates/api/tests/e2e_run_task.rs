@@ -164,3 +164,34 @@ async fn concurrent_run_tasks_never_oversubscribe() {
     }
     fleet.stop().await;
 }
+
+/// DeregisterContainerInstance (without force) racing StartTask on the same instance: never both.
+/// Either the task is placed and the deregistration is refused because the instance has tasks, or
+/// the instance goes INACTIVE and the task is not placed on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deregistering_and_placing_on_one_instance_never_both_succeed() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let fleet = fleet(&server, 8).await;
+    let list = client.list_container_instances().send().await.unwrap();
+    for arn in list.container_instance_arns() {
+        let (c1, c2, a1, a2) = (client.clone(), client.clone(), arn.clone(), arn.clone());
+        let start =
+            tokio::spawn(async move { c1.start_task().task_definition("small").container_instances(a1).send().await });
+        let deregister =
+            tokio::spawn(async move { c2.deregister_container_instance().container_instance(a2).send().await });
+        let placed = start.await.unwrap().map(|o| o.tasks().len()).unwrap_or(0);
+        let deregistered = match deregister.await.unwrap() {
+            Ok(_) => true,
+            Err(e) => {
+                assert_eq!(code_of(&e), "InvalidParameterException", "{e:?}");
+                false
+            }
+        };
+        assert!(placed == 0 || !deregistered, "{arn}: a task was placed on an instance deregistered without force");
+        assert!(placed == 1 || deregistered, "{arn}: neither happened");
+        let live = client.list_tasks().container_instance(arn).send().await.unwrap();
+        assert_eq!(live.task_arns().len(), placed, "{arn}: the tasks on it are the ones StartTask answered");
+    }
+    fleet.stop().await;
+}

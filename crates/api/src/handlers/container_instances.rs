@@ -196,20 +196,43 @@ pub async fn modify(
     given: &str,
     f: impl Fn(&mut ContainerInstance) -> ApiResult<()>,
 ) -> ApiResult<Option<ContainerInstance>> {
+    modify_with(ctx, cluster, given, f, false).await
+}
+
+/// [`modify`], and with `quiesce` the write also requires that no task was placed on the instance
+/// since `f` looked: it compares the instance's placement counter (see
+/// [`crate::placement::guard_instance`]), which every placement bumps, as read before `f` ran.
+async fn modify_with(
+    ctx: &Ctx,
+    cluster: &str,
+    given: &str,
+    f: impl Fn(&mut ContainerInstance) -> ApiResult<()>,
+    quiesce: bool,
+) -> ApiResult<Option<ContainerInstance>> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Some(entry) = lookup(ctx, cluster, given) else { return Ok(None) };
         let mut rec = (*entry.value).clone();
+        let id = short_id(rec.instance.container_instance_arn.as_deref().unwrap_or_default()).to_string();
+        let key = keys::instance(cluster, &id);
+        let placements = quiesce.then(|| {
+            let counter = keys::placement_of(&key);
+            let revision = ctx.cache.read().placements.get(&counter).map_or(0, |e| e.revision);
+            Compare::unchanged(counter, revision)
+        });
         f(&mut rec.instance)?;
         if rec == *entry.value {
             return Ok(Some(present_live(ctx, &rec, false)));
         }
         rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
-        let id = short_id(rec.instance.container_instance_arn.as_deref().unwrap_or_default()).to_string();
-        let key = keys::instance(cluster, &id);
-        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        let mut txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        if let Some(c) = placements {
+            txn = txn.when(c);
+        }
         if ctx.commit(txn).await?.is_some() {
             return Ok(Some(present_live(ctx, &rec, false)));
         }
+        // Look again only once the cache has what beat this write.
+        ctx.cache.wait_for(ctx.store.revision()).await;
     }
     Err(ApiError::server("The container instance kept changing; try again."))
 }
@@ -221,20 +244,26 @@ pub async fn deregister(
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let given = req.container_instance.unwrap_or_default();
     let force = req.force.unwrap_or(false);
-    let arn = lookup(ctx, &cluster, &given).and_then(|e| e.value.instance.container_instance_arn.clone());
-    if let Some(arn) = &arn {
-        let busy = ctx.cache.read().instance_usage.get(arn).is_some_and(|u| u.running_tasks + u.pending_tasks > 0);
-        if busy && !force {
-            return Err(ApiError::invalid_parameter(
-                "The specified container instance has tasks running. Stop them first or deregister with force.",
-            ));
-        }
-    }
-    let ci = modify(ctx, &cluster, &given, |ci| {
-        ci.status = Some("INACTIVE".into());
-        ci.agent_connected = Some(false);
-        Ok(())
-    })
+    // Without force, "no tasks" must still hold when the write lands: the check runs inside the
+    // compare-and-swap, which also fails if a placement committed on the instance since.
+    let ci = modify_with(
+        ctx,
+        &cluster,
+        &given,
+        |ci| {
+            let arn = ci.container_instance_arn.as_deref().unwrap_or_default();
+            let busy = ctx.cache.read().instance_usage.get(arn).is_some_and(|u| u.running_tasks + u.pending_tasks > 0);
+            if busy && !force {
+                return Err(ApiError::invalid_parameter(
+                    "The specified container instance has tasks running. Stop them first or deregister with force.",
+                ));
+            }
+            ci.status = Some("INACTIVE".into());
+            ci.agent_connected = Some(false);
+            Ok(())
+        },
+        !force,
+    )
     .await?
     .ok_or_else(|| {
         ApiError::invalid_parameter(format!("containerInstance '{given}' does not exist in cluster {cluster}."))
