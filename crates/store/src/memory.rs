@@ -126,7 +126,7 @@ impl Store for MemoryStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         let live = self.inner.live.subscribe();
-        let history = Arc::new(SharedHistory(Arc::downgrade(&self.inner.history)));
+        let history = SharedHistory(Arc::downgrade(&self.inner.history));
         watch::start(history, live, prefix.to_owned(), after).await
     }
 

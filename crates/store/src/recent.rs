@@ -12,11 +12,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 
-use async_trait::async_trait;
-
 use crate::apply::filter_events;
 use crate::types::{Event, Revision, StoreError, WatchBatch};
-use crate::watch::{self, Chunk, History};
+use crate::watch::{self, Chunk};
 
 /// How many bytes of keys and values the history holds at most by default: at about 1.5 KiB per
 /// task record that is some ten thousand changes, seconds of the busiest cluster's commits.
@@ -91,9 +89,9 @@ impl RecentLog {
 /// nobody reads keeps neither the history nor the store alive.
 pub(crate) struct SharedHistory(pub Weak<Mutex<RecentLog>>);
 
-#[async_trait]
-impl History for SharedHistory {
-    async fn read_after(&self, after: Revision, prefix: &str, limit: usize) -> Result<Chunk, StoreError> {
+impl SharedHistory {
+    /// [`RecentLog::read_after`], or `Closed` once the store is gone.
+    pub fn read_after(&self, after: Revision, prefix: &str, limit: usize) -> Result<Chunk, StoreError> {
         let log = self.0.upgrade().ok_or(StoreError::Closed)?;
         let log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         log.read_after(after, prefix, limit)

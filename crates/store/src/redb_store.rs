@@ -379,7 +379,7 @@ impl Store for RedbStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<Watch, StoreError> {
         let live = self.live.subscribe();
-        let history = Arc::new(SharedHistory(Arc::downgrade(&self.history)));
+        let history = SharedHistory(Arc::downgrade(&self.history));
         watch::start(history, live, prefix.to_owned(), after).await
     }
 

@@ -1,19 +1,20 @@
 //! Watch delivery shared by both backends.
 //!
-//! Each watcher gets a small forwarding task. It first replays the backend's change log after the
-//! requested revision, then follows the live broadcast that the committer publishes to after every
-//! commit. The live subscription is taken before the log is read, so a commit is either in the log
-//! snapshot or arrives live (or both; duplicates are dropped by revision). When the task falls
-//! behind the broadcast (a slow consumer), it goes back to the log and catches up from there, so
-//! the committer never waits for a watcher and memory stays bounded. Only a watcher that falls
-//! behind the kept history gets `Compacted`, after which its stream ends.
+//! Each watcher gets a small forwarding task. It first replays the store's recent history (see
+//! `recent`) after the requested revision, then follows the live broadcast that the committer
+//! publishes to after every commit. The live subscription is taken before the history is read,
+//! so a commit is either in the history or arrives live (or both; duplicates are dropped by
+//! revision). When the task falls behind the broadcast (a slow consumer), it goes back to the
+//! history and catches up from there, so the committer never waits for a watcher and memory stays
+//! bounded. Only a watcher that falls behind the kept history gets `Compacted`, after which its
+//! stream ends.
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::apply::filter_events;
+use crate::recent::SharedHistory;
 use crate::types::{Revision, StoreError, Watch, WatchBatch};
 
 /// How many batches a watcher's channel holds before its forwarder waits for the consumer.
@@ -35,31 +36,23 @@ pub(crate) struct Chunk {
     pub scanned_to: Revision,
 }
 
-/// A backend's change log, as a watcher reads it.
-#[async_trait]
-pub(crate) trait History: Send + Sync + 'static {
-    /// Up to `limit` log entries after `after`, filtered to `prefix`. Fails with `Compacted` when
-    /// the entry after `after` is no longer kept, and with `Closed` once the store is gone.
-    async fn read_after(&self, after: Revision, prefix: &str, limit: usize) -> Result<Chunk, StoreError>;
-}
-
 /// Starts a watch. `live` must have been subscribed before this is called, which is what makes
 /// the hand-over from log to live gap-free. Reads the first chunk of the log before returning so
 /// that a compacted `after` fails the call itself rather than the stream.
 pub(crate) async fn start(
-    history: Arc<dyn History>,
+    history: SharedHistory,
     live: broadcast::Receiver<Arc<WatchBatch>>,
     prefix: String,
     after: Revision,
 ) -> Result<Watch, StoreError> {
-    let first = history.read_after(after, &prefix, LOG_CHUNK).await?;
+    let first = history.read_after(after, &prefix, LOG_CHUNK)?;
     let (tx, rx) = mpsc::channel(WATCH_CHANNEL);
     tokio::spawn(forward(history, live, prefix, after, first, tx));
     Ok(rx)
 }
 
 async fn forward(
-    history: Arc<dyn History>,
+    history: SharedHistory,
     mut live: broadcast::Receiver<Arc<WatchBatch>>,
     prefix: String,
     mut last: Revision,
@@ -72,7 +65,7 @@ async fn forward(
         loop {
             let chunk = match pending.take() {
                 Some(chunk) => chunk,
-                None => match history.read_after(last, &prefix, LOG_CHUNK).await {
+                None => match history.read_after(last, &prefix, LOG_CHUNK) {
                     Ok(chunk) => chunk,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
