@@ -146,7 +146,7 @@ impl Indexes {
                 }
                 self.remove_instance(&kv.key);
                 if i.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
-                    self.cluster_stats.entry(cluster_of(&kv.key).to_string()).or_default().registered_instances += 1;
+                    entry_of(&mut self.cluster_stats, cluster_of(&kv.key)).registered_instances += 1;
                 }
                 self.instances.insert(kv.key.clone(), Entry { value: Arc::new(i), revision: rev });
             }
@@ -156,7 +156,7 @@ impl Indexes {
             }
             Record::Service(s) => {
                 self.remove_service(&kv.key);
-                let stats = self.cluster_stats.entry(cluster_of(&kv.key).to_string()).or_default();
+                let stats = entry_of(&mut self.cluster_stats, cluster_of(&kv.key));
                 match s.status.as_deref() {
                     Some("ACTIVE") => stats.active_services += 1,
                     Some("DRAINING") => stats.draining_services += 1,
@@ -245,7 +245,7 @@ impl Indexes {
     /// Tells the cluster's scheduler snapshot that its set of instances changed.
     fn mark_rebuild(&mut self, cluster: &str) {
         let marks = self.snapshot_marks.get_mut().expect("snapshot marks lock poisoned");
-        let m = marks.entry(cluster.to_string()).or_default();
+        let m = entry_of(marks, cluster);
         m.rebuild = true;
         m.instances.clear();
     }
@@ -253,14 +253,14 @@ impl Indexes {
     fn remove_instance(&mut self, key: &str) {
         if let Some(old) = self.instances.remove(key) {
             if old.value.instance.status.as_deref().is_some_and(|s| s == "ACTIVE" || s == "DRAINING") {
-                self.cluster_stats.entry(cluster_of(key).to_string()).or_default().registered_instances -= 1;
+                entry_of(&mut self.cluster_stats, cluster_of(key)).registered_instances -= 1;
             }
         }
     }
 
     fn remove_service(&mut self, key: &str) {
         if let Some(old) = self.services.remove(key) {
-            let stats = self.cluster_stats.entry(cluster_of(key).to_string()).or_default();
+            let stats = entry_of(&mut self.cluster_stats, cluster_of(key));
             match old.value.status.as_deref() {
                 Some("ACTIVE") => stats.active_services -= 1,
                 Some("DRAINING") => stats.draining_services -= 1,
