@@ -35,9 +35,10 @@ struct Args {
     /// Tasks to place against the per-request-snapshot server first (0: no baseline).
     #[arg(long, default_value_t = 5_000)]
     baseline_tasks: u64,
-    /// Concurrent RunTask clients (one keep-alive connection each, one request in flight). The
-    /// server is the bottleneck, so more clients add queueing delay rather than throughput.
-    #[arg(long, default_value_t = 4)]
+    /// Concurrent RunTask clients (one keep-alive connection each, one request in flight). Each
+    /// request waits for a durable group commit, so it takes several in flight to keep two cores
+    /// busy; beyond about eight, more clients add queueing delay rather than throughput.
+    #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Availability zones (one `flotilla agent --simulate` process each).
     #[arg(long, default_value_t = 3)]
