@@ -15,7 +15,7 @@ use flotilla_store::{Compare, Op, Txn};
 use crate::context::Ctx;
 use crate::controller::deployment::STARTED_OK_MS;
 use crate::error::ApiResult;
-use crate::state::cache::{range_prefix, Entry};
+use crate::state::cache::{range_prefix, Entry, Indexes};
 use crate::state::codec::encode;
 use crate::state::keys;
 
@@ -121,6 +121,18 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
     (out != *svc).then_some(out)
 }
 
+/// The service as the tasks in the cache say it is, or `None` if nothing changed. The controller
+/// settles a service it writes in the same write, so a record never carries a new event beside
+/// counts from before the change that caused it.
+pub fn settle_from_cache(ix: &Indexes, key: &str, svc: &Service, now: Timestamp) -> Option<Service> {
+    let cluster = key[keys::SERVICE.len()..].split('/').next().unwrap_or("");
+    let group = format!("service:{}", svc.service_name.as_deref().unwrap_or(""));
+    let tasks: Vec<Task> =
+        ix.task_index.in_group(cluster, &group).filter_map(|t| ix.tasks.get(t).map(|e| e.value.task())).collect();
+    let tasks: Vec<&Task> = tasks.iter().collect();
+    settle(svc, &tasks, now, || uuid::Uuid::new_v4().to_string())
+}
+
 /// One pass over every service.
 pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
     let now = ctx.now();
@@ -128,17 +140,7 @@ pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
         let ix = ctx.cache.read();
         range_prefix(&ix.services, keys::SERVICE)
             .filter(|(_, e)| e.value.status.as_deref() != Some("INACTIVE"))
-            .filter_map(|(k, e)| {
-                let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("");
-                let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
-                let tasks: Vec<Task> = ix
-                    .task_index
-                    .in_group(cluster, &group)
-                    .filter_map(|t| ix.tasks.get(t).map(|e| e.value.task()))
-                    .collect();
-                let tasks: Vec<&Task> = tasks.iter().collect();
-                settle(&e.value, &tasks, now, || uuid::Uuid::new_v4().to_string()).map(|s| (k.clone(), e.clone(), s))
-            })
+            .filter_map(|(k, e)| settle_from_cache(&ix, k, &e.value, now).map(|s| (k.clone(), e.clone(), s)))
             .collect()
     };
     let mut done = 0;
