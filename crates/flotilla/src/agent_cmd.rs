@@ -140,7 +140,27 @@ async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyh
         }
     }
     eprintln!("{n} hollow agents joining cluster {} at {}", args.cluster, args.server);
-    crate::shutdown_signal().await;
+    // A hollow agent ends early only when it fails (registration refused or unreachable); the
+    // failure is told at once, and a fleet with no agent left exits, as a single agent would.
+    let mut shutdown = std::pin::pin!(crate::shutdown_signal());
+    let mut last_error = None;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            ended = agents.join_next() => match ended {
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "a hollow agent failed");
+                    last_error = Some(e.to_string());
+                }
+                Some(Err(e)) => last_error = Some(e.to_string()),
+                None => anyhow::bail!(
+                    "no hollow agent is left running: {}",
+                    last_error.unwrap_or_else(|| "they all ended".into())
+                ),
+            },
+        }
+    }
     let _ = stop_tx.send(true);
     while let Some(r) = agents.join_next().await {
         if let Ok(Err(e)) = r {

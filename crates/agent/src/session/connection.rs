@@ -150,8 +150,33 @@ pub async fn run_session(
             }
         }
         let jitter = rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1);
-        tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+        if !wait_keeping_reports(backoff + Duration::from_millis(jitter), &mut reports, &mut unacked).await {
+            return;
+        }
         backoff = (backoff * 2).min(cfg.max_backoff);
+    }
+}
+
+/// Waits out a reconnect delay while keeping the reports that come meanwhile for the next
+/// connection. False when the caller closed the report channel: the agent is shutting down, and
+/// waiting for a server that may never come back would keep it from exiting.
+async fn wait_keeping_reports(
+    delay: Duration,
+    reports: &mut mpsc::UnboundedReceiver<TaskReport>,
+    unacked: &mut BTreeMap<u64, TaskReport>,
+) -> bool {
+    let until = tokio::time::sleep(delay);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => return true,
+            report = reports.recv() => match report {
+                Some(report) => {
+                    unacked.insert(report.seq, report);
+                }
+                None => return false,
+            },
+        }
     }
 }
 
@@ -284,5 +309,52 @@ where
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_sigv4::Credentials;
+
+    fn report(seq: u64) -> TaskReport {
+        TaskReport { task_arn: format!("task-{seq}"), status: "RUNNING".into(), seq, ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn a_session_that_cannot_connect_ends_when_its_reports_close() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let client =
+            ApiClient::new(&format!("http://127.0.0.1:{port}"), "us-east-1", Credentials::new("AK", "SK")).unwrap();
+        let identity = AgentIdentity { cluster_arn: "c".into(), container_instance_arn: "i".into() };
+        // Far longer than the test's bound below: only closing the reports can end the wait.
+        let cfg = SessionConfig {
+            min_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+            ..SessionConfig::default()
+        };
+        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let session = tokio::spawn(run_session(client, identity, cfg, ev_tx, reports));
+        assert!(matches!(events.recv().await, Some(SessionEvent::Disconnected(_))));
+        drop(report_tx);
+        tokio::time::timeout(Duration::from_secs(60), session)
+            .await
+            .expect("the session ended when its report channel closed")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn reports_made_while_waiting_to_reconnect_are_kept_for_the_next_connection() {
+        let (report_tx, mut reports) = mpsc::unbounded_channel();
+        let mut unacked = BTreeMap::from([(1, report(1))]);
+        report_tx.send(report(2)).unwrap();
+        report_tx.send(report(3)).unwrap();
+        assert!(wait_keeping_reports(Duration::from_millis(50), &mut reports, &mut unacked).await);
+        assert_eq!(unacked.keys().copied().collect::<Vec<_>>(), vec![1, 2, 3]);
+        drop(report_tx);
+        assert!(!wait_keeping_reports(Duration::from_secs(3600), &mut reports, &mut unacked).await);
+        assert_eq!(unacked.len(), 3);
     }
 }
