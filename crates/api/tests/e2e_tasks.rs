@@ -152,6 +152,10 @@ async fn start_task_reserves_resources_on_the_named_instance() {
         .port_mappings(PortMapping::builder().container_port(80).host_port(8080).build())
         .build();
     client.register_task_definition().family("big").container_definitions(big).send().await.expect("register");
+    let version = |ci: &aws_sdk_ecs::operation::describe_container_instances::DescribeContainerInstancesOutput| {
+        ci.container_instances()[0].version()
+    };
+    let fresh = version(&client.describe_container_instances().container_instances(&arn).send().await.unwrap());
     let out = client
         .start_task()
         .task_definition("big")
@@ -168,8 +172,11 @@ async fn start_task_reserves_resources_on_the_named_instance() {
     assert_eq!(task.group(), Some("family:big"));
     assert_eq!(task.started_by(), Some("tester"));
     assert_eq!(task.containers().len(), 1);
-    let ci = client.describe_container_instances().container_instances(&arn).send().await.unwrap();
-    let ci = &ci.container_instances()[0];
+    let described = client.describe_container_instances().container_instances(&arn).send().await.unwrap();
+    // As on ECS, a placement is a change of the instance: its version counts it.
+    let placed_one = version(&described);
+    assert_eq!(placed_one, fresh + 1);
+    let ci = &described.container_instances()[0];
     assert_eq!(remaining(ci, "MEMORY"), 4096 - 1024);
     assert_eq!(remaining(ci, "CPU"), 2048 - 256);
     assert!(ci
@@ -192,6 +199,9 @@ async fn start_task_reserves_resources_on_the_named_instance() {
     }
     let full = client.start_task().task_definition("mem").container_instances(&arn).send().await.unwrap();
     assert_eq!(full.failures()[0].reason(), Some("RESOURCE:MEMORY"));
+    // Three more placements; the refused ones changed nothing.
+    let now = version(&client.describe_container_instances().container_instances(&arn).send().await.unwrap());
+    assert_eq!(now, placed_one + 3);
 
     // Unknown instances are MISSING; the listing sees the five tasks.
     let missing = client.start_task().task_definition("mem").container_instances("nope").send().await.unwrap();

@@ -16,7 +16,7 @@ use super::{active_cluster, check_batch, missing, new_id};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
-use crate::state::cache::{range_prefix, Entry, InstanceUsage};
+use crate::state::cache::{range_prefix, Entry, Indexes, InstanceUsage};
 use crate::state::codec::encode;
 use crate::state::keys;
 use crate::state::records::InstanceRecord;
@@ -75,11 +75,17 @@ pub fn remaining(registered: &[Resource], usage: &InstanceUsage) -> Vec<Resource
         .collect()
 }
 
-/// The instance as ECS shows it: live counts and remaining resources filled in.
-pub fn present(rec: &InstanceRecord, usage: Option<&InstanceUsage>, with_tags: bool) -> ContainerInstance {
+/// The instance as ECS shows it: live counts and remaining resources filled in, and a `version`
+/// that also counts the placements it has taken (ECS bumps it on every change it sends an event
+/// for, task placements included; the record itself is not rewritten per placement, see
+/// [`crate::placement::guard_instance`]).
+pub fn present(ix: &Indexes, instance_key: &str, rec: &InstanceRecord, with_tags: bool) -> ContainerInstance {
     let empty = InstanceUsage::default();
-    let usage = usage.unwrap_or(&empty);
+    let arn = rec.instance.container_instance_arn.as_deref().unwrap_or("");
+    let usage = ix.instance_usage.get(arn).unwrap_or(&empty);
+    let placements = ix.placements.get(&keys::placement_of(instance_key)).map_or(0, |e| *e.value);
     let mut ci = rec.instance.clone();
+    ci.version = Some(ci.version.unwrap_or(0) + placements as i64);
     ci.remaining_resources = Some(remaining(ci.registered_resources.as_deref().unwrap_or_default(), usage));
     ci.running_tasks_count = Some(usage.running_tasks as i32);
     ci.pending_tasks_count = Some(usage.pending_tasks as i32);
@@ -176,17 +182,17 @@ pub async fn register(
         ci.version = Some(ci.version.unwrap_or(0) + 1);
         let rec = InstanceRecord { instance: ci };
         if ctx.commit(Txn::new().when(compare).then(Op::put(&key, encode(&rec)))).await?.is_some() {
-            return Ok(RegisterContainerInstanceResponse { container_instance: Some(present_live(ctx, &rec, true)) });
+            return Ok(RegisterContainerInstanceResponse {
+                container_instance: Some(present_live(ctx, &key, &rec, true)),
+            });
         }
     }
     Err(ApiError::server("The container instance kept changing while it registered; try again."))
 }
 
 /// The instance as ECS shows it, with the cache's current usage of it.
-fn present_live(ctx: &Ctx, rec: &InstanceRecord, with_tags: bool) -> ContainerInstance {
-    let arn = rec.instance.container_instance_arn.as_deref().unwrap_or("");
-    let usage = ctx.cache.read().instance_usage.get(arn).cloned();
-    present(rec, usage.as_ref(), with_tags)
+fn present_live(ctx: &Ctx, instance_key: &str, rec: &InstanceRecord, with_tags: bool) -> ContainerInstance {
+    present(&ctx.cache.read(), instance_key, rec, with_tags)
 }
 
 /// Applies `f` to an instance's record; `Ok(None)` when the instance does not exist.
@@ -221,7 +227,7 @@ async fn modify_with(
         });
         f(&mut rec.instance)?;
         if rec == *entry.value {
-            return Ok(Some(present_live(ctx, &rec, false)));
+            return Ok(Some(present_live(ctx, &key, &rec, false)));
         }
         rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
         let mut txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
@@ -229,7 +235,7 @@ async fn modify_with(
             txn = txn.when(c);
         }
         if ctx.commit(txn).await?.is_some() {
-            return Ok(Some(present_live(ctx, &rec, false)));
+            return Ok(Some(present_live(ctx, &key, &rec, false)));
         }
         // Look again only once the cache has what beat this write.
         ctx.cache.wait_for(ctx.store.revision()).await;
@@ -283,12 +289,9 @@ pub async fn describe(
     let mut found = Vec::new();
     let mut failures = Vec::new();
     for given in list {
-        let entry = instance_id(ctx, &cluster, &given).and_then(|id| ix.instances.get(&keys::instance(&cluster, id)));
-        match entry {
-            Some(e) => {
-                let arn = e.value.instance.container_instance_arn.as_deref().unwrap_or("");
-                found.push(present(&e.value, ix.instance_usage.get(arn), with_tags));
-            }
+        let key = instance_id(ctx, &cluster, &given).map(|id| keys::instance(&cluster, id));
+        match key.as_ref().and_then(|k| ix.instances.get(k).map(|e| (k, e))) {
+            Some((key, e)) => found.push(present(&ix, key, &e.value, with_tags)),
             None => failures.push(missing(if given.starts_with("arn:") {
                 given
             } else {
