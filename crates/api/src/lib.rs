@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod placement;
 pub mod protocol;
+pub mod reaper;
 pub mod server;
 pub mod service_status;
 pub mod state;

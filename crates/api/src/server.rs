@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub credentials: RootCredentials,
     /// The service controller's settings (the lost-agent grace period).
     pub controller: crate::controller::Settings,
+    /// How long a STOPPED task stays visible before it is forgotten; zero keeps them forever.
+    pub stopped_task_retention: std::time::Duration,
 }
 
 struct App {
@@ -92,6 +94,7 @@ pub async fn serve_ctx(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let drainer = tokio::spawn(crate::controller::run(ctx.clone(), config.controller));
+    let reaper = tokio::spawn(crate::reaper::run(ctx.clone(), config.stopped_task_retention));
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
     let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -99,7 +102,9 @@ pub async fn serve_ctx(
         .await;
     // Let go of the store before returning, so the data directory can be opened again at once.
     drainer.abort();
+    reaper.abort();
     let _ = drainer.await;
+    let _ = reaper.await;
     cache.stop().await;
     served?;
     Ok(())

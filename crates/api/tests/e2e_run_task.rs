@@ -195,3 +195,57 @@ async fn deregistering_and_placing_on_one_instance_never_both_succeed() {
     }
     fleet.stop().await;
 }
+
+async fn describe(client: &aws_sdk_ecs::Client, arn: &str) -> Option<aws_sdk_ecs::types::Task> {
+    let out = client.describe_tasks().tasks(arn).send().await.unwrap();
+    match out.tasks().first() {
+        Some(t) => Some(t.clone()),
+        None => {
+            assert_eq!(out.failures()[0].reason(), Some("MISSING"), "{:?}", out.failures());
+            None
+        }
+    }
+}
+
+async fn stop_and_wait(client: &aws_sdk_ecs::Client, arn: &str) {
+    client.stop_task().task(arn).send().await.unwrap();
+    eventually("the task STOPPED", || async {
+        describe(client, arn).await.filter(|t| t.last_status() == Some("STOPPED")).map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_stopped_longer_than_the_retention_are_forgotten() {
+    let server = TestServer::start_with_retention(std::time::Duration::from_secs(4)).await;
+    let client = server.client();
+    let fleet = fleet(&server, 1).await;
+    let run = client.run_task().task_definition("small").count(3).send().await.unwrap();
+    let tasks: Vec<String> = run.tasks().iter().filter_map(|t| t.task_arn().map(String::from)).collect();
+    let [old, recent, live] = &tasks[..] else { panic!("three tasks: {:?}", run.failures()) };
+
+    stop_and_wait(&client, old).await;
+    eventually("the stopped task forgotten", || async { describe(&client, old).await.is_none().then_some(()) }).await;
+    let stopped = client.list_tasks().desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped).send().await.unwrap();
+    assert!(!stopped.task_arns().contains(old), "{:?}", stopped.task_arns());
+
+    // Just stopped: still shown, as ECS shows stopped tasks for a while.
+    stop_and_wait(&client, recent).await;
+    assert!(describe(&client, recent).await.is_some(), "a task stopped a moment ago is still described");
+    let stopped = client.list_tasks().desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped).send().await.unwrap();
+    assert_eq!(stopped.task_arns(), std::slice::from_ref(recent));
+    eventually("the second stopped task forgotten", || async {
+        describe(&client, recent).await.is_none().then_some(())
+    })
+    .await;
+
+    // The running task is kept however old, and still holds its reservation.
+    let t = describe(&client, live).await.expect("the running task is kept");
+    assert_eq!(t.last_status(), Some("RUNNING"));
+    let ci = client.describe_container_instances().container_instances(t.container_instance_arn().unwrap());
+    let ci = ci.send().await.unwrap();
+    let cpu = ci.container_instances()[0].remaining_resources().iter().find(|r| r.name() == Some("CPU")).cloned();
+    assert_eq!(cpu.map(|r| r.integer_value()), Some(INSTANCE_CPU - TASK_CPU));
+    assert_eq!(ci.container_instances()[0].running_tasks_count(), 1);
+    fleet.stop().await;
+}

@@ -29,6 +29,10 @@ pub struct ServerArgs {
     /// services' tasks on other instances.
     #[arg(long, env = "FLOTILLA_LOST_INSTANCE_GRACE_SECONDS", default_value_t = 60)]
     pub lost_instance_grace_seconds: u64,
+    /// Seconds a STOPPED task stays visible to DescribeTasks and ListTasks before it is
+    /// forgotten (ECS keeps them for at least an hour); 0 keeps them forever.
+    #[arg(long, env = "FLOTILLA_STOPPED_TASK_RETENTION_SECONDS", default_value_t = 3600)]
+    pub stopped_task_retention_seconds: u64,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -62,6 +66,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controller: flotilla_api::controller::Settings {
             lost_grace_ms: (args.lost_instance_grace_seconds as i64).saturating_mul(1000),
         },
+        stopped_task_retention: std::time::Duration::from_secs(args.stopped_task_retention_seconds),
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

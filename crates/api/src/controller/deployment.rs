@@ -73,7 +73,14 @@ pub fn count_failures(svc: &mut Service, tasks: &[TaskView], now_ms: i64) {
     for d in svc.deployments.iter_mut().flatten() {
         let mine = || tasks.iter().filter(|t| t.deployment.is_some() && t.deployment == d.id);
         let started_ok = mine().any(|t| ran_ms(t, now_ms) >= STARTED_OK_MS && t.health != Health::Unhealthy);
-        let failed = if started_ok { 0 } else { mine().filter(|t| t.is_failure()).count() as i32 };
+        // Never below what was counted before unless a task ran fine: the reaper forgets tasks
+        // stopped longer than the retention, and the count must not fall with them (it lags
+        // when old failures are forgotten as new ones come, which only a long crash loop sees).
+        let failed = if started_ok {
+            0
+        } else {
+            (mine().filter(|t| t.is_failure()).count() as i32).max(d.failed_tasks.unwrap_or(0))
+        };
         if d.failed_tasks != Some(failed) {
             d.failed_tasks = Some(failed);
         }

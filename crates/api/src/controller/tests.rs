@@ -5,7 +5,7 @@
 use flotilla_model::{DeploymentCircuitBreaker, DeploymentConfiguration, Service};
 use proptest::prelude::*;
 
-use super::deployment::{backoff_until, failure_threshold, Limits, BACKOFF_BASE_MS};
+use super::deployment::{backoff_until, count_failures, failure_threshold, Limits, BACKOFF_BASE_MS};
 use super::reconcile::{reconcile, Actions, Settings, REASON_DRAINING, REASON_HEALTH};
 use super::view::{Health, InstanceState, InstanceView, TaskView};
 
@@ -222,6 +222,26 @@ fn repeated_failures_back_off_and_say_so() {
     // A stop the user asked for is no failure.
     let user = vec![stopped(1, "new", "UserInitiated", NOW - 3000), stopped(2, "new", "UserInitiated", NOW - 1000)];
     assert_eq!(backoff_until(&svc, &user, NOW), None);
+}
+
+#[test]
+fn failed_tasks_stay_counted_after_the_tasks_are_forgotten_until_one_runs_fine() {
+    let mut svc = service(1, 100, 200);
+    let failures: Vec<TaskView> =
+        (1..=3).map(|n| stopped(n, "new", "EssentialContainerExited", NOW - 1000 * n as i64)).collect();
+    count_failures(&mut svc, &failures, NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(3));
+    // Two of them were forgotten (stopped over the retention ago): still three failures.
+    count_failures(&mut svc, &failures[..1], NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(3));
+    // It grows again once the tasks in view show more.
+    let all = [failures.clone(), vec![stopped(4, "new", "TaskFailedToStart", NOW - 100)]].concat();
+    count_failures(&mut svc, &all, NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(4));
+    // A task that has run fine resets the count, as before.
+    let fine = [all, vec![task(5, "new", "RUNNING", 0)]].concat();
+    count_failures(&mut svc, &fine, NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(0));
 }
 
 #[test]

@@ -36,6 +36,21 @@ impl TestServer {
         dir: tempfile::TempDir,
         controller: flotilla_api::controller::Settings,
     ) -> TestServer {
+        Self::start_full(auth, dir, controller, flotilla_api::reaper::DEFAULT_RETENTION).await
+    }
+
+    /// A server that forgets tasks stopped for longer than `retention`.
+    pub async fn start_with_retention(retention: std::time::Duration) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_full(AuthMode::Verify, dir, Default::default(), retention).await
+    }
+
+    async fn start_full(
+        auth: AuthMode,
+        dir: tempfile::TempDir,
+        controller: flotilla_api::controller::Settings,
+        stopped_task_retention: std::time::Duration,
+    ) -> TestServer {
         let credentials = RootCredentials {
             access_key_id: "AKIDFLOTILLATEST".into(),
             secret_access_key: "flotilla-test-secret-key-0123456789abcdef".into(),
@@ -47,6 +62,7 @@ impl TestServer {
             auth,
             credentials: credentials.clone(),
             controller,
+            stopped_task_retention,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -1,0 +1,88 @@
+//! Forgets tasks that have been STOPPED for longer than the retention period. ECS keeps a stopped
+//! task visible to DescribeTasks and ListTasks for at least an hour and then drops it; without
+//! this the store, the cache and every controller pass over a service's tasks would grow with
+//! history rather than with live work.
+//!
+//! Level-triggered: each sweep reads which tasks are past the retention and deletes them, every
+//! delete comparing the revision it read, so a task that changed in between is simply looked at
+//! again by the next sweep. Tasks whose agent never reported them STOPPED are kept: they may
+//! still hold containers and resources.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_store::{Compare, Op, Revision, Txn};
+
+use crate::context::Ctx;
+use crate::error::ApiResult;
+use crate::state::tasks::LastStatus;
+
+/// How long a STOPPED task stays visible by default: ECS's "at least an hour".
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
+
+/// How many cached tasks one read of the cache decodes, so a sweep over many stopped tasks never
+/// holds the cache's lock for long.
+const SCAN_CHUNK: usize = 2_000;
+/// How many deletes go in one transaction.
+const DELETE_BATCH: usize = 256;
+
+/// Sweeps until the task is aborted; `retention` of zero keeps stopped tasks forever.
+pub async fn run(ctx: Ctx, retention: Duration) {
+    if retention.is_zero() {
+        return;
+    }
+    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        match sweep(&ctx, retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(forgotten = n, "forgot tasks stopped longer than the retention"),
+            Err(e) => tracing::warn!(error = %e, "could not forget stopped tasks"),
+        }
+    }
+}
+
+/// Deletes every task STOPPED for longer than `retention`; returns how many were deleted.
+pub async fn sweep(ctx: &Ctx, retention: Duration) -> ApiResult<usize> {
+    let cutoff_ms = ctx.clock.now_ms().saturating_sub(retention.as_millis() as i64);
+    let stopped: Vec<Arc<str>> = {
+        let ix = ctx.cache.read();
+        ix.tasks
+            .iter()
+            .filter(|(_, e)| e.value.summary.last_status == LastStatus::Stopped)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let mut expired: Vec<(Arc<str>, Revision)> = Vec::new();
+    for chunk in stopped.chunks(SCAN_CHUNK) {
+        let ix = ctx.cache.read();
+        for key in chunk {
+            let Some(e) = ix.tasks.get(key) else { continue };
+            let t = e.value.task();
+            let stopped_at = t.stopped_at.or(t.execution_stopped_at).or(t.stopping_at).or(t.created_at);
+            if stopped_at.is_some_and(|at| at.as_millis() <= cutoff_ms) {
+                expired.push((key.clone(), e.revision));
+            }
+        }
+    }
+    let mut deleted = 0;
+    for batch in expired.chunks(DELETE_BATCH) {
+        if ctx.commit(deletes(batch)).await?.is_some() {
+            deleted += batch.len();
+            continue;
+        }
+        // Something in the batch changed since it was read: the rest go one by one.
+        for one in batch {
+            if ctx.commit(deletes(std::slice::from_ref(one))).await?.is_some() {
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+fn deletes(batch: &[(Arc<str>, Revision)]) -> Txn {
+    batch.iter().fold(Txn::new(), |txn, (key, revision)| {
+        txn.when(Compare::unchanged(key.as_ref(), *revision)).then(Op::delete(key.as_ref()))
+    })
+}
