@@ -8,6 +8,7 @@
 //! again by the next sweep. Tasks whose agent never reported them STOPPED are kept: they may
 //! still hold containers and resources.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,15 +27,21 @@ const SCAN_CHUNK: usize = 2_000;
 /// How many deletes go in one transaction.
 const DELETE_BATCH: usize = 256;
 
+/// When each stopped task stopped, by key, with the revision that was read: a sweep decodes
+/// only the tasks that stopped (or changed) since the last one.
+#[derive(Default)]
+pub struct StopTimes(HashMap<Arc<str>, (Revision, Option<i64>)>);
+
 /// Sweeps until the task is aborted; `retention` of zero keeps stopped tasks forever.
 pub async fn run(ctx: Ctx, retention: Duration) {
     if retention.is_zero() {
         return;
     }
     let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut seen = StopTimes::default();
     loop {
         tokio::time::sleep(every).await;
-        match sweep(&ctx, retention).await {
+        match sweep(&ctx, retention, &mut seen).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(forgotten = n, "forgot tasks stopped longer than the retention"),
             Err(e) => tracing::warn!(error = %e, "could not forget stopped tasks"),
@@ -43,28 +50,36 @@ pub async fn run(ctx: Ctx, retention: Duration) {
 }
 
 /// Deletes every task STOPPED for longer than `retention`; returns how many were deleted.
-pub async fn sweep(ctx: &Ctx, retention: Duration) -> ApiResult<usize> {
+pub async fn sweep(ctx: &Ctx, retention: Duration, seen: &mut StopTimes) -> ApiResult<usize> {
     let cutoff_ms = ctx.clock.now_ms().saturating_sub(retention.as_millis() as i64);
-    let stopped: Vec<Arc<str>> = {
+    let stopped: Vec<(Arc<str>, Revision)> = {
         let ix = ctx.cache.read();
         ix.tasks
             .iter()
             .filter(|(_, e)| e.value.summary.last_status == LastStatus::Stopped)
-            .map(|(k, _)| k.clone())
+            .map(|(k, e)| (k.clone(), e.revision))
             .collect()
     };
+    let mut times = HashMap::with_capacity(stopped.len());
     let mut expired: Vec<(Arc<str>, Revision)> = Vec::new();
     for chunk in stopped.chunks(SCAN_CHUNK) {
         let ix = ctx.cache.read();
-        for key in chunk {
-            let Some(e) = ix.tasks.get(key) else { continue };
-            let t = e.value.task();
-            let stopped_at = t.stopped_at.or(t.execution_stopped_at).or(t.stopping_at).or(t.created_at);
-            if stopped_at.is_some_and(|at| at.as_millis() <= cutoff_ms) {
-                expired.push((key.clone(), e.revision));
+        for (key, revision) in chunk {
+            let stopped_at = match seen.0.get(key) {
+                Some((r, at)) if r == revision => *at,
+                _ => {
+                    let Some(e) = ix.tasks.get(key).filter(|e| e.revision == *revision) else { continue };
+                    let t = e.value.task();
+                    t.stopped_at.or(t.execution_stopped_at).or(t.stopping_at).or(t.created_at).map(|at| at.as_millis())
+                }
+            };
+            times.insert(key.clone(), (*revision, stopped_at));
+            if stopped_at.is_some_and(|at| at <= cutoff_ms) {
+                expired.push((key.clone(), *revision));
             }
         }
     }
+    seen.0 = times;
     let mut deleted = 0;
     for batch in expired.chunks(DELETE_BATCH) {
         if ctx.commit(deletes(batch)).await?.is_some() {
