@@ -249,3 +249,85 @@ async fn tasks_stopped_longer_than_the_retention_are_forgotten() {
     assert_eq!(ci.container_instances()[0].running_tasks_count(), 1);
     fleet.stop().await;
 }
+
+fn tag_map(t: &aws_sdk_ecs::types::Task) -> std::collections::BTreeMap<String, String> {
+    t.tags().iter().map(|t| (t.key().unwrap_or("").to_string(), t.value().unwrap_or("").to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_tags_name_the_cluster_and_the_service_when_asked_for() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let fleet = fleet(&server, 1).await;
+    let tag = aws_sdk_ecs::types::Tag::builder().key("team").value("core").build();
+
+    let managed = client
+        .run_task()
+        .task_definition("small")
+        .enable_ecs_managed_tags(true)
+        .tags(tag.clone())
+        .send()
+        .await
+        .unwrap();
+    let plain = client.run_task().task_definition("small").tags(tag).send().await.unwrap();
+    let arns = [managed.tasks()[0].task_arn().unwrap(), plain.tasks()[0].task_arn().unwrap()];
+    let described = client
+        .describe_tasks()
+        .set_tasks(Some(arns.iter().map(|a| a.to_string()).collect()))
+        .include(aws_sdk_ecs::types::TaskField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let by_arn = |arn: &str| described.tasks().iter().find(|t| t.task_arn() == Some(arn)).map(tag_map).unwrap();
+    let want: std::collections::BTreeMap<String, String> =
+        [("aws:ecs:clusterName", "default"), ("team", "core")].map(|(k, v)| (k.into(), v.into())).into();
+    assert_eq!(by_arn(arns[0]), want);
+    assert_eq!(by_arn(arns[1]), [("team".to_string(), "core".to_string())].into());
+
+    client
+        .create_service()
+        .service_name("tagged")
+        .task_definition("small")
+        .desired_count(1)
+        .enable_ecs_managed_tags(true)
+        .send()
+        .await
+        .unwrap();
+    let task = eventually("the service's task", || async {
+        let list = client.list_tasks().service_name("tagged").send().await.ok()?;
+        let arn = list.task_arns().first()?.clone();
+        let out = client.describe_tasks().tasks(arn).include(aws_sdk_ecs::types::TaskField::Tags).send().await.ok()?;
+        out.tasks().first().cloned()
+    })
+    .await;
+    let want: std::collections::BTreeMap<String, String> =
+        [("aws:ecs:clusterName", "default"), ("aws:ecs:serviceName", "tagged")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
+    assert_eq!(tag_map(&task), want);
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn over_long_names_and_client_tokens_are_refused_by_field() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    register_td(&client, "names").await;
+    let long = |n: usize| "x".repeat(n);
+    let cases = [
+        ("startedBy", client.run_task().task_definition("names").started_by(long(129)).send().await),
+        ("group", client.run_task().task_definition("names").group(long(256)).send().await),
+        ("clientToken", client.run_task().task_definition("names").client_token(long(65)).send().await),
+    ];
+    for (field, outcome) in cases {
+        let message = expect_code(outcome, "InvalidParameterException");
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    let arn = register_instance(&client, "default").await;
+    let start = client.start_task().task_definition("names").container_instances(&arn).started_by(long(129)).send();
+    let message = expect_code(start.await, "InvalidParameterException");
+    assert!(message.contains("startedBy"), "{message}");
+    // At the limits, accepted (the instance's agent is not connected, so the task is not placed).
+    let ok = client.run_task().task_definition("names").started_by(long(128)).group(long(255)).client_token(long(64));
+    assert!(ok.send().await.is_ok());
+}

@@ -11,7 +11,7 @@ use super::reconcile::{Actions, Launch, Stop};
 use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::handlers::run_task::{place_and_commit, placement_request};
-use crate::handlers::start_task::task_tags;
+use crate::handlers::start_task::{managed_tags, task_tags};
 use crate::handlers::tasks::stop_by_key;
 use crate::placement::{commit_on_instance, new_task, reservation_for, Launch as TaskLaunch};
 use crate::service_status::MAX_EVENTS;
@@ -97,11 +97,15 @@ fn default_strategy() -> Vec<PlacementStrategy> {
 }
 
 fn task_launch(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str) -> TaskLaunch {
-    let tags = match svc.propagate_tags.as_deref() {
+    let mut tags = match svc.propagate_tags.as_deref() {
         Some("SERVICE") => svc.tags.clone().unwrap_or_default(),
         Some("TASK_DEFINITION") => task_tags(ctx, def, Vec::new(), Some("TASK_DEFINITION")),
         _ => Vec::new(),
     };
+    if svc.enable_ecs_managed_tags == Some(true) {
+        let cluster = svc.cluster_arn.as_deref().map(short_id).unwrap_or_default();
+        tags.extend(managed_tags(cluster, svc.service_name.as_deref()));
+    }
     TaskLaunch {
         overrides: None,
         group: Some(format!("service:{}", svc.service_name.as_deref().unwrap_or(""))),

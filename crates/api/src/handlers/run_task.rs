@@ -12,7 +12,9 @@ use flotilla_scheduler::{Constraint, Env, HostPort, Protocol, Request, RequiredA
 use flotilla_store::{Compare, Op, Txn, TxnOutcome};
 use serde::{Deserialize, Serialize};
 
-use super::start_task::{check_network, check_overrides, runnable_definition, task_tags};
+use super::start_task::{
+    check_network, check_overrides, check_task_names, managed_tags, runnable_definition, task_tags,
+};
 use super::tags::validate_tags;
 use super::{active_cluster, DEFAULT_CLUSTER};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
@@ -81,6 +83,12 @@ pub fn placement_request(
 
 pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     let token = req.client_token.clone();
+    if let Some(t) = token.as_deref().filter(|t| t.is_empty() || t.chars().count() > 64) {
+        return Err(ApiError::invalid_parameter(format!(
+            "clientToken must be 1 to 64 characters long; got {}.",
+            t.chars().count()
+        )));
+    }
     let hash = idempotency::request_hash(&req);
     if let Some(t) = &token {
         if let Some(earlier) = replay(ctx, t, &hash)? {
@@ -104,6 +112,10 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     check_network(&def, req.network_configuration.is_some())?;
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
+    check_task_names(req.group.as_deref(), req.started_by.as_deref())?;
+    if req.volume_configurations.as_ref().is_some_and(|v| !v.is_empty()) {
+        return Err(ApiError::unsupported("volumeConfigurations are not supported by Flotilla yet."));
+    }
     let group = req.group.clone().unwrap_or_else(|| format!("family:{}", def.family.as_deref().unwrap_or("")));
     let reservation = reservation_for(&def, req.overrides.as_ref());
     let request = placement_request(
@@ -118,7 +130,13 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
         overrides: req.overrides.clone(),
         group: Some(group),
         started_by: req.started_by.clone(),
-        tags: task_tags(ctx, &def, tags, req.propagate_tags.as_deref()),
+        tags: {
+            let mut tags = task_tags(ctx, &def, tags, req.propagate_tags.as_deref());
+            if req.enable_ecs_managed_tags == Some(true) {
+                tags.extend(managed_tags(&cluster, None));
+            }
+            tags
+        },
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
     let token = token.as_deref().map(|token| Token { token, hash: &hash });

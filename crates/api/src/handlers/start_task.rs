@@ -53,6 +53,34 @@ pub fn check_network(def: &TaskDefinition, has_config: bool) -> ApiResult<()> {
     }
 }
 
+/// Checks the names a RunTask or StartTask gives its tasks, as ECS bounds them.
+pub fn check_task_names(group: Option<&str>, started_by: Option<&str>) -> ApiResult<()> {
+    if let Some(g) = group.filter(|g| g.chars().count() > 255) {
+        return Err(ApiError::invalid_parameter(format!(
+            "group can be at most 255 characters long; got {}.",
+            g.chars().count()
+        )));
+    }
+    if let Some(s) = started_by.filter(|s| s.chars().count() > 128) {
+        return Err(ApiError::invalid_parameter(format!(
+            "startedBy can be at most 128 characters long; got {}.",
+            s.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+/// The tags ECS adds itself when `enableECSManagedTags` is on: the cluster's name, and the
+/// service's for a service's tasks. User tags cannot use the `aws:` prefix, so these never clash.
+pub fn managed_tags(cluster: &str, service: Option<&str>) -> Vec<flotilla_model::Tag> {
+    let tag = |key: &str, value: &str| flotilla_model::Tag { key: Some(key.into()), value: Some(value.into()) };
+    let mut tags = vec![tag("aws:ecs:clusterName", cluster)];
+    if let Some(service) = service {
+        tags.push(tag("aws:ecs:serviceName", service));
+    }
+    tags
+}
+
 /// The tags a new task gets: the request's, plus the definition's when asked to propagate.
 pub fn task_tags(
     ctx: &Ctx,
@@ -77,14 +105,19 @@ pub async fn start(ctx: &Ctx, req: StartTaskRequest) -> ApiResult<StartTaskRespo
     check_network(&def, req.network_configuration.is_some())?;
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
+    check_task_names(req.group.as_deref(), req.started_by.as_deref())?;
     if req.volume_configurations.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(ApiError::unsupported("volumeConfigurations are not supported by Flotilla yet."));
+    }
+    let mut tags = task_tags(ctx, &def, tags, req.propagate_tags.as_deref());
+    if req.enable_ecs_managed_tags == Some(true) {
+        tags.extend(managed_tags(&cluster, None));
     }
     let launch = Launch {
         overrides: req.overrides.clone(),
         group: req.group.clone(),
         started_by: req.started_by.clone(),
-        tags: task_tags(ctx, &def, tags, req.propagate_tags.as_deref()),
+        tags,
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
     let mut tasks = Vec::new();
