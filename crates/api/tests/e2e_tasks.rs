@@ -240,6 +240,21 @@ async fn start_task_checks_its_input() {
         "InvalidParameterException",
     );
     assert!(msg.contains("ghost"), "{msg}");
+    // Sizes that cannot be: each refused, naming what is wrong.
+    let web = || aws_sdk_ecs::types::ContainerOverride::builder().name("web");
+    let bad = [
+        (aws_sdk_ecs::types::TaskOverride::builder().cpu("lots").build(), "overrides.cpu"),
+        (aws_sdk_ecs::types::TaskOverride::builder().memory("2 TBs").build(), "overrides.memory"),
+        (aws_sdk_ecs::types::TaskOverride::builder().container_overrides(web().cpu(-1).build()).build(), "cpu"),
+        (aws_sdk_ecs::types::TaskOverride::builder().container_overrides(web().memory(4).build()).build(), "6 MiB"),
+    ];
+    for (over, says) in bad {
+        let msg = expect_code(
+            client.start_task().task_definition("web").container_instances(&arn).overrides(over).send().await,
+            "InvalidParameterException",
+        );
+        assert!(msg.contains(says), "{says}: {msg}");
+    }
     let eleven: Vec<String> = (0..11).map(|_| arn.clone()).collect();
     expect_code(
         client.start_task().task_definition("web").set_container_instances(Some(eleven)).send().await,

@@ -36,6 +36,29 @@ pub fn check_overrides(def: &TaskDefinition, overrides: Option<&TaskOverride>) -
                 "Override for container named {name} is not a container in the TaskDefinition."
             )));
         }
+        for (field, value) in [("cpu", o.cpu), ("memory", o.memory), ("memoryReservation", o.memory_reservation)] {
+            if value.is_some_and(|v| v < 0) {
+                return Err(ApiError::invalid_parameter(format!(
+                    "overrides.containerOverrides {field} for container {name} cannot be negative."
+                )));
+            }
+        }
+        if o.memory.is_some_and(|m| m < 6) {
+            return Err(ApiError::invalid_parameter(format!(
+                "overrides.containerOverrides memory for container {name} must be at least 6 MiB."
+            )));
+        }
+    }
+    let Some(o) = overrides else { return Ok(()) };
+    if let Some(cpu) = o.cpu.as_deref().filter(|c| flotilla_model::rules::parse_task_cpu(c).is_none()) {
+        return Err(ApiError::invalid_parameter(format!(
+            "overrides.cpu '{cpu}' is not valid: give CPU units (\"1024\") or vCPUs (\"1 vCPU\")."
+        )));
+    }
+    if let Some(memory) = o.memory.as_deref().filter(|m| flotilla_model::rules::parse_task_memory(m).is_none()) {
+        return Err(ApiError::invalid_parameter(format!(
+            "overrides.memory '{memory}' is not valid: give MiB (\"2048\") or GB (\"2 GB\")."
+        )));
     }
     Ok(())
 }
