@@ -2,8 +2,9 @@
 //! middle of it, a restart on the same data directory, and then every acknowledged write must be
 //! there, and the store must be consistent (revisions contiguous per family, every record whole).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,36 +21,12 @@ struct Server {
 
 impl Server {
     fn start(dir: &std::path::Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("FLOTILLA_ACCESS_KEY_ID", AKID)
-            .env("FLOTILLA_SECRET_ACCESS_KEY", SECRET)
-            .env("FLOTILLA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start flotilla server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("export line");
-        let endpoint = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL_ECS="))
-            .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
-            .to_string();
+        let (child, endpoint) = common::start_printing_endpoint("server", dir, AKID, SECRET);
         Server { child, endpoint }
     }
 
     fn client(&self) -> aws_sdk_ecs::Client {
-        let creds = aws_credential_types::Credentials::new(AKID, SECRET, None, None, "crash-test");
-        let conf = aws_sdk_ecs::Config::builder()
-            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(creds)
-            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_ecs::Client::from_conf(conf)
+        common::client(&self.endpoint, AKID, SECRET)
     }
 }
 

@@ -2,6 +2,8 @@
 //! plane cannot be reached says so and exits, and a fleet whose control plane went away still
 //! stops on SIGTERM instead of waiting for the server forever.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -74,24 +76,8 @@ fn a_fleet_that_cannot_reach_the_control_plane_says_so_and_exits() {
 #[test]
 fn a_fleet_stops_on_sigterm_after_its_control_plane_went_away() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("server"))
-        .env("FLOTILLA_ACCESS_KEY_ID", AKID)
-        .env("FLOTILLA_SECRET_ACCESS_KEY", SECRET)
-        .env("FLOTILLA_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start flotilla server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("export line");
+    let (server, endpoint) = common::start_printing_endpoint("server", &dir.path().join("server"), AKID, SECRET);
     let mut server = Guard(server);
-    let endpoint = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL_ECS="))
-        .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
-        .to_string();
 
     let mut fleet = hollow_fleet(&endpoint, &dir.path().join("agents"));
     // Every hollow agent registered once its identity file is written.

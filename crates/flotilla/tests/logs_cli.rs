@@ -4,8 +4,9 @@
 //! variables `flotilla up` printed. A guard kills `flotilla up` and removes the containers of its
 //! instance, even when the test panics.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{ContainerDefinition, NetworkMode};
@@ -26,36 +27,12 @@ struct Up {
 impl Up {
     fn start() -> Up {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("FLOTILLA_ACCESS_KEY_ID", AKID)
-            .env("FLOTILLA_SECRET_ACCESS_KEY", SECRET)
-            .env("FLOTILLA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start flotilla up");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("export line");
-        let endpoint = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL_ECS="))
-            .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
-            .to_string();
+        let (child, endpoint) = common::start_printing_endpoint("up", dir.path(), AKID, SECRET);
         Up { child, endpoint, instance: None, _dir: dir }
     }
 
     fn client(&self) -> aws_sdk_ecs::Client {
-        let creds = aws_credential_types::Credentials::new(AKID, SECRET, None, None, "logs-cli-test");
-        let conf = aws_sdk_ecs::Config::builder()
-            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(creds)
-            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_ecs::Client::from_conf(conf)
+        common::client(&self.endpoint, AKID, SECRET)
     }
 
     /// `flotilla logs ARGS` with the environment `flotilla up` printed: (success, stdout, stderr).
