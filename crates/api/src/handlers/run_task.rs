@@ -12,10 +12,7 @@ use flotilla_scheduler::{Constraint, Env, HostPort, Protocol, Request, RequiredA
 use flotilla_store::{Compare, Op, Txn, TxnOutcome};
 use serde::{Deserialize, Serialize};
 
-use super::start_task::{
-    check_network, check_overrides, check_task_names, managed_tags, runnable_definition, task_tags,
-};
-use super::tags::validate_tags;
+use super::start_task::{check_launch, check_network, check_overrides, launch_tags, runnable_definition};
 use super::{active_cluster, DEFAULT_CLUSTER};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::{ApiError, ApiResult};
@@ -111,11 +108,8 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     check_overrides(&def, req.overrides.as_ref())?;
     check_network(&def, req.network_configuration.is_some())?;
     let tags = req.tags.clone().unwrap_or_default();
-    validate_tags(&tags)?;
-    check_task_names(req.group.as_deref(), req.started_by.as_deref())?;
-    if req.volume_configurations.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::unsupported("volumeConfigurations are not supported by Flotilla yet."));
-    }
+    let volumes = req.volume_configurations.as_ref().map_or(0, Vec::len);
+    check_launch(&tags, req.group.as_deref(), req.started_by.as_deref(), volumes)?;
     let group = req.group.clone().unwrap_or_else(|| format!("family:{}", def.family.as_deref().unwrap_or("")));
     let reservation = reservation_for(&def, req.overrides.as_ref());
     let request = placement_request(
@@ -130,13 +124,7 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
         overrides: req.overrides.clone(),
         group: Some(group),
         started_by: req.started_by.clone(),
-        tags: {
-            let mut tags = task_tags(ctx, &def, tags, req.propagate_tags.as_deref());
-            if req.enable_ecs_managed_tags == Some(true) {
-                tags.extend(managed_tags(&cluster, None));
-            }
-            tags
-        },
+        tags: launch_tags(ctx, &def, &cluster, tags, req.propagate_tags.as_deref(), req.enable_ecs_managed_tags),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
     let token = token.as_deref().map(|token| Token { token, hash: &hash });

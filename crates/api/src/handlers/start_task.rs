@@ -76,8 +76,15 @@ pub fn check_network(def: &TaskDefinition, has_config: bool) -> ApiResult<()> {
     }
 }
 
-/// Checks the names a RunTask or StartTask gives its tasks, as ECS bounds them.
-pub fn check_task_names(group: Option<&str>, started_by: Option<&str>) -> ApiResult<()> {
+/// Checks what RunTask and StartTask both take beside the definition: the tags, the names the
+/// tasks get (as ECS bounds them), and no `volumeConfigurations` (not built yet).
+pub fn check_launch(
+    tags: &[flotilla_model::Tag],
+    group: Option<&str>,
+    started_by: Option<&str>,
+    volume_configurations: usize,
+) -> ApiResult<()> {
+    validate_tags(tags)?;
     if let Some(g) = group.filter(|g| g.chars().count() > 255) {
         return Err(ApiError::invalid_parameter(format!(
             "group can be at most 255 characters long; got {}.",
@@ -90,6 +97,9 @@ pub fn check_task_names(group: Option<&str>, started_by: Option<&str>) -> ApiRes
             s.chars().count()
         )));
     }
+    if volume_configurations > 0 {
+        return Err(ApiError::unsupported("volumeConfigurations are not supported by Flotilla yet."));
+    }
     Ok(())
 }
 
@@ -100,6 +110,23 @@ pub fn managed_tags(cluster: &str, service: Option<&str>) -> Vec<flotilla_model:
     let mut tags = vec![tag("aws:ecs:clusterName", cluster)];
     if let Some(service) = service {
         tags.push(tag("aws:ecs:serviceName", service));
+    }
+    tags
+}
+
+/// The tags a task started by RunTask or StartTask gets: [`task_tags`], and ECS's own with
+/// `enableECSManagedTags`.
+pub fn launch_tags(
+    ctx: &Ctx,
+    def: &TaskDefinition,
+    cluster: &str,
+    tags: Vec<flotilla_model::Tag>,
+    propagate: Option<&str>,
+    managed: Option<bool>,
+) -> Vec<flotilla_model::Tag> {
+    let mut tags = task_tags(ctx, def, tags, propagate);
+    if managed == Some(true) {
+        tags.extend(managed_tags(cluster, None));
     }
     tags
 }
@@ -127,20 +154,13 @@ pub async fn start(ctx: &Ctx, req: StartTaskRequest) -> ApiResult<StartTaskRespo
     check_overrides(&def, req.overrides.as_ref())?;
     check_network(&def, req.network_configuration.is_some())?;
     let tags = req.tags.clone().unwrap_or_default();
-    validate_tags(&tags)?;
-    check_task_names(req.group.as_deref(), req.started_by.as_deref())?;
-    if req.volume_configurations.as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::unsupported("volumeConfigurations are not supported by Flotilla yet."));
-    }
-    let mut tags = task_tags(ctx, &def, tags, req.propagate_tags.as_deref());
-    if req.enable_ecs_managed_tags == Some(true) {
-        tags.extend(managed_tags(&cluster, None));
-    }
+    let volumes = req.volume_configurations.as_ref().map_or(0, Vec::len);
+    check_launch(&tags, req.group.as_deref(), req.started_by.as_deref(), volumes)?;
     let launch = Launch {
         overrides: req.overrides.clone(),
         group: req.group.clone(),
         started_by: req.started_by.clone(),
-        tags,
+        tags: launch_tags(ctx, &def, &cluster, tags, req.propagate_tags.as_deref(), req.enable_ecs_managed_tags),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
     let mut tasks = Vec::new();
