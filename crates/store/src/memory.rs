@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use crate::apply::{apply, Applied, Keyspace};
-use crate::recent::{RecentLog, SharedHistory, DEFAULT_HISTORY_BYTES};
+use crate::recent::{self, RecentLog, SharedHistory, DEFAULT_HISTORY_BYTES};
 use crate::types::{KeyValue, Listing, Revision, StoreError, Txn, TxnOutcome, Watch, WatchBatch};
 use crate::watch::{self, Live, LIVE_CAPACITY};
 use crate::{Store, DEFAULT_HISTORY};
@@ -117,7 +117,7 @@ impl Store for MemoryStore {
         };
         let batch = Arc::new(WatchBatch { revision, events });
         state.revision = revision;
-        inner.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(batch.clone());
+        recent::locked(&inner.history).push(batch.clone());
         inner.revision.store(revision, Ordering::Release);
         // Published under the lock so that live batches go out in revision order.
         let _ = inner.live.send(batch);

@@ -10,7 +10,7 @@
 //! live feed; a watcher further behind than the history gets `Compacted` and lists again.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::apply::filter_events;
 use crate::types::{Event, Revision, StoreError, WatchBatch};
@@ -85,6 +85,12 @@ impl RecentLog {
     }
 }
 
+/// Locks a shared history. A poisoned lock is taken as it is: a batch enters the history in one
+/// step, so a panic elsewhere cannot leave it half-written.
+pub(crate) fn locked(history: &Mutex<RecentLog>) -> MutexGuard<'_, RecentLog> {
+    history.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A [`RecentLog`] shared between a store's committer and its watchers. Weak, so that a watcher
 /// nobody reads keeps neither the history nor the store alive.
 pub(crate) struct SharedHistory(pub Weak<Mutex<RecentLog>>);
@@ -92,9 +98,9 @@ pub(crate) struct SharedHistory(pub Weak<Mutex<RecentLog>>);
 impl SharedHistory {
     /// [`RecentLog::read_after`], or `Closed` once the store is gone.
     pub fn read_after(&self, after: Revision, prefix: &str, limit: usize) -> Result<Chunk, StoreError> {
-        let log = self.0.upgrade().ok_or(StoreError::Closed)?;
-        let log = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        log.read_after(after, prefix, limit)
+        let history = self.0.upgrade().ok_or(StoreError::Closed)?;
+        let chunk = locked(&history).read_after(after, prefix, limit);
+        chunk
     }
 }
 

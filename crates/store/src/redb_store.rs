@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::apply::{apply, Applied, Keyspace};
 use crate::codec;
-use crate::recent::{RecentLog, SharedHistory, DEFAULT_HISTORY_BYTES};
+use crate::recent::{self, RecentLog, SharedHistory, DEFAULT_HISTORY_BYTES};
 use crate::types::{KeyValue, Listing, Revision, StoreError, Txn, TxnOutcome, Watch, WatchBatch};
 use crate::watch::{self, Live, LIVE_CAPACITY};
 use crate::{Store, DEFAULT_HISTORY};
@@ -193,7 +193,7 @@ fn run_writer(db: &Database, queue: &mpsc::Receiver<Request>, published: &Publis
                 // own write; and a batch is in the history before it goes live, so a watcher
                 // that subscribes in between finds it in one or the other.
                 {
-                    let mut history = published.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let mut history = recent::locked(&published.history);
                     for batch in &committed {
                         history.push(batch.clone());
                     }

@@ -19,15 +19,15 @@ use crate::types::{Revision, StoreError, Watch, WatchBatch};
 
 /// How many batches a watcher's channel holds before its forwarder waits for the consumer.
 const WATCH_CHANNEL: usize = 256;
-/// How many log entries one catch-up read looks at.
-const LOG_CHUNK: usize = 1024;
+/// How many batches of history one catch-up read looks at.
+const HISTORY_CHUNK: usize = 1024;
 /// How many committed batches the live broadcast keeps for forwarders that are briefly behind.
 pub(crate) const LIVE_CAPACITY: usize = 4096;
 
 /// Commits as the committer publishes them: every committed revision, in order, unfiltered.
 pub(crate) type Live = broadcast::Sender<Arc<WatchBatch>>;
 
-/// A run of the change log, already filtered to one prefix.
+/// A run of the change history, already filtered to one prefix.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     /// The matching batches, each non-empty, in revision order.
@@ -37,15 +37,15 @@ pub(crate) struct Chunk {
 }
 
 /// Starts a watch. `live` must have been subscribed before this is called, which is what makes
-/// the hand-over from log to live gap-free. Reads the first chunk of the log before returning so
-/// that a compacted `after` fails the call itself rather than the stream.
+/// the hand-over from history to live gap-free. Reads the first chunk of the history before
+/// returning so that a compacted `after` fails the call itself rather than the stream.
 pub(crate) async fn start(
     history: SharedHistory,
     live: broadcast::Receiver<Arc<WatchBatch>>,
     prefix: String,
     after: Revision,
 ) -> Result<Watch, StoreError> {
-    let first = history.read_after(after, &prefix, LOG_CHUNK)?;
+    let first = history.read_after(after, &prefix, HISTORY_CHUNK)?;
     let (tx, rx) = mpsc::channel(WATCH_CHANNEL);
     tokio::spawn(forward(history, live, prefix, after, first, tx));
     Ok(rx)
@@ -61,11 +61,11 @@ async fn forward(
 ) {
     let mut pending = Some(first);
     loop {
-        // Catch up from the log until a read finds nothing newer.
+        // Catch up from the history until a read finds nothing newer.
         loop {
             let chunk = match pending.take() {
                 Some(chunk) => chunk,
-                None => match history.read_after(last, &prefix, LOG_CHUNK) {
+                None => match history.read_after(last, &prefix, HISTORY_CHUNK) {
                     Ok(chunk) => chunk,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
@@ -100,7 +100,7 @@ async fn forward(
                         }
                     }
                 }
-                // A revision was skipped, or the broadcast moved on without us: the log has it.
+                // A revision was skipped, or the broadcast moved on without us: the history has it.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
                 Err(broadcast::error::RecvError::Closed) => {
                     // The store is gone. If the consumer's channel is full it is not listening
