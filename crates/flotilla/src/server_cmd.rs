@@ -31,7 +31,7 @@ pub struct ServerArgs {
     pub lost_instance_grace_seconds: u64,
     /// Seconds a STOPPED task stays visible to DescribeTasks and ListTasks before it is
     /// forgotten (ECS keeps them for at least an hour); 0 keeps them forever.
-    #[arg(long, env = "FLOTILLA_STOPPED_TASK_RETENTION_SECONDS", default_value_t = 3600)]
+    #[arg(long, env = "FLOTILLA_STOPPED_TASK_RETENTION_SECONDS", default_value_t = flotilla_api::reaper::DEFAULT_RETENTION.as_secs())]
     pub stopped_task_retention_seconds: u64,
 }
 
