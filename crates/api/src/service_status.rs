@@ -121,10 +121,14 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
     (out != *svc).then_some(out)
 }
 
-/// The service as the tasks in the cache say it is, or `None` if nothing changed. The controller
-/// settles a service it writes in the same write, so a record never carries a new event beside
-/// counts from before the change that caused it.
+/// The service as the tasks in the cache say it is, or `None` if nothing changed (or it is
+/// INACTIVE, with nothing left to settle). The controller settles a service it writes in the
+/// same write, so a record never carries a new event beside counts from before the change that
+/// caused it.
 pub fn settle_from_cache(ix: &Indexes, key: &str, svc: &Service, now: Timestamp) -> Option<Service> {
+    if svc.status.as_deref() == Some("INACTIVE") {
+        return None;
+    }
     let cluster = key[keys::SERVICE.len()..].split('/').next().unwrap_or("");
     let group = format!("service:{}", svc.service_name.as_deref().unwrap_or(""));
     let tasks: Vec<Task> =
@@ -139,7 +143,6 @@ pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
     let changes: Vec<(String, Entry<Service>, Service)> = {
         let ix = ctx.cache.read();
         range_prefix(&ix.services, keys::SERVICE)
-            .filter(|(_, e)| e.value.status.as_deref() != Some("INACTIVE"))
             .filter_map(|(k, e)| settle_from_cache(&ix, k, &e.value, now).map(|s| (k.clone(), e.clone(), s)))
             .collect()
     };

@@ -184,10 +184,8 @@ async fn write_service(
     for message in events {
         push_event(&mut svc, message, now);
     }
-    if svc.status.as_deref() != Some("INACTIVE") {
-        if let Some(settled) = crate::service_status::settle_from_cache(&ctx.cache.read(), key, &svc, now) {
-            svc = settled;
-        }
+    if let Some(settled) = crate::service_status::settle_from_cache(&ctx.cache.read(), key, &svc, now) {
+        svc = settled;
     }
     if svc == *entry.value {
         return Ok(());
