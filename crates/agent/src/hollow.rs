@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use flotilla_protocol::{ContainerReport, ManifestEntry, TaskAssignment, TaskReport};
+use flotilla_protocol::{ContainerLifecycle, ContainerReport, ManifestEntry, TaskAssignment, TaskReport, TaskStatus};
 use tokio::sync::mpsc;
 
 use crate::session::{
@@ -28,29 +28,30 @@ pub struct SimulatedRuntime {
 }
 
 impl SimulatedRuntime {
-    fn report(&mut self, task_arn: &str, status: &str, containers: &[String]) -> TaskReport {
+    fn report(&mut self, task_arn: &str, status: TaskStatus, containers: &[String]) -> TaskReport {
         self.seq += 1;
         let now = now_ms();
-        let container_status = if status == "STOPPED" { "STOPPED" } else { "RUNNING" };
+        let stopped = status == TaskStatus::Stopped;
+        let container_status = if stopped { ContainerLifecycle::Stopped } else { ContainerLifecycle::Running };
         TaskReport {
             task_arn: task_arn.to_string(),
-            status: status.to_string(),
+            status,
             seq: self.seq,
             containers: containers
                 .iter()
                 .map(|n| ContainerReport {
                     name: n.clone(),
-                    status: container_status.into(),
+                    status: container_status,
                     runtime_id: Some(format!("hollow-{n}")),
-                    exit_code: (status == "STOPPED").then_some(0),
+                    exit_code: stopped.then_some(0),
                     ..Default::default()
                 })
                 .collect(),
             pull_started_at_ms: Some(now),
             pull_stopped_at_ms: Some(now),
-            started_at_ms: (status == "RUNNING").then_some(now),
-            execution_stopped_at_ms: (status == "STOPPED").then_some(now),
-            stopped_at_ms: (status == "STOPPED").then_some(now),
+            started_at_ms: (status == TaskStatus::Running).then_some(now),
+            execution_stopped_at_ms: stopped.then_some(now),
+            stopped_at_ms: stopped.then_some(now),
             ..Default::default()
         }
     }
@@ -64,15 +65,15 @@ impl SimulatedRuntime {
                 a.definition.container_definitions.iter().flatten().filter_map(|c| c.name.clone()).collect();
             match (a.desired_status(), self.running.contains_key(&arn)) {
                 ("RUNNING", false) => {
-                    out.push(self.report(&arn, "RUNNING", &names));
+                    out.push(self.report(&arn, TaskStatus::Running, &names));
                     self.running.insert(arn, names);
                 }
                 ("STOPPED", true) => {
                     self.running.remove(&arn);
-                    out.push(self.report(&arn, "STOPPED", &names));
+                    out.push(self.report(&arn, TaskStatus::Stopped, &names));
                 }
                 ("STOPPED", false) if a.task.last_status.as_deref() != Some("STOPPED") => {
-                    out.push(self.report(&arn, "STOPPED", &names));
+                    out.push(self.report(&arn, TaskStatus::Stopped, &names));
                 }
                 _ => {}
             }
@@ -87,7 +88,7 @@ impl SimulatedRuntime {
         gone.into_iter()
             .map(|arn| {
                 let names = self.running.remove(&arn).unwrap_or_default();
-                self.report(&arn, "STOPPED", &names)
+                self.report(&arn, TaskStatus::Stopped, &names)
             })
             .collect()
     }
@@ -169,11 +170,11 @@ mod tests {
         let mut rt = SimulatedRuntime::default();
         let r = rt.assign(&[assignment("t1", "RUNNING")]);
         assert_eq!(r.len(), 1);
-        assert_eq!(r[0].status, "RUNNING");
-        assert_eq!(r[0].containers[0].status, "RUNNING");
+        assert_eq!(r[0].status, TaskStatus::Running);
+        assert_eq!(r[0].containers[0].status, ContainerLifecycle::Running);
         assert!(rt.assign(&[assignment("t1", "RUNNING")]).is_empty(), "a repeated payload changes nothing");
         let r = rt.assign(&[assignment("t1", "STOPPED")]);
-        assert_eq!(r[0].status, "STOPPED");
+        assert_eq!(r[0].status, TaskStatus::Stopped);
         assert!(r[0].seq > 1);
         assert_eq!(rt.running(), 0);
     }

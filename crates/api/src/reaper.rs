@@ -16,7 +16,7 @@ use flotilla_store::{Compare, Op, Revision, Txn};
 
 use crate::context::Ctx;
 use crate::error::ApiResult;
-use crate::state::tasks::LastStatus;
+use flotilla_protocol::TaskStatus;
 
 /// How long a STOPPED task stays visible by default: ECS's "at least an hour".
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
@@ -56,7 +56,7 @@ pub async fn sweep(ctx: &Ctx, retention: Duration, seen: &mut StopTimes) -> ApiR
         let ix = ctx.cache.read();
         ix.tasks
             .iter()
-            .filter(|(_, e)| e.value.summary.last_status == LastStatus::Stopped)
+            .filter(|(_, e)| e.value.summary.last_status == Some(TaskStatus::Stopped))
             .map(|(k, e)| (k.clone(), e.revision))
             .collect()
     };

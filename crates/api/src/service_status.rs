@@ -13,11 +13,14 @@ use flotilla_model::{Service, ServiceEvent, Task, Timestamp};
 use flotilla_store::{Compare, Op, Txn};
 
 use crate::context::Ctx;
-use crate::controller::deployment::STARTED_OK_MS;
 use crate::error::ApiResult;
 use crate::state::cache::{range_prefix, Entry, Indexes};
 use crate::state::codec::encode;
 use crate::state::keys;
+
+/// A task that ran at least this long before stopping counts as having started successfully, so
+/// it ends a run of failures.
+pub const STARTED_OK_MS: i64 = 10_000;
 
 /// How many events a service keeps, newest first.
 pub const MAX_EVENTS: usize = 100;

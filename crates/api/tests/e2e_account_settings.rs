@@ -82,3 +82,29 @@ async fn list_pages_at_most_ten_settings_at_a_time() {
     assert!(names.contains(&"containerInsights".to_string()));
     expect_code(client.list_account_settings().max_results(11).send().await, "InvalidParameterException");
 }
+
+#[tokio::test]
+async fn only_set_settings_are_listed_unless_effective_settings_are_asked_for() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let set_only = client.list_account_settings().send().await.unwrap();
+    assert!(set_only.settings().is_empty(), "nothing was set: {:?}", set_only.settings());
+    client.put_account_setting().name(SettingName::ContainerInsights).value("enabled").send().await.unwrap();
+    let set_only = client.list_account_settings().send().await.unwrap();
+    let names: Vec<_> = set_only.settings().iter().filter_map(|s| s.name()).collect();
+    assert_eq!(names, vec![&SettingName::ContainerInsights]);
+    assert_eq!(set_only.settings()[0].r#type(), Some(&aws_sdk_ecs::types::SettingType::User));
+
+    let effective = client.list_account_settings().effective_settings(true).max_results(10).into_paginator();
+    let all: Vec<_> = effective.items().send().collect::<Result<Vec<_>, _>>().await.unwrap();
+    assert!(all.len() > 5, "every setting's effective value: {all:?}");
+    for s in &all {
+        let expected = if s.name() == Some(&SettingName::GuardDutyActivate) {
+            aws_sdk_ecs::types::SettingType::AwsManaged
+        } else {
+            aws_sdk_ecs::types::SettingType::User
+        };
+        assert_eq!(s.r#type(), Some(&expected), "{s:?}");
+    }
+    assert!(all.iter().any(|s| s.name() == Some(&SettingName::GuardDutyActivate)));
+}

@@ -98,11 +98,11 @@ async fn tasks_flow_to_the_agent_and_reports_flow_back() {
     report_tx
         .send(TaskReport {
             task_arn: task_arn.clone(),
-            status: "RUNNING".into(),
+            status: flotilla_protocol::TaskStatus::Running,
             seq: 1,
             containers: vec![ContainerReport {
                 name: "web".into(),
-                status: "RUNNING".into(),
+                status: flotilla_protocol::ContainerLifecycle::Running,
                 runtime_id: Some("c1".into()),
                 ..Default::default()
             }],
@@ -126,11 +126,11 @@ async fn tasks_flow_to_the_agent_and_reports_flow_back() {
     report_tx
         .send(TaskReport {
             task_arn: task_arn.clone(),
-            status: "STOPPED".into(),
+            status: flotilla_protocol::TaskStatus::Stopped,
             seq: 2,
             containers: vec![ContainerReport {
                 name: "web".into(),
-                status: "STOPPED".into(),
+                status: flotilla_protocol::ContainerLifecycle::Stopped,
                 exit_code: Some(0),
                 ..Default::default()
             }],
@@ -316,7 +316,7 @@ async fn reports_are_acknowledged_alone_or_with_the_next_assignment() {
     let started = client.start_task().task_definition("web").container_instances(&identity.container_instance_arn);
     let first = started.send().await.expect("start").tasks()[0].task_arn().unwrap().to_string();
     let report = |seq: u64, arn: &str| {
-        let r = TaskReport { task_arn: arn.into(), status: "RUNNING".into(), seq, ..Default::default() };
+        let r = TaskReport { task_arn: arn.into(), status: flotilla_protocol::TaskStatus::Running, seq, ..Default::default() };
         Message::Text(AgentMessage::TaskStateChange(Box::new(r)).to_json().into())
     };
     loop {

@@ -331,3 +331,52 @@ async fn over_long_names_and_client_tokens_are_refused_by_field() {
     let ok = client.run_task().task_definition("names").started_by(long(128)).group(long(255)).client_token(long(64));
     assert!(ok.send().await.is_ok());
 }
+
+#[tokio::test]
+async fn run_and_start_task_answers_read_as_ecs_writes_them() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    register_td(&client, "plain").await;
+    let arn = register_instance(&client, "default").await;
+
+    // Untagged tasks carry "tags": [], as DescribeTasks shows them.
+    let (status, _, body) = signed_raw(
+        &server,
+        "StartTask",
+        format!(r#"{{"taskDefinition":"plain","containerInstances":["{arn}"]}}"#).as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["tasks"][0]["tags"], serde_json::json!([]), "{body}");
+    let fleet = fleet(&server, 1).await;
+    let (status, _, body) = signed_raw(&server, "RunTask", br#"{"taskDefinition":"small"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["tasks"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(json["tasks"][0]["tags"], serde_json::json!([]), "{body}");
+    fleet.stop().await;
+
+    // launchType and capacityProviderStrategy exclude each other, whatever Flotilla supports.
+    let item =
+        aws_sdk_ecs::types::CapacityProviderStrategyItem::builder().capacity_provider("FARGATE").build().unwrap();
+    let both = client
+        .run_task()
+        .task_definition("plain")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Ec2)
+        .capacity_provider_strategy(item)
+        .send()
+        .await;
+    let msg = expect_code(both, "InvalidParameterException");
+    assert!(msg.contains("launch type and capacity provider strategy"), "{msg}");
+
+    // An awsvpc configuration needs subnets.
+    let (status, _, body) = signed_raw(
+        &server,
+        "RunTask",
+        br#"{"taskDefinition":"plain","networkConfiguration":{"awsvpcConfiguration":{"subnets":[]}}}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("subnets can not be empty."), "{body}");
+}

@@ -182,6 +182,27 @@ async fn create_validates_the_request() {
     assert!(msg.contains("FARGATE"), "{msg}");
 
     expect_code(base("f").task_definition("web").desired_count(-1).send().await, "InvalidParameterException");
+
+    // ECS's answers real clients depend on: no subnets, a platform version on the default EC2
+    // launch type, a role without load balancers.
+    let no_subnets = aws_sdk_ecs::types::NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            aws_sdk_ecs::types::AwsVpcConfiguration::builder().set_subnets(Some(vec![])).build().unwrap(),
+        )
+        .build();
+    let msg = expect_code(
+        base("h").task_definition("vpcapp").network_configuration(no_subnets.clone()).send().await,
+        "InvalidParameterException",
+    );
+    assert_eq!(msg, "subnets can not be empty.");
+    let msg = expect_code(
+        base("h").task_definition("web").platform_version("LATEST").send().await,
+        "InvalidParameterException",
+    );
+    assert_eq!(msg, "The platform version must be null when specifying an EC2 launch type.");
+    let msg =
+        expect_code(base("h").task_definition("web").role("ecsServiceRole").send().await, "InvalidParameterException");
+    assert_eq!(msg, "A role was passed, but no load balancers were present.");
     expect_code(base("g").cluster("nowhere").task_definition("web").send().await, "ClusterNotFoundException");
 
     // None of them created a service.
@@ -450,4 +471,29 @@ async fn every_service_call_needs_a_known_cluster() {
     expect_code(client.list_services().cluster(c).send().await, nf);
     expect_code(client.update_service().cluster(c).service("x").desired_count(1).send().await, nf);
     expect_code(client.delete_service().cluster(c).service("x").send().await, nf);
+}
+
+#[tokio::test]
+async fn update_refuses_what_ecs_refuses() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    register_td(&client, "web").await;
+    client.create_service().service_name("s").task_definition("web").desired_count(0).send().await.unwrap();
+    let msg = expect_code(
+        client.update_service().service("s").platform_version("1.4.0").send().await,
+        "InvalidParameterException",
+    );
+    assert_eq!(msg, "The platform version must be null when specifying an EC2 launch type.");
+    let no_subnets = NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            aws_sdk_ecs::types::AwsVpcConfiguration::builder().set_subnets(Some(vec![])).build().unwrap(),
+        )
+        .build();
+    let msg = expect_code(
+        client.update_service().service("s").network_configuration(no_subnets).send().await,
+        "InvalidParameterException",
+    );
+    assert_eq!(msg, "subnets can not be empty.");
+    // Neither changed the service: still one deployment.
+    assert_eq!(describe_one(&client, "default", "s").await.deployments().len(), 1);
 }

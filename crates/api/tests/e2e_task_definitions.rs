@@ -516,4 +516,22 @@ async fn volumes_and_mount_points_round_trip() {
         .unwrap();
     assert_eq!(td.volumes()[0].name(), Some("data"));
     assert_eq!(td.container_definitions()[0].mount_points()[0].source_volume(), Some("data"));
+
+    // An EFS volume without rootDirectory mounts the file system's root, and says so.
+    let efs = aws_sdk_ecs::types::EfsVolumeConfiguration::builder().file_system_id("fs-1234").build().unwrap();
+    let td = client
+        .register_task_definition()
+        .family("efs")
+        .volumes(Volume::builder().name("shared").efs_volume_configuration(efs).build())
+        .container_definitions(ContainerDefinition::builder().name("a").image("x").memory(64).build())
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap();
+    let stored = td.volumes()[0].efs_volume_configuration().expect("the EFS volume");
+    assert_eq!(stored.root_directory(), Some("/"));
+    let described = client.describe_task_definition().task_definition("efs").send().await.unwrap();
+    let again = described.task_definition().unwrap().volumes()[0].efs_volume_configuration().unwrap();
+    assert_eq!(again.root_directory(), Some("/"));
 }

@@ -11,8 +11,10 @@
 //! The server also reads a task's container output from the agent that ran it (`logs`): a
 //! `LogsRequest` answered by bounded `LogsBatch`es, cancelled with `LogsCancel`.
 
+pub mod lifecycle;
 pub mod logs;
 
+pub use lifecycle::{ContainerLifecycle, DesiredStatus, TaskStatus};
 pub use logs::{LogEntry, LogStream, LogsBatch, LogsError, LogsRequest};
 
 use flotilla_model::{NetworkBinding, Task, TaskDefinition};
@@ -75,8 +77,7 @@ pub struct ManifestEntry {
 #[serde(rename_all = "camelCase")]
 pub struct ContainerReport {
     pub name: String,
-    /// PENDING, RUNNING or STOPPED.
-    pub status: String,
+    pub status: ContainerLifecycle,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,8 +98,8 @@ pub struct ContainerReport {
 #[serde(rename_all = "camelCase")]
 pub struct TaskReport {
     pub task_arn: String,
-    /// The task's lastStatus: PROVISIONING ... STOPPED.
-    pub status: String,
+    /// The task's lastStatus.
+    pub status: TaskStatus,
     /// Reports from one agent are numbered, so that a late duplicate never moves a task back.
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -255,7 +256,7 @@ mod tests {
         assert_eq!(back, m);
         let r = AgentMessage::TaskStateChange(Box::new(TaskReport {
             task_arn: "t".into(),
-            status: "RUNNING".into(),
+            status: TaskStatus::Running,
             seq: 3,
             ..Default::default()
         }));

@@ -145,6 +145,8 @@ pub enum RequestError {
     Count(u32),
     #[error("at most {MAX_STRATEGIES} placement strategies are allowed, not {0}")]
     TooManyStrategies(usize),
+    #[error("placementConstraints can have at most {MAX_CONSTRAINTS} items, including the task definition's; got {0}")]
+    TooManyConstraints(usize),
     #[error("invalid placement strategy: {0}")]
     Strategy(String),
     #[error("invalid placement constraint: {0}")]
@@ -160,6 +162,15 @@ impl Request {
         }
         if self.strategies.len() > MAX_STRATEGIES {
             return Err(RequestError::TooManyStrategies(self.strategies.len()));
+        }
+        self.validate_constraints()
+    }
+
+    /// What a request must satisfy to be judged at all, whatever its count: no more constraints
+    /// than ECS takes.
+    pub(crate) fn validate_constraints(&self) -> Result<(), RequestError> {
+        if self.constraints.len() > MAX_CONSTRAINTS {
+            return Err(RequestError::TooManyConstraints(self.constraints.len()));
         }
         Ok(())
     }

@@ -337,7 +337,7 @@ impl Engine {
             .iter()
             .map(|(arn, (r, desired))| TaskSummary {
                 task_arn: arn.clone(),
-                known_status: status_of(&r.status),
+                known_status: r.status,
                 desired_status: *desired,
             })
             .collect()
@@ -384,10 +384,6 @@ impl Engine {
             let _ = h.join.await;
         }
     }
-}
-
-fn status_of(s: &str) -> TaskStatus {
-    TaskStatus::ALL.into_iter().find(|t| t.as_str() == s).unwrap_or(TaskStatus::Provisioning)
 }
 
 /// Routes runtime events to actors, resubscribing with backoff when the stream breaks and asking

@@ -189,14 +189,14 @@ impl TaskRecord {
     pub fn report(&self, seq: u64) -> TaskReport {
         TaskReport {
             task_arn: self.arn().to_string(),
-            status: self.known.as_str().to_string(),
+            status: self.known,
             seq,
             containers: self
                 .containers
                 .iter()
                 .map(|c| ContainerReport {
                     name: c.name.clone(),
-                    status: c.status.as_str().to_string(),
+                    status: c.status.wire(),
                     runtime_id: c.runtime_id.clone(),
                     image_digest: c.image_digest.clone(),
                     exit_code: c.exit_code,

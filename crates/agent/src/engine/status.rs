@@ -1,4 +1,6 @@
-//! The task lifecycle as plain enums, and the one pure function that says what to do next.
+//! The task lifecycle as the agent drives it, and the one pure function that says what to do next.
+//! The statuses and their allowed moves are the protocol's ([`flotilla_protocol::lifecycle`]),
+//! shared with the control plane.
 //!
 //! ECS names a task's statuses after the work in progress: a task is PROVISIONING while its
 //! network is set up, PENDING while images are pulled and containers started, ACTIVATING while
@@ -7,81 +9,10 @@
 //! desired) to the work to do now; it is an exhaustive match over every pair, never an ordering of
 //! integers (the ECS agent's own code warns against that), so a new status cannot be forgotten.
 
+use flotilla_protocol::lifecycle::ContainerLifecycle;
 use serde::{Deserialize, Serialize};
 
-/// A task's known (last) status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TaskStatus {
-    Provisioning,
-    Pending,
-    Activating,
-    Running,
-    Deactivating,
-    Stopping,
-    Deprovisioning,
-    Stopped,
-}
-
-impl TaskStatus {
-    pub const ALL: [TaskStatus; 8] = [
-        TaskStatus::Provisioning,
-        TaskStatus::Pending,
-        TaskStatus::Activating,
-        TaskStatus::Running,
-        TaskStatus::Deactivating,
-        TaskStatus::Stopping,
-        TaskStatus::Deprovisioning,
-        TaskStatus::Stopped,
-    ];
-
-    /// The ECS wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Provisioning => "PROVISIONING",
-            TaskStatus::Pending => "PENDING",
-            TaskStatus::Activating => "ACTIVATING",
-            TaskStatus::Running => "RUNNING",
-            TaskStatus::Deactivating => "DEACTIVATING",
-            TaskStatus::Stopping => "STOPPING",
-            TaskStatus::Deprovisioning => "DEPROVISIONING",
-            TaskStatus::Stopped => "STOPPED",
-        }
-    }
-}
-
-impl std::fmt::Display for TaskStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What the task should be doing. ECS only ever asks for RUNNING or STOPPED.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum DesiredStatus {
-    Running,
-    Stopped,
-}
-
-impl DesiredStatus {
-    /// Parses the wire value; anything but STOPPED means keep running, as ECS's PENDING desired
-    /// status does.
-    pub fn parse(s: &str) -> DesiredStatus {
-        if s.eq_ignore_ascii_case("STOPPED") {
-            DesiredStatus::Stopped
-        } else {
-            DesiredStatus::Running
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredStatus::Running => "RUNNING",
-            DesiredStatus::Stopped => "STOPPED",
-        }
-    }
-}
+pub use flotilla_protocol::lifecycle::{DesiredStatus, TaskStatus};
 
 /// A container's status within its task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,13 +27,18 @@ pub enum ContainerStatus {
 }
 
 impl ContainerStatus {
-    /// The ECS wire name: containers report PENDING until they run.
-    pub fn as_str(self) -> &'static str {
+    /// The status ECS shows: containers are PENDING until they run.
+    pub fn wire(self) -> ContainerLifecycle {
         match self {
-            ContainerStatus::Pending | ContainerStatus::Created => "PENDING",
-            ContainerStatus::Running => "RUNNING",
-            ContainerStatus::Stopped => "STOPPED",
+            ContainerStatus::Pending | ContainerStatus::Created => ContainerLifecycle::Pending,
+            ContainerStatus::Running => ContainerLifecycle::Running,
+            ContainerStatus::Stopped => ContainerLifecycle::Stopped,
         }
+    }
+
+    /// The ECS wire name.
+    pub fn as_str(self) -> &'static str {
+        self.wire().as_str()
     }
 }
 
@@ -242,6 +178,17 @@ mod tests {
                 assert!(path.len() <= TaskStatus::ALL.len(), "{known:?}/{desired:?} loops: {path:?}");
                 if desired == DesiredStatus::Stopped {
                     assert_eq!(*path.last().unwrap(), TaskStatus::Stopped);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_step_is_a_move_the_shared_lifecycle_allows() {
+        for known in TaskStatus::ALL {
+            for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+                if let Some(next) = next_transition(known, desired).target() {
+                    assert!(known.successors().contains(&next), "{known} -> {next} is not an allowed move");
                 }
             }
         }

@@ -128,8 +128,8 @@ impl Harness {
     fn statuses(&self, task: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for r in self.seen.iter().filter(|r| r.task_arn == task) {
-            if out.last() != Some(&r.status) {
-                out.push(r.status.clone());
+            if out.last().map(String::as_str) != Some(r.status.as_str()) {
+                out.push(r.status.as_str().to_string());
             }
         }
         out

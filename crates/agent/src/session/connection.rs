@@ -315,10 +315,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flotilla_protocol::TaskStatus;
     use flotilla_sigv4::Credentials;
 
     fn report(seq: u64) -> TaskReport {
-        TaskReport { task_arn: format!("task-{seq}"), status: "RUNNING".into(), seq, ..Default::default() }
+        TaskReport { task_arn: format!("task-{seq}"), status: TaskStatus::Running, seq, ..Default::default() }
     }
 
     #[tokio::test]

@@ -7,9 +7,7 @@ use flotilla_model::{Deployment, Service};
 
 use super::view::{Health, TaskView};
 
-/// A task that ran at least this long before stopping counts as having started successfully, so
-/// it ends a run of failures.
-pub const STARTED_OK_MS: i64 = 10_000;
+pub use crate::service_status::STARTED_OK_MS;
 /// The first retry after repeated failures waits this long; each further failure doubles it.
 pub const BACKOFF_BASE_MS: i64 = 5_000;
 pub const BACKOFF_MAX_MS: i64 = 300_000;
@@ -65,21 +63,34 @@ fn ran_ms(t: &TaskView, now_ms: i64) -> i64 {
     }
 }
 
-/// Each deployment's `failedTasks`: its tasks that stopped on their own. As on ECS, once one of
-/// a deployment's tasks has run successfully (for [`STARTED_OK_MS`], without failing its health
-/// check) the count is zero and no longer evaluated, so containers that die after running fine,
-/// even long before a rollback returns to their deployment, never trip the circuit breaker.
+/// Each deployment's `failedTasks`, as ECS's deployment circuit breaker counts them in its two
+/// stages: tasks that failed to launch (stopped on their own before they had run for
+/// [`STARTED_OK_MS`]), and tasks that ran and were then stopped for failing their health check. A
+/// task that ran fine and was later killed (its container died, someone stopped it) is replaced
+/// like any other and is not a failure. With `resetOnHealthyTask` (the default), the count starts
+/// again from zero each time one of the deployment's tasks proves healthy (it has run for
+/// [`STARTED_OK_MS`] without failing its health check).
 pub fn count_failures(svc: &mut Service, tasks: &[TaskView], now_ms: i64) {
+    let breaker = svc.deployment_configuration.as_ref().and_then(|c| c.deployment_circuit_breaker.as_ref());
+    let reset_on_healthy = breaker.and_then(|b| b.reset_on_healthy_task).unwrap_or(true);
     for d in svc.deployments.iter_mut().flatten() {
         let mine = || tasks.iter().filter(|t| t.deployment.is_some() && t.deployment == d.id);
-        let started_ok = mine().any(|t| ran_ms(t, now_ms) >= STARTED_OK_MS && t.health != Health::Unhealthy);
-        // Never below what was counted before unless a task ran fine: the reaper forgets tasks
-        // stopped longer than the retention, and the count must not fall with them (it lags
-        // when old failures are forgotten as new ones come, which only a long crash loop sees).
-        let failed = if started_ok {
-            0
-        } else {
-            (mine().filter(|t| t.is_failure()).count() as i32).max(d.failed_tasks.unwrap_or(0))
+        let healthy_since = mine()
+            .filter(|t| ran_ms(t, now_ms) >= STARTED_OK_MS && t.health != Health::Unhealthy)
+            .filter_map(|t| t.started_at_ms.map(|s| s + STARTED_OK_MS))
+            .max()
+            .filter(|_| reset_on_healthy);
+        let failed_launch = |t: &&TaskView| t.is_failure() && ran_ms(t, now_ms) < STARTED_OK_MS;
+        let failed_health = |t: &&TaskView| t.is_failure() && t.health == Health::Unhealthy;
+        let counted = mine()
+            .filter(|t| failed_launch(t) || failed_health(t))
+            .filter(|t| healthy_since.is_none_or(|h| t.stopped_at_ms.unwrap_or(now_ms) > h))
+            .count() as i32;
+        // Never below what was counted before unless a task proved healthy: the reaper forgets
+        // tasks stopped longer than the retention, and the count must not fall with them.
+        let failed = match healthy_since {
+            Some(_) => counted,
+            None => counted.max(d.failed_tasks.unwrap_or(0)),
         };
         if d.failed_tasks != Some(failed) {
             d.failed_tasks = Some(failed);
@@ -145,7 +156,14 @@ pub fn trip_circuit_breaker(svc: &mut Service, events: &mut Vec<String>) {
         p.rollout_state_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
     }
     events.push(format!("(service {name}) (deployment {failed_id}) deployment failed: tasks failed to start."));
-    let Some(previous) = previous.filter(|_| rollback) else { return };
+    let Some(previous) = previous.filter(|_| rollback) else {
+        let why = if rollback { "there is no completed deployment to roll back to" } else { "rollback is off" };
+        events.push(format!(
+            "(service {name}) (deployment {failed_id}) is not rolled back: {why}; the service launches no new tasks \
+             until it is updated."
+        ));
+        return;
+    };
     let mut task_definition = None;
     for d in svc.deployments.iter_mut().flatten() {
         if d.id.as_deref() == Some(failed_id.as_str()) {

@@ -9,11 +9,11 @@ use flotilla_store::{Compare, Op, Txn};
 
 use super::reconcile::{Actions, Launch, Stop};
 use crate::context::Ctx;
+use crate::domain::launch::tags::{managed_tags, task_tags};
+use crate::domain::launch::{self as launching, Placement, Shared, Spec};
+use crate::domain::lookup;
+use crate::domain::stop::stop_by_key;
 use crate::error::ApiResult;
-use crate::handlers::run_task::{place_and_commit, placement_request};
-use crate::handlers::start_task::{managed_tags, task_tags};
-use crate::handlers::tasks::stop_by_key;
-use crate::placement::{commit_on_instance, new_task, reservation_for, Launch as TaskLaunch};
 use crate::service_status::MAX_EVENTS;
 use crate::state::cache::Entry;
 use crate::state::codec::encode;
@@ -96,7 +96,7 @@ fn default_strategy() -> Vec<PlacementStrategy> {
     ]
 }
 
-fn task_launch(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str) -> TaskLaunch {
+fn shared(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str) -> Shared {
     let mut tags = match svc.propagate_tags.as_deref() {
         Some("SERVICE") => svc.tags.clone().unwrap_or_default(),
         Some("TASK_DEFINITION") => task_tags(ctx, def, Vec::new(), Some("TASK_DEFINITION")),
@@ -106,7 +106,7 @@ fn task_launch(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str)
         let cluster = svc.cluster_arn.as_deref().map(short_id).unwrap_or_default();
         tags.extend(managed_tags(cluster, svc.service_name.as_deref()));
     }
-    TaskLaunch {
+    Shared {
         overrides: None,
         group: Some(format!("service:{}", svc.service_name.as_deref().unwrap_or(""))),
         started_by: Some(deployment.to_string()),
@@ -115,43 +115,45 @@ fn task_launch(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str)
     }
 }
 
-/// Launches `l`'s tasks; returns the new task ids and, if some could not be placed, why.
+/// Launches `l`'s tasks through the one launch path; returns the new task ids and, if some could
+/// not be placed, why.
 async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResult<(Vec<String>, Option<String>)> {
-    let Some(def) = crate::handlers::task_definitions::lookup(ctx, &l.task_definition) else {
+    let Some(def) = lookup::task_definition(ctx, &l.task_definition) else {
         return Ok((Vec::new(), Some(format!("Reason: the task definition {} was not found.", l.task_definition))));
     };
     let def = def.value.definition.clone();
-    let task_launch = task_launch(ctx, svc, &def, &l.deployment);
-    let reservation = reservation_for(&def, None);
-    let mut ids = Vec::new();
+    let shared = shared(ctx, svc, &def, &l.deployment);
+    let id_of = |t: &flotilla_model::Task| short_id(t.task_arn.as_deref().unwrap_or_default()).to_string();
     if let Some(instance) = &l.instance {
-        let id = short_id(instance);
-        let key = keys::instance(cluster, id);
-        let Some(entry) = ctx.cache.read().instances.get(&key).cloned() else { return Ok((ids, None)) };
-        let record = new_task(ctx, cluster, &def, &entry.value.instance, &task_launch);
-        return match commit_on_instance(ctx, &key, std::slice::from_ref(&record)).await? {
-            Ok(()) => Ok((vec![short_id(record.task.task_arn.as_deref().unwrap_or_default()).to_string()], None)),
-            Err(m) => Ok((ids, Some(format!("The closest matching container-instance {id} failed: {}.", m.reason())))),
-        };
+        let placement = Placement::Instances(vec![instance.clone()]);
+        let spec = Spec { cluster: cluster.to_string(), def, shared, placement };
+        let launched = launching::launch(ctx, &spec, None).await?;
+        // An instance that is gone has nothing to say: the next pass no longer targets it.
+        let problem = launched.failures.iter().find(|f| f.reason.as_deref() != Some("MISSING")).map(|f| {
+            let reason = f.reason.as_deref().unwrap_or_default();
+            format!("The closest matching container-instance {} failed: {reason}.", short_id(instance))
+        });
+        return Ok((launched.tasks.iter().map(id_of).collect(), problem));
     }
     let strategies = match svc.placement_strategy.as_deref() {
         Some(s) if !s.is_empty() => s.to_vec(),
         _ => default_strategy(),
     };
     let constraints = svc.placement_constraints.clone().unwrap_or_default();
-    let group = task_launch.group.clone().unwrap_or_default();
+    let mut ids = Vec::new();
     let mut left = l.count;
     let mut problem = None;
     while left > 0 {
-        let batch = left.min(flotilla_scheduler::MAX_COUNT);
-        let request = placement_request(batch, &strategies, &constraints, &def, &reservation, &group)?;
-        let (tasks, failures) = place_and_commit(ctx, cluster, &def, &request, &task_launch).await?;
-        ids.extend(tasks.iter().map(|t| short_id(t.task_arn.as_deref().unwrap_or_default()).to_string()));
-        if !failures.is_empty() {
-            problem = Some(describe_failure(&failures[0]));
+        let count = left.min(flotilla_scheduler::MAX_COUNT);
+        let placement = Placement::Count { count, strategies: strategies.clone(), constraints: constraints.clone() };
+        let spec = Spec { cluster: cluster.to_string(), def: def.clone(), shared: shared.clone(), placement };
+        let launched = launching::launch(ctx, &spec, None).await?;
+        ids.extend(launched.tasks.iter().map(id_of));
+        if let Some(f) = launched.failures.first() {
+            problem = Some(describe_failure(f));
             break;
         }
-        left -= batch;
+        left -= count;
     }
     Ok((ids, problem))
 }

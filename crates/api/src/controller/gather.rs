@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 
 use flotilla_model::{Service, Task};
-use flotilla_scheduler::Constraint;
+use flotilla_scheduler::{Constraint, Request};
 
 use super::view::{Health, InstanceState, InstanceView, TaskView};
 use crate::context::Ctx;
+use crate::domain::launch::required_attributes;
+use crate::domain::lookup;
 use crate::state::cache::range_prefix;
 use crate::state::keys;
 
@@ -83,60 +85,37 @@ pub fn instances(
         .collect()
 }
 
-/// Marks which instances a DAEMON service may run on: its memberOf constraints and the task
-/// definition's required attributes. An expression that no longer parses accepts nothing.
+/// Marks which instances a DAEMON service may run on, as the scheduler judges its memberOf
+/// constraints and the task definition's required attributes. Constraints that no longer parse
+/// accept nothing.
 pub fn mark_daemon_eligible(ctx: &Ctx, cluster: &str, svc: &Service, instances: &mut [InstanceView]) {
-    let def = svc.task_definition.as_deref().and_then(|td| crate::handlers::task_definitions::lookup(ctx, td));
-    let mut constraints = Vec::new();
-    let from_service = svc.placement_constraints.iter().flatten().map(|c| (c.r#type.clone(), c.expression.clone()));
-    let from_def = def
-        .iter()
-        .flat_map(|d| d.value.definition.placement_constraints.clone().unwrap_or_default())
-        .map(|c| (c.r#type.clone(), c.expression.clone()));
-    for (kind, expression) in from_service.chain(from_def) {
+    let def = svc.task_definition.as_deref().and_then(|td| lookup::task_definition(ctx, td));
+    let mut request = Request { count: 1, ..Request::default() };
+    let from_service = svc.placement_constraints.iter().flatten().map(|c| (&c.r#type, &c.expression));
+    let from_def = def.iter().flat_map(|d| d.value.definition.placement_constraints.iter().flatten());
+    for (kind, expression) in from_service.chain(from_def.map(|c| (&c.r#type, &c.expression))) {
         match Constraint::from_wire(kind.as_deref().unwrap_or(""), expression.as_deref()) {
-            Ok(c) => constraints.push(c),
+            Ok(c) => request.constraints.push(c),
             Err(_) => {
                 instances.iter_mut().for_each(|i| i.daemon_eligible = false);
                 return;
             }
         }
     }
-    let required: Vec<(String, Option<String>)> = def
-        .iter()
-        .flat_map(|d| d.value.definition.requires_attributes.clone().unwrap_or_default())
-        .filter_map(|a| Some((a.name?, a.value)))
-        .collect();
-    let member_of: Vec<_> = constraints
-        .iter()
-        .filter_map(|c| match c {
-            Constraint::MemberOf(e) => Some(e),
-            Constraint::DistinctInstance => None,
-        })
-        .collect();
-    if member_of.is_empty() && required.is_empty() {
+    if let Some(d) = &def {
+        request.required_attributes = required_attributes(&d.value.definition);
+    }
+    if request.constraints.is_empty() && request.required_attributes.is_empty() {
         return;
     }
-    let (snap, _) = crate::handlers::run_task::snapshot(ctx, cluster);
-    let mut accepted: HashMap<String, bool> = (0..snap.len()).map(|i| (snap.arn(i).to_string(), true)).collect();
-    for e in member_of {
-        let chosen: std::collections::HashSet<usize> = snap.filter(e).into_iter().collect();
-        for i in 0..snap.len() {
-            if !chosen.contains(&i) {
-                accepted.insert(snap.arn(i).to_string(), false);
-            }
-        }
-    }
-    for i in 0..snap.len() {
-        let attributes = if required.is_empty() { Vec::new() } else { snap.instance(i).attributes };
-        let has = |(name, value): &(String, Option<String>)| {
-            attributes.iter().any(|(n, v)| n == name && (value.is_none() || v == value))
-        };
-        if !required.iter().all(has) {
-            accepted.insert(snap.arn(i).to_string(), false);
-        }
-    }
+    let verdicts = {
+        let ix = ctx.cache.read();
+        ctx.cache.snapshots.with(&ix, cluster, |snap, _| {
+            let eligible = flotilla_scheduler::eligible(snap, &request).unwrap_or_else(|_| vec![false; snap.len()]);
+            (0..snap.len()).map(|i| (snap.arn(i).to_string(), eligible[i])).collect::<HashMap<_, _>>()
+        })
+    };
     for i in instances.iter_mut() {
-        i.daemon_eligible = accepted.get(&i.arn).copied().unwrap_or(false);
+        i.daemon_eligible = verdicts.get(&i.arn).copied().unwrap_or(false);
     }
 }

@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod execute;
 pub mod gather;
 pub mod reconcile;
+pub mod retire;
 pub mod view;
 
 #[cfg(test)]
@@ -43,7 +44,7 @@ pub async fn run(ctx: Ctx, settings: Settings) {
         if let Err(e) = crate::service_status::settle_all(&ctx).await {
             tracing::warn!(error = %e, "could not settle service status");
         }
-        if let Err(e) = crate::handlers::services::finish_draining(&ctx).await {
+        if let Err(e) = retire::finish_draining(&ctx).await {
             tracing::warn!(error = %e, "could not retire drained services");
         }
         changes.borrow_and_update();

@@ -238,10 +238,68 @@ fn failed_tasks_stay_counted_after_the_tasks_are_forgotten_until_one_runs_fine()
     let all = [failures.clone(), vec![stopped(4, "new", "TaskFailedToStart", NOW - 100)]].concat();
     count_failures(&mut svc, &all, NOW);
     assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(4));
-    // A task that has run fine resets the count, as before.
-    let fine = [all, vec![task(5, "new", "RUNNING", 0)]].concat();
+    // A task that has run fine since the last failure resets the count (resetOnHealthyTask).
+    let mut healthy = task(5, "new", "RUNNING", 0);
+    healthy.started_at_ms = Some(NOW - 10_050);
+    let fine = [all.clone(), vec![healthy.clone()]].concat();
     count_failures(&mut svc, &fine, NOW);
     assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(0));
+    // Failures after that count again, from zero.
+    let later = [fine, vec![stopped(6, "new", "TaskFailedToStart", NOW - 10)]].concat();
+    count_failures(&mut svc, &later, NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(1));
+    // Without resetOnHealthyTask, a healthy task resets nothing.
+    let mut no_reset = service(1, 100, 200);
+    no_reset.deployment_configuration.as_mut().unwrap().deployment_circuit_breaker = Some(DeploymentCircuitBreaker {
+        enable: Some(true),
+        rollback: Some(false),
+        reset_on_healthy_task: Some(false),
+        ..Default::default()
+    });
+    count_failures(&mut no_reset, &[all, vec![healthy]].concat(), NOW);
+    assert_eq!(no_reset.deployments.as_ref().unwrap()[0].failed_tasks, Some(4));
+}
+
+#[test]
+fn the_circuit_breaker_counts_failed_launches_and_failed_health_checks_only() {
+    let mut svc = service(1, 100, 200);
+    // Stage 1: a task that never ran, and one that died right after it started.
+    let mut never_ran = stopped(1, "new", "TaskFailedToStart", NOW - 2000);
+    never_ran.started_at_ms = None;
+    let died_at_once = stopped(2, "new", "EssentialContainerExited", NOW - 1000);
+    // A task that ran fine for a minute and was then killed is no failed launch.
+    let mut killed = stopped(3, "new", "EssentialContainerExited", NOW - 500);
+    killed.started_at_ms = Some(NOW - 60_500);
+    count_failures(&mut svc, &[never_ran.clone(), died_at_once.clone(), killed.clone()], NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(2));
+    // Stage 2: a task that ran and was stopped for failing its health check counts, however long
+    // it ran (it never proved healthy).
+    let mut svc = service(1, 100, 200);
+    let mut unhealthy = stopped(4, "new", "ServiceSchedulerInitiated", NOW - 100);
+    unhealthy.started_at_ms = Some(NOW - 30_000);
+    unhealthy.health = Health::Unhealthy;
+    count_failures(&mut svc, &[killed, unhealthy], NOW);
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].failed_tasks, Some(1));
+}
+
+#[test]
+fn a_failed_deployment_with_nothing_to_roll_back_to_says_so_and_launches_nothing() {
+    let mut svc = service(3, 100, 200);
+    svc.deployment_configuration.as_mut().unwrap().deployment_circuit_breaker =
+        Some(DeploymentCircuitBreaker { enable: Some(true), rollback: Some(true), ..Default::default() });
+    let tasks: Vec<TaskView> = (0..3).map(|n| stopped(n, "new", "EssentialContainerExited", NOW - 100)).collect();
+    let a = run(&svc, &tasks, &instances(3));
+    assert_eq!(a.launch_count(), 0, "a failed deployment launches nothing");
+    let out = a.service.clone().expect("the service record changes");
+    assert_eq!(out.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("FAILED"));
+    assert!(
+        a.events.iter().any(|e| e.contains("is not rolled back: there is no completed deployment to roll back to")),
+        "{:?}",
+        a.events
+    );
+    // On the next pass, still nothing is launched.
+    let again = run(&out, &tasks, &instances(3));
+    assert_eq!(again.launch_count(), 0);
 }
 
 #[test]

@@ -1,44 +1,22 @@
 //! Applying an agent's task report to the task record. Reports may arrive twice or late (after a
 //! reconnect the agent resends what was not acknowledged), so a report only ever moves a task and
-//! its containers forward through their lifecycles, and fills timestamps that are still empty.
+//! its containers along the moves their lifecycles allow (`flotilla_protocol::lifecycle`), and
+//! fills timestamps that are still empty.
 
 use flotilla_model::{Attachment, Container, KeyValuePair, NetworkInterface, Task, Timestamp};
-use flotilla_protocol::{ContainerReport, TaskReport};
-
-/// Where a task status sits in the lifecycle. Statuses outside it sort first, so any real
-/// status replaces them.
-fn task_stage(status: Option<&str>) -> u8 {
-    match status {
-        Some("PROVISIONING") => 1,
-        Some("PENDING") => 2,
-        Some("ACTIVATING") => 3,
-        Some("RUNNING") => 4,
-        Some("DEACTIVATING") => 5,
-        Some("STOPPING") => 6,
-        Some("DEPROVISIONING") => 7,
-        Some("STOPPED") => 8,
-        _ => 0,
-    }
-}
-
-fn container_stage(status: Option<&str>) -> u8 {
-    match status {
-        Some("PENDING") => 1,
-        Some("RUNNING") => 2,
-        Some("STOPPED") => 3,
-        _ => 0,
-    }
-}
+use flotilla_protocol::{ContainerLifecycle, ContainerReport, TaskReport, TaskStatus};
 
 fn ts(ms: Option<i64>) -> Option<Timestamp> {
     ms.map(Timestamp::from_millis)
 }
 
 fn apply_container(c: &mut Container, r: &ContainerReport) {
-    if container_stage(Some(&r.status)) < container_stage(c.last_status.as_deref()) {
+    // A status the record does not know (none yet) is replaced by any report.
+    let known = c.last_status.as_deref().and_then(ContainerLifecycle::parse);
+    if known.is_some_and(|k| !k.may_become(r.status)) {
         return;
     }
-    c.last_status = Some(r.status.clone());
+    c.last_status = Some(r.status.as_str().into());
     if r.runtime_id.is_some() {
         c.runtime_id = r.runtime_id.clone();
     }
@@ -62,9 +40,10 @@ fn apply_container(c: &mut Container, r: &ContainerReport) {
 /// The task after `report`, or `None` when the report changes nothing.
 pub fn apply_report(task: &Task, report: &TaskReport) -> Option<Task> {
     let mut t = task.clone();
-    let forward = task_stage(Some(&report.status)) >= task_stage(t.last_status.as_deref());
+    let known = t.last_status.as_deref().and_then(TaskStatus::parse);
+    let forward = known.is_none_or(|k| k.may_become(report.status));
     if forward {
-        t.last_status = Some(report.status.clone());
+        t.last_status = Some(report.status.as_str().into());
     }
     for r in &report.containers {
         if let Some(c) = t.containers.iter_mut().flatten().find(|c| c.name.as_deref() == Some(r.name.as_str())) {
@@ -160,9 +139,13 @@ mod tests {
     fn report(status: &str, container: &str) -> TaskReport {
         TaskReport {
             task_arn: "t".into(),
-            status: status.into(),
+            status: TaskStatus::parse(status).expect("a status"),
             seq: 1,
-            containers: vec![ContainerReport { name: "web".into(), status: container.into(), ..Default::default() }],
+            containers: vec![ContainerReport {
+                name: "web".into(),
+                status: ContainerLifecycle::parse(container).expect("a status"),
+                ..Default::default()
+            }],
             started_at_ms: Some(5000),
             ..Default::default()
         }

@@ -25,6 +25,15 @@ fn default_value(name: &str) -> &'static str {
     }
 }
 
+/// The `type` ECS gives a setting nobody set: AWS manages GuardDuty's; the rest are the user's.
+fn default_type(name: &str) -> &'static str {
+    if name == "guardDutyActivate" {
+        "aws_managed"
+    } else {
+        "user"
+    }
+}
+
 fn check_value(name: &str, value: &str) -> ApiResult<()> {
     let ok = match name {
         "fargateTaskRetirementWaitPeriod" => ["0", "7", "14"].contains(&value),
@@ -84,21 +93,29 @@ pub async fn delete(ctx: &Ctx, req: DeleteAccountSettingRequest) -> ApiResult<De
 }
 
 pub async fn list(ctx: &Ctx, req: ListAccountSettingsRequest) -> ApiResult<ListAccountSettingsResponse> {
-    let scope =
-        format!("ListAccountSettings\0{}\0{}", req.name.as_deref().unwrap_or(""), req.value.as_deref().unwrap_or(""));
+    let scope = format!(
+        "ListAccountSettings\0{}\0{}\0{}",
+        req.name.as_deref().unwrap_or(""),
+        req.value.as_deref().unwrap_or(""),
+        req.effective_settings.unwrap_or(false)
+    );
     let pr = ctx.pager.request(&scope, req.next_token.as_deref(), req.max_results, 10, 10)?;
     let ix = ctx.cache.read();
+    let set = |name: &str| ix.account_settings.get(&keys::account_setting(name)).map(|e| (*e.value).clone());
+    // Without effectiveSettings ECS lists only what was set; with it, every setting's effective
+    // value, the defaults included.
+    let effective = req.effective_settings.unwrap_or(false);
     let mut all: Vec<Setting> = flotilla_model::enums::SETTING_NAME
         .iter()
-        .map(|name| {
-            ix.account_settings.get(&keys::account_setting(name)).map(|e| (*e.value).clone()).unwrap_or_else(|| {
-                Setting {
-                    name: Some((*name).into()),
-                    value: Some(default_value(name).into()),
-                    principal_arn: Some(principal(ctx)),
-                    r#type: Some("aws_managed".into()),
-                }
-            })
+        .filter_map(|name| match set(name) {
+            Some(s) => Some(s),
+            None if effective => Some(Setting {
+                name: Some((*name).into()),
+                value: Some(default_value(name).into()),
+                principal_arn: Some(principal(ctx)),
+                r#type: Some(default_type(name).into()),
+            }),
+            None => None,
         })
         .filter(|s| req.name.as_ref().is_none_or(|n| s.name.as_ref() == Some(n)))
         .filter(|s| req.value.as_ref().is_none_or(|v| s.value.as_ref() == Some(v)))

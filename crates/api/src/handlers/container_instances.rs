@@ -21,10 +21,7 @@ use crate::state::codec::encode;
 use crate::state::keys;
 use crate::state::records::InstanceRecord;
 
-/// The instance ID a `containerInstance` member names (an ID or an ARN of this cluster).
-pub fn instance_id<'a>(ctx: &Ctx, cluster: &str, given: &'a str) -> Option<&'a str> {
-    super::id_in_cluster(ctx, cluster, given, super::Scoped::ContainerInstance)
-}
+pub use crate::domain::lookup::instance_id;
 
 pub fn lookup(ctx: &Ctx, cluster: &str, given: &str) -> Option<Entry<InstanceRecord>> {
     let id = instance_id(ctx, cluster, given)?;
@@ -78,7 +75,7 @@ pub fn remaining(registered: &[Resource], usage: &InstanceUsage) -> Vec<Resource
 /// The instance as ECS shows it: live counts and remaining resources filled in, and a `version`
 /// that also counts the placements it has taken (ECS bumps it on every change it sends an event
 /// for, task placements included; the record itself is not rewritten per placement, see
-/// [`crate::placement::guard_instance`]).
+/// `domain::launch::guard_instance`).
 pub fn present(ix: &Indexes, instance_key: &str, rec: &InstanceRecord, with_tags: bool) -> ContainerInstance {
     let empty = InstanceUsage::default();
     let arn = rec.instance.container_instance_arn.as_deref().unwrap_or("");
@@ -207,7 +204,7 @@ pub async fn modify(
 
 /// [`modify`], and with `quiesce` the write also requires that no task was placed on the instance
 /// since `f` looked: it compares the instance's placement counter (see
-/// [`crate::placement::guard_instance`]), which every placement bumps, as read before `f` ran.
+/// `domain::launch::guard_instance`), which every placement bumps, as read before `f` ran.
 async fn modify_with(
     ctx: &Ctx,
     cluster: &str,
@@ -309,7 +306,7 @@ pub async fn list(ctx: &Ctx, req: ListContainerInstancesRequest) -> ApiResult<Li
         Some(f) if !f.is_empty() => {
             let expr = flotilla_scheduler::parse(f)
                 .map_err(|e| ApiError::invalid_parameter(format!("filter is not a valid cluster query: {e}")))?;
-            let (snap, keys) = super::run_task::snapshot(ctx, &cluster);
+            let (snap, keys) = crate::state::snapshots::build(&ctx.cache.read(), &cluster);
             Some(snap.filter(&expr).into_iter().map(|i| keys[i].clone()).collect())
         }
         _ => None,

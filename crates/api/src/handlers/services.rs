@@ -2,7 +2,7 @@
 //! UpdateService and DeleteService (ACTIVE, then DRAINING, then INACTIVE once its tasks are gone).
 //! Keeping tasks running belongs to the service controller; this module owns what is stored.
 
-use flotilla_model::rules::check_create_service;
+use flotilla_model::rules::{check_create_service, check_update_service};
 use flotilla_model::{
     CreateServiceRequest, CreateServiceResponse, DeleteServiceRequest, DeleteServiceResponse, Deployment,
     DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController, DescribeServicesRequest,
@@ -274,6 +274,7 @@ pub async fn list(ctx: &Ctx, req: ListServicesRequest) -> ApiResult<ListServices
 pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateServiceResponse> {
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let given = req.service.clone().unwrap_or_default();
+    check_update_service(&req)?;
     refuse_unsupported(
         req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()),
         req.service_registries.as_ref().is_some_and(|l| !l.is_empty()),
@@ -304,6 +305,11 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
         }
         let mut svc = (**old).clone();
         let launch_type = svc.launch_type.clone().unwrap_or_else(|| "EC2".into());
+        if launch_type == "EC2" && req.platform_version.is_some() {
+            return Err(ApiError::invalid_parameter(
+                "The platform version must be null when specifying an EC2 launch type.",
+            ));
+        }
         let mut new_revision = false;
         if let Some(td) = &req.task_definition {
             let (arn, mode) = resolve_task_definition(ctx, td, &launch_type)?;
@@ -407,33 +413,4 @@ pub async fn delete(ctx: &Ctx, req: DeleteServiceRequest) -> ApiResult<DeleteSer
         }
     }
     Err(ApiError::server("The service kept changing while it was deleted; try again."))
-}
-
-/// Moves DRAINING services whose tasks have all stopped to INACTIVE. Level-triggered: it looks
-/// at the whole picture each pass, so a missed pass costs nothing.
-pub async fn finish_draining(ctx: &Ctx) -> ApiResult<usize> {
-    let candidates: Vec<(String, Entry<Service>)> = {
-        let ix = ctx.cache.read();
-        range_prefix(&ix.services, keys::SERVICE)
-            .filter(|(_, e)| e.value.status.as_deref() == Some("DRAINING"))
-            .filter(|(k, e)| {
-                let cluster = k[keys::SERVICE.len()..].split('/').next().unwrap_or("");
-                let group = format!("service:{}", e.value.service_name.as_deref().unwrap_or(""));
-                ix.task_index.in_group(cluster, &group).all(|t| ix.tasks.get(t).is_none_or(|t| t.value.is_stopped()))
-            })
-            .map(|(k, e)| (k.clone(), e.clone()))
-            .collect()
-    };
-    let mut done = 0;
-    for (key, entry) in candidates {
-        let mut svc = (*entry.value).clone();
-        svc.status = Some("INACTIVE".into());
-        svc.running_count = Some(0);
-        svc.pending_count = Some(0);
-        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&svc)));
-        if ctx.commit(txn).await?.is_some() {
-            done += 1;
-        }
-    }
-    Ok(done)
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_model::arn::Resource;
 use flotilla_model::rules::check_register_task_definition;
 use flotilla_model::{
     Attribute, ContainerDefinition, DeleteTaskDefinitionsRequest, DeleteTaskDefinitionsResponse,
@@ -17,65 +16,13 @@ use flotilla_store::{Compare, Op, Txn};
 use super::check_batch;
 use super::tags::validate_tags;
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+pub use crate::domain::lookup::{latest_in_family, parse_ref, task_definition as lookup, TaskDefinitionRef};
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::{page, page_ordered};
 use crate::state::cache::{range_prefix, Entry};
 use crate::state::codec::encode;
 use crate::state::keys;
 use crate::state::records::TaskDefinitionRecord;
-
-/// How a request names a task definition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskDefinitionRef {
-    /// The latest ACTIVE revision of a family.
-    Family(String),
-    Revision(String, u32),
-}
-
-/// Parses `family`, `family:revision` or a task definition ARN.
-pub fn parse_ref(ctx: &Ctx, given: &str) -> Option<TaskDefinitionRef> {
-    if given.starts_with("arn:") {
-        return match ctx.arns.parse(given) {
-            Ok(Resource::TaskDefinition { family, revision }) => Some(TaskDefinitionRef::Revision(family, revision)),
-            _ => None,
-        };
-    }
-    match given.rsplit_once(':') {
-        Some((family, rev)) => {
-            rev.parse().ok().filter(|r| *r > 0).map(|r| TaskDefinitionRef::Revision(family.into(), r))
-        }
-        None if !given.is_empty() => Some(TaskDefinitionRef::Family(given.into())),
-        None => None,
-    }
-}
-
-/// Finds the revision a reference names: an exact revision in any status, or a family's latest
-/// ACTIVE revision.
-pub fn lookup(ctx: &Ctx, given: &str) -> Option<Entry<TaskDefinitionRecord>> {
-    let r = parse_ref(ctx, given)?;
-    let ix = ctx.cache.read();
-    match r {
-        TaskDefinitionRef::Revision(f, rev) => ix.task_definitions.get(&keys::task_definition(&f, rev)).cloned(),
-        TaskDefinitionRef::Family(f) => {
-            let prefix = keys::task_definition_family(&f);
-            range_prefix(&ix.task_definitions, &prefix)
-                .filter(|(_, e)| e.value.definition.status.as_deref() == Some("ACTIVE"))
-                .last()
-                .map(|(_, e)| e.clone())
-        }
-    }
-}
-
-/// The highest revision under a family prefix (`taskdef/family!`), found from the end of the
-/// family's key range rather than by walking every revision.
-fn latest_in_family<'a>(
-    defs: &'a std::collections::BTreeMap<String, Entry<TaskDefinitionRecord>>,
-    prefix: &str,
-) -> Option<&'a Entry<TaskDefinitionRecord>> {
-    // The separator '!' is followed by '"' in byte order: every key of the family sorts below it.
-    let end = format!("{}\"", &prefix[..prefix.len() - 1]);
-    defs.range(prefix.to_string()..end).next_back().map(|(_, e)| e)
-}
 
 fn not_found() -> ApiError {
     ApiError::client("Unable to describe task definition.")
@@ -104,6 +51,15 @@ fn normalize_container(mut c: ContainerDefinition, network_mode: &str) -> Contai
             .collect(),
     );
     c
+}
+
+/// The volume as ECS stores it: an EFS volume without `rootDirectory` mounts the file system's
+/// root, and ECS echoes that as `"/"`.
+fn normalize_volume(mut v: flotilla_model::Volume) -> flotilla_model::Volume {
+    if let Some(efs) = v.efs_volume_configuration.as_mut() {
+        efs.root_directory.get_or_insert_with(|| "/".into());
+    }
+    v
 }
 
 /// The attributes an instance must have to run this definition, as ECS derives them.
@@ -150,7 +106,7 @@ fn build(ctx: &Ctx, req: RegisterTaskDefinitionRequest, family: &str, revision: 
         execution_role_arn: req.execution_role_arn,
         network_mode: Some(network_mode),
         revision: Some(revision as i32),
-        volumes: Some(req.volumes.unwrap_or_default()),
+        volumes: Some(req.volumes.unwrap_or_default().into_iter().map(normalize_volume).collect()),
         status: Some("ACTIVE".into()),
         placement_constraints: Some(req.placement_constraints.unwrap_or_default()),
         requires_compatibilities: req.requires_compatibilities,

@@ -281,7 +281,7 @@ impl Indexes {
     /// Adds (`sign` 1) or removes (`sign` -1) a task's contribution to counts, usage and (when
     /// `reindex`) the task indexes.
     fn index_task(&mut self, key: &Arc<str>, s: &TaskSummary, sign: i64, reindex: bool) {
-        let (running, pending) = s.last_status.counts();
+        let (running, pending) = super::tasks::counts(s.last_status);
         let stats = entry_of(&mut self.cluster_stats, &s.cluster);
         stats.running_tasks += sign * running;
         stats.pending_tasks += sign * pending;
@@ -296,7 +296,7 @@ impl Indexes {
             let usage = entry_of(&mut self.instance_usage, inst);
             usage.running_tasks += sign * running;
             usage.pending_tasks += sign * pending;
-            if s.last_status != super::tasks::LastStatus::Stopped {
+            if s.last_status != Some(flotilla_protocol::TaskStatus::Stopped) {
                 if let Some(r) = &s.reservation {
                     apply_reservation(usage, r, sign);
                 }

@@ -10,7 +10,7 @@ pub const SERVICE: &str = "service/";
 pub const IDEMPOTENCY: &str = "token/";
 pub const ACCOUNT_SETTING: &str = "account/";
 /// Per container instance, a counter that every placement on the instance bumps (see
-/// [`crate::placement::guard_instance`]).
+/// `domain::launch::guard_instance`).
 pub const PLACEMENT: &str = "placement/";
 
 pub fn cluster(name: &str) -> String {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::borrow::Cow;
 
 use flotilla_model::{Tag, Task};
+use flotilla_protocol::TaskStatus;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -22,42 +23,15 @@ pub type TaskKeys = BTreeSet<Arc<str>>;
 /// An index from (cluster, value) to the keys of the tasks that have that value.
 pub type ClusterIndex = HashMap<(Arc<str>, Arc<str>), TaskKeys>;
 
-/// A task's lastStatus, as a small value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LastStatus {
-    Provisioning,
-    Pending,
-    Activating,
-    Running,
-    Deactivating,
-    Stopping,
-    Deprovisioning,
-    Stopped,
-    Other,
-}
+/// A task's lastStatus in the shared lifecycle; `None` for a status it does not know.
+pub type LastStatus = Option<TaskStatus>;
 
-impl LastStatus {
-    pub fn parse(s: Option<&str>) -> Self {
-        match s {
-            Some("PROVISIONING") => Self::Provisioning,
-            Some("PENDING") => Self::Pending,
-            Some("ACTIVATING") => Self::Activating,
-            Some("RUNNING") => Self::Running,
-            Some("DEACTIVATING") => Self::Deactivating,
-            Some("STOPPING") => Self::Stopping,
-            Some("DEPROVISIONING") => Self::Deprovisioning,
-            Some("STOPPED") => Self::Stopped,
-            _ => Self::Other,
-        }
-    }
-
-    /// How the task counts in running and pending totals.
-    pub fn counts(self) -> (i64, i64) {
-        match self {
-            Self::Running => (1, 0),
-            Self::Provisioning | Self::Pending | Self::Activating => (0, 1),
-            _ => (0, 0),
-        }
+/// How a task in this status counts in running and pending totals.
+pub fn counts(status: LastStatus) -> (i64, i64) {
+    match status {
+        Some(TaskStatus::Running) => (1, 0),
+        Some(s) if s.is_pending() => (0, 1),
+        _ => (0, 0),
     }
 }
 
@@ -148,7 +122,7 @@ impl CachedTask {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.summary.last_status == LastStatus::Stopped
+        self.summary.last_status == Some(TaskStatus::Stopped)
     }
 }
 
@@ -284,7 +258,7 @@ impl TaskIndexes {
         let scope_name = scope_of(&cluster, &desired);
         let scope = self.scopes.get(&scope_name).cloned().unwrap_or_else(|| scope_name.into());
         TaskSummary {
-            last_status: LastStatus::parse(task.last_status.as_deref()),
+            last_status: task.last_status.as_deref().and_then(TaskStatus::parse),
             desired,
             launch_type: task.launch_type.as_deref().map(Arc::from),
             instance: task

@@ -28,7 +28,7 @@ use crate::{ContainerDefinition, RegisterTaskDefinitionRequest};
 
 pub use fargate::{fargate_memory_options, is_valid_fargate_combination};
 pub use placement::check_placement;
-pub use service::check_create_service;
+pub use service::{check_create_service, check_network_configuration, check_update_service};
 pub use task_size::{parse_task_cpu, parse_task_memory};
 
 /// Which ECS exception a broken rule is reported as.

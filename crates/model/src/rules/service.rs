@@ -6,7 +6,47 @@
 //! the request. ECS reports all of these as InvalidParameterException.
 
 use super::{check_placement, is_valid_name, listed, RuleError};
-use crate::{CreateServiceRequest, DeploymentConfiguration};
+use crate::{CreateServiceRequest, DeploymentConfiguration, NetworkConfiguration, UpdateServiceRequest};
+
+/// `awsvpcConfiguration` as ECS checks it in every request that carries one (CreateService,
+/// UpdateService, RunTask, StartTask): one to 16 subnets.
+pub fn check_network_configuration(config: Option<&NetworkConfiguration>) -> Result<(), RuleError> {
+    let Some(vpc) = config.and_then(|c| c.awsvpc_configuration.as_ref()) else { return Ok(()) };
+    match vpc.subnets.as_deref().map_or(0, <[String]>::len) {
+        0 => Err(RuleError::invalid_parameter("subnets can not be empty.")),
+        n if n > 16 => Err(RuleError::invalid_parameter(format!("subnets can have at most 16 items; got {n}."))),
+        _ => Ok(()),
+    }
+}
+
+/// A platform version belongs to Fargate: with the EC2 launch type, given or the default (no
+/// launch type and no capacity provider strategy), ECS refuses it.
+fn check_platform_version(
+    launch_type: Option<&str>,
+    has_capacity_strategy: bool,
+    platform_version: Option<&str>,
+) -> Result<(), RuleError> {
+    let ec2 = launch_type == Some("EC2") || (launch_type.is_none() && !has_capacity_strategy);
+    if ec2 && platform_version.is_some() {
+        return Err(RuleError::invalid_parameter(
+            "The platform version must be null when specifying an EC2 launch type.",
+        ));
+    }
+    Ok(())
+}
+
+/// ECS takes a service `role` only to register the service with a load balancer.
+fn check_role(role: Option<&str>, has_load_balancers: bool) -> Result<(), RuleError> {
+    if role.is_some_and(|r| !r.is_empty()) && !has_load_balancers {
+        return Err(RuleError::invalid_parameter("A role was passed, but no load balancers were present."));
+    }
+    Ok(())
+}
+
+/// UpdateService's request-local rules (the ones CreateService shares).
+pub fn check_update_service(req: &UpdateServiceRequest) -> Result<(), RuleError> {
+    check_network_configuration(req.network_configuration.as_ref())
+}
 
 pub fn check_create_service(req: &CreateServiceRequest) -> Result<(), RuleError> {
     if !req.service_name.as_deref().is_some_and(is_valid_name) {
@@ -38,11 +78,9 @@ pub fn check_create_service(req: &CreateServiceRequest) -> Result<(), RuleError>
     if req.health_check_grace_period_seconds.is_some_and(|s| s < 0) {
         return Err(RuleError::invalid_parameter("healthCheckGracePeriodSeconds must be greater than or equal to 0."));
     }
-    if req.launch_type.as_deref() == Some("EC2") && req.platform_version.is_some() {
-        return Err(RuleError::invalid_parameter(
-            "The platform version must be null when specifying an EC2 launch type.",
-        ));
-    }
+    check_platform_version(req.launch_type.as_deref(), strategy.is_some(), req.platform_version.as_deref())?;
+    check_role(req.role.as_deref(), listed(&req.load_balancers).is_some())?;
+    check_network_configuration(req.network_configuration.as_ref())?;
     if let Some(items) = strategy {
         if items.iter().all(|i| i.weight.unwrap_or(0) == 0) {
             return Err(RuleError::invalid_parameter(
@@ -404,6 +442,60 @@ mod tests {
                 Some("loadBalancerName and targetGroupArn cannot both be specified."),
             ),
         ]);
+    }
+
+    #[test]
+    fn default_launch_type_role_and_subnets() {
+        let lb = LoadBalancer {
+            target_group_arn: Some("arn:tg".into()),
+            container_name: Some("web".into()),
+            container_port: Some(80),
+            ..Default::default()
+        };
+        let vpc = |subnets: Vec<&str>| {
+            Some(NetworkConfiguration {
+                awsvpc_configuration: Some(crate::AwsVpcConfiguration {
+                    subnets: Some(subnets.into_iter().map(Into::into).collect()),
+                    ..Default::default()
+                }),
+            })
+        };
+        check(vec![
+            // No launch type and no strategy means EC2, so a platform version is refused as with EC2.
+            (
+                CreateServiceRequest { launch_type: None, platform_version: Some("LATEST".into()), ..replica() },
+                Some("The platform version must be null when specifying an EC2 launch type."),
+            ),
+            (
+                CreateServiceRequest {
+                    launch_type: None,
+                    capacity_provider_strategy: Some(vec![item("a", Some(1), None)]),
+                    platform_version: Some("LATEST".into()),
+                    ..replica()
+                },
+                None,
+            ),
+            (
+                CreateServiceRequest { role: Some("ecsServiceRole".into()), ..replica() },
+                Some("A role was passed, but no load balancers were present."),
+            ),
+            (
+                CreateServiceRequest {
+                    role: Some("ecsServiceRole".into()),
+                    load_balancers: Some(vec![lb]),
+                    ..replica()
+                },
+                None,
+            ),
+            (
+                CreateServiceRequest { network_configuration: vpc(vec![]), ..replica() },
+                Some("subnets can not be empty."),
+            ),
+            (CreateServiceRequest { network_configuration: vpc(vec!["subnet-1"]), ..replica() }, None),
+        ]);
+        let update = |subnets| UpdateServiceRequest { network_configuration: vpc(subnets), ..Default::default() };
+        assert_eq!(check_update_service(&update(vec![])).unwrap_err().message, "subnets can not be empty.");
+        assert!(check_update_service(&update(vec!["subnet-1"])).is_ok());
     }
 
     #[test]

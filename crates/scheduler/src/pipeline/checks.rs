@@ -209,15 +209,8 @@ impl<'a> Checks<'a> {
         if let Some(reason) = self.snapshot.gate[i] {
             return Err(reason);
         }
-        for r in &self.required {
-            let ok = match r {
-                Required::Impossible => false,
-                Required::Has(column) => column.get(i).is_some(),
-                Required::Is(column, value) => column.get(i) == Some(*value),
-            };
-            if !ok {
-                return Err(Reason::Attribute);
-            }
+        if !self.attributes_ok(i) {
+            return Err(Reason::Attribute);
         }
         if self.distinct && st.group > 0 {
             return Err(Reason::DistinctInstance);
@@ -226,6 +219,16 @@ impl<'a> Checks<'a> {
             return Err(Reason::MemberOf);
         }
         self.resources(i, st)
+    }
+
+    /// Whether the instance has every attribute the request requires.
+    #[inline]
+    pub fn attributes_ok(&self, i: usize) -> bool {
+        self.required.iter().all(|r| match r {
+            Required::Impossible => false,
+            Required::Has(column) => column.get(i).is_some(),
+            Required::Is(column, value) => column.get(i) == Some(*value),
+        })
     }
 
     /// The first, cheapest screen over the whole snapshot: status and agent, cpu, memory. It reads
@@ -268,11 +271,8 @@ impl<'a> Checks<'a> {
     /// ports. Same verdicts as `check`.
     #[inline]
     pub fn rest(&self, i: usize, st: &InstState, member_of: Option<&[bool]>) -> bool {
-        self.required.iter().all(|r| match r {
-            Required::Impossible => false,
-            Required::Has(column) => column.get(i).is_some(),
-            Required::Is(column, value) => column.get(i) == Some(*value),
-        }) && !(self.distinct && st.group > 0)
+        self.attributes_ok(i)
+            && !(self.distinct && st.group > 0)
             && member_of.is_none_or(|mask| mask[i])
             && self.resources(i, st).is_ok()
     }

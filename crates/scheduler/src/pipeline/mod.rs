@@ -14,6 +14,9 @@
 pub(crate) mod checks;
 mod sample;
 mod select;
+mod verdict;
+
+pub use verdict::{eligible, verify};
 
 use checks::{Checks, InstState};
 use select::Selector;

@@ -1,0 +1,199 @@
+//! Placing and committing a launch's tasks, all in one transaction with the clientToken.
+//!
+//! Why one transaction: it compares the revision of every instance the plan uses (and bumps its
+//! placement counter), requires every task key and the token to be absent, and writes tasks and
+//! token together. So a request's tasks appear all at once or not at all, two identical requests
+//! racing with one token cannot both commit (the loser's compare on the token fails, and it
+//! answers with the winner's tasks), and a retry after a crash finds either the token with its
+//! tasks or neither. One transaction is also one durable write per request instead of one per
+//! instance, which is what lets group commit share each fsync among many requests. The price: a
+//! conflict on any of its instances retries the whole request, with a fresh plan.
+
+use flotilla_model::Failure;
+use flotilla_scheduler::{verify, Env, Reason, Request};
+use flotilla_store::{Compare, Op, Revision, Txn, TxnOutcome};
+
+use super::records::new_task;
+use super::token::{self, Token};
+use super::{Launched, Placement, Spec};
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::lookup::{instance_id, missing};
+use crate::error::{ApiError, ApiResult};
+use crate::state::cache::Indexes;
+use crate::state::codec::encode;
+use crate::state::keys;
+use crate::state::records::TaskRecord;
+use crate::state::snapshots::instance_of;
+
+/// One instance of a plan and how many of the launch's tasks it takes.
+struct Target {
+    key: String,
+    arn: String,
+    tasks: u32,
+}
+
+/// Launches `spec`'s tasks: plans them with the scheduler, re-judges the plan against the cache
+/// and commits it. Tasks that could not be placed come back as failures. With a `token`, a retry
+/// of the same request answers what the first one did.
+pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResult<Launched> {
+    if let Some(t) = token {
+        if let Some(earlier) = token::replay(ctx, t)? {
+            return Ok(earlier);
+        }
+    }
+    let request = spec.scheduler_request(&spec.reservation())?;
+    let counted = matches!(spec.placement, Placement::Count { .. });
+    for attempt in 1..=MAX_CAS_ATTEMPTS {
+        let (targets, mut failures) = plan(ctx, spec, &request)?;
+        let mut records: Vec<TaskRecord> = Vec::new();
+        let mut txn = Txn::new();
+        let mut misfits = Vec::new();
+        {
+            let ix = ctx.cache.read();
+            for t in &targets {
+                let Some(entry) = ix.instances.get(&t.key) else {
+                    misfits.push((t.arn.clone(), Reason::Inactive, t.tasks));
+                    continue;
+                };
+                let mut instance = instance_of(&entry.value, ix.instance_usage.get(t.arn.as_str()), true);
+                // A named instance takes its task whether or not its agent is connected right
+                // now: the task waits there, PENDING, for the agent to pick it up.
+                instance.agent_connected |= !counted;
+                let verdict =
+                    verify(instance, &request, t.tasks).map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+                if let Err(reason) = verdict {
+                    misfits.push((t.arn.clone(), reason, t.tasks));
+                    continue;
+                }
+                txn = guard_instance(&ix, txn, &t.key, entry.revision);
+                records.extend(
+                    (0..t.tasks).map(|_| new_task(ctx, &spec.cluster, &spec.def, &entry.value.instance, &spec.shared)),
+                );
+            }
+        }
+        if !misfits.is_empty() && counted && attempt < MAX_CAS_ATTEMPTS {
+            // The snapshot was behind the cache: look again with the instances refreshed.
+            mark(ctx, &spec.cluster, &targets);
+            continue;
+        }
+        for (arn, reason, n) in misfits {
+            let detail = counted.then(|| "the instance filled up while this request was placed".to_string());
+            for _ in 0..n {
+                failures.push(Failure {
+                    arn: Some(arn.clone()),
+                    reason: Some(reason.ecs_reason().into()),
+                    detail: detail.clone(),
+                });
+            }
+        }
+        for t in &records {
+            let key = task_key(t)?;
+            txn = txn.when(Compare::absent(&key)).then(Op::put(&key, encode(t)));
+        }
+        let token_key = token.map(|t| {
+            let arns = records.iter().filter_map(|r| r.task.task_arn.clone()).collect();
+            let (c, op) = token::remember(ctx, t, arns, &failures);
+            let key = c.key().to_string();
+            txn = std::mem::take(&mut txn).when(c).then(op);
+            key
+        });
+        if txn.ops.is_empty() {
+            // Nothing fit and there is no token to remember: nothing to write.
+            mark(ctx, &spec.cluster, &targets);
+            return Ok(Launched { tasks: Vec::new(), failures });
+        }
+        let outcome = ctx.store.txn(txn).await;
+        // Whatever became of the commit (an I/O error included), the reservations the plan made
+        // in the snapshot were only a guess.
+        mark(ctx, &spec.cluster, &targets);
+        match outcome? {
+            TxnOutcome::Committed { revision } => {
+                ctx.cache.wait_for(revision).await;
+                return Ok(Launched { tasks: records.into_iter().map(|r| r.task).collect(), failures });
+            }
+            TxnOutcome::Conflict { key } => {
+                // Look again only once the cache has what beat this request.
+                ctx.cache.wait_for(ctx.store.revision()).await;
+                if let Some(t) = token.filter(|_| token_key.as_deref() == Some(key.as_str())) {
+                    if let Some(earlier) = token::replay(ctx, t)? {
+                        return Ok(earlier);
+                    }
+                }
+            }
+        }
+    }
+    Err(ApiError::server("The cluster kept changing while the tasks were placed; try again."))
+}
+
+/// Where the tasks go, by the scheduler: a count placed on the cluster's kept snapshot, or one
+/// task on each named instance; and the failures of what has nowhere to go.
+fn plan(ctx: &Ctx, spec: &Spec, request: &Request) -> ApiResult<(Vec<Target>, Vec<Failure>)> {
+    let mut targets: Vec<Target> = Vec::new();
+    let mut add = |key: &str, arn: &str| match targets.iter_mut().find(|t| t.key == key) {
+        Some(t) => t.tasks += 1,
+        None => targets.push(Target { key: key.to_string(), arn: arn.to_string(), tasks: 1 }),
+    };
+    let mut failures = Vec::new();
+    match &spec.placement {
+        Placement::Count { .. } => {
+            let seed = rand::random::<u64>();
+            let placed = {
+                let ix = ctx.cache.read();
+                ctx.cache.snapshots.place(ix, &spec.cluster, request, &Env { seed })
+            }
+            .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+            for t in &placed.targets {
+                add(&t.key, &t.arn);
+            }
+            failures.extend(placed.plan.failures.iter().map(|f| Failure {
+                arn: f.arn.clone(),
+                reason: Some(f.reason.ecs_reason().into()),
+                detail: Some(f.detail.clone()),
+            }));
+        }
+        Placement::Instances(given) => {
+            let ix = ctx.cache.read();
+            for g in given {
+                let arn = if g.starts_with("arn:") { g.clone() } else { ctx.arns.container_instance(&spec.cluster, g) };
+                let key = instance_id(ctx, &spec.cluster, g).map(|id| keys::instance(&spec.cluster, id));
+                match key.filter(|k| ix.instances.contains_key(k)) {
+                    Some(key) => add(&key, &arn),
+                    None => failures.push(missing(arn)),
+                }
+            }
+        }
+    }
+    Ok((targets, failures))
+}
+
+/// Guards a placement on the instance under `instance_key`: the transaction requires the
+/// instance record unchanged since `instance_revision` (still ACTIVE, same resources) and bumps
+/// the instance's placement counter, so that of two placements that checked the same usage only
+/// one commits. The counter is a few bytes, where rewriting the instance record instead cost a
+/// few KiB per placement to write, to store and to decode again in the cache.
+pub fn guard_instance(ix: &Indexes, txn: Txn, instance_key: &str, instance_revision: Revision) -> Txn {
+    let key = keys::placement_of(instance_key);
+    let (compare, next) = match ix.placements.get(&key) {
+        Some(e) => (Compare::unchanged(key.as_str(), e.revision), *e.value + 1),
+        None => (Compare::absent(key.as_str()), 1),
+    };
+    txn.when(Compare::unchanged(instance_key, instance_revision)).when(compare).then(Op::put(key, encode(&next)))
+}
+
+/// Asks the cluster's snapshot to read these instances from the cache again: whatever became of
+/// the commit, the reservations the plan made in the snapshot were only a guess.
+fn mark(ctx: &Ctx, cluster: &str, targets: &[Target]) {
+    let ix = ctx.cache.read();
+    let mut marks = ix.snapshot_marks.lock().expect("snapshot marks lock poisoned");
+    let m = marks.entry(cluster.to_string()).or_default();
+    for t in targets {
+        m.instances.insert(t.arn.as_str().into());
+    }
+}
+
+fn task_key(t: &TaskRecord) -> ApiResult<String> {
+    let arn = t.task.task_arn.as_deref().unwrap_or_default();
+    let rest = arn.split_once(":task/").map(|(_, r)| r).unwrap_or_default();
+    let (cluster, id) = rest.split_once('/').ok_or_else(|| ApiError::server(format!("malformed task ARN {arn}")))?;
+    Ok(keys::task(cluster, id))
+}

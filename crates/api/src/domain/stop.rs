@@ -1,0 +1,44 @@
+//! Stopping a task: StopTask and the service controller ask a task to stop through here, so a
+//! stop reads the same whoever asked.
+
+use flotilla_model::Task;
+use flotilla_store::{Compare, Op, Txn};
+
+use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::error::{ApiError, ApiResult};
+use crate::state::codec::encode;
+
+/// Asks the task under `key` to stop, unless it already was: the task as it now reads and
+/// whether this call changed it, or `None` if there is no such task. StopTask and the service
+/// controller both stop tasks through here.
+pub async fn stop_by_key(ctx: &Ctx, key: &str, stop_code: &str, reason: &str) -> ApiResult<Option<(Task, bool)>> {
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = ctx.cache.read().tasks.get(key).cloned() else { return Ok(None) };
+        let mut rec = entry.value.record();
+        if rec.task.desired_status.as_deref() == Some("STOPPED") {
+            return Ok(Some((rec.task, false)));
+        }
+        request_stop(&mut rec.task, stop_code, reason, ctx.now());
+        let txn = Txn::new().when(Compare::unchanged(key, entry.revision)).then(Op::put(key, encode(&rec)));
+        if ctx.commit(txn).await?.is_some() {
+            return Ok(Some((rec.task, true)));
+        }
+    }
+    Err(ApiError::server("The task kept changing while it was stopped; try again."))
+}
+
+/// Marks a task to stop. A task no agent holds yet stops at once; one on an instance is
+/// stopped by its agent, which reports the rest of the way down.
+pub fn request_stop(t: &mut Task, stop_code: &str, reason: &str, now: flotilla_model::Timestamp) {
+    t.desired_status = Some("STOPPED".into());
+    t.stop_code = Some(stop_code.into());
+    t.stopped_reason = Some(reason.into());
+    t.stopping_at.get_or_insert(now);
+    let unplaced = t.container_instance_arn.is_none() && t.launch_type.as_deref() != Some("FARGATE");
+    if unplaced || t.last_status.as_deref() == Some("PROVISIONING") && t.container_instance_arn.is_none() {
+        t.last_status = Some("STOPPED".into());
+        t.stopped_at = Some(now);
+        t.execution_stopped_at = Some(now);
+    }
+    t.version = Some(t.version.unwrap_or(0) + 1);
+}
