@@ -1,6 +1,9 @@
 //! `clientToken` idempotency: the same token with the same request gets the same answer; the
 //! same token with a different request is refused. The remembered answer is written in the same
 //! transaction as the change it answers, so a retry after a crash sees one or the other whole.
+//!
+//! Records are kept for [`RETENTION`] and then forgotten by the reaper's sweep
+//! ([`forget_expired`]): a token is for retrying one request, not a name held forever.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -11,7 +14,26 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::codec::encode;
 use crate::state::keys;
 use crate::state::records::IdempotencyRecord;
-use flotilla_store::{Compare, Op};
+use flotilla_store::{Compare, Op, Revision};
+
+/// How long a `clientToken` is remembered. The ECS API reference does not say how long its
+/// clientToken idempotency lasts; 8 hours outlasts any client's retries by far.
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(8 * 3600);
+
+/// Forgets the tokens remembered longer than `retention` ago (compare-and-swap deletes: a record
+/// rewritten since it was read stays); returns how many were forgotten.
+pub async fn forget_expired(ctx: &Ctx, retention: std::time::Duration) -> ApiResult<usize> {
+    let cutoff_ms = ctx.clock.now_ms().saturating_sub(retention.as_millis() as i64);
+    let expired: Vec<(String, Revision)> = ctx
+        .cache
+        .read()
+        .idempotency
+        .iter()
+        .filter(|(_, e)| e.value.created_at_ms <= cutoff_ms)
+        .map(|(k, e)| (k.clone(), e.revision))
+        .collect();
+    crate::reaper::delete_unchanged(ctx, &expired).await
+}
 
 /// A hash of the request that identifies "the same request".
 pub fn request_hash<T: Serialize>(req: &T) -> String {

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod credentials;
 pub mod dispatch;
 pub mod error;
+pub mod faults;
 pub mod gateway;
 pub mod handlers;
 pub mod idempotency;
@@ -26,6 +27,7 @@ pub mod reaper;
 pub mod server;
 pub mod service_status;
 pub mod state;
+pub mod supervisor;
 
 pub use context::{Clock, Ctx};
 pub use credentials::RootCredentials;

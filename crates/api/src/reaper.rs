@@ -7,6 +7,9 @@
 //! delete comparing the revision it read, so a task that changed in between is simply looked at
 //! again by the next sweep. Tasks whose agent never reported them STOPPED are kept: they may
 //! still hold containers and resources.
+//!
+//! The same loop forgets `clientToken` records older than their retention
+//! ([`crate::idempotency::RETENTION`]), with the same compare-and-swap deletes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,19 +35,29 @@ const DELETE_BATCH: usize = 256;
 #[derive(Default)]
 pub struct StopTimes(HashMap<Arc<str>, (Revision, Option<i64>)>);
 
+/// The reaper's name among the supervised loops.
+pub const LOOP: &str = "reaper";
+
 /// Sweeps until the task is aborted; `retention` of zero keeps stopped tasks forever.
-pub async fn run(ctx: Ctx, retention: Duration) {
-    if retention.is_zero() {
-        return;
-    }
-    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+pub async fn run(ctx: Ctx, retention: Duration) -> Result<(), crate::supervisor::LoopError> {
+    let every = match retention.is_zero() {
+        true => Duration::from_secs(60),
+        false => (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+    };
     let mut seen = StopTimes::default();
     loop {
         tokio::time::sleep(every).await;
-        match sweep(&ctx, retention, &mut seen).await {
+        if !retention.is_zero() {
+            match sweep(&ctx, retention, &mut seen).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(forgotten = n, "forgot tasks stopped longer than the retention"),
+                Err(e) => tracing::warn!(error = %e, "could not forget stopped tasks"),
+            }
+        }
+        match crate::idempotency::forget_expired(&ctx, crate::idempotency::RETENTION).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(forgotten = n, "forgot tasks stopped longer than the retention"),
-            Err(e) => tracing::warn!(error = %e, "could not forget stopped tasks"),
+            Ok(n) => tracing::info!(forgotten = n, "forgot clientToken records older than their retention"),
+            Err(e) => tracing::warn!(error = %e, "could not forget expired clientToken records"),
         }
     }
 }
@@ -80,6 +93,12 @@ pub async fn sweep(ctx: &Ctx, retention: Duration, seen: &mut StopTimes) -> ApiR
         }
     }
     seen.0 = times;
+    delete_unchanged(ctx, &expired).await
+}
+
+/// Deletes each key that is still at the revision it was read at, in batches; returns how many
+/// were deleted. A key that changed since is left for the next sweep to look at again.
+pub async fn delete_unchanged<K: AsRef<str>>(ctx: &Ctx, expired: &[(K, Revision)]) -> ApiResult<usize> {
     let mut deleted = 0;
     for batch in expired.chunks(DELETE_BATCH) {
         if ctx.commit(deletes(batch)).await?.is_some() {
@@ -96,7 +115,7 @@ pub async fn sweep(ctx: &Ctx, retention: Duration, seen: &mut StopTimes) -> ApiR
     Ok(deleted)
 }
 
-fn deletes(batch: &[(Arc<str>, Revision)]) -> Txn {
+fn deletes<K: AsRef<str>>(batch: &[(K, Revision)]) -> Txn {
     batch.iter().fold(Txn::new(), |txn, (key, revision)| {
         txn.when(Compare::unchanged(key.as_ref(), *revision)).then(Op::delete(key.as_ref()))
     })

@@ -226,11 +226,11 @@ async fn launch_tasks(
 ) -> ApiResult<Launched> {
     for attempt in 1..=MAX_CAS_ATTEMPTS {
         let seed = rand::random::<u64>();
-        let placed = {
-            let ix = ctx.cache.read();
-            ctx.cache.snapshots.place(ix, cluster, request, &Env { seed })
-        }
-        .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+        let placed = ctx
+            .cache
+            .snapshots
+            .place(|| ctx.cache.read(), cluster, request, &Env { seed })
+            .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
         let mut failures = plan_failures(&placed.plan);
         // The instances the plan uses, each with the tasks it gets, checked against what the
         // cache says now under the revision the transaction will compare: the snapshot may be a
@@ -325,7 +325,7 @@ async fn launch_tasks(
 /// the commit, the reservations the plan made in the snapshot were only a guess.
 fn mark(ctx: &Ctx, cluster: &str, targets: &[snapshots::Target]) {
     let ix = ctx.cache.read();
-    let mut marks = ix.snapshot_marks.lock().expect("snapshot marks lock poisoned");
+    let mut marks = crate::state::locks::lock(&ix.snapshot_marks);
     let m = marks.entry(cluster.to_string()).or_default();
     for t in targets {
         m.instances.insert(t.arn.as_str().into());

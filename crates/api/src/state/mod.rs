@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod codec;
 pub mod keys;
+pub mod locks;
 pub mod records;
 pub mod snapshots;
 pub mod tasks;
