@@ -25,6 +25,10 @@ impl Clock {
                 .unwrap_or(0)
         }))
     }
+    /// A clock that reads `now` (tests move time forward with it).
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
+    }
     pub fn fixed(ms: i64) -> Self {
         Clock(Arc::new(move || ms))
     }

@@ -65,3 +65,49 @@ pub fn remember<R: Serialize>(ctx: &Ctx, operation: &str, token: &str, hash: &st
     };
     (Compare::absent(&key), Op::put(&key, encode(&record)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Clock;
+    use crate::server::{build_ctx, AuthMode, ServerConfig};
+    use flotilla_store::{MemoryStore, Txn};
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    async fn remembered(ctx: &Ctx, token: &str, hash: &str) -> bool {
+        let (compare, put) = remember(ctx, "RunTask", token, hash, &serde_json::json!({ "token": token }));
+        ctx.commit(Txn::new().when(compare).then(put)).await.unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn tokens_are_forgotten_once_older_than_the_retention() {
+        let now = Arc::new(AtomicI64::new(10 * HOUR_MS));
+        let clock = now.clone();
+        let config = ServerConfig {
+            data_dir: std::env::temp_dir(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            auth: AuthMode::Disabled,
+            credentials: crate::RootCredentials { access_key_id: "AKID".into(), secret_access_key: "secret".into() },
+            controller: Default::default(),
+            stopped_task_retention: std::time::Duration::ZERO,
+        };
+        let store = Arc::new(MemoryStore::new());
+        let ctx = build_ctx(store, &config, Clock::from_fn(move || clock.load(Ordering::SeqCst))).await.unwrap();
+        assert!(remembered(&ctx, "old", "h1").await);
+        now.fetch_add(4 * HOUR_MS, Ordering::SeqCst);
+        assert!(remembered(&ctx, "new", "h2").await);
+        assert_eq!(forget_expired(&ctx, RETENTION).await.unwrap(), 0, "nothing is 8 hours old yet");
+        assert!(replay::<serde_json::Value>(&ctx, "RunTask", "old", "h1").unwrap().is_some());
+
+        now.fetch_add(4 * HOUR_MS, Ordering::SeqCst);
+        assert_eq!(forget_expired(&ctx, RETENTION).await.unwrap(), 1);
+        assert_eq!(replay::<serde_json::Value>(&ctx, "RunTask", "old", "h1").unwrap(), None, "forgotten");
+        assert!(replay::<serde_json::Value>(&ctx, "RunTask", "new", "h2").unwrap().is_some(), "still remembered");
+        // A forgotten token is free again, even for another request.
+        assert!(remembered(&ctx, "old", "h3").await);
+    }
+}
