@@ -69,16 +69,57 @@ impl Ctx {
     pub async fn commit(&self, txn: Txn) -> ApiResult<Option<Revision>> {
         match self.store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
-                if tokio::time::timeout(CACHE_DEADLINE, self.cache.wait_for(revision)).await.is_err() {
-                    return Err(ApiError::server(format!(
-                        "The change was stored (revision {revision}) but the server's cache did not catch up within {} s; \
-                         it will show the change once it does.",
-                        CACHE_DEADLINE.as_secs()
-                    )));
-                }
+                self.caught_up(revision).await?;
                 Ok(Some(revision))
             }
             TxnOutcome::Conflict { .. } => Ok(None),
         }
+    }
+
+    /// Waits until the cache reflects `revision`, for at most [`CACHE_DEADLINE`]: a
+    /// ServerException rather than a request that hangs.
+    pub async fn caught_up(&self, revision: Revision) -> ApiResult<()> {
+        if tokio::time::timeout(CACHE_DEADLINE, self.cache.wait_for(revision)).await.is_err() {
+            return Err(ApiError::server(format!(
+                "The server's cache did not catch up with the store (revision {revision}) within {} s; \
+                 any change this request made is stored and will show once it does.",
+                CACHE_DEADLINE.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A context over a fresh in-memory store, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
+    let config = crate::server::ServerConfig {
+        data_dir: std::env::temp_dir(),
+        region: "us-east-1".into(),
+        account_id: "000000000000".into(),
+        auth: crate::server::AuthMode::Disabled,
+        credentials: crate::RootCredentials { access_key_id: "AKID".into(), secret_access_key: "secret".into() },
+        controller: Default::default(),
+        stopped_task_retention: Duration::ZERO,
+    };
+    let store = Arc::new(flotilla_store::MemoryStore::new());
+    crate::server::build_ctx(store, &config, clock).await.expect("context")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_store::Op;
+
+    /// With its follower gone, the cache never catches up: a write answers ServerException after
+    /// the deadline instead of hanging.
+    #[tokio::test]
+    async fn a_commit_the_cache_never_shows_is_an_error_not_a_hang() {
+        let ctx = test_ctx(Clock::system()).await;
+        ctx.cache.stop().await;
+        let commit = ctx.commit(Txn::new().then(Op::put("account/x", b"1".to_vec())));
+        let err = tokio::time::timeout(CACHE_DEADLINE * 3, commit).await.expect("no hang").unwrap_err();
+        assert_eq!(err.code, "ServerException");
+        assert!(err.message.contains("did not catch up"), "{}", err.message);
     }
 }

@@ -70,8 +70,7 @@ pub fn remember<R: Serialize>(ctx: &Ctx, operation: &str, token: &str, hash: &st
 mod tests {
     use super::*;
     use crate::context::Clock;
-    use crate::server::{build_ctx, AuthMode, ServerConfig};
-    use flotilla_store::{MemoryStore, Txn};
+    use flotilla_store::Txn;
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::Arc;
 
@@ -86,17 +85,7 @@ mod tests {
     async fn tokens_are_forgotten_once_older_than_the_retention() {
         let now = Arc::new(AtomicI64::new(10 * HOUR_MS));
         let clock = now.clone();
-        let config = ServerConfig {
-            data_dir: std::env::temp_dir(),
-            region: "us-east-1".into(),
-            account_id: "000000000000".into(),
-            auth: AuthMode::Disabled,
-            credentials: crate::RootCredentials { access_key_id: "AKID".into(), secret_access_key: "secret".into() },
-            controller: Default::default(),
-            stopped_task_retention: std::time::Duration::ZERO,
-        };
-        let store = Arc::new(MemoryStore::new());
-        let ctx = build_ctx(store, &config, Clock::from_fn(move || clock.load(Ordering::SeqCst))).await.unwrap();
+        let ctx = crate::context::test_ctx(Clock::from_fn(move || clock.load(Ordering::SeqCst))).await;
         assert!(remembered(&ctx, "old", "h1").await);
         now.fetch_add(4 * HOUR_MS, Ordering::SeqCst);
         assert!(remembered(&ctx, "new", "h2").await);

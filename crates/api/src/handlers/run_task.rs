@@ -303,12 +303,12 @@ async fn launch_tasks(
         mark(ctx, cluster, &placed.targets);
         match outcome? {
             TxnOutcome::Committed { revision } => {
-                ctx.cache.wait_for(revision).await;
+                ctx.caught_up(revision).await?;
                 return Ok(Launched::New(records.into_iter().map(|r| r.task).collect(), failures));
             }
             TxnOutcome::Conflict { key } => {
                 // Look again only once the cache has what beat this request.
-                ctx.cache.wait_for(ctx.store.revision()).await;
+                ctx.caught_up(ctx.store.revision()).await?;
                 if token_key.as_deref() == Some(key.as_str()) {
                     let t = token.as_ref().expect("a token key comes from a token");
                     if let Some(earlier) = replay(ctx, t.token, t.hash)? {
