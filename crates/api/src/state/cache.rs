@@ -616,6 +616,30 @@ mod tests {
         assert_eq!(ix.task_index.by_cluster_desired[&("c".into(), "STOPPED".into())].len(), 1);
     }
 
+    /// A session that stops taking its notices is cut off once NOTICE_QUEUE of them wait (its
+    /// receiver ends and the subscription is gone), instead of having every change queued for it.
+    #[tokio::test]
+    async fn a_session_that_falls_behind_loses_its_subscription() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cache = Cache::start(store).await.unwrap();
+        let mut rx = cache.subscribe_instance("ci-1");
+        let value: Arc<[u8]> = encode(&task("PENDING", "RUNNING", "web")).into();
+        let base = 1_000;
+        let events = (0..=NOTICE_QUEUE as u64)
+            .map(|i| {
+                let key = format!("task/c/{i}");
+                Event::Put(KeyValue { key, value: value.clone(), create_revision: base + i, mod_revision: base + i })
+            })
+            .collect();
+        cache.apply(&WatchBatch { revision: base + NOTICE_QUEUE as u64 + 1, events });
+        let mut queued = 0;
+        while rx.recv().await.is_some() {
+            queued += 1;
+        }
+        assert_eq!(queued, NOTICE_QUEUE);
+        assert!(cache.unsubscribe_instance("ci-1"), "the subscription is gone");
+    }
+
     /// After any sequence of task changes (in place, moved between instances, desired status
     /// flipped, deleted), the indexes kept up change by change equal those of a fresh load.
     #[tokio::test]
