@@ -45,12 +45,15 @@ pub async fn run(ctx: Ctx, settings: Settings) -> Result<(), crate::supervisor::
     let mut disconnected_since: HashMap<String, i64> = HashMap::new();
     loop {
         if let Err(e) = pass(&ctx, &settings, &mut disconnected_since).await {
+            ctx.loops.count_error(LOOP);
             tracing::warn!(error = %e, "service controller pass failed");
         }
         if let Err(e) = crate::service_status::settle_all(&ctx).await {
+            ctx.loops.count_error(LOOP);
             tracing::warn!(error = %e, "could not settle service status");
         }
         if let Err(e) = crate::handlers::services::finish_draining(&ctx).await {
+            ctx.loops.count_error(LOOP);
             tracing::warn!(error = %e, "could not retire drained services");
         }
         changes.borrow_and_update();
