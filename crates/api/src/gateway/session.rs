@@ -315,7 +315,8 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
     drop(notices);
     ctx.sessions.links.detach(&target.instance_arn, link_id);
     ctx.sessions.session_ended(&target.instance_arn, link_id);
-    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await;
+    // A courtesy: the session may have ended because the agent stopped reading.
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(None))).await;
     if ctx.cache.unsubscribe_instance(&target.instance_arn) {
         if let Err(e) = set_connected(&ctx, &target.instance_key, false).await {
             tracing::warn!(error = %e, "could not mark the agent disconnected");
