@@ -1,14 +1,15 @@
 //! What every handler works with: the store, the cache, ARN minting, paging and the clock.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use flotilla_model::arn::ArnScope;
-use flotilla_store::{Revision, Store, Txn, TxnOutcome};
+use flotilla_store::{Compare, Op, Revision, Store, Txn, TxnOutcome};
 
-use crate::error::ApiResult;
-use crate::gateway::Sessions;
+use crate::error::{ApiError, ApiResult};
 use crate::pagination::Paginator;
 use crate::state::cache::Cache;
+use crate::supervisor::Supervisor;
 
 /// The source of "now", injectable so that tests control time.
 #[derive(Clone)]
@@ -22,6 +23,10 @@ impl Clock {
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0)
         }))
+    }
+    /// A clock that reads `now` (tests move time forward with it).
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(now))
     }
     pub fn fixed(ms: i64) -> Self {
         Clock(Arc::new(move || ms))
@@ -39,27 +44,106 @@ pub struct Ctx {
     pub arns: ArnScope,
     pub pager: Paginator,
     pub clock: Clock,
-    /// The live agent sessions, to reach an agent (reading a task's logs).
-    pub sessions: Arc<Sessions>,
+    /// The background loops (controller, reaper, cache follower) and what each is doing.
+    pub loops: Arc<Supervisor>,
 }
 
 /// How many times a read-modify-write retries when another writer got there first.
 pub const MAX_CAS_ATTEMPTS: usize = 32;
 
+/// How long a write waits for the cache to show it before answering with an error instead: the
+/// follower normally takes microseconds, and one that is down is restarted within seconds, so a
+/// wait this long means something is wrong, and a client is better told than left hanging.
+pub const CACHE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How many deletes go in one transaction.
+const DELETE_BATCH: usize = 256;
+
 impl Ctx {
+    /// Deletes each key that is still at the revision it was read at, in batches; returns how
+    /// many were deleted. A key that changed since is left for the next sweep to look at again.
+    pub async fn delete_unchanged<K: AsRef<str>>(&self, expired: &[(K, Revision)]) -> ApiResult<usize> {
+        let deletes = |batch: &[(K, Revision)]| {
+            batch.iter().fold(Txn::new(), |txn, (key, revision)| {
+                txn.when(Compare::unchanged(key.as_ref(), *revision)).then(Op::delete(key.as_ref()))
+            })
+        };
+        let mut deleted = 0;
+        for batch in expired.chunks(DELETE_BATCH) {
+            if self.commit(deletes(batch)).await?.is_some() {
+                deleted += batch.len();
+                continue;
+            }
+            // Something in the batch changed since it was read: the rest go one by one.
+            for one in batch {
+                if self.commit(deletes(std::slice::from_ref(one))).await?.is_some() {
+                    deleted += 1;
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     pub fn now(&self) -> flotilla_model::Timestamp {
         flotilla_model::Timestamp::from_millis(self.clock.now_ms())
     }
 
-    /// Commits `txn`; on success waits until the cache reflects it. `None` means a compare
-    /// failed: re-read and try again.
+    /// Commits `txn`; on success waits (up to [`CACHE_DEADLINE`]) until the cache reflects it.
+    /// `None` means a compare failed: re-read and try again.
     pub async fn commit(&self, txn: Txn) -> ApiResult<Option<Revision>> {
         match self.store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
-                self.cache.wait_for(revision).await;
+                self.caught_up(revision).await?;
                 Ok(Some(revision))
             }
             TxnOutcome::Conflict { .. } => Ok(None),
         }
+    }
+
+    /// Waits until the cache reflects `revision`, for at most [`CACHE_DEADLINE`]: a
+    /// ServerException rather than a request that hangs.
+    pub async fn caught_up(&self, revision: Revision) -> ApiResult<()> {
+        if tokio::time::timeout(CACHE_DEADLINE, self.cache.wait_for(revision)).await.is_err() {
+            return Err(ApiError::server(format!(
+                "The server's cache did not catch up with the store (revision {revision}) within {} s; \
+                 any change this request made is stored and will show once it does.",
+                CACHE_DEADLINE.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A context over a fresh in-memory store, for unit tests.
+#[cfg(test)]
+pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
+    let config = crate::server::ServerConfig {
+        data_dir: std::env::temp_dir(),
+        region: "us-east-1".into(),
+        account_id: "000000000000".into(),
+        auth: crate::server::AuthMode::Disabled,
+        credentials: crate::RootCredentials { access_key_id: "AKID".into(), secret_access_key: "secret".into() },
+        controller: Default::default(),
+        stopped_task_retention: Duration::ZERO,
+    };
+    let store = Arc::new(flotilla_store::MemoryStore::new());
+    crate::server::build_ctx(store, &config, clock).await.expect("context")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_store::Op;
+
+    /// With its follower gone, the cache never catches up: a write answers ServerException after
+    /// the deadline instead of hanging.
+    #[tokio::test]
+    async fn a_commit_the_cache_never_shows_is_an_error_not_a_hang() {
+        let ctx = test_ctx(Clock::system()).await;
+        ctx.cache.stop().await;
+        let commit = ctx.commit(Txn::new().then(Op::put("account/x", b"1".to_vec())));
+        let err = tokio::time::timeout(CACHE_DEADLINE * 3, commit).await.expect("no hang").unwrap_err();
+        assert_eq!(err.code, "ServerException");
+        assert!(err.message.contains("did not catch up"), "{}", err.message);
     }
 }

@@ -11,6 +11,8 @@
 //! empty body). Errors before the first line are ECS error responses; an error after it (the
 //! agent disconnected mid-stream) is a last line in the same shape, `{"__type", "message"}`.
 
+use std::sync::Arc;
+
 use std::convert::Infallible;
 
 use axum::body::{Body, Bytes};
@@ -23,6 +25,7 @@ use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::gateway::logs::{self, LogRead};
 use crate::gateway::percent_decode;
+use crate::gateway::Sessions;
 use crate::handlers;
 use crate::protocol::error_response;
 use crate::state::keys;
@@ -120,13 +123,14 @@ fn locate(ctx: &Ctx, q: &LogsQuery) -> Result<(String, String), ApiError> {
 /// Serves `GET /v1/logs`.
 pub async fn get_logs(
     ctx: Ctx,
+    sessions: &Arc<Sessions>,
     auth: Option<&Authenticator>,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    match start(&ctx, auth, method, uri, headers).await {
+    match start(&ctx, sessions, auth, method, uri, headers).await {
         Ok(read) => {
             let mut r = Response::new(Body::from_stream(body(read)));
             r.headers_mut().insert("content-type", "application/x-ndjson".parse().expect("static"));
@@ -144,6 +148,7 @@ pub async fn get_logs(
 
 async fn start(
     ctx: &Ctx,
+    sessions: &Arc<Sessions>,
     auth: Option<&Authenticator>,
     method: &Method,
     uri: &Uri,
@@ -165,7 +170,7 @@ async fn start(
         limit: q.limit,
         follow: q.follow,
     };
-    logs::open(&ctx.sessions, &instance, req).await
+    logs::open(sessions, &instance, req).await
 }
 
 /// The answer's body: one JSON line per log line, and the error (if any) as the last line.

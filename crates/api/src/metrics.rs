@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests and latency per operation, errors per operation and code.
+//! Prometheus metrics: requests and latency per operation, errors per operation and code, and
+//! the background loops' restarts and whether each runs (from `crate::supervisor`).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +43,19 @@ impl Metrics {
         registry.register("errors", "API errors by operation and error code", errors.clone());
         registry.register("request_duration_seconds", "API request latency by operation", latency.clone());
         Metrics { registry, requests, errors, latency }
+    }
+
+    /// Adds the supervisor's `loop_restarts_total{loop}`, `loop_running{loop}` and
+    /// `loop_errors_total{loop}`.
+    pub fn register_loops(&mut self, loops: &crate::supervisor::LoopMetrics) {
+        let registry = &mut self.registry;
+        registry.register(
+            "loop_restarts",
+            "Background loop runs that failed and were restarted",
+            loops.restarts.clone(),
+        );
+        registry.register("loop_running", "1 while the background loop runs", loops.running.clone());
+        registry.register("loop_errors", "Errors a background loop logged and carried on past", loops.errors.clone());
     }
 
     pub fn observe(&self, operation: &'static str, seconds: f64, error: Option<&'static str>) {

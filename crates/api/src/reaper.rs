@@ -7,12 +7,15 @@
 //! delete comparing the revision it read, so a task that changed in between is simply looked at
 //! again by the next sweep. Tasks whose agent never reported them STOPPED are kept: they may
 //! still hold containers and resources.
+//!
+//! The same loop forgets `clientToken` records older than their retention
+//! ([`crate::idempotency::RETENTION`]), with the same compare-and-swap deletes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_store::{Compare, Op, Revision, Txn};
+use flotilla_store::Revision;
 
 use crate::context::Ctx;
 use crate::error::ApiResult;
@@ -24,27 +27,35 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 /// How many cached tasks one read of the cache decodes, so a sweep over many stopped tasks never
 /// holds the cache's lock for long.
 const SCAN_CHUNK: usize = 2_000;
-/// How many deletes go in one transaction.
-const DELETE_BATCH: usize = 256;
 
 /// When each stopped task stopped, by key, with the revision that was read: a sweep decodes
 /// only the tasks that stopped (or changed) since the last one.
 #[derive(Default)]
 pub struct StopTimes(HashMap<Arc<str>, (Revision, Option<i64>)>);
 
+/// The reaper's name among the supervised loops.
+pub const LOOP: &str = "reaper";
+
 /// Sweeps until the task is aborted; `retention` of zero keeps stopped tasks forever.
-pub async fn run(ctx: Ctx, retention: Duration) {
-    if retention.is_zero() {
-        return;
-    }
-    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+pub async fn run(ctx: Ctx, retention: Duration) -> Result<(), crate::supervisor::LoopError> {
+    let every = match retention.is_zero() {
+        true => Duration::from_secs(60),
+        false => (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+    };
     let mut seen = StopTimes::default();
     loop {
         tokio::time::sleep(every).await;
-        match sweep(&ctx, retention, &mut seen).await {
+        if !retention.is_zero() {
+            match sweep(&ctx, retention, &mut seen).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(forgotten = n, "forgot tasks stopped longer than the retention"),
+                Err(e) => tracing::warn!(error = %e, "could not forget stopped tasks"),
+            }
+        }
+        match crate::idempotency::forget_expired(&ctx, crate::idempotency::RETENTION).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(forgotten = n, "forgot tasks stopped longer than the retention"),
-            Err(e) => tracing::warn!(error = %e, "could not forget stopped tasks"),
+            Ok(n) => tracing::info!(forgotten = n, "forgot clientToken records older than their retention"),
+            Err(e) => tracing::warn!(error = %e, "could not forget expired clientToken records"),
         }
     }
 }
@@ -80,24 +91,5 @@ pub async fn sweep(ctx: &Ctx, retention: Duration, seen: &mut StopTimes) -> ApiR
         }
     }
     seen.0 = times;
-    let mut deleted = 0;
-    for batch in expired.chunks(DELETE_BATCH) {
-        if ctx.commit(deletes(batch)).await?.is_some() {
-            deleted += batch.len();
-            continue;
-        }
-        // Something in the batch changed since it was read: the rest go one by one.
-        for one in batch {
-            if ctx.commit(deletes(std::slice::from_ref(one))).await?.is_some() {
-                deleted += 1;
-            }
-        }
-    }
-    Ok(deleted)
-}
-
-fn deletes(batch: &[(Arc<str>, Revision)]) -> Txn {
-    batch.iter().fold(Txn::new(), |txn, (key, revision)| {
-        txn.when(Compare::unchanged(key.as_ref(), *revision)).then(Op::delete(key.as_ref()))
-    })
+    ctx.delete_unchanged(&expired).await
 }

@@ -23,6 +23,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::pagination::Paginator;
 use crate::state::cache::Cache;
+use crate::supervisor::Supervisor;
 use crate::{dispatch, gateway, handlers, protocol};
 
 /// Whether requests must carry a valid SigV4 signature.
@@ -48,6 +49,9 @@ pub struct ServerConfig {
 
 struct App {
     ctx: Ctx,
+    /// The live agent sessions, to reach an agent (reading a task's logs). The gateway's own state,
+    /// held here rather than in the context that the gateway itself builds on.
+    sessions: Arc<gateway::Sessions>,
     auth: Option<Authenticator>,
     metrics: Metrics,
 }
@@ -61,7 +65,8 @@ pub async fn open(config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
 
 /// Builds the context over any store (tests use this with other backends).
 pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
-    let cache = Cache::start(store.clone()).await?;
+    let loops = Supervisor::new();
+    let cache = Cache::start_supervised(store.clone(), &loops).await?;
     let secret = format!("pagination:{}", config.credentials.secret_access_key);
     let ctx = Ctx {
         store,
@@ -69,7 +74,7 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
         arns: ArnScope::new(config.region.clone(), config.account_id.clone()),
         pager: Paginator::new(secret.as_bytes()),
         clock,
-        sessions: Arc::default(),
+        loops,
     };
     handlers::clusters::ensure_default_cluster(&ctx).await?;
     gateway::mark_all_disconnected(&ctx).await?;
@@ -93,18 +98,18 @@ pub async fn serve_ctx(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let drainer = tokio::spawn(crate::controller::run(ctx.clone(), config.controller));
-    let reaper = tokio::spawn(crate::reaper::run(ctx.clone(), config.stopped_task_retention));
+    let (c, settings) = (ctx.clone(), config.controller);
+    let controller = ctx.loops.spawn("controller", move || crate::controller::run(c.clone(), settings));
+    let (c, retention) = (ctx.clone(), config.stopped_task_retention);
+    let reaper = ctx.loops.spawn("reaper", move || crate::reaper::run(c.clone(), retention));
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
     let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await;
     // Let go of the store before returning, so the data directory can be opened again at once.
-    drainer.abort();
-    reaper.abort();
-    let _ = drainer.await;
-    let _ = reaper.await;
+    controller.stop().await;
+    reaper.stop().await;
     cache.stop().await;
     served?;
     Ok(())
@@ -116,7 +121,9 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
         AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone())),
         AuthMode::Disabled => None,
     };
-    let app = Arc::new(App { ctx, auth, metrics: Metrics::new() });
+    let mut registry = Metrics::new();
+    registry.register_loops(ctx.loops.metrics());
+    let app = Arc::new(App { ctx, sessions: Arc::default(), auth, metrics: registry });
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -124,7 +131,7 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
         .route(
             crate::logs_api::LOGS_PATH,
             get(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
-                crate::logs_api::get_logs(app.ctx.clone(), app.auth.as_ref(), &m, &u, &h).await
+                crate::logs_api::get_logs(app.ctx.clone(), &app.sessions, app.auth.as_ref(), &m, &u, &h).await
             }),
         )
         .fallback(api)
@@ -147,17 +154,28 @@ async fn agent_ws(
     }
     match gateway::admit(&app.ctx, uri.query()) {
         Ok(target) => {
-            let ctx = app.ctx.clone();
+            let (ctx, sessions) = (app.ctx.clone(), app.sessions.clone());
             ws.read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
-                .on_upgrade(move |socket| gateway::run_session(ctx, socket, target))
+                .on_upgrade(move |socket| gateway::run_session(ctx, sessions, socket, target))
         }
         Err(e) => protocol::error_response(&request_id, &e),
     }
 }
 
+/// `{"status":"ok"|"degraded","revision":N,"loops":{"cache":"running",...}}`, with HTTP 503
+/// while a loop is down.
 async fn health(State(app): State<Arc<App>>) -> Response<Body> {
-    let body = format!("{{\"status\":\"ok\",\"revision\":{}}}", app.ctx.cache.applied());
-    let mut r = Response::new(Body::from(body));
+    let loops = app.ctx.loops.states();
+    let healthy = loops.values().all(|s| s.is_healthy());
+    let body = serde_json::json!({
+        "status": if healthy { "ok" } else { "degraded" },
+        "revision": app.ctx.cache.applied(),
+        "loops": loops.iter().map(|(name, s)| (name.to_string(), serde_json::Value::from(s.as_str()))).collect::<serde_json::Map<_, _>>(),
+    });
+    let mut r = Response::new(Body::from(body.to_string()));
+    if !healthy {
+        *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    }
     r.headers_mut().insert("content-type", "application/json".parse().expect("static"));
     r
 }

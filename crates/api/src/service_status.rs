@@ -150,13 +150,18 @@ pub async fn settle_all(ctx: &Ctx) -> ApiResult<usize> {
             .collect()
     };
     let mut done = 0;
+    // One service's write failing does not keep the others' from being settled; the caller
+    // hears of the first failure.
+    let mut failed = None;
     for (key, entry, svc) in changes {
         let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&svc)));
-        if ctx.commit(txn).await?.is_some() {
-            done += 1;
+        match ctx.commit(txn).await {
+            Ok(Some(_)) => done += 1,
+            Ok(None) => {}
+            Err(e) => failed = failed.or(Some(e)),
         }
     }
-    Ok(done)
+    failed.map_or(Ok(done), Err)
 }
 
 #[cfg(test)]

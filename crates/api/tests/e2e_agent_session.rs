@@ -270,6 +270,12 @@ async fn next_message(ws: &mut RawSession) -> flotilla_protocol::ServerMessage {
 
 /// A raw websocket session, signed as the agent signs it, for watching the frames themselves.
 async fn raw_session(server: &TestServer, instance_arn: &str) -> RawSession {
+    raw_session_with(server, instance_arn, None).await
+}
+
+/// A raw session whose socket, when `recv_buffer` is set, has a receive buffer that small (so
+/// that a client that stops reading stalls the server's writes soon).
+async fn raw_session_with(server: &TestServer, instance_arn: &str, recv_buffer: Option<u32>) -> RawSession {
     let enc = |v: &str| v.replace(':', "%3A").replace('/', "%2F");
     let cluster = format!("arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/default");
     let url = format!(
@@ -290,7 +296,64 @@ async fn raw_session(server: &TestServer, instance_arn: &str) -> RawSession {
     flotilla_sigv4::sign(&http::Method::GET, &url.parse().unwrap(), &mut headers, b"", &params).unwrap();
     let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
     req.headers_mut().extend(headers);
-    tokio_tungstenite::connect_async(req).await.expect("signed session").0
+    let Some(size) = recv_buffer else {
+        return tokio_tungstenite::connect_async(req).await.expect("signed session").0;
+    };
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(size).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    tokio_tungstenite::client_async(req, stream).await.expect("signed session").0
+}
+
+/// The resident memory of this process (the server runs in it), in bytes.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0) * 4096
+}
+
+/// An agent that registers, takes its first sync and then never reads again, while tasks keep
+/// being placed on its instance: the server gives up on the session (its writes time out, or
+/// the notice queue fills) and marks the agent disconnected, instead of waiting on the socket
+/// forever and queueing every change for it. The API keeps answering meanwhile, and memory stays
+/// flat (a generous bound: the tasks themselves take some).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_stops_reading_is_disconnected() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    register_td(&client, "web").await;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    // Room for thousands of tasks.
+    let big = RegistrationConfig { cpu: Some(10_000_000), memory: Some(10_000_000), ..registration(agent_dir.path()) };
+    let (identity, _) = register(&api, &big).await.expect("register");
+    let arn = identity.container_instance_arn.clone();
+    let mut ws = raw_session_with(&server, &arn, Some(4096)).await;
+    assert!(matches!(next_message(&mut ws).await, flotilla_protocol::ServerMessage::PayloadMessage { .. }));
+    let connected = || async {
+        let out = client.describe_container_instances().container_instances(&arn).send().await.unwrap();
+        out.container_instances()[0].agent_connected()
+    };
+    assert!(connected().await);
+    let before = rss_bytes();
+    // From here on the client never reads.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut placed = 0;
+    while connected().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled session was never cut off ({placed} tasks placed)"
+        );
+        let out = client.run_task().task_definition("web").count(10).send().await.expect("the API keeps answering");
+        placed += out.tasks().len();
+        if placed >= 3000 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(grown < 512 << 20, "memory grew by {} MiB for {placed} tasks", grown >> 20);
+    drop(ws);
 }
 
 /// Report acknowledgements wait for the next message to the agent, but never longer than about
@@ -316,7 +379,12 @@ async fn reports_are_acknowledged_alone_or_with_the_next_assignment() {
     let started = client.start_task().task_definition("web").container_instances(&identity.container_instance_arn);
     let first = started.send().await.expect("start").tasks()[0].task_arn().unwrap().to_string();
     let report = |seq: u64, arn: &str| {
-        let r = TaskReport { task_arn: arn.into(), status: flotilla_protocol::TaskStatus::Running, seq, ..Default::default() };
+        let r = TaskReport {
+            task_arn: arn.into(),
+            status: flotilla_protocol::TaskStatus::Running,
+            seq,
+            ..Default::default()
+        };
         Message::Text(AgentMessage::TaskStateChange(Box::new(r)).to_json().into())
     };
     loop {

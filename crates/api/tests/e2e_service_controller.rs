@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::{ContainerInstanceStatus, DeploymentConfiguration, DesiredStatus, SchedulingStrategy, Task};
 use common::*;
-use flotilla_agent::session::{ApiClient, RegistrationConfig};
-use flotilla_sigv4::Credentials;
+use flotilla_agent::session::ApiClient;
 use tokio::sync::watch;
 
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
@@ -25,38 +24,13 @@ struct Fleet {
 
 impl Fleet {
     fn new(server: &TestServer) -> Fleet {
-        let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
-        Fleet {
-            api: ApiClient::new(&server.endpoint(), REGION, creds).unwrap(),
-            dir: tempfile::tempdir().unwrap(),
-            agents: HashMap::new(),
-        }
+        Fleet { api: agent_api(server), dir: tempfile::tempdir().unwrap(), agents: HashMap::new() }
     }
 
     /// Starts hollow agent `i` (zone by index), or restarts it with the same identity.
     fn start(&mut self, i: usize) {
-        let base = RegistrationConfig {
-            cluster: "default".into(),
-            data_dir: self.dir.path().to_path_buf(),
-            availability_zone: ZONES[i % 3].into(),
-            instance_type: "flotilla.test".into(),
-            attributes: vec![],
-            cpu: Some(2048),
-            memory: Some(4096),
-            memory_reserved_mib: 0,
-            network_modes: vec!["bridge".into(), "host".into(), "awsvpc".into(), "none".into()],
-            agent_version: "test".into(),
-            docker_version: "test".into(),
-            state_file: "agent.json".into(),
-        };
-        let cfg = flotilla_agent::hollow::hollow_config(&base, i);
-        std::fs::create_dir_all(&cfg.data_dir).unwrap();
-        let (tx, rx) = watch::channel(false);
-        let api = self.api.clone();
-        let handle = tokio::spawn(async move {
-            let _ = flotilla_agent::hollow::run_hollow(api, cfg, rx).await;
-        });
-        self.agents.insert(i, (tx, handle));
+        let agent = start_hollow_agent(self.api.clone(), self.dir.path(), "default", ZONES[i % 3], i);
+        self.agents.insert(i, agent);
     }
 
     async fn stop(&mut self, i: usize) {

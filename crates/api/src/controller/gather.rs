@@ -108,13 +108,14 @@ pub fn mark_daemon_eligible(ctx: &Ctx, cluster: &str, svc: &Service, instances: 
     if request.constraints.is_empty() && request.required_attributes.is_empty() {
         return;
     }
-    let verdicts = {
-        let ix = ctx.cache.read();
-        ctx.cache.snapshots.with(&ix, cluster, |snap, _| {
+    let verdicts = ctx.cache.snapshots.with(
+        || ctx.cache.read(),
+        cluster,
+        |_, snap, _| {
             let eligible = flotilla_scheduler::eligible(snap, &request).unwrap_or_else(|_| vec![false; snap.len()]);
             (0..snap.len()).map(|i| (snap.arn(i).to_string(), eligible[i])).collect::<HashMap<_, _>>()
-        })
-    };
+        },
+    );
     for i in instances.iter_mut() {
         i.daemon_eligible = verdicts.get(&i.arn).copied().unwrap_or(false);
     }

@@ -7,6 +7,10 @@
 //! through the same placement path as RunTask. Then `service_status` settles counts and
 //! deployments. Nothing is remembered between passes except when each agent was first seen
 //! disconnected, which only delays replacing its tasks.
+//!
+//! One service failing (its step errors) is logged, counted in `/metrics`
+//! (`loop_errors_total{loop="controller"}`) and retried on the next pass; the pass goes on with
+//! the other services. A panic ends the run, and the supervisor starts a new one.
 
 pub mod daemon;
 pub mod deployment;
@@ -33,18 +37,24 @@ pub use reconcile::Settings;
 /// The longest the controller sleeps when nothing changes.
 const IDLE_PASS: Duration = Duration::from_secs(1);
 
+/// The controller's name among the supervised loops.
+pub const LOOP: &str = "controller";
+
 /// Runs the controller until the task is aborted.
-pub async fn run(ctx: Ctx, settings: Settings) {
+pub async fn run(ctx: Ctx, settings: Settings) -> Result<(), crate::supervisor::LoopError> {
     let mut changes = ctx.cache.changes();
     let mut disconnected_since: HashMap<String, i64> = HashMap::new();
     loop {
         if let Err(e) = pass(&ctx, &settings, &mut disconnected_since).await {
+            ctx.loops.count_error(LOOP);
             tracing::warn!(error = %e, "service controller pass failed");
         }
         if let Err(e) = crate::service_status::settle_all(&ctx).await {
+            ctx.loops.count_error(LOOP);
             tracing::warn!(error = %e, "could not settle service status");
         }
         if let Err(e) = retire::finish_draining(&ctx).await {
+            ctx.loops.count_error(LOOP);
             tracing::warn!(error = %e, "could not retire drained services");
         }
         changes.borrow_and_update();
@@ -84,6 +94,9 @@ pub async fn pass(
     let mut instances_of: HashMap<String, Vec<view::InstanceView>> = HashMap::new();
     let mut outcomes = Vec::new();
     for (key, cluster, entry) in services {
+        if crate::faults::hit(crate::faults::Site::ControllerPass, &key) {
+            panic!("injected fault: the service controller panics at {key}");
+        }
         let svc = &entry.value;
         let mut instances = instances_of
             .entry(cluster.clone())
@@ -101,7 +114,19 @@ pub async fn pass(
         {
             continue;
         }
-        outcomes.push(execute::execute(ctx, &cluster, &key, &entry, actions).await?);
+        let done = if crate::faults::hit(crate::faults::Site::ServiceLaunch, &key) {
+            Err(crate::error::ApiError::server(format!("injected fault: the step of {key} fails")))
+        } else {
+            execute::execute(ctx, &cluster, &key, &entry, actions).await
+        };
+        match done {
+            Ok(outcome) => outcomes.push(outcome),
+            // One service's failure must not hold up the others: it is tried again next pass.
+            Err(e) => {
+                ctx.loops.count_error(LOOP);
+                tracing::warn!(service = %key, error = %e, "service controller step failed; carrying on with the other services");
+            }
+        }
     }
     Ok(outcomes)
 }

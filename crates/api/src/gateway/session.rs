@@ -1,6 +1,11 @@
 //! One agent session: full sync on connect, pushes as the instance's tasks change, task reports
 //! applied and acknowledged once durable, heartbeats both ways; messages from the rest of the
 //! control plane (log reads) pass through, and the agent's log batches go back to their readers.
+//!
+//! Every write to the socket has a deadline ([`SEND_TIMEOUT`]) and the task notices queue for
+//! the session is bounded (`Cache::subscribe_instance`): an agent that stops reading is
+//! disconnected, instead of holding the session (and a growing queue) forever. The agent
+//! reconnects and resyncs, as after any disconnection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use flotilla_protocol::{
 use flotilla_store::{Compare, Op, Revision, Txn};
 use futures::SinkExt;
 
-use super::logs::Delivery;
+use super::logs::{Delivery, Sessions};
 use super::presence::set_connected;
 use super::reports::apply_report;
 use super::SessionTarget;
@@ -35,6 +40,25 @@ type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>
 /// How long a report's acknowledgement may wait for a message to travel with.
 const ACK_DELAY: Duration = Duration::from_millis(500);
 
+/// How long one write to the agent may wait for the socket: longer means the agent stopped
+/// reading (a live agent drains its socket continuously).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one write to the agent's socket under [`SEND_TIMEOUT`]; false ends the session.
+async fn timed<E>(instance: &str, write: impl std::future::Future<Output = Result<(), E>>) -> bool {
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        Ok(r) => r.is_ok(),
+        Err(_) => {
+            tracing::warn!(
+                instance,
+                timeout_s = SEND_TIMEOUT.as_secs(),
+                "agent stopped reading its session; disconnecting it"
+            );
+            false
+        }
+    }
+}
+
 fn message_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -52,8 +76,8 @@ fn instance_task_keys(ctx: &Ctx, instance_arn: &str) -> Vec<Arc<str>> {
         .collect()
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> bool {
-    socket.send(Message::Text(msg.to_json().into())).await.is_ok()
+async fn send(instance: &str, socket: &mut WebSocket, msg: &ServerMessage) -> bool {
+    timed(instance, socket.send(Message::Text(msg.to_json().into()))).await
 }
 
 /// Sends the full picture: every live task, then the manifest that names them all.
@@ -76,8 +100,10 @@ async fn full_sync(
         }
     }
     *timeline += 1;
-    socket.send(Message::Text(payload_json(&message_id(), &tasks).into())).await.is_ok()
+    let instance = target.instance_arn.as_str();
+    timed(instance, socket.send(Message::Text(payload_json(&message_id(), &tasks).into()))).await
         && send(
+            instance,
             socket,
             &ServerMessage::TaskManifestMessage { message_id: message_id(), timeline: *timeline, tasks: manifest },
         )
@@ -165,7 +191,8 @@ async fn push_changes(
             }
         }
     }
-    tasks.is_empty() || socket.send(Message::Text(payload_json(&message_id(), &tasks).into())).await.is_ok()
+    tasks.is_empty()
+        || timed(&target.instance_arn, socket.send(Message::Text(payload_json(&message_id(), &tasks).into()))).await
 }
 
 /// Applies a report to its task and waits until it is durable.
@@ -192,10 +219,11 @@ async fn record_report(ctx: &Ctx, target: &SessionTarget, report: &TaskReport) -
 }
 
 /// Runs a session until the agent leaves, goes silent, or a newer session replaces it.
-pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget) {
+pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocket, target: SessionTarget) {
     tracing::info!(instance = %target.instance_arn, "agent connected");
+    let instance = target.instance_arn.clone();
     let mut notices = ctx.cache.subscribe_instance(&target.instance_arn);
-    let (link_id, mut outbox) = ctx.sessions.links.attach(&target.instance_arn);
+    let (link_id, mut outbox) = sessions.links.attach(&target.instance_arn);
     if let Err(e) = set_connected(&ctx, &target.instance_key, true).await {
         tracing::warn!(error = %e, "could not mark the agent connected");
     }
@@ -226,7 +254,7 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                         match record_report(&ctx, &target, &report).await {
                             Ok(()) => {
                                 let ack = ServerMessage::ReportAck { task_arn: report.task_arn.clone(), seq: report.seq };
-                                alive = socket.feed(Message::Text(ack.to_json().into())).await.is_ok();
+                                alive = timed(&instance, socket.feed(Message::Text(ack.to_json().into()))).await;
                                 if !acks_waiting {
                                     acks_waiting = true;
                                     ack_flush.as_mut().reset(tokio::time::Instant::now() + ACK_DELAY);
@@ -234,28 +262,29 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                             }
                             Err(e) => {
                                 let err = ServerMessage::ErrorMessage { code: e.code.into(), message: e.message };
-                                alive = send(&mut socket, &err).await;
+                                alive = send(&instance, &mut socket, &err).await;
                             }
                         }
                     }
                     Ok(AgentMessage::HeartbeatRequest { message_id }) => {
-                        alive = send(&mut socket, &ServerMessage::HeartbeatMessage { message_id }).await;
+                        alive = send(&instance, &mut socket, &ServerMessage::HeartbeatMessage { message_id }).await;
                     }
                     Ok(AgentMessage::LogsBatch(batch)) => {
                         let request_id = batch.request_id.clone();
-                        if ctx.sessions.deliver(&target.instance_arn, link_id, batch) == Delivery::Unwanted {
-                            alive = send(&mut socket, &ServerMessage::LogsCancel { request_id }).await;
+                        if sessions.deliver(&target.instance_arn, link_id, batch) == Delivery::Unwanted {
+                            alive = send(&instance, &mut socket, &ServerMessage::LogsCancel { request_id }).await;
                         }
                     }
                     Ok(AgentMessage::AckRequest { .. }) | Ok(AgentMessage::HeartbeatAckRequest { .. }) => {}
                     Err(e) => {
                         let err = ServerMessage::ErrorMessage { code: "BadRequestException".into(), message: e.to_string() };
-                        alive = send(&mut socket, &err).await;
+                        alive = send(&instance, &mut socket, &err).await;
                     }
                 }
             }
             notice = notices.recv() => {
-                let Some(first) = notice else { break }; // A newer session took over.
+                // A newer session took over, or this one fell too far behind (see NOTICE_QUEUE).
+                let Some(first) = notice else { break };
                 let mut keys = vec![first];
                 while let Ok(k) = notices.try_recv() {
                     keys.push(k);
@@ -267,26 +296,27 @@ pub async fn run_session(ctx: Ctx, mut socket: WebSocket, target: SessionTarget)
                 };
             }
             Some(msg) = outbox.recv() => {
-                alive = send(&mut socket, &msg).await;
+                alive = send(&instance, &mut socket, &msg).await;
             }
             // Any send since flushed them too; flushing an empty buffer writes nothing.
             () = &mut ack_flush, if acks_waiting => {
                 acks_waiting = false;
-                alive = socket.flush().await.is_ok();
+                alive = timed(&instance, socket.flush()).await;
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > Duration::from_secs(PEER_TIMEOUT_SECS) {
                     tracing::warn!(instance = %target.instance_arn, "agent went silent; closing its session");
                     break;
                 }
-                alive = send(&mut socket, &ServerMessage::HeartbeatMessage { message_id: message_id() }).await;
+                alive = send(&instance, &mut socket, &ServerMessage::HeartbeatMessage { message_id: message_id() }).await;
             }
         }
     }
     drop(notices);
-    ctx.sessions.links.detach(&target.instance_arn, link_id);
-    ctx.sessions.session_ended(&target.instance_arn, link_id);
-    let _ = socket.send(Message::Close(None)).await;
+    sessions.links.detach(&target.instance_arn, link_id);
+    sessions.session_ended(&target.instance_arn, link_id);
+    // A courtesy: the session may have ended because the agent stopped reading.
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(None))).await;
     if ctx.cache.unsubscribe_instance(&target.instance_arn) {
         if let Err(e) = set_connected(&ctx, &target.instance_key, false).await {
             tracing::warn!(error = %e, "could not mark the agent disconnected");

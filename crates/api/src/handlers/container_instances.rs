@@ -235,7 +235,7 @@ async fn modify_with(
             return Ok(Some(present_live(ctx, &key, &rec, false)));
         }
         // Look again only once the cache has what beat this write.
-        ctx.cache.wait_for(ctx.store.revision()).await;
+        ctx.caught_up(ctx.store.revision()).await?;
     }
     Err(ApiError::server("The container instance kept changing; try again."))
 }

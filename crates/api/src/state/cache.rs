@@ -4,9 +4,15 @@
 //! The cache is loaded with one listing, then follows the watch from that listing's revision, so
 //! it always equals the store at `applied()`. A writer that committed at revision R waits for
 //! `applied() >= R` before it answers, so every client reads its own writes.
+//!
+//! The follower is a supervised loop (`crate::supervisor`, named `cache`). A run that panics
+//! while applying a change leaves the indexes half-applied and their lock poisoned; the next run
+//! sees the poison and loads everything afresh, which also rebuilds every scheduler snapshot (a
+//! new load is a new epoch).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use flotilla_model::{Cluster, Service, Setting};
@@ -19,6 +25,8 @@ use super::records::{IdempotencyRecord, InstanceRecord, Record, Reservation, Tas
 use super::snapshots::{Marks, Snapshots};
 pub use super::tasks::family_of_arn;
 use super::tasks::{CachedTask, TaskIndexes, TaskSummary};
+use crate::locks;
+use crate::supervisor::{LoopHandle, Supervisor};
 
 /// A cached record and the revision that last modified it (for compare-and-swap writes).
 #[derive(Debug)]
@@ -235,7 +243,7 @@ impl Indexes {
 
     /// Tells the cluster's scheduler snapshot that this instance (or one of its tasks) changed.
     fn mark_instance(&mut self, cluster: &str, arn: &str) {
-        let marks = self.snapshot_marks.get_mut().expect("snapshot marks lock poisoned");
+        let marks = locks::get_mut(&mut self.snapshot_marks);
         let m = entry_of(marks, cluster);
         if !m.rebuild && !m.instances.contains(arn) {
             m.instances.insert(arn.into());
@@ -244,7 +252,7 @@ impl Indexes {
 
     /// Tells the cluster's scheduler snapshot that its set of instances changed.
     fn mark_rebuild(&mut self, cluster: &str) {
-        let marks = self.snapshot_marks.get_mut().expect("snapshot marks lock poisoned");
+        let marks = locks::get_mut(&mut self.snapshot_marks);
         let m = entry_of(marks, cluster);
         m.rebuild = true;
         m.instances.clear();
@@ -331,6 +339,23 @@ fn apply_reservation(usage: &mut InstanceUsage, r: &Reservation, sign: i64) {
 /// The notice that asks an agent session to look at all of its instance's tasks again.
 pub const RESYNC: &str = "";
 
+/// How many task notices may wait for one agent session. A session that lets this many pile up
+/// has stopped keeping up (its agent stopped reading): it is cut off rather than buffered
+/// without bound, and its agent reconnects and resyncs.
+pub const NOTICE_QUEUE: usize = 8192;
+
+type Subscribers = HashMap<String, tokio::sync::mpsc::Sender<Arc<str>>>;
+
+/// Queues `key` for the session of `instance`; a session whose queue is full loses its
+/// subscription, which ends it.
+fn notify(subs: &mut Subscribers, instance: &str, key: Arc<str>) {
+    let Some(tx) = subs.get(instance) else { return };
+    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = tx.try_send(key) {
+        tracing::warn!(instance, queued = NOTICE_QUEUE, "agent session fell behind its task notices; disconnecting it");
+        subs.remove(instance);
+    }
+}
+
 /// The shared cache.
 pub struct Cache {
     inner: RwLock<Indexes>,
@@ -339,14 +364,24 @@ pub struct Cache {
     /// Loads of the cache so far (see [`Indexes::epoch`]).
     loads: std::sync::atomic::AtomicU64,
     /// The agent session of each container instance, told which of its tasks changed.
-    instance_subscribers: std::sync::Mutex<HashMap<String, tokio::sync::mpsc::UnboundedSender<Arc<str>>>>,
+    instance_subscribers: std::sync::Mutex<Subscribers>,
     applied: watch::Sender<Revision>,
-    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    follower: std::sync::Mutex<Option<LoopHandle>>,
+    /// Whether the indexes are the load `start` just made, which the follower's first run picks
+    /// up from; every later run loads afresh.
+    fresh: AtomicBool,
 }
 
 impl Cache {
-    /// Loads everything from the store and keeps following it until [`Cache::stop`].
+    /// Loads everything from the store and keeps following it until [`Cache::stop`], under a
+    /// supervisor of its own (tests; the server uses [`Cache::start_supervised`]).
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Cache>, StoreError> {
+        Self::start_supervised(store, &Supervisor::new()).await
+    }
+
+    /// Loads everything from the store and keeps following it, as the loop `cache` of
+    /// `supervisor`, until [`Cache::stop`].
+    pub async fn start_supervised(store: Arc<dyn Store>, supervisor: &Supervisor) -> Result<Arc<Cache>, StoreError> {
         let (applied, _) = watch::channel(0);
         let cache = Arc::new(Cache {
             inner: RwLock::new(Indexes::default()),
@@ -355,11 +390,15 @@ impl Cache {
             instance_subscribers: Default::default(),
             applied,
             follower: std::sync::Mutex::new(None),
+            fresh: AtomicBool::new(true),
         });
-        let revision = cache.reload(&*store).await?;
+        cache.reload(&*store).await?;
         let follower = cache.clone();
-        let handle = tokio::spawn(async move { follower.follow(store, revision).await });
-        *cache.follower.lock().expect("cache follower lock poisoned") = Some(handle);
+        let handle = supervisor.spawn("cache", move || {
+            let (cache, store) = (follower.clone(), store.clone());
+            async move { cache.follow(store).await.map_err(Into::into) }
+        });
+        *locks::lock(&cache.follower) = Some(handle);
         Ok(cache)
     }
 
@@ -367,10 +406,9 @@ impl Cache {
     /// holds the store, and a redb store keeps its file locked while it lives, so without this
     /// a server that has shut down could not be started again on the same data directory.
     pub async fn stop(&self) {
-        let handle = self.follower.lock().expect("cache follower lock poisoned").take();
+        let handle = locks::lock(&self.follower).take();
         if let Some(handle) = handle {
-            handle.abort();
-            let _ = handle.await;
+            handle.stop().await;
         }
     }
 
@@ -387,16 +425,31 @@ impl Cache {
             })
             .await?;
         ix.notices.clear();
-        *self.inner.write().expect("cache lock poisoned") = ix;
+        *locks::write(&self.inner) = ix;
+        // What a panic left half-applied has just been replaced whole.
+        self.inner.clear_poison();
         self.applied.send_replace(revision);
         // Sessions may have missed changes while the cache reloaded: ask each for a full resync.
-        for tx in self.instance_subscribers.lock().expect("subscribers lock poisoned").values() {
-            let _ = tx.send(Arc::from(RESYNC));
+        let mut subs = locks::lock(&self.instance_subscribers);
+        let instances: Vec<String> = subs.keys().cloned().collect();
+        for instance in instances {
+            notify(&mut subs, &instance, Arc::from(RESYNC));
         }
         Ok(revision)
     }
 
-    async fn follow(self: Arc<Self>, store: Arc<dyn Store>, mut revision: Revision) {
+    /// One run of the follower: picks up from `start`'s load the first time, from a fresh load
+    /// after that (the last run may have died half-way through a change). `Ok` once the store is
+    /// closed.
+    async fn follow(self: Arc<Self>, store: Arc<dyn Store>) -> Result<(), StoreError> {
+        let mut revision = if self.fresh.swap(false, Ordering::SeqCst) && !self.inner.is_poisoned() {
+            self.applied()
+        } else {
+            match self.reload(&*store).await {
+                Err(StoreError::Closed) => return Ok(()),
+                r => r?,
+            }
+        };
         loop {
             match store.watch("", revision).await {
                 Ok(mut rx) => {
@@ -413,7 +466,7 @@ impl Cache {
                         }
                     }
                 }
-                Err(StoreError::Closed) => return,
+                Err(StoreError::Closed) => return Ok(()),
                 Err(e) => tracing::warn!(error = %e, "cache watch failed; reloading"),
             }
             if store.revision() == 0 && revision == 0 {
@@ -421,7 +474,7 @@ impl Cache {
             }
             match self.reload(&*store).await {
                 Ok(r) => revision = r,
-                Err(StoreError::Closed) => return,
+                Err(StoreError::Closed) => return Ok(()),
                 Err(e) => {
                     tracing::error!(error = %e, "cache reload failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -433,10 +486,13 @@ impl Cache {
     /// Applies one committed transaction's changes.
     pub fn apply(&self, batch: &WatchBatch) {
         let notices = {
-            let mut ix = self.inner.write().expect("cache lock poisoned");
+            let mut ix = locks::write(&self.inner);
             for ev in &batch.events {
                 match ev {
                     Event::Put(kv) => {
+                        if crate::faults::hit(crate::faults::Site::CacheApply, &kv.key) {
+                            panic!("injected fault: the cache follower panics applying {}", kv.key);
+                        }
                         if let Err(e) = ix.apply_put(kv) {
                             tracing::error!(error = %e, "skipping a stored value that does not decode");
                         }
@@ -447,11 +503,9 @@ impl Cache {
             std::mem::take(&mut ix.notices)
         };
         if !notices.is_empty() {
-            let subs = self.instance_subscribers.lock().expect("subscribers lock poisoned");
+            let mut subs = locks::lock(&self.instance_subscribers);
             for (instance, key) in notices {
-                if let Some(tx) = subs.get(&*instance) {
-                    let _ = tx.send(key);
-                }
+                notify(&mut subs, &instance, key);
             }
         }
         self.applied.send_if_modified(|r| {
@@ -465,17 +519,19 @@ impl Cache {
 
     /// Task keys of the instance's tasks as they change (after the change is in the cache), or
     /// [`RESYNC`] when the instance's tasks must be looked at afresh. A new subscription for an
-    /// instance replaces the old one: the newest agent session is the one that is told.
-    pub fn subscribe_instance(&self, instance_arn: &str) -> tokio::sync::mpsc::UnboundedReceiver<Arc<str>> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.instance_subscribers.lock().expect("subscribers lock poisoned").insert(instance_arn.to_string(), tx);
+    /// instance replaces the old one: the newest agent session is the one that is told. The
+    /// queue holds [`NOTICE_QUEUE`] notices; when it overflows the subscription is dropped and
+    /// the receiver ends.
+    pub fn subscribe_instance(&self, instance_arn: &str) -> tokio::sync::mpsc::Receiver<Arc<str>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(NOTICE_QUEUE);
+        locks::lock(&self.instance_subscribers).insert(instance_arn.to_string(), tx);
         rx
     }
 
     /// After a session dropped its receiver: removes its subscription and returns true if no
     /// newer session has subscribed for the instance since.
     pub fn unsubscribe_instance(&self, instance_arn: &str) -> bool {
-        let mut subs = self.instance_subscribers.lock().expect("subscribers lock poisoned");
+        let mut subs = locks::lock(&self.instance_subscribers);
         match subs.get(instance_arn) {
             Some(tx) if tx.is_closed() => {
                 subs.remove(instance_arn);
@@ -488,7 +544,7 @@ impl Cache {
 
     /// A read lock on the indexes. Never hold it across an await.
     pub fn read(&self) -> RwLockReadGuard<'_, Indexes> {
-        self.inner.read().expect("cache lock poisoned")
+        locks::read(&self.inner)
     }
 
     pub fn applied(&self) -> Revision {
@@ -558,6 +614,30 @@ mod tests {
         assert!(ix.instance_usage["ci-1"].ports.is_empty());
         assert!(!ix.task_index.by_cluster_desired.contains_key(&("c".into(), "RUNNING".into())));
         assert_eq!(ix.task_index.by_cluster_desired[&("c".into(), "STOPPED".into())].len(), 1);
+    }
+
+    /// A session that stops taking its notices is cut off once NOTICE_QUEUE of them wait (its
+    /// receiver ends and the subscription is gone), instead of having every change queued for it.
+    #[tokio::test]
+    async fn a_session_that_falls_behind_loses_its_subscription() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let cache = Cache::start(store).await.unwrap();
+        let mut rx = cache.subscribe_instance("ci-1");
+        let value: Arc<[u8]> = encode(&task("PENDING", "RUNNING", "web")).into();
+        let base = 1_000;
+        let events = (0..=NOTICE_QUEUE as u64)
+            .map(|i| {
+                let key = format!("task/c/{i}");
+                Event::Put(KeyValue { key, value: value.clone(), create_revision: base + i, mod_revision: base + i })
+            })
+            .collect();
+        cache.apply(&WatchBatch { revision: base + NOTICE_QUEUE as u64 + 1, events });
+        let mut queued = 0;
+        while rx.recv().await.is_some() {
+            queued += 1;
+        }
+        assert_eq!(queued, NOTICE_QUEUE);
+        assert!(cache.unsubscribe_instance("ci-1"), "the subscription is gone");
     }
 
     /// After any sequence of task changes (in place, moved between instances, desired status

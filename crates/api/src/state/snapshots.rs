@@ -14,9 +14,15 @@
 //! the commit is done, so the next placement reads them from the cache, which is the truth.
 //! Requests see the snapshot only through `&Snapshot` while the lock is held: it is immutable for
 //! the length of one placement.
+//!
+//! A placement takes the cluster's lock before the cache's read lock (see `locks.rs` for the
+//! order everywhere): a request waiting its turn for the cluster then holds no cache lock, so it
+//! never keeps the watch follower (a writer) and with it every other reader waiting. A panic
+//! while a cluster's snapshot is held may leave it half-built: the next placement finds the lock
+//! poisoned and builds the snapshot afresh from the cache.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard};
 
 use flotilla_scheduler::{
     place, Env, HostPort, Instance, InstanceStatus, Plan, Protocol, Request, RequestError, Snapshot,
@@ -25,6 +31,7 @@ use flotilla_scheduler::{
 use super::cache::{range_prefix, Indexes, InstanceUsage};
 use super::keys;
 use super::records::InstanceRecord;
+use crate::locks;
 
 /// Instances of one cluster that changed since its snapshot was last refreshed.
 #[derive(Debug, Default)]
@@ -71,7 +78,7 @@ pub struct Placed {
 }
 
 /// The per-cluster snapshots. Lock order: a cluster's lock, then the cache's read lock, then the
-/// marks (which the follower takes under the cache's write lock).
+/// marks (which the follower takes under the cache's write lock); the map of clusters is a leaf.
 #[derive(Default)]
 pub struct Snapshots {
     clusters: Mutex<HashMap<String, Arc<Mutex<ClusterSnapshot>>>>,
@@ -79,21 +86,37 @@ pub struct Snapshots {
 
 impl Snapshots {
     fn cluster(&self, cluster: &str) -> Arc<Mutex<ClusterSnapshot>> {
-        let mut all = self.clusters.lock().expect("snapshots lock poisoned");
+        let mut all = locks::lock(&self.clusters);
         all.entry(cluster.to_string()).or_default().clone()
     }
 
-    /// Places `request` on the cluster's snapshot, brought up to date with `ix` first, and
-    /// reserves the plan's placements in the snapshot. `ix` must be a read guard of the cache:
-    /// it is released before the engine runs, so the watch follower is not held up by placement.
-    pub fn place(
+    /// The cluster's snapshot, locked; one that a panic poisoned is marked for a full rebuild.
+    fn lock_cluster(shared: &Mutex<ClusterSnapshot>) -> MutexGuard<'_, ClusterSnapshot> {
+        match shared.lock() {
+            Ok(cs) => cs,
+            Err(poisoned) => {
+                let mut cs = poisoned.into_inner();
+                tracing::warn!("a scheduler snapshot was left half-built by a panic; rebuilding it");
+                cs.epoch = None;
+                shared.clear_poison();
+                cs
+            }
+        }
+    }
+
+    /// Places `request` on the cluster's snapshot, brought up to date with the cache first, and
+    /// reserves the plan's placements in the snapshot. `read` takes the cache's read lock; it is
+    /// called once the cluster's lock is held, and released before the engine runs, so the watch
+    /// follower is not held up by placement.
+    pub fn place<'c>(
         &self,
-        ix: std::sync::RwLockReadGuard<'_, Indexes>,
+        read: impl FnOnce() -> RwLockReadGuard<'c, Indexes>,
         cluster: &str,
         request: &Request,
         env: &Env,
     ) -> Result<Placed, RequestError> {
         if per_request_build() {
+            let ix = read();
             let (snapshot, keys) = build(&ix, cluster);
             drop(ix);
             let plan = place(&snapshot, request, env)?;
@@ -109,7 +132,8 @@ impl Snapshots {
             return Ok(Placed { plan, targets });
         }
         let shared = self.cluster(cluster);
-        let mut cs = shared.lock().expect("cluster snapshot lock poisoned");
+        let mut cs = Self::lock_cluster(&shared);
+        let ix = read();
         refresh(&mut cs, &ix, cluster);
         drop(ix);
         let plan = place(&cs.snapshot, request, env)?;
@@ -128,15 +152,22 @@ impl Snapshots {
 
     /// How many times the cluster's snapshot was built from scratch.
     pub fn builds(&self, cluster: &str) -> u64 {
-        self.cluster(cluster).lock().expect("cluster snapshot lock poisoned").builds
+        Self::lock_cluster(&self.cluster(cluster)).builds
     }
 
-    /// Runs `f` on the cluster's snapshot, brought up to date with `ix` (tests, readers).
-    pub fn with<R>(&self, ix: &Indexes, cluster: &str, f: impl FnOnce(&Snapshot, &[String]) -> R) -> R {
+    /// Runs `f` on the indexes and the cluster's snapshot, brought up to date with them (tests,
+    /// readers); `read` takes the cache's read lock, after the cluster's lock.
+    pub fn with<'c, R>(
+        &self,
+        read: impl FnOnce() -> RwLockReadGuard<'c, Indexes>,
+        cluster: &str,
+        f: impl FnOnce(&Indexes, &Snapshot, &[String]) -> R,
+    ) -> R {
         let shared = self.cluster(cluster);
-        let mut cs = shared.lock().expect("cluster snapshot lock poisoned");
-        refresh(&mut cs, ix, cluster);
-        f(&cs.snapshot, &cs.keys)
+        let mut cs = Self::lock_cluster(&shared);
+        let ix = read();
+        refresh(&mut cs, &ix, cluster);
+        f(&ix, &cs.snapshot, &cs.keys)
     }
 }
 
@@ -150,7 +181,7 @@ fn per_request_build() -> bool {
 
 /// Brings `cs` up to date with the cache.
 fn refresh(cs: &mut ClusterSnapshot, ix: &Indexes, cluster: &str) {
-    let marks = ix.snapshot_marks.lock().expect("snapshot marks lock poisoned").remove(cluster).unwrap_or_default();
+    let marks = locks::lock(&ix.snapshot_marks).remove(cluster).unwrap_or_default();
     if cs.epoch != Some(ix.epoch) || marks.rebuild {
         rebuild(cs, ix, cluster);
         return;
@@ -187,6 +218,9 @@ fn rebuild(cs: &mut ClusterSnapshot, ix: &Indexes, cluster: &str) {
     cs.records = keys.iter().filter_map(|k| ix.instances.get(k).map(|e| e.value.clone())).collect();
     cs.by_arn = (0..snapshot.len()).map(|i| (Arc::from(snapshot.arn(i)), i)).collect();
     cs.snapshot = snapshot;
+    if crate::faults::hit(crate::faults::Site::SnapshotRebuild, cluster) {
+        panic!("injected fault: a snapshot rebuild of cluster {cluster} panics half-way");
+    }
     cs.keys = keys;
     cs.epoch = Some(ix.epoch);
     cs.builds += 1;
@@ -335,14 +369,21 @@ mod tests {
     }
 
     fn assert_same(cache: &Cache, step: usize) {
-        let ix = cache.read();
-        let (fresh, fresh_keys) = build(&ix, CLUSTER);
-        cache.snapshots.with(&ix, CLUSTER, |kept, kept_keys| {
-            assert_eq!(kept_keys, &fresh_keys[..], "step {step}: the instances");
-            for i in 0..fresh.len() {
-                assert_eq!(normalized(kept.instance(i)), normalized(fresh.instance(i)), "step {step}: instance {i}");
-            }
-        });
+        cache.snapshots.with(
+            || cache.read(),
+            CLUSTER,
+            |ix, kept, kept_keys| {
+                let (fresh, fresh_keys) = build(ix, CLUSTER);
+                assert_eq!(kept_keys, &fresh_keys[..], "step {step}: the instances");
+                for i in 0..fresh.len() {
+                    assert_eq!(
+                        normalized(kept.instance(i)),
+                        normalized(fresh.instance(i)),
+                        "step {step}: instance {i}"
+                    );
+                }
+            },
+        );
     }
 
     /// Task changes and instance updates that keep the instance's attributes (every placement
@@ -366,7 +407,7 @@ mod tests {
         }
         let r = commit(Op::put(format!("task/{CLUSTER}/t0"), encode(&task(&mut rng, 0, 3)))).await;
         cache.wait_for(r).await;
-        cache.snapshots.with(&cache.read(), CLUSTER, |s, _| assert_eq!(s.len(), 3));
+        cache.snapshots.with(|| cache.read(), CLUSTER, |_, s, _| assert_eq!(s.len(), 3));
         assert_eq!(cache.snapshots.builds(CLUSTER), 1);
         let mut rec = cache.read().instances[&format!("instance/{CLUSTER}/i1")].value.as_ref().clone();
         rec.instance.version = Some(1000);
@@ -434,10 +475,10 @@ mod tests {
                             group: "family:f1".into(),
                             ..Request::default()
                         };
-                        let placed = {
-                            let ix = cache.read();
-                            cache.snapshots.place(ix, CLUSTER, &request, &Env { seed: step as u64 }).unwrap()
-                        };
+                        let placed = cache
+                            .snapshots
+                            .place(|| cache.read(), CLUSTER, &request, &Env { seed: step as u64 })
+                            .unwrap();
                         let ix = cache.read();
                         let mut marks = ix.snapshot_marks.lock().unwrap();
                         let m = marks.entry(CLUSTER.to_string()).or_default();
@@ -463,10 +504,13 @@ mod tests {
                 }
             }
             assert_same(&cache, usize::MAX);
-            let ix = cache.read();
-            cache.snapshots.with(&ix, CLUSTER, |kept, _| {
-                assert!(!kept.is_empty(), "the test exercised a non-empty cluster");
-            });
+            cache.snapshots.with(
+                || cache.read(),
+                CLUSTER,
+                |_, kept, _| {
+                    assert!(!kept.is_empty(), "the test exercised a non-empty cluster");
+                },
+            );
         }
     }
 }

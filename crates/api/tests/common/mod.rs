@@ -321,3 +321,43 @@ pub async fn signed_raw(server: &TestServer, target: &str, body: &[u8]) -> (u16,
     let text = resp.text().await.expect("body");
     (status, headers, text)
 }
+
+/// Starts hollow agent `i` (the agent's real registration and session, simulated containers)
+/// in `cluster` and `zone`, keeping its state under `dir`; it runs until `true` is sent on the
+/// returned sender. Starting the same `i` again restarts it with the same identity.
+pub fn start_hollow_agent(
+    api: flotilla_agent::session::ApiClient,
+    dir: &std::path::Path,
+    cluster: &str,
+    zone: &str,
+    i: usize,
+) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let base = flotilla_agent::session::RegistrationConfig {
+        cluster: cluster.into(),
+        data_dir: dir.to_path_buf(),
+        availability_zone: zone.into(),
+        instance_type: "flotilla.test".into(),
+        attributes: vec![],
+        cpu: Some(2048),
+        memory: Some(4096),
+        memory_reserved_mib: 0,
+        network_modes: vec!["bridge".into(), "host".into(), "awsvpc".into(), "none".into()],
+        agent_version: "test".into(),
+        docker_version: "test".into(),
+        state_file: "agent.json".into(),
+    };
+    let cfg = flotilla_agent::hollow::hollow_config(&base, i);
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(async move {
+        let _ = flotilla_agent::hollow::run_hollow(api, cfg, rx).await;
+    });
+    (tx, handle)
+}
+
+/// An agent API client for `server`, signing with its root key pair.
+pub fn agent_api(server: &TestServer) -> flotilla_agent::session::ApiClient {
+    let creds =
+        flotilla_sigv4::Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    flotilla_agent::session::ApiClient::new(&server.endpoint(), REGION, creds).unwrap()
+}

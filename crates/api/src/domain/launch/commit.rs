@@ -108,12 +108,12 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
         mark(ctx, &spec.cluster, &targets);
         match outcome? {
             TxnOutcome::Committed { revision } => {
-                ctx.cache.wait_for(revision).await;
+                ctx.caught_up(revision).await?;
                 return Ok(Launched { tasks: records.into_iter().map(|r| r.task).collect(), failures });
             }
             TxnOutcome::Conflict { key } => {
                 // Look again only once the cache has what beat this request.
-                ctx.cache.wait_for(ctx.store.revision()).await;
+                ctx.caught_up(ctx.store.revision()).await?;
                 if let Some(t) = token.filter(|_| token_key.as_deref() == Some(key.as_str())) {
                     if let Some(earlier) = token::replay(ctx, t)? {
                         return Ok(earlier);
@@ -137,11 +137,11 @@ fn plan(ctx: &Ctx, spec: &Spec, request: &Request) -> ApiResult<(Vec<Target>, Ve
     match &spec.placement {
         Placement::Count { .. } => {
             let seed = rand::random::<u64>();
-            let placed = {
-                let ix = ctx.cache.read();
-                ctx.cache.snapshots.place(ix, &spec.cluster, request, &Env { seed })
-            }
-            .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
+            let placed = ctx
+                .cache
+                .snapshots
+                .place(|| ctx.cache.read(), &spec.cluster, request, &Env { seed })
+                .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
             for t in &placed.targets {
                 add(&t.key, &t.arn);
             }
@@ -184,7 +184,7 @@ pub fn guard_instance(ix: &Indexes, txn: Txn, instance_key: &str, instance_revis
 /// the commit, the reservations the plan made in the snapshot were only a guess.
 fn mark(ctx: &Ctx, cluster: &str, targets: &[Target]) {
     let ix = ctx.cache.read();
-    let mut marks = ix.snapshot_marks.lock().expect("snapshot marks lock poisoned");
+    let mut marks = crate::locks::lock(&ix.snapshot_marks);
     let m = marks.entry(cluster.to_string()).or_default();
     for t in targets {
         m.instances.insert(t.arn.as_str().into());
