@@ -84,6 +84,66 @@ fn no_module_imports_one_that_imports_it_back() {
     assert!(circles.is_empty(), "import circles in crates/api:\n{}", circles.join("\n"));
 }
 
+/// Within one directory module (`handlers`, `controller`, ...): submodule -> the sibling
+/// submodules its code names (`super::x` or `crate::dir::x`).
+fn submodule_graph(dir: &Path, name: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().to_string()) else { continue };
+        if stem == "mod" || stem == "tests" {
+            continue;
+        }
+        let file = if path.is_dir() { path.join("mod.rs") } else { path.clone() };
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        let deps = graph.entry(stem.clone()).or_default();
+        let via_crate = format!("crate::{name}::");
+        let via_super = if path.is_dir() { "super::super::" } else { "super::" };
+        for line in code.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
+            for prefix in [via_crate.as_str(), via_super] {
+                let mut rest = line;
+                while let Some(at) = rest.find(prefix) {
+                    let before = rest[..at].chars().last();
+                    rest = &rest[at + prefix.len()..];
+                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                        continue;
+                    }
+                    let sibling: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    if !sibling.is_empty() && sibling != stem && sibling != "super" {
+                        deps.insert(sibling);
+                    }
+                }
+            }
+        }
+    }
+    let modules: BTreeSet<String> = graph.keys().cloned().collect();
+    for deps in graph.values_mut() {
+        deps.retain(|d| modules.contains(d));
+    }
+    graph
+}
+
+#[test]
+fn no_submodule_imports_a_sibling_that_imports_it_back() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut circles = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("read src") {
+        let dir = entry.expect("entry").path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().expect("name").to_string_lossy().to_string();
+        let graph = submodule_graph(&dir, &name);
+        circles.extend(
+            graph.keys().filter_map(|m| circle_through(&graph, m)).map(|c| format!("{name}: {}", c.join(" -> "))),
+        );
+    }
+    let handlers = submodule_graph(&src.join("handlers"), "handlers");
+    assert!(handlers["run_task"].contains("tasks"), "sibling imports are seen: {:?}", handlers["run_task"]);
+    assert!(circles.is_empty(), "import circles between submodules of crates/api:\n{}", circles.join("\n"));
+}
+
 #[test]
 fn the_graph_sees_a_circle_when_there_is_one() {
     let mut graph = BTreeMap::new();

@@ -9,10 +9,8 @@ use std::collections::HashMap;
 
 use flotilla_model::Service;
 
+use super::actions::{daemon_target, is_healthy, Actions, Launch, Settings, Stop, REASON_DRAINING, REASON_INELIGIBLE};
 use super::deployment::{self, Limits};
-use super::reconcile::{
-    daemon_target, is_healthy, Actions, Launch, Settings, Stop, REASON_DRAINING, REASON_INELIGIBLE,
-};
 use super::view::{InstanceState, InstanceView, TaskView};
 
 #[allow(clippy::too_many_arguments)]
@@ -29,7 +27,7 @@ pub fn plan(
     let Some(primary) = deployment::primary(svc) else { return };
     let primary_id = primary.id.clone().unwrap_or_default();
     let task_definition = primary.task_definition.clone().unwrap_or_default();
-    let scale_reason = format!("{} (deployment {primary_id})", super::reconcile::REASON_SCALE);
+    let scale_reason = format!("{} (deployment {primary_id})", super::actions::REASON_SCALE);
     let active = svc.status.as_deref() == Some("ACTIVE");
 
     let mut on: HashMap<&str, Vec<&TaskView>> = HashMap::new();

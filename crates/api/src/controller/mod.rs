@@ -12,6 +12,7 @@
 //! (`loop_errors_total{loop="controller"}`) and retried on the next pass; the pass goes on with
 //! the other services. A panic ends the run, and the supervisor starts a new one.
 
+pub mod actions;
 pub mod daemon;
 pub mod deployment;
 pub mod execute;

@@ -1,9 +1,10 @@
 //! The domain layer, under both the API handlers and the controllers: finding what a request
-//! names ([`lookup`]), the rules every operation shares ([`tags`]), launching tasks ([`launch`],
+//! names ([`lookup`]), the rules several operations share ([`tags`], [`attributes`]), launching tasks ([`launch`],
 //! the one path RunTask, StartTask and services take) and stopping them ([`stop`]). It reads the
 //! cache and writes the store through the context; it never imports a handler or a controller,
 //! so either can call it without a circle.
 
+pub mod attributes;
 pub mod launch;
 pub mod lookup;
 pub mod stop;

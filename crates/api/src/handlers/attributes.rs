@@ -1,5 +1,5 @@
-//! Attributes on container instances: PutAttributes, DeleteAttributes, ListAttributes, and the
-//! name and value rules ECS applies to them.
+//! Attributes on container instances: PutAttributes, DeleteAttributes, ListAttributes (the name
+//! and value rules ECS applies to them are `domain::attributes`).
 
 use flotilla_model::{
     Attribute, DeleteAttributesRequest, DeleteAttributesResponse, ListAttributesRequest, ListAttributesResponse,
@@ -9,6 +9,7 @@ use flotilla_model::{
 use super::active_cluster;
 use super::container_instances::{lookup, modify};
 use crate::context::Ctx;
+pub use crate::domain::attributes::check_attributes;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
 use crate::state::cache::range_prefix;
@@ -16,49 +17,6 @@ use crate::state::keys;
 
 /// Custom attributes a container instance may carry beyond the `ecs.` ones.
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
-
-fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 128
-        && n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
-}
-
-fn valid_value(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'/' | b'\\' | b':' | b' '))
-}
-
-/// Checks attribute names, values and target types. `need_target` requires `targetId`.
-pub fn check_attributes(attrs: &[Attribute], need_target: bool) -> ApiResult<()> {
-    for (i, a) in attrs.iter().enumerate() {
-        let name = a.name.as_deref().unwrap_or("");
-        if !valid_name(name) {
-            return Err(ApiError::invalid_parameter(format!(
-                "attributes[{i}].name '{name}' is not valid: up to 128 letters, numbers, hyphens, underscores, periods and slashes."
-            )));
-        }
-        if let Some(v) = a.value.as_deref() {
-            if !valid_value(v) {
-                return Err(ApiError::invalid_parameter(format!(
-                    "attributes[{i}].value '{v}' is not valid: up to 128 letters, numbers, hyphens, underscores, periods, at signs, slashes, backslashes, colons and spaces."
-                )));
-            }
-        }
-        if let Some(t) = a.target_type.as_deref() {
-            if t != "container-instance" {
-                return Err(ApiError::invalid_parameter(format!(
-                    "attributes[{i}].targetType must be container-instance."
-                )));
-            }
-        }
-        if need_target && a.target_id.as_deref().unwrap_or("").is_empty() {
-            return Err(ApiError::invalid_parameter(format!("attributes[{i}].targetId can not be null.")));
-        }
-    }
-    Ok(())
-}
 
 fn custom_count(attrs: &[Attribute]) -> usize {
     attrs.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("ecs.")).count()

@@ -8,9 +8,9 @@ use flotilla_model::{
 };
 use flotilla_store::{Compare, Op, Txn};
 
-use super::tags::validate_tags;
 use super::{active_cluster, check_batch, cluster_name, missing, DEFAULT_CLUSTER};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
 use crate::state::cache::{range_prefix, ClusterStats, Indexes};

@@ -11,9 +11,9 @@ use flotilla_model::{
 };
 use flotilla_store::{Compare, Op, Txn};
 
-use super::tags::validate_tags;
 use super::{active_cluster, check_batch, missing, new_id};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
 use crate::state::cache::{range_prefix, Entry, Indexes, InstanceUsage};
@@ -132,7 +132,7 @@ pub async fn register(
     check_resources(&resources)?;
     validate_tags(req.tags.as_deref().unwrap_or_default())?;
     let attributes = req.attributes.clone().unwrap_or_default();
-    super::attributes::check_attributes(&attributes, false)?;
+    crate::domain::attributes::check_attributes(&attributes, false)?;
     for _ in 0..MAX_CAS_ATTEMPTS {
         let existing = match req.container_instance_arn.as_deref() {
             Some(arn) => {

@@ -12,9 +12,9 @@ use flotilla_model::{
 use flotilla_store::{Compare, Op, Txn};
 use rand::Rng;
 
-use super::tags::validate_tags;
 use super::{active_cluster, check_batch, missing, task_definitions};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
 use crate::pagination::page;

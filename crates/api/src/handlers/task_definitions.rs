@@ -14,9 +14,9 @@ use flotilla_model::{
 use flotilla_store::{Compare, Op, Txn};
 
 use super::check_batch;
-use super::tags::validate_tags;
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 pub use crate::domain::lookup::{latest_in_family, parse_ref, task_definition as lookup, TaskDefinitionRef};
+use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::{page, page_ordered};
 use crate::state::cache::{range_prefix, Entry};

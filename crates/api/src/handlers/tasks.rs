@@ -152,7 +152,7 @@ pub async fn list(ctx: &Ctx, req: ListTasksRequest) -> ApiResult<ListTasksRespon
     let instance = match req.container_instance.as_deref() {
         None => None,
         Some(given) => {
-            let id = super::container_instances::instance_id(ctx, &cluster, given).ok_or_else(|| {
+            let id = crate::domain::lookup::instance_id(ctx, &cluster, given).ok_or_else(|| {
                 ApiError::invalid_parameter(format!(
                     "containerInstance '{given}' is not a valid container instance ID or ARN."
                 ))

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod indexes;
 pub mod keys;
 pub mod records;
 pub mod snapshots;

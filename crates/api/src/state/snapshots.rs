@@ -21,29 +21,17 @@
 //! while a cluster's snapshot is held may leave it half-built: the next placement finds the lock
 //! poisoned and builds the snapshot afresh from the cache.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard};
 
 use flotilla_scheduler::{
     place, Env, HostPort, Instance, InstanceStatus, Plan, Protocol, Request, RequestError, Snapshot,
 };
 
-use super::cache::{range_prefix, Indexes, InstanceUsage};
+use super::indexes::{range_prefix, Indexes, InstanceUsage};
 use super::keys;
 use super::records::InstanceRecord;
 use crate::locks;
-
-/// Instances of one cluster that changed since its snapshot was last refreshed.
-#[derive(Debug, Default)]
-pub struct ClusterMarks {
-    /// Container instance ARNs whose record or tasks changed.
-    pub instances: HashSet<Arc<str>>,
-    /// The set of instances changed: refresh by building afresh.
-    pub rebuild: bool,
-}
-
-/// What the cache's watch follower records for the snapshots, per cluster.
-pub type Marks = HashMap<String, ClusterMarks>;
 
 /// One cluster's snapshot and how to find its instances.
 #[derive(Default)]
