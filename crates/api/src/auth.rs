@@ -16,7 +16,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(region: &str, root: RootCredentials) -> Self {
         Authenticator {
-            verifier: Verifier::new("ecs").with_regions([region.to_string()]),
+            verifier: Verifier::new("ecs").with_regions([region.to_string()]).refuse_unsigned_payload(),
             credentials: Credentials::new(root.access_key_id, root.secret_access_key),
         }
     }
