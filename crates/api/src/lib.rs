@@ -17,6 +17,7 @@ pub mod error;
 pub mod gateway;
 pub mod handlers;
 pub mod idempotency;
+pub mod identity;
 pub mod logs_api;
 pub mod metrics;
 pub mod pagination;

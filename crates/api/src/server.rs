@@ -20,6 +20,8 @@ use crate::auth::Authenticator;
 use crate::context::{Clock, Ctx};
 use crate::credentials::RootCredentials;
 use crate::error::ApiError;
+use crate::identity::tokens::TokenSigner;
+use crate::identity::{self, Principal};
 use crate::metrics::Metrics;
 use crate::pagination::Paginator;
 use crate::state::cache::Cache;
@@ -49,6 +51,7 @@ pub struct ServerConfig {
 struct App {
     ctx: Ctx,
     auth: Option<Authenticator>,
+    tokens: TokenSigner,
     metrics: Metrics,
 }
 
@@ -113,10 +116,11 @@ pub async fn serve_ctx(
 /// The HTTP routes over a context: the API, `/health` and `/metrics`.
 pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     let auth = match config.auth {
-        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone())),
+        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone(), ctx.store.clone())),
         AuthMode::Disabled => None,
     };
-    let app = Arc::new(App { ctx, auth, metrics: Metrics::new() });
+    let tokens = TokenSigner::new(&config.credentials.secret_access_key);
+    let app = Arc::new(App { ctx, auth, tokens, metrics: Metrics::new() });
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -125,6 +129,18 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
             crate::logs_api::LOGS_PATH,
             get(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
                 crate::logs_api::get_logs(app.ctx.clone(), app.auth.as_ref(), &m, &u, &h).await
+            }),
+        )
+        .route(
+            identity::http::TOKENS_PATH,
+            axum::routing::any(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
+                identity::http::tokens(&app.ctx, app.auth.as_ref(), &app.tokens, &m, &u, &h).await
+            }),
+        )
+        .route(
+            identity::http::JOIN_PATH,
+            axum::routing::any(|State(app): State<Arc<App>>, m: Method, body: Bytes| async move {
+                identity::http::join(&app.ctx, &app.tokens, &m, &body).await
             }),
         )
         .fallback(api)
@@ -140,12 +156,23 @@ async fn agent_ws(
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    if let Some(auth) = &app.auth {
-        if let Err(e) = auth.verify(&method, &uri, &headers, b"") {
-            return protocol::error_response(&request_id, &e);
-        }
-    }
+    let principal = match &app.auth {
+        Some(auth) => match auth.authenticate(&app.ctx, &method, &uri, &headers, b"").await {
+            Ok(p) => p,
+            Err(e) => return protocol::error_response(&request_id, &e),
+        },
+        None => Principal::Root,
+    };
     match gateway::admit(&app.ctx, uri.query()) {
+        // An instance's key opens that instance's session and no other.
+        Ok(target) if matches!(&principal, Principal::Instance { instance_arn, .. } if *instance_arn != target.instance_arn) =>
+        {
+            let e = identity::access_denied(format!(
+                "These credentials may not open the session of container instance {}.",
+                target.instance_arn
+            ));
+            protocol::error_response(&request_id, &e)
+        }
         Ok(target) => {
             let ctx = app.ctx.clone();
             ws.read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
@@ -198,9 +225,10 @@ async fn api(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: Hea
 }
 
 async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    if let Some(auth) = &app.auth {
-        auth.verify(method, uri, headers, body)?;
-    }
+    let principal = match &app.auth {
+        Some(auth) => auth.authenticate(&app.ctx, method, uri, headers, body).await?,
+        None => Principal::Root,
+    };
     if method != Method::POST || uri.path() != "/" {
         return Err(ApiError::new(
             "UnknownOperationException",
@@ -208,6 +236,7 @@ async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body
         ));
     }
     let op = protocol::operation_of(headers.get("x-amz-target").and_then(|v| v.to_str().ok()))?;
+    principal.require_root(&format!("ecs:{}", op.name()))?;
     // A handler bug must cost one request, not the connection or the server.
     match std::panic::AssertUnwindSafe(dispatch::dispatch(&app.ctx, op, body)).catch_unwind().await {
         Ok(r) => r,

@@ -56,16 +56,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let server = tokio::spawn(flotilla_api::serve(config, listener, stopped(stop_rx.clone())));
 
-    let client = flotilla_agent::session::ApiClient::new(
-        &endpoint,
-        &args.region,
-        flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key),
-    )?;
+    // The local agent joins with a token like any other: it never holds the root key pair.
+    let agent_dir = data_dir.join("agent");
+    let joined = agent_dir.join(flotilla_agent::session::join::CREDENTIALS_FILE).exists();
+    let join_token = if joined {
+        None
+    } else {
+        let root = flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
+        let minted = crate::signed::Endpoint::new(endpoint.clone(), args.region.clone(), root)
+            .json(http::Method::POST, "/v1/tokens?cluster=default&ttlSeconds=600")
+            .await?;
+        minted["token"].as_str().map(str::to_string)
+    };
+    let client =
+        flotilla_agent::session::ApiClient::new(&endpoint, &args.region, flotilla_sigv4::Credentials::new("", ""))?;
     let agent_args = crate::agent_cmd::AgentArgs {
         server: endpoint.clone(),
         cluster: "default".into(),
-        data_dir: Some(data_dir.join("agent")),
+        data_dir: Some(agent_dir),
         region: args.region.clone(),
+        token: None,
         access_key_id: None,
         secret_access_key: None,
         availability_zone: args.availability_zone.clone(),
@@ -83,6 +93,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
+        join_token,
     };
     // Let the server accept connections before the agent registers.
     tokio::task::yield_now().await;

@@ -47,6 +47,29 @@ impl ApiClient {
         &self.credentials
     }
 
+    /// The same server and connection pool, signing with other credentials (an agent's own, once
+    /// it has joined with a token).
+    pub fn with_credentials(&self, credentials: Credentials) -> Self {
+        ApiClient { credentials, ..self.clone() }
+    }
+
+    /// POSTs `request` as JSON to `path`, unsigned: for `/v1/join`, whose body carries its own
+    /// proof (a join token).
+    pub async fn post_unsigned<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Req,
+    ) -> Result<Resp, ApiClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.endpoint))
+            .json(request)
+            .send()
+            .await
+            .map_err(|source| ApiClientError::Transport { endpoint: self.endpoint.clone(), source })?;
+        self.answer(resp).await
+    }
+
     /// Calls one ECS operation.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -78,6 +101,11 @@ impl ApiClient {
             .send()
             .await
             .map_err(|source| ApiClientError::Transport { endpoint: self.endpoint.clone(), source })?;
+        self.answer(resp).await
+    }
+
+    /// An answer's JSON, or its ECS error.
+    async fn answer<Resp: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<Resp, ApiClientError> {
         let status = resp.status().as_u16();
         let bytes = resp
             .bytes()

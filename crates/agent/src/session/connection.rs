@@ -132,7 +132,12 @@ pub async fn run_session(
                 Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                     let body =
                         resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                    if body.contains("InvalidInstanceException") || body.contains("InactiveInstanceException") {
+                    // Retrying cannot help an unknown instance, nor credentials that were revoked
+                    // (the instance deregistered) or that belong to another instance.
+                    if ["InvalidInstanceException", "InactiveInstanceException", "AccessDeniedException"]
+                        .iter()
+                        .any(|code| body.contains(code))
+                    {
                         let _ = events.send(SessionEvent::Rejected(body));
                         return;
                     }
