@@ -27,6 +27,7 @@ pub mod reaper;
 pub mod server;
 pub mod service_status;
 pub mod state;
+pub mod tls;
 
 pub use context::{Clock, Ctx};
 pub use credentials::RootCredentials;

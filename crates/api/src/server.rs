@@ -2,7 +2,6 @@
 //! with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,7 +81,7 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     config: ServerConfig,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<crate::tls::Listening>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let ctx = open(&config, Clock::system()).await?;
@@ -93,16 +92,14 @@ pub async fn serve(
 pub async fn serve_ctx(
     ctx: Ctx,
     config: &ServerConfig,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<crate::tls::Listening>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let drainer = tokio::spawn(crate::controller::run(ctx.clone(), config.controller));
     let reaper = tokio::spawn(crate::reaper::run(ctx.clone(), config.stopped_task_retention));
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::tls::serve(listener.into(), router, shutdown).await;
     // Let go of the store before returning, so the data directory can be opened again at once.
     drainer.abort();
     reaper.abort();

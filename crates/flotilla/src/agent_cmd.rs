@@ -12,6 +12,10 @@ pub struct AgentArgs {
     /// The control plane's URL.
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580")]
     pub server: String,
+    /// The CA bundle (PEM) that signed the server's certificate, for an https:// server
+    /// [default: the system's roots]
+    #[arg(long, env = "FLOTILLA_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// The cluster to join.
     #[arg(long, env = "FLOTILLA_CLUSTER", default_value = "default")]
     pub cluster: String,
@@ -125,7 +129,7 @@ impl AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.server, &args.region, args.credentials()?)?;
+    let client = ApiClient::with_ca(&args.server, &args.region, args.credentials()?, args.ca_cert.as_deref())?;
     match args.simulate {
         Some(n) => run_hollow_fleet(client, &args, n).await,
         None => {

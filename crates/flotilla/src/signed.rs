@@ -1,7 +1,8 @@
 //! The signed HTTP client of the user-facing commands (`flotilla logs`, `flotilla token`): the
 //! endpoint, region and key pair resolved the way the aws CLI resolves them, and requests signed
 //! with SigV4 (service `ecs`, empty body) like any ECS call. An error answer becomes
-//! `Code: message`.
+//! `Code: message`. An `https://` server is trusted through `AWS_CA_BUNDLE`, as the aws CLI
+//! trusts it, else through the system's roots.
 
 use std::time::SystemTime;
 
@@ -43,11 +44,23 @@ impl Endpoint {
         let region = region
             .or_else(|| env_first(&["AWS_REGION", "AWS_DEFAULT_REGION", "FLOTILLA_REGION"]))
             .unwrap_or_else(|| "us-east-1".into());
-        Ok(Self::new(server, region, credentials()?))
+        let ca = env_first(&["AWS_CA_BUNDLE"]).map(std::path::PathBuf::from);
+        Self::new(server, region, credentials()?, ca.as_deref())
     }
 
-    pub fn new(server: String, region: String, credentials: Credentials) -> Self {
-        Endpoint { server: server.trim_end_matches('/').to_string(), region, credentials, http: reqwest::Client::new() }
+    pub fn new(
+        server: String,
+        region: String,
+        credentials: Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder();
+        if server.starts_with("https://") {
+            let tls = flotilla_agent::session::tls::client_config(ca)?;
+            http = http.use_preconfigured_tls((*tls).clone());
+        }
+        let http = http.build()?;
+        Ok(Endpoint { server: server.trim_end_matches('/').to_string(), region, credentials, http })
     }
 
     /// Sends a signed request with an empty body to `url`; an error answer is an error.

@@ -26,15 +26,44 @@ pub struct ApiClient {
     region: String,
     credentials: Credentials,
     http: reqwest::Client,
+    /// The TLS settings of `https://` endpoints, shared with the session's `wss://` connection.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ApiClient {
     pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Result<Self, ApiClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ApiClientError::Request(e.to_string()))?;
-        Ok(ApiClient { endpoint: endpoint.trim_end_matches('/').to_string(), region: region.into(), credentials, http })
+        Self::with_ca(endpoint, region, credentials, None)
+    }
+
+    /// A client of an `https://` endpoint trusting `ca` (PEM; the system's roots when `None`);
+    /// for `http://` endpoints the same as [`ApiClient::new`].
+    pub fn with_ca(
+        endpoint: &str,
+        region: &str,
+        credentials: Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, ApiClientError> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        let tls = if endpoint.starts_with("https://") {
+            let config = super::tls::client_config(ca).map_err(|e| ApiClientError::Request(e.to_string()))?;
+            builder = builder.use_preconfigured_tls((*config).clone());
+            Some(config)
+        } else {
+            None
+        };
+        let http = builder.build().map_err(|e| ApiClientError::Request(e.to_string()))?;
+        Ok(ApiClient {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region: region.into(),
+            credentials,
+            http,
+            tls,
+        })
+    }
+
+    /// The TLS settings for the session's `wss://` connection, when the endpoint is `https://`.
+    pub fn tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
 
     pub fn endpoint(&self) -> &str {

@@ -123,7 +123,14 @@ pub async fn run_session(
     let mut last_timeline = 0u64;
     loop {
         let outcome = match upgrade_request(&client, &identity, &cfg) {
-            Ok(req) => match tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), false).await {
+            Ok(req) => match tokio_tungstenite::connect_async_tls_with_config(
+                req,
+                Some(ws_config()),
+                false,
+                client.tls().map(tokio_tungstenite::Connector::Rustls),
+            )
+            .await
+            {
                 Ok((ws, _)) => {
                     backoff = cfg.min_backoff;
                     let _ = events.send(SessionEvent::Connected);

@@ -14,6 +14,7 @@ pub mod host;
 pub mod join;
 pub mod logs;
 pub mod registration;
+pub mod tls;
 
 pub use api_client::{ApiClient, ApiClientError};
 pub use connection::{run_session, SessionConfig, SessionEvent};
