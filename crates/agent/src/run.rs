@@ -91,6 +91,11 @@ pub async fn run_agent(
                     }
                 }
                 Some(SessionEvent::Rejected(why)) => {
+                    // Revoked credentials (the instance was deregistered) are no use to a restart:
+                    // forget them so that the next start joins afresh with a new token.
+                    if why.contains("AccessDeniedException") {
+                        crate::session::join::forget(&registration.data_dir);
+                    }
                     tracing::error!(reason = %why, "the control plane no longer knows this instance; restart the agent to register again");
                     break;
                 }

@@ -60,6 +60,12 @@ fn save(dir: &Path, saved: &SavedCredentials) -> std::io::Result<()> {
     std::fs::rename(tmp, dir.join(CREDENTIALS_FILE))
 }
 
+/// Forgets the saved key pair (revoked: the instance was deregistered), so that the next start
+/// joins again with a token. A file already gone is fine.
+pub fn forget(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(CREDENTIALS_FILE));
+}
+
 /// The agent's client and identity: the saved ones of an agent that joined before; else a join
 /// with `token`; else (no token: the root key pair, hollow agents and tests) a registration
 /// signed with `client`'s own credentials.
