@@ -15,6 +15,7 @@ import os
 import selectors
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -63,9 +64,10 @@ def parse_export_line(line: str) -> dict[str, str]:
 class ServerProcess:
     """One `flotilla server` child process on a data directory."""
 
-    def __init__(self, data_dir: Path, log_path: Path):
+    def __init__(self, data_dir: Path, log_path: Path, extra_args: tuple[str, ...] = ()):
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
+        self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
         self.export_line = ""
@@ -86,7 +88,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [flotilla_bin(), "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+                [flotilla_bin(), "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -94,13 +96,19 @@ class ServerProcess:
             )
         finally:
             log.close()
-        line = self._read_first_line(START_TIMEOUT)
-        self.export_line = line
-        self.env = parse_export_line(line)
+        # With TLS the server prints a second line, `export AWS_CA_BUNDLE=...`.
+        tls = "--tls" in self.extra_args or "--tls-cert" in self.extra_args
+        lines = self._read_lines(2 if tls else 1, START_TIMEOUT)
+        self.export_line = lines[0]
+        self.env = parse_export_line(lines[0])
+        for extra in lines[1:]:
+            words = shlex.split(extra)
+            assert words[:1] == ["export"], f"server's second stdout line is not an export line: {extra!r}"
+            self.env.update(w.partition("=")[::2] for w in words[1:])
         self._wait_healthy(START_TIMEOUT)
         return self
 
-    def _read_first_line(self, timeout: float) -> str:
+    def _read_lines(self, n: int, timeout: float) -> list[str]:
         assert self.proc and self.proc.stdout
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -108,7 +116,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         try:
-            while b"\n" not in buf:
+            while buf.count(b"\n") < n:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.kill()
@@ -127,14 +135,14 @@ class ServerProcess:
                 buf += chunk
         finally:
             sel.close()
-        if b"\n" not in buf:
+        if buf.count(b"\n") < n:
             rc = self.proc.wait(timeout=5) if self.proc.poll() is None else self.proc.returncode
             pytest.fail(
                 f"flotilla server exited (status {rc}) before printing its export line; stdout {buf!r}\n"
                 f"stderr:\n{self.stderr_tail()}",
                 pytrace=False,
             )
-        return buf.split(b"\n", 1)[0].decode()
+        return [line.decode() for line in buf.split(b"\n")[:n]]
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -147,7 +155,9 @@ class ServerProcess:
                     pytrace=False,
                 )
             try:
-                with urllib.request.urlopen(self.endpoint + "/health", timeout=2) as r:
+                ca = self.env.get("AWS_CA_BUNDLE")
+                context = ssl.create_default_context(cafile=ca) if ca else None
+                with urllib.request.urlopen(self.endpoint + "/health", timeout=2, context=context) as r:
                     if r.status == 200:
                         return
                     last = r.status

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineConfig, PullBehavior};
 use crate::runtime::docker::{DockerRuntime, DockerTimeouts};
-use crate::session::{register, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
+use crate::session::{enroll, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
 
 /// How the agent runs containers.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,8 @@ pub struct AgentOptions {
     pub pull_behavior: PullBehavior,
     /// Publish bridge-mode host ports on this address only (e.g. 127.0.0.1 for a local setup).
     pub host_ip: Option<String>,
+    /// A join token: register with it and run with the key pair it earns (see `session::join`).
+    pub join_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub async fn run_agent(
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
     let registration =
         RegistrationConfig { docker_version: format!("DockerVersion: {docker_version}"), ..registration };
-    let (identity, _) = register(&client, &registration).await?;
+    let (client, identity) = enroll(&client, &registration, options.join_token.as_deref()).await?;
     tracing::info!(instance = %identity.container_instance_arn, "registered");
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -89,6 +91,11 @@ pub async fn run_agent(
                     }
                 }
                 Some(SessionEvent::Rejected(why)) => {
+                    // Revoked credentials (the instance was deregistered) are no use to a restart:
+                    // forget them so that the next start joins afresh with a new token.
+                    if why.contains("AccessDeniedException") {
+                        crate::session::join::forget(&registration.data_dir);
+                    }
                     tracing::error!(reason = %why, "the control plane no longer knows this instance; restart the agent to register again");
                     break;
                 }

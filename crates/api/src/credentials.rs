@@ -52,6 +52,7 @@ impl RootCredentials {
         let path = data_dir.join(FILE_NAME);
         match std::fs::read(&path) {
             Ok(bytes) => {
+                check_private(&path)?;
                 let creds = serde_json::from_slice(&bytes).map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
                 })?;
@@ -67,7 +68,28 @@ impl RootCredentials {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Refuses a key file that group or others can read: whoever can read it holds the root key.
+fn check_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} holds the root key pair but its mode is {:o}, so other users can read it; run `chmod 600 {}`",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -104,5 +126,20 @@ mod tests {
             let mode = std::fs::metadata(dir.path().join(FILE_NAME)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        if std::env::var(ACCESS_KEY_ENV).is_ok() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        RootCredentials::load_or_create(dir.path()).unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = RootCredentials::load_or_create(dir.path()).unwrap_err();
+        assert!(err.to_string().contains(&format!("chmod 600 {}", path.display())), "{err}");
     }
 }

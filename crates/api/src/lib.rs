@@ -19,6 +19,8 @@ pub mod faults;
 pub mod gateway;
 pub mod handlers;
 pub mod idempotency;
+pub mod identity;
+pub mod identity_api;
 pub mod locks;
 pub mod logs_api;
 pub mod metrics;
@@ -29,6 +31,7 @@ pub mod server;
 pub mod service_status;
 pub mod state;
 pub mod supervisor;
+pub mod tls;
 
 pub use context::{Clock, Ctx};
 pub use credentials::RootCredentials;

@@ -155,7 +155,7 @@ async fn start(
     headers: &HeaderMap,
 ) -> Result<LogRead, ApiError> {
     if let Some(auth) = auth {
-        auth.verify(method, uri, headers, b"")?;
+        auth.authenticate(ctx, method, uri, headers, b"").await?.require_root("flotilla:GetLogs")?;
     }
     if method != Method::GET {
         return Err(ApiError::invalid_parameter(format!("{LOGS_PATH} answers GET only.")));

@@ -2,7 +2,6 @@
 //! with graceful shutdown.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +19,9 @@ use crate::auth::Authenticator;
 use crate::context::{Clock, Ctx};
 use crate::credentials::RootCredentials;
 use crate::error::ApiError;
+use crate::identity::tokens::TokenSigner;
+use crate::identity::{self, Principal};
+use crate::identity_api;
 use crate::metrics::Metrics;
 use crate::pagination::Paginator;
 use crate::state::cache::Cache;
@@ -53,6 +55,7 @@ struct App {
     /// held here rather than in the context that the gateway itself builds on.
     sessions: Arc<gateway::Sessions>,
     auth: Option<Authenticator>,
+    tokens: TokenSigner,
     metrics: Metrics,
 }
 
@@ -84,7 +87,7 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
 /// Serves the API on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     config: ServerConfig,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<crate::tls::Listening>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let ctx = open(&config, Clock::system()).await?;
@@ -95,7 +98,7 @@ pub async fn serve(
 pub async fn serve_ctx(
     ctx: Ctx,
     config: &ServerConfig,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<crate::tls::Listening>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (c, settings) = (ctx.clone(), config.controller);
@@ -104,9 +107,7 @@ pub async fn serve_ctx(
     let reaper = ctx.loops.spawn("reaper", move || crate::reaper::run(c.clone(), retention));
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
-    let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = crate::tls::serve(listener.into(), router, shutdown).await;
     // Let go of the store before returning, so the data directory can be opened again at once.
     controller.stop().await;
     reaper.stop().await;
@@ -118,12 +119,13 @@ pub async fn serve_ctx(
 /// The HTTP routes over a context: the API, `/health` and `/metrics`.
 pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     let auth = match config.auth {
-        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone())),
+        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone(), ctx.store.clone())),
         AuthMode::Disabled => None,
     };
     let mut registry = Metrics::new();
     registry.register_loops(ctx.loops.metrics());
-    let app = Arc::new(App { ctx, sessions: Arc::default(), auth, metrics: registry });
+    let tokens = TokenSigner::new(&config.credentials.secret_access_key);
+    let app = Arc::new(App { ctx, sessions: Arc::default(), auth, tokens, metrics: registry });
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -132,6 +134,18 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
             crate::logs_api::LOGS_PATH,
             get(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
                 crate::logs_api::get_logs(app.ctx.clone(), &app.sessions, app.auth.as_ref(), &m, &u, &h).await
+            }),
+        )
+        .route(
+            identity_api::TOKENS_PATH,
+            axum::routing::any(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
+                identity_api::tokens(&app.ctx, app.auth.as_ref(), &app.tokens, &m, &u, &h).await
+            }),
+        )
+        .route(
+            identity_api::JOIN_PATH,
+            axum::routing::any(|State(app): State<Arc<App>>, m: Method, body: Bytes| async move {
+                identity_api::join(&app.ctx, &app.tokens, &m, &body).await
             }),
         )
         .fallback(api)
@@ -147,12 +161,23 @@ async fn agent_ws(
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
-    if let Some(auth) = &app.auth {
-        if let Err(e) = auth.verify(&method, &uri, &headers, b"") {
-            return protocol::error_response(&request_id, &e);
-        }
-    }
+    let principal = match &app.auth {
+        Some(auth) => match auth.authenticate(&app.ctx, &method, &uri, &headers, b"").await {
+            Ok(p) => p,
+            Err(e) => return protocol::error_response(&request_id, &e),
+        },
+        None => Principal::Root,
+    };
     match gateway::admit(&app.ctx, uri.query()) {
+        // An instance's key opens that instance's session and no other.
+        Ok(target) if matches!(&principal, Principal::Instance { instance_arn, .. } if *instance_arn != target.instance_arn) =>
+        {
+            let e = identity::access_denied(format!(
+                "These credentials may not open the session of container instance {}.",
+                target.instance_arn
+            ));
+            protocol::error_response(&request_id, &e)
+        }
         Ok(target) => {
             let (ctx, sessions) = (app.ctx.clone(), app.sessions.clone());
             ws.read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
@@ -216,9 +241,10 @@ async fn api(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: Hea
 }
 
 async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    if let Some(auth) = &app.auth {
-        auth.verify(method, uri, headers, body)?;
-    }
+    let principal = match &app.auth {
+        Some(auth) => auth.authenticate(&app.ctx, method, uri, headers, body).await?,
+        None => Principal::Root,
+    };
     if method != Method::POST || uri.path() != "/" {
         return Err(ApiError::new(
             "UnknownOperationException",
@@ -226,6 +252,7 @@ async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body
         ));
     }
     let op = protocol::operation_of(headers.get("x-amz-target").and_then(|v| v.to_str().ok()))?;
+    principal.require_root(&format!("ecs:{}", op.name()))?;
     // A handler bug must cost one request, not the connection or the server.
     match std::panic::AssertUnwindSafe(dispatch::dispatch(&app.ctx, op, body)).catch_unwind().await {
         Ok(r) => r,

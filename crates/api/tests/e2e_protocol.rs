@@ -41,6 +41,19 @@ async fn a_wrong_secret_is_an_invalid_signature() {
 }
 
 #[tokio::test]
+async fn an_unsigned_payload_is_refused_as_aws_refuses_it() {
+    let server = TestServer::start().await;
+    let body = br#"{"clusterName":"unsigned"}"#;
+    let (status, headers, text) =
+        signed_raw_with(&server, "CreateCluster", body, &[("x-amz-content-sha256", "UNSIGNED-PAYLOAD")]).await;
+    let v = assert_error(status, &headers, &text, "InvalidSignatureException");
+    assert_eq!(v["message"], "The provided 'x-amz-content-sha256' header does not match what was computed.");
+    // The same call with its body signed goes through.
+    let (status, _, text) = signed_raw(&server, "CreateCluster", body).await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test]
 async fn an_unknown_access_key_is_unrecognized() {
     let server = TestServer::start().await;
     let client = server.client_with("AKIDSOMEONEELSE", &server.credentials.secret_access_key);

@@ -12,6 +12,10 @@ pub struct AgentArgs {
     /// The control plane's URL.
     #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580")]
     pub server: String,
+    /// The CA bundle (PEM) that signed the server's certificate, for an https:// server
+    /// [default: the system's roots]
+    #[arg(long, env = "FLOTILLA_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// The cluster to join.
     #[arg(long, env = "FLOTILLA_CLUSTER", default_value = "default")]
     pub cluster: String,
@@ -22,7 +26,11 @@ pub struct AgentArgs {
     /// Region of the control plane (used in request signatures).
     #[arg(long, env = "FLOTILLA_REGION", default_value = "us-east-1")]
     pub region: String,
-    /// Access key ID [env: FLOTILLA_ACCESS_KEY_ID]
+    /// A join token (`flotilla token create`): the agent registers with it once and keeps the
+    /// key pair it earns in the data directory; later starts need neither.
+    #[arg(long, env = "FLOTILLA_JOIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Access key ID; the root key pair, for hollow agents and tests [env: FLOTILLA_ACCESS_KEY_ID]
     #[arg(long, env = "FLOTILLA_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key_id: Option<String>,
     /// Secret access key [env: FLOTILLA_SECRET_ACCESS_KEY]
@@ -80,12 +88,25 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 impl AgentArgs {
+    /// The root key pair if given; else none (the agent joins with a token, or has joined).
     pub fn credentials(&self) -> anyhow::Result<Credentials> {
         match (&self.access_key_id, &self.secret_access_key) {
             (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Credentials::new(a, s)),
-            _ => anyhow::bail!(
-                "the agent needs the control plane's key pair: set FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY (or --access-key-id/--secret-access-key)"
+            _ if self.simulate.is_some() => anyhow::bail!(
+                "hollow agents need the control plane's key pair: set FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY (or --access-key-id/--secret-access-key)"
             ),
+            _ => {
+                let dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+                let joined = dir.join(flotilla_agent::session::join::CREDENTIALS_FILE).exists();
+                if self.token.is_none() && !joined {
+                    anyhow::bail!(
+                        "the agent needs a join token (--token, from `flotilla token create --cluster {}`) the first time it starts",
+                        self.cluster
+                    );
+                }
+                // Replaced by the agent's own pair once it has joined.
+                Ok(Credentials::new("", ""))
+            }
         }
     }
 
@@ -108,7 +129,7 @@ impl AgentArgs {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let client = ApiClient::new(&args.server, &args.region, args.credentials()?)?;
+    let client = ApiClient::with_ca(&args.server, &args.region, args.credentials()?, args.ca_cert.as_deref())?;
     match args.simulate {
         Some(n) => run_hollow_fleet(client, &args, n).await,
         None => {
@@ -116,6 +137,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 allow_privileged: args.allow_privileged,
                 pull_behavior: args.pull_behavior,
                 host_ip: args.host_ip.clone(),
+                join_token: args.token.clone(),
             };
             flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())
                 .await?;

@@ -6,14 +6,13 @@
 //! variables the aws CLI uses. Lines print as `container | line`: stdout lines on stdout, stderr
 //! lines on stderr, as `docker logs` does.
 
-use std::io::Write;
-use std::time::SystemTime;
-
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use clap::Args;
 use flotilla_protocol::{LogEntry, LogStream};
-use flotilla_sigv4::{sign, Credentials, SigningParams};
-use http::{HeaderMap, Method, Uri};
+use http::Method;
+use std::io::Write;
+
+use crate::signed::Endpoint;
 
 #[derive(Args, Debug, Clone)]
 pub struct LogsArgs {
@@ -45,23 +44,6 @@ pub struct LogsArgs {
     /// default: us-east-1]
     #[arg(long)]
     pub region: Option<String>,
-}
-
-/// The first set variable of `names`.
-fn env_first(names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-}
-
-/// The key pair: FLOTILLA_* first, then the AWS_* pair the aws CLI uses.
-fn credentials() -> anyhow::Result<Credentials> {
-    let pairs =
-        [("FLOTILLA_ACCESS_KEY_ID", "FLOTILLA_SECRET_ACCESS_KEY"), ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")];
-    for (id, secret) in pairs {
-        if let (Some(id), Some(secret)) = (env_first(&[id]), env_first(&[secret])) {
-            return Ok(Credentials::new(id, secret));
-        }
-    }
-    bail!("no credentials: set FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) to the pair the server printed")
 }
 
 fn encode(v: &str) -> String {
@@ -139,41 +121,8 @@ pub fn parse_item(text: &str) -> anyhow::Result<Item> {
 }
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
-    let server = args
-        .server
-        .clone()
-        .or_else(|| env_first(&["AWS_ENDPOINT_URL_ECS", "FLOTILLA_SERVER"]))
-        .unwrap_or_else(|| "http://127.0.0.1:4580".into());
-    let region = args
-        .region
-        .clone()
-        .or_else(|| env_first(&["AWS_REGION", "AWS_DEFAULT_REGION", "FLOTILLA_REGION"]))
-        .unwrap_or_else(|| "us-east-1".into());
-    let creds = credentials()?;
-    let url = logs_url(&server, &args);
-    let uri: Uri = url.parse().with_context(|| format!("bad server URL {server}"))?;
-    let mut headers = HeaderMap::new();
-    let params = SigningParams { credentials: &creds, region: &region, service: "ecs", time: SystemTime::now() };
-    sign(&Method::GET, &uri, &mut headers, b"", &params).map_err(|e| anyhow!("cannot sign the request: {e}"))?;
-    let mut resp = reqwest::Client::new()
-        .get(&url)
-        .headers(headers)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the control plane at {server}"))?;
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        let msg = match serde_json::from_str::<serde_json::Value>(&body) {
-            Ok(v) => format!(
-                "{}: {}",
-                v.get("__type").and_then(|c| c.as_str()).unwrap_or("Error"),
-                v.get("message").and_then(|m| m.as_str()).unwrap_or(&body)
-            ),
-            Err(_) => format!("HTTP {status}: {body}"),
-        };
-        bail!(msg);
-    }
+    let endpoint = Endpoint::resolve(args.server.clone(), args.region.clone())?;
+    let mut resp = endpoint.send(Method::GET, &logs_url(&endpoint.server, &args)).await?;
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     let mut pending: Vec<u8> = Vec::new();
     while let Some(chunk) = resp.chunk().await.context("the log stream broke")? {

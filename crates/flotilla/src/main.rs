@@ -5,6 +5,8 @@
 mod agent_cmd;
 mod logs_cmd;
 mod server_cmd;
+mod signed;
+mod token_cmd;
 mod up_cmd;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,8 @@ enum Command {
     Up(up_cmd::UpArgs),
     /// Print a task's container output (stdout and stderr), also after it stopped; --follow streams.
     Logs(logs_cmd::LogsArgs),
+    /// Join tokens for agents: create, list, revoke.
+    Token(token_cmd::TokenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent_cmd::run(args).await,
             Command::Up(args) => up_cmd::run(args).await,
             Command::Logs(args) => logs_cmd::run(args).await,
+            Command::Token(args) => token_cmd::run(args).await,
         }
     })
 }

@@ -33,6 +33,48 @@ pub struct ServerArgs {
     /// forgotten (ECS keeps them for at least an hour); 0 keeps them forever.
     #[arg(long, env = "FLOTILLA_STOPPED_TASK_RETENTION_SECONDS", default_value_t = flotilla_api::reaper::DEFAULT_RETENTION.as_secs())]
     pub stopped_task_retention_seconds: u64,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How the server speaks TLS.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// `auto`: make a CA and a server certificate in the data directory on first start and serve
+    /// HTTPS with them; `off`: plain HTTP (the default, unless --tls-cert is given).
+    #[arg(long, env = "FLOTILLA_TLS", value_parser = ["auto", "off"])]
+    pub tls: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "FLOTILLA_TLS_CERT", requires = "tls_key", conflicts_with = "tls")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "FLOTILLA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The server's TLS, if any: its configuration and the CA file clients should trust (when
+/// `--tls auto` made one).
+pub fn tls_setup(
+    args: &TlsArgs,
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> anyhow::Result<Option<(std::sync::Arc<flotilla_api::tls::RustlsServerConfig>, Option<PathBuf>)>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some((flotilla_api::tls::server_config(cert, key)?, None)));
+    }
+    if args.tls.as_deref() == Some("auto") {
+        let made = flotilla_api::tls::auto(data_dir, listen)?;
+        return Ok(Some((flotilla_api::tls::server_config(&made.cert, &made.key)?, Some(made.ca))));
+    }
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "serving plain HTTP on a non-loopback address: signatures protect requests from tampering but not from being read (join tokens, task data); use --tls auto or --tls-cert/--tls-key");
+    }
+    Ok(None)
+}
+
+/// The line that makes the aws CLI, boto3 and the SDKs trust `--tls auto`'s CA.
+pub fn ca_line(ca: &std::path::Path) -> String {
+    format!("export AWS_CA_BUNDLE={}", ca.display())
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -56,7 +98,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
-    let endpoint = format!("http://{addr}");
+    let tls = tls_setup(&args.tls, &data_dir, addr)?;
+    let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
     let config = ServerConfig {
         data_dir: data_dir.clone(),
         region: args.region.clone(),
@@ -85,5 +128,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     eprintln!("Flotilla control plane listening on {endpoint} (data in {}). To use the aws CLI:", data_dir.display());
     println!("{}", export_lines(&credentials, &endpoint, &args.region));
-    flotilla_api::serve(config, listener, crate::shutdown_signal()).await
+    let listening = match tls {
+        Some((tls, ca)) => {
+            if let Some(ca) = ca {
+                println!("{}", ca_line(&ca));
+                eprintln!("Agents: flotilla agent --server {endpoint} --ca-cert {} --token ...", ca.display());
+            }
+            flotilla_api::tls::Listening::Tls(listener, tls)
+        }
+        None => flotilla_api::tls::Listening::Plain(listener),
+    };
+    flotilla_api::serve(config, listening, crate::shutdown_signal()).await
 }

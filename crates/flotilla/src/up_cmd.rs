@@ -28,6 +28,8 @@ pub struct UpArgs {
     /// Publish bridge-mode host ports on this address only [default: 127.0.0.1]
     #[arg(long, default_value = "127.0.0.1")]
     pub host_ip: String,
+    #[command(flatten)]
+    pub tls: crate::server_cmd::TlsArgs,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -40,7 +42,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     flotilla_images::ensure_standard_images(&docker).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let endpoint = format!("http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    let tls = crate::server_cmd::tls_setup(&args.tls, &data_dir, addr)?;
+    let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    let ca = tls.as_ref().and_then(|(_, ca)| ca.clone());
+    let listening = match tls {
+        Some((tls, _)) => flotilla_api::tls::Listening::Tls(listener, tls),
+        None => flotilla_api::tls::Listening::Plain(listener),
+    };
     let config = ServerConfig {
         data_dir: data_dir.clone(),
         region: args.region.clone(),
@@ -54,18 +63,33 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let server = tokio::spawn(flotilla_api::serve(config, listener, stopped(stop_rx.clone())));
+    let server = tokio::spawn(flotilla_api::serve(config, listening, stopped(stop_rx.clone())));
 
-    let client = flotilla_agent::session::ApiClient::new(
+    // The local agent joins with a token like any other: it never holds the root key pair.
+    let agent_dir = data_dir.join("agent");
+    let joined = agent_dir.join(flotilla_agent::session::join::CREDENTIALS_FILE).exists();
+    let join_token = if joined {
+        None
+    } else {
+        let root = flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
+        let minted = crate::signed::Endpoint::new(endpoint.clone(), args.region.clone(), root, ca.as_deref())?
+            .json(http::Method::POST, "/v1/tokens?cluster=default&ttlSeconds=600")
+            .await?;
+        minted["token"].as_str().map(str::to_string)
+    };
+    let client = flotilla_agent::session::ApiClient::with_ca(
         &endpoint,
         &args.region,
-        flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key),
+        flotilla_sigv4::Credentials::new("", ""),
+        ca.as_deref(),
     )?;
     let agent_args = crate::agent_cmd::AgentArgs {
         server: endpoint.clone(),
         cluster: "default".into(),
-        data_dir: Some(data_dir.join("agent")),
+        data_dir: Some(agent_dir),
         region: args.region.clone(),
+        token: None,
+        ca_cert: ca.clone(),
         access_key_id: None,
         secret_access_key: None,
         availability_zone: args.availability_zone.clone(),
@@ -83,6 +107,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
+        join_token,
     };
     // Let the server accept connections before the agent registers.
     tokio::task::yield_now().await;
@@ -105,6 +130,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     eprintln!("Use the aws CLI after pasting:");
     println!("{}", crate::server_cmd::export_lines(&credentials, &endpoint, &args.region));
+    if let Some(ca) = &ca {
+        println!("{}", crate::server_cmd::ca_line(ca));
+    }
     eprintln!(
         "Images built locally for your task definitions: {} and {}.",
         flotilla_images::WORKLOAD_IMAGE,

@@ -28,6 +28,8 @@ pub struct Verifier {
     service: String,
     regions: Vec<String>,
     max_skew: Duration,
+    /// Whether `X-Amz-Content-SHA256: UNSIGNED-PAYLOAD` may stand for the body's hash.
+    unsigned_payload: bool,
     cache: KeyCache,
 }
 
@@ -58,6 +60,7 @@ impl Verifier {
             service: service.into(),
             regions: Vec::new(),
             max_skew: Self::DEFAULT_MAX_SKEW,
+            unsigned_payload: true,
             cache: KeyCache::default(),
         }
     }
@@ -75,6 +78,14 @@ impl Verifier {
     /// How far the request's date may be from `now`, either way.
     pub fn with_max_skew(mut self, max_skew: Duration) -> Self {
         self.max_skew = max_skew;
+        self
+    }
+
+    /// Refuses `UNSIGNED-PAYLOAD`: the body is then hashed like any other and the header's
+    /// claim does not match it, which is how AWS answers it on services other than S3 (a JSON API
+    /// whose body is not signed would let anyone on the path rewrite the call).
+    pub fn refuse_unsigned_payload(mut self) -> Self {
+        self.unsigned_payload = false;
         self
     }
 
@@ -142,7 +153,7 @@ impl Verifier {
 
         let body_hash;
         let payload_hash = match single_header(headers, X_AMZ_CONTENT_SHA256)? {
-            Some(UNSIGNED_PAYLOAD) => UNSIGNED_PAYLOAD,
+            Some(UNSIGNED_PAYLOAD) if self.unsigned_payload => UNSIGNED_PAYLOAD,
             Some(claimed) => {
                 body_hash = Sha256Hex::of(body);
                 if !claimed.eq_ignore_ascii_case(body_hash.as_str()) {

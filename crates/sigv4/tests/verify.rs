@@ -282,6 +282,12 @@ fn content_sha256_header() {
     assert!(check(&unsigned, at(T)).is_ok());
     unsigned.body = b"anything".to_vec();
     assert!(check(&unsigned, at(T)).is_ok());
+
+    // A server can refuse the opt-out; the claim then does not match the body, as on AWS.
+    let strict = Verifier::new("ecs").refuse_unsigned_payload();
+    let err =
+        strict.verify(&unsigned.method, &unsigned.uri, &unsigned.headers, &unsigned.body, at(T), &creds()).unwrap_err();
+    assert_eq!(err, AuthError::PayloadHashMismatch);
 }
 
 #[test]

@@ -26,15 +26,44 @@ pub struct ApiClient {
     region: String,
     credentials: Credentials,
     http: reqwest::Client,
+    /// The TLS settings of `https://` endpoints, shared with the session's `wss://` connection.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ApiClient {
     pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Result<Self, ApiClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ApiClientError::Request(e.to_string()))?;
-        Ok(ApiClient { endpoint: endpoint.trim_end_matches('/').to_string(), region: region.into(), credentials, http })
+        Self::with_ca(endpoint, region, credentials, None)
+    }
+
+    /// A client of an `https://` endpoint trusting `ca` (PEM; the system's roots when `None`);
+    /// for `http://` endpoints the same as [`ApiClient::new`].
+    pub fn with_ca(
+        endpoint: &str,
+        region: &str,
+        credentials: Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, ApiClientError> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        let tls = if endpoint.starts_with("https://") {
+            let config = super::tls::client_config(ca).map_err(|e| ApiClientError::Request(e.to_string()))?;
+            builder = builder.use_preconfigured_tls((*config).clone());
+            Some(config)
+        } else {
+            None
+        };
+        let http = builder.build().map_err(|e| ApiClientError::Request(e.to_string()))?;
+        Ok(ApiClient {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region: region.into(),
+            credentials,
+            http,
+            tls,
+        })
+    }
+
+    /// The TLS settings for the session's `wss://` connection, when the endpoint is `https://`.
+    pub fn tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
 
     pub fn endpoint(&self) -> &str {
@@ -45,6 +74,29 @@ impl ApiClient {
     }
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
+    }
+
+    /// The same server and connection pool, signing with other credentials (an agent's own, once
+    /// it has joined with a token).
+    pub fn with_credentials(&self, credentials: Credentials) -> Self {
+        ApiClient { credentials, ..self.clone() }
+    }
+
+    /// POSTs `request` as JSON to `path`, unsigned: for `/v1/join`, whose body carries its own
+    /// proof (a join token).
+    pub async fn post_unsigned<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Req,
+    ) -> Result<Resp, ApiClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.endpoint))
+            .json(request)
+            .send()
+            .await
+            .map_err(|source| ApiClientError::Transport { endpoint: self.endpoint.clone(), source })?;
+        self.answer(resp).await
     }
 
     /// Calls one ECS operation.
@@ -78,6 +130,11 @@ impl ApiClient {
             .send()
             .await
             .map_err(|source| ApiClientError::Transport { endpoint: self.endpoint.clone(), source })?;
+        self.answer(resp).await
+    }
+
+    /// An answer's JSON, or its ECS error.
+    async fn answer<Resp: DeserializeOwned>(&self, resp: reqwest::Response) -> Result<Resp, ApiClientError> {
         let status = resp.status().as_u16();
         let bytes = resp
             .bytes()

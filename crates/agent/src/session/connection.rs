@@ -123,7 +123,14 @@ pub async fn run_session(
     let mut last_timeline = 0u64;
     loop {
         let outcome = match upgrade_request(&client, &identity, &cfg) {
-            Ok(req) => match tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), false).await {
+            Ok(req) => match tokio_tungstenite::connect_async_tls_with_config(
+                req,
+                Some(ws_config()),
+                false,
+                client.tls().map(tokio_tungstenite::Connector::Rustls),
+            )
+            .await
+            {
                 Ok((ws, _)) => {
                     backoff = cfg.min_backoff;
                     let _ = events.send(SessionEvent::Connected);
@@ -132,7 +139,12 @@ pub async fn run_session(
                 Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                     let body =
                         resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                    if body.contains("InvalidInstanceException") || body.contains("InactiveInstanceException") {
+                    // Retrying cannot help an unknown instance, nor credentials that were revoked
+                    // (the instance deregistered) or that belong to another instance.
+                    if ["InvalidInstanceException", "InactiveInstanceException", "AccessDeniedException"]
+                        .iter()
+                        .any(|code| body.contains(code))
+                    {
                         let _ = events.send(SessionEvent::Rejected(body));
                         return;
                     }

@@ -11,10 +11,13 @@
 pub mod api_client;
 pub mod connection;
 pub mod host;
+pub mod join;
 pub mod logs;
 pub mod registration;
+pub mod tls;
 
 pub use api_client::{ApiClient, ApiClientError};
 pub use connection::{run_session, SessionConfig, SessionEvent};
+pub use join::enroll;
 pub use logs::LogReader;
 pub use registration::{register, AgentIdentity, RegistrationConfig};

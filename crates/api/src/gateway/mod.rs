@@ -1,7 +1,8 @@
 //! The agent gateway: the long-lived websocket session of each container instance's agent.
 //!
-//! The upgrade request is SigV4-signed like any API call (the agent holds the root key pair, as
-//! the ECS agent holds its instance role) and names the cluster and container instance. Once
+//! The upgrade request is SigV4-signed like any API call (with the key pair the agent earned with
+//! its join token, bound to its own instance, as the ECS agent holds its instance role; or the
+//! root pair) and names the cluster and container instance. Once
 //! admitted, the session marks the instance `agentConnected`, sends everything the instance
 //! should run, then pushes each change of its tasks as the cache sees it, applies the agent's
 //! task reports, and exchanges heartbeats. When the session ends, the instance is marked

@@ -129,6 +129,9 @@ fn cluster_of(key: &str) -> &str {
 impl Indexes {
     pub(super) fn apply_put(&mut self, kv: &KeyValue) -> Result<(), CodecError> {
         let rev = kv.mod_revision;
+        if kv.key.starts_with(keys::IDENTITY) {
+            return Ok(());
+        }
         if kv.key.starts_with(keys::TASK) {
             // Tasks, by far the most numerous writes, skip the generic decode (see cache_stored).
             let cached = self.task_index.cache_stored(cluster_of(&kv.key), &kv.key, &kv.value)?;

@@ -12,6 +12,8 @@ pub const ACCOUNT_SETTING: &str = "account/";
 /// Per container instance, a counter that every placement on the instance bumps (see
 /// `domain::launch::guard_instance`).
 pub const PLACEMENT: &str = "placement/";
+/// Join tokens and agents' keys (`crate::identity`), read through the store, not the cache.
+pub const IDENTITY: &str = "identity/";
 
 pub fn cluster(name: &str) -> String {
     format!("{CLUSTER}{name}")

@@ -295,8 +295,21 @@ where
 /// Sends a request signed with SigV4 (by `flotilla_sigv4::sign`) but otherwise raw, so tests can
 /// put any body on the wire past authentication.
 pub async fn signed_raw(server: &TestServer, target: &str, body: &[u8]) -> (u16, reqwest::header::HeaderMap, String) {
+    signed_raw_with(server, target, body, &[]).await
+}
+
+/// [`signed_raw`] with `extra` headers set before signing (and so signed when the signer signs them).
+pub async fn signed_raw_with(
+    server: &TestServer,
+    target: &str,
+    body: &[u8],
+    extra: &[(&'static str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
     let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
     let mut headers = http::HeaderMap::new();
+    for (k, v) in extra {
+        headers.insert(*k, v.parse().expect("header"));
+    }
     headers.insert("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{target}").parse().expect("header"));
     headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("header"));
     let creds = flotilla_sigv4::Credentials::new(

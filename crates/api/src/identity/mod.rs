@@ -1,0 +1,43 @@
+//! Who may do what: the root key pair (every API call), join tokens (one registration into one
+//! cluster) and the key pair each joined agent receives (its own instance's session, nothing else).
+//!
+//! A join token is minted by the root principal (`POST /v1/tokens`), signed with the root secret
+//! so it cannot be forged, and recorded in the store so that it survives a restart and can be
+//! revoked. An agent presents it once (`POST /v1/join`): the server registers its container
+//! instance and hands back an access key pair bound to that instance. Authentication
+//! (`crate::auth`) maps each request's access key to a [`Principal`]; the API, the logs endpoint
+//! and the token endpoints want [`Principal::Root`], the agent session wants the instance's own.
+//! An instance key stops working when its instance is deregistered.
+//!
+//! These records live under `identity/` in the store and are read through it, not through the
+//! cache: they are few, and read once per session or join.
+
+pub mod instance_keys;
+pub mod tokens;
+
+use crate::error::ApiError;
+
+/// Who signed a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The root key pair: every operation.
+    Root,
+    /// A joined agent: its own container instance's session only.
+    Instance { cluster: String, instance_arn: String },
+}
+
+impl Principal {
+    /// Refuses anything but the root key pair, as AWS refuses a principal without the permission.
+    pub fn require_root(&self, action: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Root => Ok(()),
+            Principal::Instance { instance_arn, .. } => Err(access_denied(format!(
+                "User: {instance_arn} is not authorized to perform: {action} because no identity-based policy allows the {action} action"
+            ))),
+        }
+    }
+}
+
+pub fn access_denied(message: impl Into<String>) -> ApiError {
+    ApiError::new("AccessDeniedException", message)
+}
