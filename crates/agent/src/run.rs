@@ -13,7 +13,12 @@ use crate::session::{register, run_session, ApiClient, RegistrationConfig, Sessi
 /// How the agent runs containers.
 #[derive(Debug, Clone, Default)]
 pub struct AgentOptions {
+    /// Privileged containers, every host path and every capability (see `engine::policy`).
     pub allow_privileged: bool,
+    /// Host path prefixes tasks may bind-mount.
+    pub allowed_host_paths: Vec<std::path::PathBuf>,
+    /// Kernel capabilities tasks may add.
+    pub allowed_capabilities: Vec<String>,
     pub pull_behavior: PullBehavior,
     /// Publish bridge-mode host ports on this address only (e.g. 127.0.0.1 for a local setup).
     pub host_ip: Option<String>,
@@ -48,6 +53,8 @@ pub async fn run_agent(
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let mut config = EngineConfig::new(&registration.data_dir, &identity.cluster_arn, &identity.container_instance_arn);
     config.allow_privileged = options.allow_privileged;
+    config.allowed_host_paths = options.allowed_host_paths.clone();
+    config.allowed_capabilities = options.allowed_capabilities.clone();
     config.pull_behavior = options.pull_behavior;
     config.network.host_ip = options.host_ip.clone();
     let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());

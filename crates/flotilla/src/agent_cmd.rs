@@ -49,9 +49,18 @@ pub struct AgentArgs {
     /// Run N hollow agents with a simulated runtime instead of one real agent.
     #[arg(long, value_name = "N")]
     pub simulate: Option<usize>,
-    /// Let task definitions run privileged containers.
+    /// Let task definitions run privileged containers, bind-mount any host path (the Docker
+    /// socket and the agent's data directory included) and add any capability.
     #[arg(long, env = "FLOTILLA_ALLOW_PRIVILEGED")]
     pub allow_privileged: bool,
+    /// Let tasks bind-mount host paths under PREFIX (`host.sourcePath` volumes); repeatable.
+    /// The Docker socket and the agent's data directory stay out of reach without --allow-privileged.
+    #[arg(long = "allow-host-path", value_name = "PREFIX")]
+    pub allow_host_paths: Vec<PathBuf>,
+    /// Let tasks add the kernel capability CAP (`linuxParameters.capabilities.add`), with or
+    /// without `CAP_`; repeatable.
+    #[arg(long = "allow-capability", value_name = "CAP")]
+    pub allow_capabilities: Vec<String>,
     /// When to pull images: default (only when absent), always, prefer-cached, never.
     #[arg(long, default_value = "default", value_parser = parse_pull)]
     pub pull_behavior: flotilla_agent::PullBehavior,
@@ -114,6 +123,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => {
             let options = flotilla_agent::run::AgentOptions {
                 allow_privileged: args.allow_privileged,
+                allowed_host_paths: args.allow_host_paths.clone(),
+                allowed_capabilities: args.allow_capabilities.clone(),
                 pull_behavior: args.pull_behavior,
                 host_ip: args.host_ip.clone(),
             };

@@ -78,11 +78,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
+        allow_host_paths: Vec::new(),
+        allow_capabilities: Vec::new(),
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
+        ..Default::default()
     };
     // Let the server accept connections before the agent registers.
     tokio::task::yield_now().await;
