@@ -26,6 +26,12 @@ pub struct AgentOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    #[error("the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the Docker Engine is not reachable: {0}")]
     Docker(String),
     #[error("registering with the control plane failed: {0}")]
@@ -42,6 +48,9 @@ pub async fn run_agent(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    // Task records and logs are the agent's alone (`disk`).
+    crate::disk::create_private_dir(&registration.data_dir)
+        .map_err(|source| AgentError::DataDir { path: registration.data_dir.clone(), source })?;
     let runtime =
         DockerRuntime::connect(DockerTimeouts::default()).await.map_err(|e| AgentError::Docker(e.to_string()))?;
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());

@@ -137,7 +137,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyhow::Result<()> {
     let base = args.registration("simulated");
-    std::fs::create_dir_all(flotilla_agent::hollow::hollow_dir(&base))?;
+    flotilla_agent::disk::create_private_dir(&flotilla_agent::hollow::hollow_dir(&base))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
     for i in 0..n {

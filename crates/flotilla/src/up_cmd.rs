@@ -32,7 +32,7 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(crate::server_cmd::default_data_dir);
-    std::fs::create_dir_all(&data_dir)?;
+    flotilla_agent::disk::create_private_dir(&data_dir)?; // 0700: the store and the root credentials
     let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
 
     eprintln!("Preparing the local images (flotilla/workload, flotilla/pause)...");

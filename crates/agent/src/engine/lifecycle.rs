@@ -96,11 +96,15 @@ impl Actor {
     }
 
     /// What the task asks of the host against the instance's opt-ins (`policy`). Following
-    /// symbolic links touches the file system, so it runs off the async runtime.
+    /// symbolic links touches the file system, so a task with host paths is checked off the
+    /// async runtime; one without needs no file system.
     async fn check_policy(&self) -> Result<(), policy::PolicyError> {
         let host_policy = self.shared.config.host_policy();
         let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
         let defs = self.defs.clone();
+        if !vols.iter().any(|v| v.host.as_ref().is_some_and(|h| h.source_path.is_some())) {
+            return policy::check(&host_policy, &vols, &defs, &|_| None);
+        }
         tokio::task::spawn_blocking(move || policy::check(&host_policy, &vols, &defs, &policy::resolve_on_host))
             .await
             // Refuse rather than run unchecked.

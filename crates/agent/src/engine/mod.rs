@@ -314,7 +314,7 @@ impl Engine {
     /// Rebuilds actors from the task records on disk (after an agent restart). Each actor finds
     /// its containers by label and resumes where the task was. Returns the adopted task ARNs.
     pub async fn adopt(&self) -> Result<Vec<String>, EngineError> {
-        let records = self.shared.records.load_all()?;
+        let records = self.shared.records.load_all().await?;
         let mut adopted = Vec::new();
         let mut actors = lock(&self.shared.actors);
         for record in records {
@@ -401,6 +401,8 @@ impl Engine {
             h.join.abort();
             let _ = h.join.await;
         }
+        // What the actors saved last must be on disk for the next start to adopt.
+        self.shared.records.flush().await;
     }
 }
 

@@ -8,11 +8,15 @@
 //! more than its limit. Every line carries a per-task sequence number, so a follower that reads
 //! the files and then the live feed neither misses nor repeats a line. `capture.rs` feeds lines
 //! from the runtime.
+//!
+//! Everything here blocks on the file system: async callers go through
+//! `tokio::task::spawn_blocking` (the capture appends a batch of lines at a time), and the files
+//! are private to the agent's user (`crate::disk`).
 
 pub mod capture;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +25,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::disk;
 pub use crate::runtime::LogSource;
 
 const CURRENT: &str = "current.log";
@@ -128,7 +133,10 @@ pub struct TaskLog {
 
 impl TaskLog {
     fn open(dir: PathBuf, limit_bytes: u64) -> Result<TaskLog, LogError> {
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if let Some(root) = dir.parent() {
+            disk::ensure_own_dir(root).map_err(io(root))?;
+        }
+        disk::ensure_own_dir(&dir).map_err(io(&dir))?;
         // Resume numbering and capture positions from what is on disk.
         let mut next_seq = 0;
         let mut last_ns = BTreeMap::new();
@@ -139,7 +147,7 @@ impl TaskLog {
             }
         }
         let path = dir.join(CURRENT);
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let file = disk::private_file().create(true).append(true).open(&path).map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
         let (live, _) = broadcast::channel(FOLLOW_BUFFER);
         Ok(TaskLog { dir, limit_bytes, writer: Mutex::new(Writer { file, len, next_seq, last_ns, live: Some(live) }) })
@@ -177,7 +185,7 @@ impl TaskLog {
         if w.len > 0 && w.len + bytes.len() as u64 > self.limit_bytes / 2 {
             let (cur, prev) = (self.dir.join(CURRENT), self.dir.join(PREVIOUS));
             fs::rename(&cur, &prev).map_err(io(&cur))?;
-            w.file = OpenOptions::new().create(true).append(true).open(&cur).map_err(io(&cur))?;
+            w.file = disk::private_file().create(true).append(true).open(&cur).map_err(io(&cur))?;
             w.len = 0;
         }
         let path = self.dir.join(CURRENT);
@@ -206,6 +214,7 @@ impl TaskLog {
     }
 
     /// The stored lines, then (with `follow`) new lines as they come, until the task is done.
+    /// Reads the stored lines before it returns (blocking).
     pub fn stream(self: &Arc<Self>, container: Option<String>, follow: bool) -> BoxStream<'static, LogLine> {
         // Subscribe before reading, so nothing written in between is lost; sequence numbers drop
         // what both the file and the feed carry.
@@ -235,13 +244,15 @@ impl TaskLog {
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            // Fell behind the feed: catch up from the files.
-                            let missed: Vec<LogLine> = this
-                                .read(None)
-                                .unwrap_or_default()
-                                .into_iter()
-                                .filter(|l| last.is_none_or(|s| l.seq > s))
-                                .collect();
+                            // Fell behind the feed: catch up from the files, off the runtime.
+                            let reader = this.clone();
+                            let stored = tokio::task::spawn_blocking(move || reader.read(None))
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                                .unwrap_or_default();
+                            let missed: Vec<LogLine> =
+                                stored.into_iter().filter(|l| last.is_none_or(|s| l.seq > s)).collect();
                             if let Some(l) = missed.last() {
                                 last = Some(l.seq);
                             }
@@ -299,6 +310,11 @@ mod tests {
         let total: u64 =
             fs::read_dir(dir.path().join("t1")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 4096 + 200, "{total}");
+        // Only the agent's user reads what containers printed.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(dir.path()), mode(&dir.path().join("t1"))), (0o700, 0o700));
+        assert_eq!(mode(&dir.path().join("t1").join(CURRENT)), 0o600);
 
         // A new store (an agent restart) continues the numbering and knows where capture was.
         drop(store);
