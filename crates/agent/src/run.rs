@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineConfig, PullBehavior};
 use crate::runtime::docker::{DockerRuntime, DockerTimeouts};
-use crate::session::{register, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
+use crate::session::{register_with_retry, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
 
 /// How the agent runs containers.
 #[derive(Debug, Clone, Default)]
@@ -56,7 +56,12 @@ pub async fn run_agent(
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
     let registration =
         RegistrationConfig { docker_version: format!("DockerVersion: {docker_version}"), ..registration };
-    let (identity, _) = register(&client, &registration).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // A control plane not up yet is waited for (`session::backoff`); a refusal ends the agent.
+    let identity = tokio::select! {
+        r = register_with_retry(&client, &registration) => r?.0,
+        _ = &mut shutdown => return Ok(()),
+    };
     tracing::info!(instance = %identity.container_instance_arn, "registered");
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
@@ -81,7 +86,6 @@ pub async fn run_agent(
     let session_config = SessionConfig { logs: Some(Arc::new(engine.clone())), ..SessionConfig::default() };
     let session = tokio::spawn(run_session(client, identity, session_config, ev_tx, report_rx));
     let mut reaped = false;
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             ev = events.recv() => match ev {

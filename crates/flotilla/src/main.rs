@@ -3,9 +3,12 @@
 //! `flotilla up` runs both on one machine; `flotilla logs` prints a task's container output.
 
 mod agent_cmd;
+mod listen;
 mod logs_cmd;
 mod server_cmd;
 mod up_cmd;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
@@ -41,6 +44,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files and journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -54,7 +54,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         anyhow::bail!("--disable-auth is only allowed on a loopback address; {} is not one", args.listen);
     }
     let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = crate::listen::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
     let config = ServerConfig {

@@ -39,7 +39,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let docker = flotilla_images::connect().await?;
     flotilla_images::ensure_standard_images(&docker).await?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = crate::listen::bind(args.listen).await?;
     let endpoint = format!("http://{}", listener.local_addr()?);
     let config = ServerConfig {
         data_dir: data_dir.clone(),

@@ -9,12 +9,14 @@
 //! [`LogReader`] the caller puts in the [`SessionConfig`] (`logs.rs`).
 
 pub mod api_client;
+pub mod backoff;
 pub mod connection;
 pub mod host;
 pub mod logs;
 pub mod registration;
 
 pub use api_client::{ApiClient, ApiClientError};
+pub use backoff::register_with_retry;
 pub use connection::{run_session, SessionConfig, SessionEvent};
 pub use logs::LogReader;
 pub use registration::{register, AgentIdentity, RegistrationConfig};
