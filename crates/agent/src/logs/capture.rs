@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::stream::FusedStream;
+use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::TaskLog;
@@ -27,6 +28,19 @@ const MAX_UNREACHABLE: u32 = 120;
 const BATCH: usize = 256;
 
 type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The next item and whatever else is ready, up to [`BATCH`]; `None` once the stream ends. (Not
+/// `ready_chunks`, which keeps a buffer of `BATCH` items per container even while it waits.)
+async fn ready_batch<T>(stream: &mut (impl FusedStream<Item = T> + Unpin)) -> Option<Vec<T>> {
+    let mut items = vec![stream.next().await?];
+    while items.len() < BATCH {
+        match stream.next().now_or_never() {
+            Some(Some(item)) => items.push(item),
+            _ => break,
+        }
+    }
+    Some(items)
+}
 
 /// Appends `lines` to the task's log on the blocking pool.
 async fn store(log: &Arc<TaskLog>, container: &str, lines: Vec<LogChunk>, clock: &Clock) {
@@ -58,9 +72,9 @@ pub fn spawn(
         loop {
             let since = log.last_runtime_ns(&container);
             // Whatever lines are ready are written together, off the async runtime.
-            let mut stream = runtime.logs(&runtime_id, since, true).ready_chunks(BATCH);
+            let mut stream = runtime.logs(&runtime_id, since, true).fuse();
             let mut broke = false;
-            while let Some(items) = stream.next().await {
+            while let Some(items) = ready_batch(&mut stream).await {
                 let mut lines = Vec::with_capacity(items.len());
                 for item in items {
                     match item {
@@ -109,8 +123,8 @@ pub fn spawn(
             if !live {
                 // One last pass to drain what the exited container wrote.
                 let since = log.last_runtime_ns(&container);
-                let mut rest = runtime.logs(&runtime_id, since, false).ready_chunks(BATCH);
-                while let Some(items) = rest.next().await {
+                let mut rest = runtime.logs(&runtime_id, since, false).fuse();
+                while let Some(items) = ready_batch(&mut rest).await {
                     let n = items.len();
                     let lines: Vec<LogChunk> = items.into_iter().map_while(Result::ok).collect();
                     let broke = lines.len() < n;

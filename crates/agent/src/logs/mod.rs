@@ -30,7 +30,9 @@ pub use crate::runtime::LogSource;
 
 const CURRENT: &str = "current.log";
 const PREVIOUS: &str = "previous.log";
-/// How many lines a follower may fall behind before it re-reads the file.
+/// How many lines a follower may fall behind before it re-reads the file. The feed exists only
+/// while someone follows: its slots (and the last lines they hold) cost about 120 bytes each plus
+/// the text, for every task, where most tasks are never followed.
 const FOLLOW_BUFFER: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +122,10 @@ struct Writer {
     next_seq: u64,
     /// The last runtime timestamp written per container.
     last_ns: BTreeMap<String, i64>,
-    /// Dropped once the task is done, which ends every follower.
+    /// The feed to followers; made by the first one, dropped when the last one has gone.
     live: Option<broadcast::Sender<LogLine>>,
+    /// The task is done: no line will come, and dropping `live` ended every follower.
+    finished: bool,
 }
 
 /// One task's log.
@@ -149,8 +153,8 @@ impl TaskLog {
         let path = dir.join(CURRENT);
         let file = disk::private_file().create(true).append(true).open(&path).map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
-        let (live, _) = broadcast::channel(FOLLOW_BUFFER);
-        Ok(TaskLog { dir, limit_bytes, writer: Mutex::new(Writer { file, len, next_seq, last_ns, live: Some(live) }) })
+        let writer = Writer { file, len, next_seq, last_ns, live: None, finished: false };
+        Ok(TaskLog { dir, limit_bytes, writer: Mutex::new(writer) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Writer> {
@@ -196,15 +200,21 @@ impl TaskLog {
             w.last_ns.insert(container.to_string(), ns);
         }
         if let Some(live) = &w.live {
-            // No followers is fine.
-            let _ = live.send(entry);
+            if live.receiver_count() == 0 {
+                // The last follower went: free the feed and the lines it holds.
+                w.live = None;
+            } else {
+                let _ = live.send(entry);
+            }
         }
         Ok(())
     }
 
     /// Marks the log complete: followers drain and end.
     pub fn finish(&self) {
-        self.lock().live = None;
+        let mut w = self.lock();
+        w.live = None;
+        w.finished = true;
     }
 
     /// Every stored line (oldest first), optionally of one container.
@@ -218,7 +228,20 @@ impl TaskLog {
     pub fn stream(self: &Arc<Self>, container: Option<String>, follow: bool) -> BoxStream<'static, LogLine> {
         // Subscribe before reading, so nothing written in between is lost; sequence numbers drop
         // what both the file and the feed carry.
-        let rx = if follow { self.lock().live.as_ref().map(|l| l.subscribe()) } else { None };
+        let rx = if follow {
+            let mut w = self.lock();
+            match (&w.live, w.finished) {
+                (_, true) => None,
+                (Some(live), false) => Some(live.subscribe()),
+                (None, false) => {
+                    let (live, rx) = broadcast::channel(FOLLOW_BUFFER);
+                    w.live = Some(live);
+                    Some(rx)
+                }
+            }
+        } else {
+            None
+        };
         let stored = self.read(container.as_deref()).unwrap_or_default();
         let last = stored.last().map(|l| l.seq);
         let head = stream::iter(stored);
@@ -341,5 +364,29 @@ mod tests {
         assert!(follow.next().await.is_none());
         let all: Vec<_> = log.stream(None, false).map(|l| l.line).collect().await;
         assert_eq!(all, vec!["one", "other", "two"]);
+    }
+
+    #[tokio::test]
+    async fn the_follow_feed_exists_only_while_someone_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_path_buf(), 1 << 20);
+        let log = store.open("t1").unwrap();
+        log.append("web", LogSource::Stdout, "one".into(), None, 0).unwrap();
+        assert!(log.lock().live.is_none(), "a feed nobody follows");
+        let mut follow = log.stream(None, true);
+        assert_eq!(follow.next().await.unwrap().line, "one");
+        log.append("web", LogSource::Stdout, "two".into(), None, 0).unwrap();
+        assert_eq!(follow.next().await.unwrap().line, "two");
+        drop(follow);
+        log.append("web", LogSource::Stdout, "three".into(), None, 0).unwrap();
+        assert!(log.lock().live.is_none(), "the feed outlived its last follower");
+        // A new follower gets a new feed; once the task is done, a follow is a plain read.
+        let mut again = log.stream(None, true);
+        assert_eq!(again.next().await.unwrap().line, "one");
+        log.finish();
+        let rest: Vec<_> = again.map(|l| l.line).collect().await;
+        assert_eq!(rest, vec!["two", "three"]);
+        let done: Vec<_> = log.stream(None, true).map(|l| l.line).collect().await;
+        assert_eq!(done, vec!["one", "two", "three"]);
     }
 }
