@@ -138,12 +138,20 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyhow::Result<()> {
     let base = args.registration("simulated");
     flotilla_agent::disk::create_private_dir(&flotilla_agent::hollow::hollow_dir(&base))?;
+    // The same opt-ins as a real agent's, so a simulated fleet refuses what a real one would.
+    let policy = flotilla_agent::engine::policy::HostPolicy::new(
+        args.allow_privileged,
+        &args.allow_host_paths,
+        &args.allow_capabilities,
+        &base.data_dir,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
     for i in 0..n {
         let cfg = flotilla_agent::hollow::hollow_config(&base, i);
         let (client, stop) = (client.clone(), stop_rx.clone());
-        agents.spawn(async move { flotilla_agent::hollow::run_hollow(client, cfg, stop).await });
+        let policy = Some(policy.clone());
+        agents.spawn(async move { flotilla_agent::hollow::run_hollow_with_policy(client, cfg, policy, stop).await });
         // Registering thousands at once would only make them all retry; a short stagger keeps
         // the start orderly.
         if i % 100 == 99 {
