@@ -163,7 +163,7 @@ pub async fn run_hollow_with_policy(
             return Ok(());
         }
         // The server forgot this instance: join again as a new one.
-        let _ = std::fs::remove_file(cfg.data_dir.join(&cfg.state_file));
+        let _ = tokio::fs::remove_file(cfg.data_dir.join(&cfg.state_file)).await;
     }
 }
 
