@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use flotilla_protocol::{ContainerLifecycle, ContainerReport, ManifestEntry, TaskAssignment, TaskReport, TaskStatus};
 use tokio::sync::mpsc;
 
+use crate::engine::policy::{self, HostPolicy};
 use crate::session::{
     register, run_session, ApiClient, ApiClientError, RegistrationConfig, SessionConfig, SessionEvent,
 };
@@ -25,9 +26,25 @@ pub struct SimulatedRuntime {
     /// Task ARN -> container names, for tasks that are running.
     running: HashMap<String, Vec<String>>,
     seq: u64,
+    /// What tasks may ask of the host, as a real agent's flags say; `None` allows everything.
+    /// Checked by the paths as written: a hollow instance has no host to follow links on.
+    policy: Option<HostPolicy>,
 }
 
 impl SimulatedRuntime {
+    /// A runtime that refuses what `policy` does, as a real agent would.
+    pub fn with_policy(policy: HostPolicy) -> Self {
+        SimulatedRuntime { policy: Some(policy), ..Self::default() }
+    }
+
+    /// Why the task may not run here, if it may not.
+    fn refusal(&self, a: &TaskAssignment) -> Option<String> {
+        let p = self.policy.as_ref()?;
+        let volumes = a.definition.volumes.as_deref().unwrap_or_default();
+        let defs = a.definition.container_definitions.as_deref().unwrap_or_default();
+        policy::check(p, volumes, defs, &|_| None).err().map(|e| format!("CannotCreateContainerError: {e}"))
+    }
+
     fn report(&mut self, task_arn: &str, status: TaskStatus, containers: &[String]) -> TaskReport {
         self.seq += 1;
         let now = now_ms();
@@ -65,6 +82,15 @@ impl SimulatedRuntime {
                 a.definition.container_definitions.iter().flatten().filter_map(|c| c.name.clone()).collect();
             match (a.desired_status(), self.running.contains_key(&arn)) {
                 ("RUNNING", false) => {
+                    if let Some(reason) = self.refusal(a) {
+                        let mut r = self.report(&arn, TaskStatus::Stopped, &names);
+                        r.stop_code = Some("TaskFailedToStart".into());
+                        r.stopped_reason = Some(reason);
+                        r.started_at_ms = None;
+                        r.containers.iter_mut().for_each(|c| (c.exit_code, c.runtime_id) = (None, None));
+                        out.push(r);
+                        continue;
+                    }
                     out.push(self.report(&arn, TaskStatus::Running, &names));
                     self.running.insert(arn, names);
                 }
@@ -102,6 +128,16 @@ impl SimulatedRuntime {
 pub async fn run_hollow(
     client: ApiClient,
     cfg: RegistrationConfig,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ApiClientError> {
+    run_hollow_with_policy(client, cfg, None, shutdown).await
+}
+
+/// [`run_hollow`] refusing, as a real agent with the same flags would, what `policy` refuses.
+pub async fn run_hollow_with_policy(
+    client: ApiClient,
+    cfg: RegistrationConfig,
+    policy: Option<HostPolicy>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ApiClientError> {
     loop {
@@ -109,7 +145,7 @@ pub async fn run_hollow(
         let (ev_tx, mut events) = mpsc::unbounded_channel();
         let (report_tx, reports) = mpsc::unbounded_channel();
         let session = tokio::spawn(run_session(client.clone(), identity, SessionConfig::default(), ev_tx, reports));
-        let mut runtime = SimulatedRuntime::default();
+        let mut runtime = SimulatedRuntime { policy: policy.clone(), ..SimulatedRuntime::default() };
         let rejected = loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -128,7 +164,7 @@ pub async fn run_hollow(
             return Ok(());
         }
         // The server forgot this instance: join again as a new one.
-        let _ = std::fs::remove_file(cfg.data_dir.join(&cfg.state_file));
+        let _ = tokio::fs::remove_file(cfg.data_dir.join(&cfg.state_file)).await;
     }
 }
 
@@ -187,5 +223,23 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].task_arn, "b");
         assert_eq!(rt.running(), 1);
+    }
+
+    #[test]
+    fn a_policy_refuses_what_a_real_agent_would() {
+        let strict = HostPolicy::new(false, &[], &[], std::path::Path::new("/var/lib/hollow"));
+        let mut rt = SimulatedRuntime::with_policy(strict);
+        let mut a = assignment("t1", "RUNNING");
+        a.definition.volumes = Some(vec![flotilla_model::Volume {
+            name: Some("etc".into()),
+            host: Some(flotilla_model::HostVolumeProperties { source_path: Some("/etc".into()) }),
+            ..Default::default()
+        }]);
+        let r = rt.assign(std::slice::from_ref(&a));
+        assert_eq!((r[0].status.as_str(), r[0].stop_code.as_deref()), ("STOPPED", Some("TaskFailedToStart")));
+        assert!(r[0].stopped_reason.as_deref().unwrap().contains("--allow-host-path /etc"), "{r:?}");
+        assert_eq!(rt.running(), 0);
+        // Without a policy (the default) it runs, as before.
+        assert_eq!(SimulatedRuntime::default().assign(&[a])[0].status, "RUNNING");
     }
 }

@@ -9,6 +9,7 @@
 //! runs many simulated agents over the same session for tests and benchmarks at scale.
 
 pub mod cgroup;
+pub mod disk;
 pub mod engine;
 pub mod hollow;
 pub mod logs;

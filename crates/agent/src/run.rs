@@ -8,12 +8,17 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineConfig, PullBehavior};
 use crate::runtime::docker::{DockerRuntime, DockerTimeouts};
-use crate::session::{enroll, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
+use crate::session::{enroll_with_retry, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
 
 /// How the agent runs containers.
 #[derive(Debug, Clone, Default)]
 pub struct AgentOptions {
+    /// Privileged containers, every host path and every capability (see `engine::policy`).
     pub allow_privileged: bool,
+    /// Host path prefixes tasks may bind-mount.
+    pub allowed_host_paths: Vec<std::path::PathBuf>,
+    /// Kernel capabilities tasks may add.
+    pub allowed_capabilities: Vec<String>,
     pub pull_behavior: PullBehavior,
     /// Publish bridge-mode host ports on this address only (e.g. 127.0.0.1 for a local setup).
     pub host_ip: Option<String>,
@@ -23,6 +28,12 @@ pub struct AgentOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
+    #[error("the data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the Docker Engine is not reachable: {0}")]
     Docker(String),
     #[error("registering with the control plane failed: {0}")]
@@ -39,17 +50,27 @@ pub async fn run_agent(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    // Task records and logs are the agent's alone (`disk`).
+    crate::disk::create_private_dir(&registration.data_dir)
+        .map_err(|source| AgentError::DataDir { path: registration.data_dir.clone(), source })?;
     let runtime =
         DockerRuntime::connect(DockerTimeouts::default()).await.map_err(|e| AgentError::Docker(e.to_string()))?;
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
     let registration =
         RegistrationConfig { docker_version: format!("DockerVersion: {docker_version}"), ..registration };
-    let (client, identity) = enroll(&client, &registration, options.join_token.as_deref()).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    // A control plane not up yet is waited for (`session::backoff`); a refusal ends the agent.
+    let (client, identity) = tokio::select! {
+        r = enroll_with_retry(&client, &registration, options.join_token.as_deref()) => r?,
+        _ = &mut shutdown => return Ok(()),
+    };
     tracing::info!(instance = %identity.container_instance_arn, "registered");
 
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let mut config = EngineConfig::new(&registration.data_dir, &identity.cluster_arn, &identity.container_instance_arn);
     config.allow_privileged = options.allow_privileged;
+    config.allowed_host_paths = options.allowed_host_paths.clone();
+    config.allowed_capabilities = options.allowed_capabilities.clone();
     config.pull_behavior = options.pull_behavior;
     config.network.host_ip = options.host_ip.clone();
     let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());
@@ -67,7 +88,6 @@ pub async fn run_agent(
     let session_config = SessionConfig { logs: Some(Arc::new(engine.clone())), ..SessionConfig::default() };
     let session = tokio::spawn(run_session(client, identity, session_config, ev_tx, report_rx));
     let mut reaped = false;
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             ev = events.recv() => match ev {

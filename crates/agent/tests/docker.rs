@@ -86,6 +86,11 @@ struct Agent {
 
 impl Agent {
     async fn start() -> Agent {
+        Agent::start_with(|_| {}).await
+    }
+
+    /// An agent whose settings `tune` adjusts first.
+    async fn start_with(tune: impl FnOnce(&mut EngineConfig)) -> Agent {
         let runtime = Arc::new(DockerRuntime::connect(DockerTimeouts::default()).await.expect("Docker Engine"));
         flotilla_images::ensure_standard_images(runtime.docker()).await.expect("build the test images");
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -105,6 +110,7 @@ impl Agent {
             NetworkConfig { awsvpc_network: network, host_ip: Some("127.0.0.1".into()), ..NetworkConfig::default() };
         config.default_stop_timeout = Duration::from_secs(5);
         config.resync_interval = Duration::from_secs(2);
+        tune(&mut config);
         Agent::with(runtime, config, data, cleanup)
     }
 
@@ -458,4 +464,83 @@ async fn a_container_that_ignores_sigterm_is_killed_after_its_stop_timeout() {
     let r = agent.status(&arn, "STOPPED").await;
     assert!(asked.elapsed() >= Duration::from_secs(2), "{:?}", asked.elapsed());
     assert_eq!(container(&r, "stubborn").exit_code, Some(137));
+}
+
+/// A task whose host volume is `dir` (a bind mount), mounted read-only at /host in `c`, which
+/// prints /host/greeting and sleeps.
+fn host_mount_task(arn: &str, dir: &std::path::Path) -> TaskAssignment {
+    let c = ContainerDefinition {
+        mount_points: Some(vec![flotilla_model::MountPoint {
+            source_volume: Some("host".into()),
+            container_path: Some("/host".into()),
+            read_only: Some(true),
+        }]),
+        ..workload("c", &["cat", "/host/greeting", "then", "sleep", "inf"])
+    };
+    let mut a = assignment(arn, None, vec![c]);
+    a.definition.volumes = Some(vec![flotilla_model::Volume {
+        name: Some("host".into()),
+        host: Some(flotilla_model::HostVolumeProperties { source_path: Some(dir.display().to_string()) }),
+        ..Default::default()
+    }]);
+    a
+}
+
+/// The containers of `arn` that Docker has, running or not.
+async fn containers_of(agent: &Agent, arn: &str) -> usize {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{}={arn}", labels::TASK)])]);
+    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+    agent.runtime.docker().list_containers(Some(options)).await.expect("list containers").len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_mount_needs_the_instance_to_allow_its_path() {
+    let shared = tempfile::tempdir().expect("host dir");
+    std::fs::write(shared.path().join("greeting"), "hello from the host\n").unwrap();
+    let mounted = shared.path().canonicalize().unwrap();
+
+    // Nothing allowed: the task stops before any container exists, and says which flag to pass.
+    let mut strict = Agent::start().await;
+    let arn = task_arn();
+    strict.engine.apply(host_mount_task(&arn, &mounted)).unwrap();
+    let r = strict.status(&arn, "STOPPED").await;
+    let reason = r.stopped_reason.clone().unwrap_or_default();
+    let flag = format!("start the agent with --allow-host-path {}", mounted.display());
+    assert!(reason.contains(&flag), "{reason}");
+    assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"), "{r:?}");
+    assert!(r.containers.iter().all(|c| c.runtime_id.is_none()), "{r:?}");
+    assert_eq!(containers_of(&strict, &arn).await, 0);
+
+    // A prefix elsewhere is not enough either.
+    let mut elsewhere = Agent::start_with(|c| c.allowed_host_paths = vec!["/srv/flotilla-nowhere".into()]).await;
+    let arn = task_arn();
+    elsewhere.engine.apply(host_mount_task(&arn, &mounted)).unwrap();
+    let r = elsewhere.status(&arn, "STOPPED").await;
+    assert!(r.stopped_reason.as_deref().unwrap_or_default().contains("--allow-host-path"), "{r:?}");
+    assert_eq!(containers_of(&elsewhere, &arn).await, 0);
+
+    // The parent allowed: the container runs and reads the host's file.
+    let parent = mounted.parent().unwrap().to_path_buf();
+    let mut open = Agent::start_with(|c| c.allowed_host_paths = vec![parent]).await;
+    let arn = task_arn();
+    let a = host_mount_task(&arn, &mounted);
+    open.engine.apply(a.clone()).unwrap();
+    open.status(&arn, "RUNNING").await;
+    let deadline = Instant::now() + WAIT;
+    while !open.engine.logs(&arn, None, false).unwrap().any(|l| async move { l.line == "hello from the host" }).await {
+        assert!(Instant::now() < deadline, "the host file was not read");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    open.engine.apply(stopped(a)).unwrap();
+    open.status(&arn, "STOPPED").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docker_socket_is_never_mounted_without_allow_privileged() {
+    let mut agent = Agent::start_with(|c| c.allowed_host_paths = vec!["/".into()]).await;
+    let arn = task_arn();
+    agent.engine.apply(host_mount_task(&arn, std::path::Path::new("/var/run/docker.sock"))).unwrap();
+    let r = agent.status(&arn, "STOPPED").await;
+    assert!(r.stopped_reason.as_deref().unwrap_or_default().contains("--allow-privileged"), "{r:?}");
+    assert_eq!(containers_of(&agent, &arn).await, 0);
 }

@@ -61,7 +61,8 @@ struct App {
 
 /// Opens the store under `config.data_dir` and builds the shared context.
 pub async fn open(config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
-    std::fs::create_dir_all(&config.data_dir)?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&config.data_dir)?;
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&config.data_dir.join("store.redb"))?);
     build_ctx(store, config, clock).await
 }

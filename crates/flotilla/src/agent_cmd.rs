@@ -57,9 +57,18 @@ pub struct AgentArgs {
     /// Run N hollow agents with a simulated runtime instead of one real agent.
     #[arg(long, value_name = "N")]
     pub simulate: Option<usize>,
-    /// Let task definitions run privileged containers.
+    /// Let task definitions run privileged containers, bind-mount any host path (the Docker
+    /// socket and the agent's data directory included) and add any capability.
     #[arg(long, env = "FLOTILLA_ALLOW_PRIVILEGED")]
     pub allow_privileged: bool,
+    /// Let tasks bind-mount host paths under PREFIX (`host.sourcePath` volumes); repeatable.
+    /// The Docker socket and the agent's data directory stay out of reach without --allow-privileged.
+    #[arg(long = "allow-host-path", value_name = "PREFIX")]
+    pub allow_host_paths: Vec<PathBuf>,
+    /// Let tasks add the kernel capability CAP (`linuxParameters.capabilities.add`), with or
+    /// without `CAP_`; repeatable.
+    #[arg(long = "allow-capability", value_name = "CAP")]
+    pub allow_capabilities: Vec<String>,
     /// When to pull images: default (only when absent), always, prefer-cached, never.
     #[arg(long, default_value = "default", value_parser = parse_pull)]
     pub pull_behavior: flotilla_agent::PullBehavior,
@@ -135,6 +144,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => {
             let options = flotilla_agent::run::AgentOptions {
                 allow_privileged: args.allow_privileged,
+                allowed_host_paths: args.allow_host_paths.clone(),
+                allowed_capabilities: args.allow_capabilities.clone(),
                 pull_behavior: args.pull_behavior,
                 host_ip: args.host_ip.clone(),
                 join_token: args.token.clone(),
@@ -148,13 +159,21 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyhow::Result<()> {
     let base = args.registration("simulated");
-    std::fs::create_dir_all(flotilla_agent::hollow::hollow_dir(&base))?;
+    flotilla_agent::disk::create_private_dir(&flotilla_agent::hollow::hollow_dir(&base))?;
+    // The same opt-ins as a real agent's, so a simulated fleet refuses what a real one would.
+    let policy = flotilla_agent::engine::policy::HostPolicy::new(
+        args.allow_privileged,
+        &args.allow_host_paths,
+        &args.allow_capabilities,
+        &base.data_dir,
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut agents = tokio::task::JoinSet::new();
     for i in 0..n {
         let cfg = flotilla_agent::hollow::hollow_config(&base, i);
         let (client, stop) = (client.clone(), stop_rx.clone());
-        agents.spawn(async move { flotilla_agent::hollow::run_hollow(client, cfg, stop).await });
+        let policy = Some(policy.clone());
+        agents.spawn(async move { flotilla_agent::hollow::run_hollow_with_policy(client, cfg, policy, stop).await });
         // Registering thousands at once would only make them all retry; a short stagger keeps
         // the start orderly.
         if i % 100 == 99 {

@@ -3,11 +3,15 @@
 //! `flotilla up` runs both on one machine; `flotilla logs` prints a task's container output.
 
 mod agent_cmd;
+mod listen;
 mod logs_cmd;
 mod server_cmd;
 mod signed;
 mod token_cmd;
 mod up_cmd;
+
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +20,9 @@ use clap::{Parser, Subcommand};
 /// server's time on them under load, mimalloc a fraction of that.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Threads for a single agent's blocking file and cgroup work.
+const AGENT_BLOCKING_THREADS: usize = 2;
 
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "A self-hosted container orchestrator that speaks the Amazon ECS API.")]
@@ -45,9 +52,21 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in files and journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Agent(args) = &cli.command {
+        if args.simulate.is_none() {
+            // The agent's blocking work (task records, log lines, cgroup files) is small and
+            // short; every extra blocking thread keeps its own allocator heap, which was most of
+            // what 50 tasks' file writes added to the agent's memory.
+            builder.max_blocking_threads(AGENT_BLOCKING_THREADS).thread_keep_alive(Duration::from_secs(2));
+        }
+    }
+    let runtime = builder.build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,

@@ -91,12 +91,12 @@ pub fn export_lines(creds: &RootCredentials, endpoint: &str, region: &str) -> St
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)?;
+    flotilla_agent::disk::create_private_dir(&data_dir)?; // 0700: the store and the root credentials
     if args.disable_auth && !args.listen.ip().is_loopback() {
         anyhow::bail!("--disable-auth is only allowed on a loopback address; {} is not one", args.listen);
     }
     let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = crate::listen::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let tls = tls_setup(&args.tls, &data_dir, addr)?;
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });

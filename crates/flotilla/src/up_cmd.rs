@@ -34,14 +34,14 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(crate::server_cmd::default_data_dir);
-    std::fs::create_dir_all(&data_dir)?;
+    flotilla_agent::disk::create_private_dir(&data_dir)?; // 0700: the store and the root credentials
     let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
 
     eprintln!("Preparing the local images (flotilla/workload, flotilla/pause)...");
     let docker = flotilla_images::connect().await?;
     flotilla_images::ensure_standard_images(&docker).await?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = crate::listen::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let tls = crate::server_cmd::tls_setup(&args.tls, &data_dir, addr)?;
     let endpoint = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
@@ -102,12 +102,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
+        allow_host_paths: Vec::new(),
+        allow_capabilities: Vec::new(),
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
         join_token,
+        ..Default::default()
     };
     // Let the server accept connections before the agent registers.
     tokio::task::yield_now().await;

@@ -131,8 +131,11 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self) {
-        match self.shared.logs.open(self.rec.task_id()) {
-            Ok(log) => self.log = Some(log),
+        // Opening reads what an earlier run stored: off the async runtime.
+        let (shared, task_id) = (self.shared.clone(), self.rec.task_id().to_string());
+        match tokio::task::spawn_blocking(move || shared.logs.open(&task_id)).await {
+            Ok(Ok(log)) => self.log = Some(log),
+            Ok(Err(e)) => tracing::warn!(task = %self.rec.arn(), error = %e, "task logs unavailable"),
             Err(e) => tracing::warn!(task = %self.rec.arn(), error = %e, "task logs unavailable"),
         }
         self.discover().await;
@@ -620,11 +623,12 @@ impl Actor {
         }
         // Deprovisioning removed the task cgroup unless it was busy then; nothing runs in it now.
         self.remove_cgroup().await;
-        if let Err(e) = self.shared.records.remove(self.rec.task_id()) {
-            tracing::warn!(task = %arn, error = %e, "cannot remove the task record");
-        }
-        if let Err(e) = self.shared.logs.remove(self.rec.task_id()) {
-            tracing::warn!(task = %arn, error = %e, "cannot remove the task's logs");
+        self.shared.records.remove(self.rec.task_id());
+        let (shared, task_id) = (self.shared.clone(), self.rec.task_id().to_string());
+        match tokio::task::spawn_blocking(move || shared.logs.remove(&task_id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(task = %arn, error = %e, "cannot remove the task's logs"),
+            Err(e) => tracing::warn!(task = %arn, error = %e, "cannot remove the task's logs"),
         }
         self.shared.forget(&arn);
         self.done = true;

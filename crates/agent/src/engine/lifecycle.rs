@@ -13,7 +13,7 @@ use super::actor::{Actor, Step, TASK_FAILED_TO_START};
 use super::order::{self, Readiness};
 use super::spec::{self, SpecContext};
 use super::status::{ContainerStatus, DesiredStatus};
-use super::{volumes, PullBehavior};
+use super::{policy, volumes, PullBehavior};
 use crate::cgroup::{Confinement, TaskLimits};
 use crate::network::{NetworkContext, NetworkMode};
 use crate::runtime::{labels, ContainerSpec, RuntimeError};
@@ -95,9 +95,29 @@ impl Actor {
         }
     }
 
+    /// What the task asks of the host against the instance's opt-ins (`policy`). Following
+    /// symbolic links touches the file system, so a task with host paths is checked off the
+    /// async runtime; one without needs no file system.
+    async fn check_policy(&self) -> Result<(), policy::PolicyError> {
+        let host_policy = self.shared.config.host_policy();
+        let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
+        let defs = self.defs.clone();
+        if !vols.iter().any(|v| v.host.as_ref().is_some_and(|h| h.source_path.is_some())) {
+            return policy::check(&host_policy, &vols, &defs, &|_| None);
+        }
+        tokio::task::spawn_blocking(move || policy::check(&host_policy, &vols, &defs, &policy::resolve_on_host))
+            .await
+            // Refuse rather than run unchecked.
+            .unwrap_or(Err(policy::PolicyError::Unchecked))
+    }
+
     /// PROVISIONING: refuse what this agent cannot run, then create volumes and the network.
     pub(super) async fn provision(&mut self) -> Step {
         if let Err(e) = NetworkMode::parse(self.rec.assignment.definition.network_mode.as_deref()) {
+            self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateContainerError: {e}"));
+            return Step::Failed;
+        }
+        if let Err(e) = self.check_policy().await {
             self.fail(Some(TASK_FAILED_TO_START), format!("CannotCreateContainerError: {e}"));
             return Step::Failed;
         }

@@ -15,6 +15,7 @@ mod actor;
 pub mod health;
 mod lifecycle;
 pub mod order;
+pub mod policy;
 pub mod record;
 pub mod spec;
 pub mod status;
@@ -85,7 +86,12 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub cluster_arn: String,
     pub container_instance_arn: String,
+    /// Privileged containers, and with them every host path and capability (see `policy`).
     pub allow_privileged: bool,
+    /// Prefixes of the host paths tasks may bind-mount (`--allow-host-path`).
+    pub allowed_host_paths: Vec<PathBuf>,
+    /// Capabilities tasks may add (`--allow-capability`).
+    pub allowed_capabilities: Vec<String>,
     pub pull_behavior: PullBehavior,
     /// Bound on each task's stored logs.
     pub log_limit_bytes: u64,
@@ -112,6 +118,8 @@ impl EngineConfig {
             cluster_arn: cluster_arn.to_string(),
             container_instance_arn: container_instance_arn.to_string(),
             allow_privileged: false,
+            allowed_host_paths: Vec::new(),
+            allowed_capabilities: Vec::new(),
             pull_behavior: PullBehavior::default(),
             log_limit_bytes: 10 << 20,
             docker_log_max_bytes: Some(10 << 20),
@@ -123,6 +131,16 @@ impl EngineConfig {
             resync_interval: Duration::from_secs(15),
             clock: system_clock(),
         }
+    }
+
+    /// What tasks may ask of this host.
+    pub fn host_policy(&self) -> policy::HostPolicy {
+        policy::HostPolicy::new(
+            self.allow_privileged,
+            &self.allowed_host_paths,
+            &self.allowed_capabilities,
+            &self.data_dir,
+        )
     }
 }
 
@@ -296,7 +314,7 @@ impl Engine {
     /// Rebuilds actors from the task records on disk (after an agent restart). Each actor finds
     /// its containers by label and resumes where the task was. Returns the adopted task ARNs.
     pub async fn adopt(&self) -> Result<Vec<String>, EngineError> {
-        let records = self.shared.records.load_all()?;
+        let records = self.shared.records.load_all().await?;
         let mut adopted = Vec::new();
         let mut actors = lock(&self.shared.actors);
         for record in records {
@@ -383,6 +401,8 @@ impl Engine {
             h.join.abort();
             let _ = h.join.await;
         }
+        // What the actors saved last must be on disk for the next start to adopt.
+        self.shared.records.flush().await;
     }
 }
 

@@ -1,13 +1,17 @@
 //! A task's state as its actor keeps it, the report built from it, and its copy on disk.
 //!
 //! The actor is the only writer of a [`TaskRecord`]. It saves the record under
-//! `<data_dir>/tasks/<task id>.json` (write to a temporary file, then rename, so a crash leaves
-//! the old or the new version, never half of one) whenever what it reports changes. After an
+//! `<data_dir>/tasks/<task id>.json` (write a temporary file, fsync it, rename it, fsync the
+//! directory, so a crash leaves the old or the new version, never half of one) whenever what it
+//! reports changes; the writing happens off the async runtime ([`RecordStore`]). After an
 //! agent restart the records give back each task's definition, statuses, timestamps and stop
 //! reason; the containers themselves are found again by their labels.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use flotilla_model::{ContainerDefinition, NetworkBinding};
 use flotilla_protocol::{ContainerReport, TaskAssignment, TaskReport};
@@ -18,6 +22,7 @@ use super::order::View;
 use super::spec;
 use super::status::{ContainerStatus, DesiredStatus, HealthStatus, TaskStatus};
 use crate::cgroup::Confinement;
+use crate::disk;
 use crate::network::{Attachment, NetworkMode};
 
 #[derive(Debug, thiserror::Error)]
@@ -219,62 +224,189 @@ impl TaskRecord {
     }
 }
 
-/// The records on disk.
+/// What is waiting to reach a task's record file.
+#[derive(Debug)]
+enum Pending {
+    Save(Vec<u8>),
+    Remove,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    /// The latest change of each task not yet written; an older one it replaced needs no writing.
+    pending: Mutex<BTreeMap<String, Pending>>,
+    /// Held while writing, so writes of one task never overtake each other.
+    writer: Mutex<()>,
+    /// A drain is scheduled and has not yet taken `pending`.
+    scheduled: AtomicBool,
+}
+
+/// The records on disk. Saving and removing only queue the change and return; the writes happen
+/// on tokio's blocking pool (never on an async worker), one drain at a time, so the file of a task
+/// always ends at its latest change.
 #[derive(Debug, Clone)]
 pub struct RecordStore {
     dir: PathBuf,
+    queue: Arc<Queue>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordError + '_ {
     move |source| RecordError::Io { path: path.to_path_buf(), source }
 }
 
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl RecordStore {
     pub fn new(dir: PathBuf) -> RecordStore {
-        RecordStore { dir }
+        RecordStore { dir, queue: Arc::default() }
     }
 
     fn path(&self, task_id: &str) -> PathBuf {
         self.dir.join(format!("{task_id}.json"))
     }
 
+    /// Queues the record to be written (crash-atomically, see [`disk::write_atomic`]).
     pub fn save(&self, record: &TaskRecord) -> Result<(), RecordError> {
-        fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let path = self.path(record.task_id());
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(record).map_err(|e| io(&path)(e.into()))?;
-        fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))
+        self.enqueue(record.task_id(), Pending::Save(bytes));
+        Ok(())
     }
 
-    pub fn remove(&self, task_id: &str) -> Result<(), RecordError> {
-        let path = self.path(task_id);
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
-            _ => Ok(()),
+    /// Queues the record's removal.
+    pub fn remove(&self, task_id: &str) {
+        self.enqueue(task_id, Pending::Remove);
+    }
+
+    fn enqueue(&self, task_id: &str, change: Pending) {
+        locked(&self.queue.pending).insert(task_id.to_string(), change);
+        if self.queue.scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let this = self.clone();
+                rt.spawn_blocking(move || this.drain());
+            }
+            // Outside a runtime (a tool, a test) blocking is what the caller does anyway.
+            Err(_) => self.drain(),
         }
     }
 
-    /// Every readable record. A record that does not parse (written by an incompatible version)
-    /// is skipped; its containers are then unowned and the reaper removes them.
-    pub fn load_all(&self) -> Result<Vec<TaskRecord>, RecordError> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.dir)(e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(io(&self.dir))?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(io(&path))?;
-            match serde_json::from_slice::<TaskRecord>(&bytes) {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable task record"),
+    /// Writes everything queued. Failures are logged: the next change of the task writes the
+    /// whole record again.
+    fn drain(&self) {
+        let _writer = locked(&self.queue.writer);
+        // A change queued from here on schedules another drain, which waits for this one.
+        self.queue.scheduled.store(false, Ordering::SeqCst);
+        let pending = std::mem::take(&mut *locked(&self.queue.pending));
+        if pending.is_empty() {
+            return;
+        }
+        if let Err(e) = disk::ensure_own_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot create the task record directory");
+            return;
+        }
+        for (task_id, change) in pending {
+            let path = self.path(&task_id);
+            let result = match change {
+                Pending::Save(bytes) => disk::write_atomic(&path, &bytes),
+                Pending::Remove => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                tracing::warn!(task = %task_id, path = %path.display(), error = %e, "cannot write the task record");
             }
         }
-        Ok(out)
+    }
+
+    /// Waits until every change queued so far is on disk (an agent shutting down).
+    pub async fn flush(&self) {
+        let this = self.clone();
+        let _ = tokio::task::spawn_blocking(move || this.drain()).await;
+    }
+
+    /// Every readable record, read on the blocking pool. A record that does not parse (written by
+    /// an incompatible version) is skipped; its containers are then unowned and the reaper
+    /// removes them.
+    pub async fn load_all(&self) -> Result<Vec<TaskRecord>, RecordError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || load_all(&dir))
+            .await
+            .map_err(|e| RecordError::Io { path: self.dir.clone(), source: std::io::Error::other(e) })?
+    }
+}
+
+fn load_all(dir: &Path) -> Result<Vec<TaskRecord>, RecordError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io(dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        match serde_json::from_slice::<TaskRecord>(&bytes) {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable task record"),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::{ContainerDefinition, Task, TaskDefinition};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(id: &str, desired: &str) -> TaskRecord {
+        TaskRecord::new(TaskAssignment {
+            task: Task {
+                task_arn: Some(format!("arn:aws:ecs:r:1:task/c/{id}")),
+                desired_status: Some(desired.into()),
+                ..Default::default()
+            },
+            definition: TaskDefinition {
+                container_definitions: Some(vec![ContainerDefinition {
+                    name: Some("web".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            reserved_ports: vec![],
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_reach_the_disk_privately_and_the_latest_change_wins() {
+        let root = tempfile::tempdir().unwrap();
+        let store = RecordStore::new(root.path().join("tasks"));
+        for i in 0..50 {
+            let mut r = record("t1", "RUNNING");
+            r.times.started_at = Some(i);
+            store.save(&r).unwrap();
+        }
+        store.save(&record("t2", "RUNNING")).unwrap();
+        store.save(&record("t3", "RUNNING")).unwrap();
+        store.remove("t3");
+        store.flush().await;
+        let mut all = store.load_all().await.unwrap();
+        all.sort_by(|a, b| a.arn().cmp(b.arn()));
+        assert_eq!(all.iter().map(|r| r.task_id().to_string()).collect::<Vec<_>>(), vec!["t1", "t2"]);
+        assert_eq!(all[0].times.started_at, Some(49));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&root.path().join("tasks")), 0o700);
+        assert_eq!(mode(&root.path().join("tasks/t1.json")), 0o600);
+        // No temporary file is left.
+        assert_eq!(fs::read_dir(root.path().join("tasks")).unwrap().count(), 2);
     }
 }

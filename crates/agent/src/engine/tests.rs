@@ -74,6 +74,9 @@ struct Harness {
     fake: FakeRuntime,
     reports: UnboundedReceiver<TaskReport>,
     seen: Vec<TaskReport>,
+    /// Reports of other tasks that came while waiting for one: tasks progress in parallel (file
+    /// writes on the blocking pool finish in any order), so a later wait may be for one of them.
+    backlog: std::collections::VecDeque<TaskReport>,
     dir: Arc<tempfile::TempDir>,
     /// When the test began, for the injected wall clock.
     start: tokio::time::Instant,
@@ -103,11 +106,18 @@ impl Harness {
         tweak(&mut config);
         let (tx, reports) = unbounded_channel();
         let engine = Engine::new(config, Arc::new(fake.clone()), tx);
-        Harness { engine, fake, reports, seen: Vec::new(), dir, start }
+        Harness { engine, fake, reports, seen: Vec::new(), backlog: Default::default(), dir, start }
     }
 
     /// Waits for a report of `task` that satisfies `pred`.
     async fn until(&mut self, task: &str, what: &str, pred: impl Fn(&TaskReport) -> bool) -> TaskReport {
+        // What already came for this task counts as if it came now, in order.
+        while let Some(i) = self.backlog.iter().position(|r| r.task_arn == task) {
+            let r = self.backlog.remove(i).expect("position is in range");
+            if pred(&r) {
+                return r;
+            }
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
         loop {
             let r = tokio::time::timeout_at(deadline, self.reports.recv())
@@ -117,6 +127,9 @@ impl Harness {
             self.seen.push(r.clone());
             if r.task_arn == task && pred(&r) {
                 return r;
+            }
+            if r.task_arn != task {
+                self.backlog.push_back(r);
             }
         }
     }

@@ -8,11 +8,15 @@
 //! more than its limit. Every line carries a per-task sequence number, so a follower that reads
 //! the files and then the live feed neither misses nor repeats a line. `capture.rs` feeds lines
 //! from the runtime.
+//!
+//! Everything here blocks on the file system: async callers go through
+//! `tokio::task::spawn_blocking` (the capture appends a batch of lines at a time), and the files
+//! are private to the agent's user (`crate::disk`).
 
 pub mod capture;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,11 +25,14 @@ use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use crate::disk;
 pub use crate::runtime::LogSource;
 
 const CURRENT: &str = "current.log";
 const PREVIOUS: &str = "previous.log";
-/// How many lines a follower may fall behind before it re-reads the file.
+/// How many lines a follower may fall behind before it re-reads the file. The feed exists only
+/// while someone follows: its slots (and the last lines they hold) cost about 120 bytes each plus
+/// the text, for every task, where most tasks are never followed.
 const FOLLOW_BUFFER: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +122,10 @@ struct Writer {
     next_seq: u64,
     /// The last runtime timestamp written per container.
     last_ns: BTreeMap<String, i64>,
-    /// Dropped once the task is done, which ends every follower.
+    /// The feed to followers; made by the first one, dropped when the last one has gone.
     live: Option<broadcast::Sender<LogLine>>,
+    /// The task is done: no line will come, and dropping `live` ended every follower.
+    finished: bool,
 }
 
 /// One task's log.
@@ -128,7 +137,10 @@ pub struct TaskLog {
 
 impl TaskLog {
     fn open(dir: PathBuf, limit_bytes: u64) -> Result<TaskLog, LogError> {
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if let Some(root) = dir.parent() {
+            disk::ensure_own_dir(root).map_err(io(root))?;
+        }
+        disk::ensure_own_dir(&dir).map_err(io(&dir))?;
         // Resume numbering and capture positions from what is on disk.
         let mut next_seq = 0;
         let mut last_ns = BTreeMap::new();
@@ -139,10 +151,10 @@ impl TaskLog {
             }
         }
         let path = dir.join(CURRENT);
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+        let file = disk::private_file().create(true).append(true).open(&path).map_err(io(&path))?;
         let len = file.metadata().map_err(io(&path))?.len();
-        let (live, _) = broadcast::channel(FOLLOW_BUFFER);
-        Ok(TaskLog { dir, limit_bytes, writer: Mutex::new(Writer { file, len, next_seq, last_ns, live: Some(live) }) })
+        let writer = Writer { file, len, next_seq, last_ns, live: None, finished: false };
+        Ok(TaskLog { dir, limit_bytes, writer: Mutex::new(writer) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Writer> {
@@ -177,7 +189,7 @@ impl TaskLog {
         if w.len > 0 && w.len + bytes.len() as u64 > self.limit_bytes / 2 {
             let (cur, prev) = (self.dir.join(CURRENT), self.dir.join(PREVIOUS));
             fs::rename(&cur, &prev).map_err(io(&cur))?;
-            w.file = OpenOptions::new().create(true).append(true).open(&cur).map_err(io(&cur))?;
+            w.file = disk::private_file().create(true).append(true).open(&cur).map_err(io(&cur))?;
             w.len = 0;
         }
         let path = self.dir.join(CURRENT);
@@ -188,15 +200,21 @@ impl TaskLog {
             w.last_ns.insert(container.to_string(), ns);
         }
         if let Some(live) = &w.live {
-            // No followers is fine.
-            let _ = live.send(entry);
+            if live.receiver_count() == 0 {
+                // The last follower went: free the feed and the lines it holds.
+                w.live = None;
+            } else {
+                let _ = live.send(entry);
+            }
         }
         Ok(())
     }
 
     /// Marks the log complete: followers drain and end.
     pub fn finish(&self) {
-        self.lock().live = None;
+        let mut w = self.lock();
+        w.live = None;
+        w.finished = true;
     }
 
     /// Every stored line (oldest first), optionally of one container.
@@ -206,10 +224,24 @@ impl TaskLog {
     }
 
     /// The stored lines, then (with `follow`) new lines as they come, until the task is done.
+    /// Reads the stored lines before it returns (blocking).
     pub fn stream(self: &Arc<Self>, container: Option<String>, follow: bool) -> BoxStream<'static, LogLine> {
         // Subscribe before reading, so nothing written in between is lost; sequence numbers drop
         // what both the file and the feed carry.
-        let rx = if follow { self.lock().live.as_ref().map(|l| l.subscribe()) } else { None };
+        let rx = if follow {
+            let mut w = self.lock();
+            match (&w.live, w.finished) {
+                (_, true) => None,
+                (Some(live), false) => Some(live.subscribe()),
+                (None, false) => {
+                    let (live, rx) = broadcast::channel(FOLLOW_BUFFER);
+                    w.live = Some(live);
+                    Some(rx)
+                }
+            }
+        } else {
+            None
+        };
         let stored = self.read(container.as_deref()).unwrap_or_default();
         let last = stored.last().map(|l| l.seq);
         let head = stream::iter(stored);
@@ -235,13 +267,15 @@ impl TaskLog {
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            // Fell behind the feed: catch up from the files.
-                            let missed: Vec<LogLine> = this
-                                .read(None)
-                                .unwrap_or_default()
-                                .into_iter()
-                                .filter(|l| last.is_none_or(|s| l.seq > s))
-                                .collect();
+                            // Fell behind the feed: catch up from the files, off the runtime.
+                            let reader = this.clone();
+                            let stored = tokio::task::spawn_blocking(move || reader.read(None))
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                                .unwrap_or_default();
+                            let missed: Vec<LogLine> =
+                                stored.into_iter().filter(|l| last.is_none_or(|s| l.seq > s)).collect();
                             if let Some(l) = missed.last() {
                                 last = Some(l.seq);
                             }
@@ -299,6 +333,11 @@ mod tests {
         let total: u64 =
             fs::read_dir(dir.path().join("t1")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
         assert!(total <= 4096 + 200, "{total}");
+        // Only the agent's user reads what containers printed.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(dir.path()), mode(&dir.path().join("t1"))), (0o700, 0o700));
+        assert_eq!(mode(&dir.path().join("t1").join(CURRENT)), 0o600);
 
         // A new store (an agent restart) continues the numbering and knows where capture was.
         drop(store);
@@ -325,5 +364,29 @@ mod tests {
         assert!(follow.next().await.is_none());
         let all: Vec<_> = log.stream(None, false).map(|l| l.line).collect().await;
         assert_eq!(all, vec!["one", "other", "two"]);
+    }
+
+    #[tokio::test]
+    async fn the_follow_feed_exists_only_while_someone_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::new(dir.path().to_path_buf(), 1 << 20);
+        let log = store.open("t1").unwrap();
+        log.append("web", LogSource::Stdout, "one".into(), None, 0).unwrap();
+        assert!(log.lock().live.is_none(), "a feed nobody follows");
+        let mut follow = log.stream(None, true);
+        assert_eq!(follow.next().await.unwrap().line, "one");
+        log.append("web", LogSource::Stdout, "two".into(), None, 0).unwrap();
+        assert_eq!(follow.next().await.unwrap().line, "two");
+        drop(follow);
+        log.append("web", LogSource::Stdout, "three".into(), None, 0).unwrap();
+        assert!(log.lock().live.is_none(), "the feed outlived its last follower");
+        // A new follower gets a new feed; once the task is done, a follow is a plain read.
+        let mut again = log.stream(None, true);
+        assert_eq!(again.next().await.unwrap().line, "one");
+        log.finish();
+        let rest: Vec<_> = again.map(|l| l.line).collect().await;
+        assert_eq!(rest, vec!["two", "three"]);
+        let done: Vec<_> = log.stream(None, true).map(|l| l.line).collect().await;
+        assert_eq!(done, vec!["one", "two", "three"]);
     }
 }

@@ -26,7 +26,8 @@ use crate::runtime::LogSource;
 /// Where a session reads the logs it is asked for.
 pub trait LogReader: Send + Sync {
     /// The task's stored lines, oldest first, optionally of one container; with `follow`, then new
-    /// lines as they come, ending once the task is done.
+    /// lines as they come, ending once the task is done. It may block on the file system; the
+    /// session calls it on the blocking pool.
     fn read(
         &self,
         task_arn: &str,
@@ -120,7 +121,11 @@ async fn stream_logs(reader: Option<Arc<dyn LogReader>>, req: LogsRequest, out: 
         send(LogsBatch::failed(&id, LOGS_UNSUPPORTED, "This agent keeps no container logs.")).await;
         return;
     };
-    let lines = match reader.read(&req.task_arn, req.container.as_deref(), req.follow) {
+    // Reading stored lines blocks on the file system: off the async runtime.
+    let (task, container, follow) = (req.task_arn.clone(), req.container.clone(), req.follow);
+    let read = tokio::task::spawn_blocking(move || reader.read(&task, container.as_deref(), follow)).await;
+    let lines = match read.unwrap_or_else(|e| Err(LogsError { code: LOGS_READ_FAILED.into(), message: e.to_string() }))
+    {
         Ok(lines) => lines,
         Err(e) => {
             send(LogsBatch { request_id: id, lines: Vec::new(), done: true, error: Some(e) }).await;

@@ -9,6 +9,7 @@
 //! [`LogReader`] the caller puts in the [`SessionConfig`] (`logs.rs`).
 
 pub mod api_client;
+pub mod backoff;
 pub mod connection;
 pub mod host;
 pub mod join;
@@ -17,6 +18,7 @@ pub mod registration;
 pub mod tls;
 
 pub use api_client::{ApiClient, ApiClientError};
+pub use backoff::enroll_with_retry;
 pub use connection::{run_session, SessionConfig, SessionEvent};
 pub use join::enroll;
 pub use logs::LogReader;
