@@ -85,26 +85,8 @@ class FixedPortServer(ServerProcess):
     its URL finds it again. Otherwise exactly ServerProcess (same export-line and /health waits)."""
 
     def __init__(self, data_dir: Path, log_path: Path, port: int):
-        super().__init__(data_dir, log_path)
+        super().__init__(data_dir, log_path, listen=f"127.0.0.1:{port}")
         self.port = port
-
-    def start(self) -> "FixedPortServer":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [flotilla_bin(), "server", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_") or k == "FLOTILLA_LOG"},
-            )
-        finally:
-            log.close()
-        self.export_line = self._read_first_line(START_TIMEOUT)
-        self.env = parse_export_line(self.export_line)
-        self._wait_healthy(START_TIMEOUT)
-        return self
 
 
 class AgentProcess:

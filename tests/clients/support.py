@@ -64,10 +64,13 @@ def parse_export_line(line: str) -> dict[str, str]:
 class ServerProcess:
     """One `flotilla server` child process on a data directory."""
 
-    def __init__(self, data_dir: Path, log_path: Path, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self, data_dir: Path, log_path: Path, extra_args: tuple[str, ...] = (), listen: str = "127.0.0.1:0"
+    ):
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.extra_args = tuple(extra_args)
+        self.listen = listen
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
         self.export_line = ""
@@ -88,7 +91,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [flotilla_bin(), "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir), *self.extra_args],
+                [flotilla_bin(), "server", "--listen", self.listen, "--data-dir", str(self.data_dir), *self.extra_args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,

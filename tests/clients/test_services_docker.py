@@ -51,32 +51,8 @@ MAX_TOTAL = 6  # 3 x 200%
 class GraceServer(ServerProcess):
     """A `flotilla server` on port 0 with a short lost-instance grace period."""
 
-    def start(self) -> "GraceServer":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                [
-                    flotilla_bin(),
-                    "server",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--lost-instance-grace-seconds",
-                    str(LOST_GRACE_SECONDS),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_") or k == "FLOTILLA_LOG"},
-            )
-        finally:
-            log.close()
-        self.export_line = self._read_first_line(START_TIMEOUT)
-        self.env = parse_export_line(self.export_line)
-        self._wait_healthy(START_TIMEOUT)
-        return self
+    def __init__(self, data_dir: Path, log_path: Path):
+        super().__init__(data_dir, log_path, ("--lost-instance-grace-seconds", str(LOST_GRACE_SECONDS)))
 
 
 class Fleet:
