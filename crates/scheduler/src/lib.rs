@@ -40,7 +40,7 @@ mod request;
 mod rng;
 mod snapshot;
 
-pub use pipeline::{eligible, place, place_by_scan, verify};
+pub use pipeline::{eligible, place, place_by_scan, verify, Standing};
 pub use plan::{Failure, FailureReason, Placement, Plan, Reason, Rejections};
 pub use query::{parse, Expr, Facts, ParseError, MAX_EXPRESSION_CHARS};
 pub use request::{

@@ -31,6 +31,17 @@ impl InstanceStatus {
             _ => InstanceStatus::Inactive,
         }
     }
+
+    /// The first, cheapest checks: whether an instance in this status, with its agent connected
+    /// or not, can take a task at all, and if not why.
+    pub fn gate(self, agent_connected: bool) -> Option<Reason> {
+        match self {
+            InstanceStatus::Draining => Some(Reason::Draining),
+            InstanceStatus::Inactive => Some(Reason::Inactive),
+            InstanceStatus::Active if !agent_connected => Some(Reason::Agent),
+            InstanceStatus::Active => None,
+        }
+    }
 }
 
 /// A host port's transport protocol: tcp/80 and udp/80 are different ports.
@@ -61,6 +72,12 @@ impl HostPort {
     /// One sortable integer per (protocol, port), so a port check is a binary search.
     pub(crate) fn key(self) -> u32 {
         (u32::from(self.protocol == Protocol::Udp) << 16) | u32::from(self.port)
+    }
+
+    /// The port a [`HostPort::key`] stands for.
+    pub(crate) fn from_key(key: u32) -> Self {
+        let protocol = if key >> 16 == 1 { Protocol::Udp } else { Protocol::Tcp };
+        HostPort { port: key as u16, protocol }
     }
 }
 
@@ -227,12 +244,7 @@ impl Snapshot {
         let mut s = Snapshot::default();
         let mut entries: Vec<Vec<(u32, u32)>> = Vec::new();
         for (i, inst) in instances.into_iter().enumerate() {
-            s.gate.push(match inst.status {
-                InstanceStatus::Draining => Some(Reason::Draining),
-                InstanceStatus::Inactive => Some(Reason::Inactive),
-                InstanceStatus::Active if !inst.agent_connected => Some(Reason::Agent),
-                InstanceStatus::Active => None,
-            });
+            s.gate.push(inst.status.gate(inst.agent_connected));
             s.arn.push(inst.arn.into());
             s.ec2_instance_id.push(inst.ec2_instance_id.into());
             s.agent_version.push(inst.agent_version.map(Into::into));
@@ -375,12 +387,7 @@ impl Snapshot {
     /// (its record's attributes compare equal): `inst.attributes` is not read, so the caller
     /// need not build it, which is most of the cost of describing an instance.
     pub fn update_keeping_attributes(&mut self, i: usize, inst: &Instance) {
-        self.gate[i] = match inst.status {
-            InstanceStatus::Draining => Some(Reason::Draining),
-            InstanceStatus::Inactive => Some(Reason::Inactive),
-            InstanceStatus::Active if !inst.agent_connected => Some(Reason::Agent),
-            InstanceStatus::Active => None,
-        };
+        self.gate[i] = inst.status.gate(inst.agent_connected);
         if *self.arn[i] != *inst.arn {
             self.arn[i] = inst.arn.as_str().into();
         }

@@ -86,13 +86,13 @@ impl Keyring {
         }
         if let Some(kv) = self.store.get(&key(access_key_id)).await? {
             let record: InstanceKey = decode(&kv.key, &kv.value).map_err(|e| ApiError::server(e.to_string()))?;
-            self.keys.write().expect("keyring lock poisoned").insert(access_key_id.to_string(), Arc::new(record));
+            crate::locks::write(&self.keys).insert(access_key_id.to_string(), Arc::new(record));
         }
         Ok(())
     }
 
     pub fn get(&self, access_key_id: &str) -> Option<Arc<InstanceKey>> {
-        self.keys.read().expect("keyring lock poisoned").get(access_key_id).cloned()
+        crate::locks::read(&self.keys).get(access_key_id).cloned()
     }
 
     /// The principal of a verified instance key, if its instance is still registered.

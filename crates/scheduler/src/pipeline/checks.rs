@@ -9,6 +9,32 @@ use crate::query::{Leaf, Node, Subject};
 use crate::request::{Constraint, Request};
 use crate::snapshot::{Column, InstanceView, Snapshot};
 
+/// Whether one more task holding `cpu`, `memory` and the fixed `ports` (sorted `HostPort` keys)
+/// fits what an instance has left, after `placed` tasks of the same request went there: the one
+/// resource verdict, for the placement pipeline and for [`crate::verify`] alike.
+#[inline]
+pub(crate) fn room(
+    cpu_left: i64,
+    memory_left: i64,
+    placed: u32,
+    cpu: i32,
+    memory: i32,
+    ports: &[u32],
+    port_taken: impl Fn(u32) -> bool,
+) -> Result<(), Reason> {
+    if cpu_left < i64::from(cpu) {
+        return Err(Reason::Cpu);
+    }
+    if memory_left < i64::from(memory) {
+        return Err(Reason::Memory);
+    }
+    // A task placed here by this request already holds every port the next one needs.
+    if !ports.is_empty() && (placed > 0 || ports.iter().any(|&p| port_taken(p))) {
+        return Err(Reason::Ports);
+    }
+    Ok(())
+}
+
 /// What a request has done to one instance so far, plus what the snapshot says about it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InstState {
@@ -293,19 +319,10 @@ impl<'a> Checks<'a> {
 
     #[inline]
     fn resources(&self, i: usize, st: &InstState) -> Result<(), Reason> {
-        if st.cpu < self.cpu {
-            return Err(Reason::Cpu);
-        }
-        if st.memory < self.memory {
-            return Err(Reason::Memory);
-        }
-        if !self.ports.is_empty() {
-            // A task placed here by this request already holds every port the next one needs.
-            if st.placed > 0 || self.ports.iter().any(|p| self.snapshot.ports[i].binary_search(p).is_ok()) {
-                return Err(Reason::Ports);
-            }
-        }
-        Ok(())
+        let taken = &self.snapshot.ports[i];
+        room(st.cpu.into(), st.memory.into(), st.placed, self.cpu, self.memory, &self.ports, |p| {
+            taken.binary_search(&p).is_ok()
+        })
     }
 
     /// Takes one task's reservation out of `st`.

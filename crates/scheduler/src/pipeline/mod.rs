@@ -16,7 +16,7 @@ mod sample;
 mod select;
 mod verdict;
 
-pub use verdict::{eligible, verify};
+pub use verdict::{eligible, verify, Standing};
 
 use checks::{Checks, InstState};
 use select::Selector;

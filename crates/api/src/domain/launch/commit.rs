@@ -10,7 +10,7 @@
 //! conflict on any of its instances retries the whole request, with a fresh plan.
 
 use flotilla_model::Failure;
-use flotilla_scheduler::{verify, Env, Reason, Request};
+use flotilla_scheduler::{verify, Env, HostPort, InstanceStatus, Protocol, Reason, Request, Standing};
 use flotilla_store::{Compare, Op, Revision, Txn, TxnOutcome};
 
 use super::records::new_task;
@@ -19,11 +19,10 @@ use super::{Launched, Placement, Spec};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::domain::lookup::{instance_id, missing};
 use crate::error::{ApiError, ApiResult};
-use crate::state::cache::Indexes;
+use crate::state::cache::{Indexes, InstanceUsage};
 use crate::state::codec::encode;
 use crate::state::keys;
-use crate::state::records::TaskRecord;
-use crate::state::snapshots::instance_of;
+use crate::state::records::{InstanceRecord, TaskRecord};
 
 /// One instance of a plan and how many of the launch's tasks it takes.
 struct Target {
@@ -55,13 +54,9 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
                     misfits.push((t.arn.clone(), Reason::Inactive, t.tasks));
                     continue;
                 };
-                let mut instance = instance_of(&entry.value, ix.instance_usage.get(t.arn.as_str()), true);
-                // A named instance takes its task whether or not its agent is connected right
-                // now: the task waits there, PENDING, for the agent to pick it up.
-                instance.agent_connected |= !counted;
-                let verdict =
-                    verify(instance, &request, t.tasks).map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
-                if let Err(reason) = verdict {
+                let usage = ix.instance_usage.get(t.arn.as_str());
+                if let Err(reason) = verify(&standing(&entry.value, usage, &request.group, !counted), &request, t.tasks)
+                {
                     misfits.push((t.arn.clone(), reason, t.tasks));
                     continue;
                 }
@@ -123,6 +118,35 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
         }
     }
     Err(ApiError::server("The cluster kept changing while the tasks were placed; try again."))
+}
+
+/// An instance as the scheduler's commit-time check reads it: its status, what its tasks leave of
+/// its CPU, memory and ports, and its tasks of `group`. A named instance (`pinned`) takes its task
+/// whether or not its agent is connected right now: the task waits there, PENDING, for the agent
+/// to pick it up.
+fn standing<'a>(rec: &'a InstanceRecord, usage: Option<&'a InstanceUsage>, group: &str, pinned: bool) -> Standing<'a> {
+    let ci = &rec.instance;
+    let registered = |name: &str| ci.registered_resources.iter().flatten().find(|r| r.name.as_deref() == Some(name));
+    let int = |name: &str| registered(name).and_then(|r| r.integer_value).unwrap_or(0) as i64;
+    let (cpu_used, memory_used) = usage.map_or((0, 0), |u| (u.cpu, u.memory));
+    let port_taken = move |p: HostPort| {
+        let (name, used) = match p.protocol {
+            Protocol::Tcp => ("PORTS", usage.map(|u| &u.ports)),
+            Protocol::Udp => ("PORTS_UDP", usage.map(|u| &u.ports_udp)),
+        };
+        used.is_some_and(|set| set.contains(&p.port))
+            || registered(name)
+                .and_then(|r| r.string_set_value.as_ref())
+                .is_some_and(|set| set.iter().any(|s| s.parse::<u16>().ok() == Some(p.port)))
+    };
+    Standing {
+        status: InstanceStatus::from_wire(ci.status.as_deref().unwrap_or("")),
+        agent_connected: pinned || ci.agent_connected.unwrap_or(false),
+        remaining_cpu: int("CPU") - cpu_used,
+        remaining_memory: int("MEMORY") - memory_used,
+        port_taken: Box::new(port_taken),
+        group_tasks: usage.and_then(|u| u.groups.get(group).copied()).unwrap_or(0),
+    }
 }
 
 /// Where the tasks go, by the scheduler: a count placed on the cluster's kept snapshot, or one
