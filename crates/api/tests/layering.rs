@@ -6,6 +6,32 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// The module names that follow any of `prefixes` in `code` (comments and unit tests left out),
+/// other than `own`: what the code imports through those paths.
+fn names_after(text: &str, prefixes: &[&str], own: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    // Unit tests may reach anywhere; only the code that ships has to keep to its layer.
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    for line in code.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
+        for prefix in prefixes {
+            let mut rest = line;
+            while let Some(at) = rest.find(prefix) {
+                let before = rest[..at].chars().last();
+                rest = &rest[at + prefix.len()..];
+                // `super::super::x` also contains `super::x`: take only a whole path start.
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if !name.is_empty() && name != own && name != "super" {
+                    names.insert(name);
+                }
+            }
+        }
+    }
+    names
+}
+
 /// Top-level module -> the top-level modules its code names.
 fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -25,31 +51,18 @@ fn module_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read file");
-        // Unit tests may reach anywhere; only the code that ships has to keep to its layer.
-        let code = text.split("#[cfg(test)]").next().unwrap_or("");
         // How far below the crate root the file's module sits: `super::` that many times (plus
         // one) names the root. A `mod.rs` is its directory's module.
         let depth = parts.len() - 1 - usize::from(parts.last().is_some_and(|p| p == "mod"));
         let root_via_super = "super::".repeat(depth + 1);
-        let deps = graph.entry(top.clone()).or_default();
-        for line in code.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
-            for prefix in ["crate::", root_via_super.as_str()] {
-                let mut rest = line;
-                while let Some(at) = rest.find(prefix) {
-                    let before = rest[..at].chars().last();
-                    rest = &rest[at + prefix.len()..];
-                    // `super::super::x` also contains `super::x`: take only a whole path start.
-                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                        continue;
-                    }
-                    let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                    if !name.is_empty() && name != top && name != "super" {
-                        deps.insert(name);
-                    }
-                }
-            }
-        }
+        let names = names_after(&text, &["crate::", root_via_super.as_str()], &top);
+        graph.entry(top.clone()).or_default().extend(names);
     }
+    only_known(graph)
+}
+
+/// The graph with only the edges between its own modules (a path may name a function or type).
+fn only_known(mut graph: BTreeMap<String, BTreeSet<String>>) -> BTreeMap<String, BTreeSet<String>> {
     let modules: BTreeSet<String> = graph.keys().cloned().collect();
     for deps in graph.values_mut() {
         deps.retain(|d| modules.contains(d));
@@ -96,32 +109,12 @@ fn submodule_graph(dir: &Path, name: &str) -> BTreeMap<String, BTreeSet<String>>
         }
         let file = if path.is_dir() { path.join("mod.rs") } else { path.clone() };
         let Ok(text) = std::fs::read_to_string(&file) else { continue };
-        let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        let deps = graph.entry(stem.clone()).or_default();
         let via_crate = format!("crate::{name}::");
         let via_super = if path.is_dir() { "super::super::" } else { "super::" };
-        for line in code.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
-            for prefix in [via_crate.as_str(), via_super] {
-                let mut rest = line;
-                while let Some(at) = rest.find(prefix) {
-                    let before = rest[..at].chars().last();
-                    rest = &rest[at + prefix.len()..];
-                    if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
-                        continue;
-                    }
-                    let sibling: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                    if !sibling.is_empty() && sibling != stem && sibling != "super" {
-                        deps.insert(sibling);
-                    }
-                }
-            }
-        }
+        let names = names_after(&text, &[via_crate.as_str(), via_super], &stem);
+        graph.entry(stem).or_default().extend(names);
     }
-    let modules: BTreeSet<String> = graph.keys().cloned().collect();
-    for deps in graph.values_mut() {
-        deps.retain(|d| modules.contains(d));
-    }
-    graph
+    only_known(graph)
 }
 
 #[test]

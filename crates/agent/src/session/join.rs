@@ -6,12 +6,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use flotilla_model::{ContainerInstance, RegisterContainerInstanceRequest, VersionInfo};
+use flotilla_model::{ContainerInstance, RegisterContainerInstanceRequest};
 use flotilla_sigv4::Credentials;
 use serde::{Deserialize, Serialize};
 
 use super::api_client::{ApiClient, ApiClientError};
-use super::registration::{attributes, register, total_resources, AgentIdentity, RegistrationConfig};
+use super::registration::{register, registration_request, AgentIdentity, RegistrationConfig};
 
 /// Where the agent's own key pair is kept, under the data directory.
 pub const CREDENTIALS_FILE: &str = "agent-credentials.json";
@@ -82,19 +82,8 @@ pub async fn enroll(
         let (identity, _) = register(client, cfg).await?;
         return Ok((client.clone(), identity));
     };
-    let mut registration = RegisterContainerInstanceRequest {
-        cluster: Some(cfg.cluster.clone()),
-        total_resources: Some(total_resources(cfg)),
-        attributes: Some(attributes(cfg)),
-        version_info: Some(VersionInfo {
-            agent_version: Some(cfg.agent_version.clone()),
-            agent_hash: Some(env!("CARGO_PKG_VERSION").into()),
-            docker_version: Some(cfg.docker_version.clone()),
-        }),
-        // An agent that registered before (with the root pair) keeps its instance and tasks.
-        container_instance_arn: identity.as_ref().map(|i| i.container_instance_arn.clone()),
-        ..Default::default()
-    };
+    // An agent that registered before (with the root pair) keeps its instance and tasks.
+    let mut registration = registration_request(cfg, identity.as_ref());
     let resp: JoinResponse =
         match client.post_unsigned(JOIN_PATH, &JoinRequest { token, registration: registration.clone() }).await {
             // The saved instance was deregistered or belongs elsewhere: join as a new instance.

@@ -114,13 +114,13 @@ pub fn total_resources(cfg: &RegistrationConfig) -> Vec<Resource> {
     vec![int("CPU", cpu), int("MEMORY", memory), ports("PORTS", &host::RESERVED_PORTS), ports("PORTS_UDP", &[])]
 }
 
-/// Registers (or re-registers, keeping the ARN saved from a previous run) and saves the identity.
-pub async fn register(
-    client: &ApiClient,
+/// What the agent registers its host with: the cluster, the host's resources and attributes, its
+/// versions, and the instance it was before (so a restart keeps its instance and tasks).
+pub fn registration_request(
     cfg: &RegistrationConfig,
-) -> Result<(AgentIdentity, ContainerInstance), ApiClientError> {
-    let previous = AgentIdentity::load(&cfg.data_dir, &cfg.state_file);
-    let mut req = RegisterContainerInstanceRequest {
+    previous: Option<&AgentIdentity>,
+) -> RegisterContainerInstanceRequest {
+    RegisterContainerInstanceRequest {
         cluster: Some(cfg.cluster.clone()),
         total_resources: Some(total_resources(cfg)),
         attributes: Some(attributes(cfg)),
@@ -129,9 +129,18 @@ pub async fn register(
             agent_hash: Some(env!("CARGO_PKG_VERSION").into()),
             docker_version: Some(cfg.docker_version.clone()),
         }),
-        container_instance_arn: previous.as_ref().map(|p| p.container_instance_arn.clone()),
+        container_instance_arn: previous.map(|p| p.container_instance_arn.clone()),
         ..Default::default()
-    };
+    }
+}
+
+/// Registers (or re-registers, keeping the ARN saved from a previous run) and saves the identity.
+pub async fn register(
+    client: &ApiClient,
+    cfg: &RegistrationConfig,
+) -> Result<(AgentIdentity, ContainerInstance), ApiClientError> {
+    let previous = AgentIdentity::load(&cfg.data_dir, &cfg.state_file);
+    let mut req = registration_request(cfg, previous.as_ref());
     let resp: RegisterContainerInstanceResponse = match client.call("RegisterContainerInstance", &req).await {
         // The saved instance was deregistered or belongs elsewhere: join as a new instance.
         Err(ApiClientError::Api { code, .. })
