@@ -31,8 +31,11 @@ cleanup() {
 }
 trap cleanup EXIT
 until aws ecs create-cluster --cluster-name "$CLUSTER" >/dev/null 2>&1; do sleep 0.5; done
-"$BIN" agent --server "http://127.0.0.1:$PORT" --cluster "$CLUSTER" --data-dir "$DIR/agent" \
-  --host-ip 127.0.0.1 --pull-behavior never 2>"$DIR/agent.log" &
+# The agent joins with a token, as an operator's does: it never holds the root key pair.
+TOKEN=$("$BIN" token create --cluster "$CLUSTER" --server "http://127.0.0.1:$PORT")
+env -u FLOTILLA_ACCESS_KEY_ID -u FLOTILLA_SECRET_ACCESS_KEY \
+  "$BIN" agent --server "http://127.0.0.1:$PORT" --cluster "$CLUSTER" --data-dir "$DIR/agent" \
+  --host-ip 127.0.0.1 --pull-behavior never --token "$TOKEN" 2>"$DIR/agent.log" &
 AGENT=$!
 until aws ecs list-container-instances --cluster "$CLUSTER" --query 'containerInstanceArns[0]' --output text 2>/dev/null | grep -q arn; do
   sleep 0.5

@@ -108,9 +108,16 @@ class AgentProcess:
     def start(self) -> "AgentProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_") and not k.startswith("AWS_")}
-        env["FLOTILLA_ACCESS_KEY_ID"] = self.server_env["AWS_ACCESS_KEY_ID"]
-        env["FLOTILLA_SECRET_ACCESS_KEY"] = self.server_env["AWS_SECRET_ACCESS_KEY"]
         env.setdefault("FLOTILLA_LOG", os.environ.get("FLOTILLA_LOG", "info"))
+        # The agent joins with a token, as an operator's would; a restart reuses the pair it got.
+        token = subprocess.run(
+            [flotilla_bin(), "token", "create", "--cluster", self.cluster],
+            env={**env, **self.server_env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
@@ -127,6 +134,8 @@ class AgentProcess:
                     str(self.data_dir),
                     "--host-ip",
                     "127.0.0.1",
+                    "--token",
+                    token,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

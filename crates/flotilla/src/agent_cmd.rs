@@ -97,10 +97,17 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 impl AgentArgs {
-    /// The root key pair if given; else none (the agent joins with a token, or has joined).
+    /// The root key pair for hollow agents; else none (a real agent joins with a token, or has
+    /// joined, and is refused the root pair so that it never needs to be on its host).
     pub fn credentials(&self) -> anyhow::Result<Credentials> {
         match (&self.access_key_id, &self.secret_access_key) {
-            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(Credentials::new(a, s)),
+            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() && self.simulate.is_some() => {
+                Ok(Credentials::new(a, s))
+            }
+            (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => anyhow::bail!(
+                "a container instance's agent joins with a join token (--token, from `flotilla token create --cluster {}`), never with the control plane's root key pair: unset FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY on this host (the root pair is for hollow agents, --simulate)",
+                self.cluster
+            ),
             _ if self.simulate.is_some() => anyhow::bail!(
                 "hollow agents need the control plane's key pair: set FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY (or --access-key-id/--secret-access-key)"
             ),

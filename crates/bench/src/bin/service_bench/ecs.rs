@@ -37,6 +37,19 @@ pub enum AgentKind {
     Hollow { count: usize, cpu: u32, memory: u32 },
 }
 
+/// A join token for `cluster`, minted with `flotilla token create` and the root pair.
+fn join_token(bin: &Path, endpoint: &str, creds: &Credentials, cluster: &str) -> anyhow::Result<String> {
+    let out = Command::new(bin)
+        .args(["token", "create", "--cluster", cluster, "--server", endpoint, "--region", flotilla_bench::seed::REGION])
+        .env("FLOTILLA_ACCESS_KEY_ID", &creds.access_key_id)
+        .env("FLOTILLA_SECRET_ACCESS_KEY", &creds.secret_access_key)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {} token create", bin.display()))?;
+    anyhow::ensure!(out.status.success(), "flotilla token create failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Starts `flotilla agent` for `cluster` against `endpoint`, its output going to `log`.
 pub fn start_agent(
     bin: &Path,
@@ -52,18 +65,19 @@ pub fn start_agent(
     cmd.args(["agent", "--server", endpoint, "--region", flotilla_bench::seed::REGION, "--cluster", cluster])
         .arg("--data-dir")
         .arg(data_dir);
+    cmd.env_remove("FLOTILLA_ACCESS_KEY_ID").env_remove("FLOTILLA_SECRET_ACCESS_KEY");
     match kind {
-        AgentKind::Docker => cmd.args(["--host-ip", "127.0.0.1"]),
-        AgentKind::Hollow { count, cpu, memory } => cmd.args(["--simulate", &count.to_string()]).args([
-            "--cpu",
-            &cpu.to_string(),
-            "--memory",
-            &memory.to_string(),
-        ]),
+        // A real agent joins with a token, as an operator's does; it never holds the root pair.
+        AgentKind::Docker => {
+            cmd.args(["--host-ip", "127.0.0.1", "--token", &join_token(bin, endpoint, creds, cluster)?])
+        }
+        AgentKind::Hollow { count, cpu, memory } => cmd
+            .args(["--simulate", &count.to_string()])
+            .args(["--cpu", &cpu.to_string(), "--memory", &memory.to_string()])
+            .env("FLOTILLA_ACCESS_KEY_ID", &creds.access_key_id)
+            .env("FLOTILLA_SECRET_ACCESS_KEY", &creds.secret_access_key),
     };
     let child = cmd
-        .env("FLOTILLA_ACCESS_KEY_ID", &creds.access_key_id)
-        .env("FLOTILLA_SECRET_ACCESS_KEY", &creds.secret_access_key)
         .env("FLOTILLA_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
