@@ -40,7 +40,8 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
             return Ok(earlier);
         }
     }
-    let request = spec.scheduler_request(&spec.reservation())?;
+    let reservation = spec.reservation();
+    let request = spec.scheduler_request(&reservation)?;
     let counted = matches!(spec.placement, Placement::Count { .. });
     for attempt in 1..=MAX_CAS_ATTEMPTS {
         let (targets, mut failures) = plan(ctx, spec, &request)?;
@@ -61,9 +62,9 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
                     continue;
                 }
                 txn = guard_instance(&ix, txn, &t.key, entry.revision);
-                records.extend(
-                    (0..t.tasks).map(|_| new_task(ctx, &spec.cluster, &spec.def, &entry.value.instance, &spec.shared)),
-                );
+                records.extend((0..t.tasks).map(|_| {
+                    new_task(ctx, &spec.cluster, &spec.def, &entry.value.instance, &spec.shared, &reservation)
+                }));
             }
         }
         if !misfits.is_empty() && counted && attempt < MAX_CAS_ATTEMPTS {

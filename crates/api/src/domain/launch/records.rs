@@ -76,13 +76,15 @@ fn new_task_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-/// A new task record for `def` on `instance`.
+/// A new task record for `def` on `instance`, holding `reservation` (what [`reservation_for`]
+/// says of `def` and the shared overrides, worked out once per launch).
 pub fn new_task(
     ctx: &Ctx,
     cluster: &str,
     def: &TaskDefinition,
     instance: &ContainerInstance,
     shared: &Shared,
+    reservation: &Reservation,
 ) -> TaskRecord {
     let id = new_task_id();
     let task_arn = ctx.arns.task(cluster, &id);
@@ -116,7 +118,6 @@ pub fn new_task(
     let mut overrides = shared.overrides.clone().unwrap_or_default();
     overrides.container_overrides.get_or_insert_with(Vec::new);
     overrides.inference_accelerator_overrides.get_or_insert_with(Vec::new);
-    let reservation = reservation_for(def, shared.overrides.as_ref());
     let task = flotilla_model::Task {
         attachments: Some(Vec::new()),
         attributes: Some(vec![flotilla_model::Attribute {
@@ -157,5 +158,5 @@ pub fn new_task(
         version: Some(1),
         ..Default::default()
     };
-    TaskRecord { task, reservation: Some(reservation) }
+    TaskRecord { task, reservation: Some(reservation.clone()) }
 }
