@@ -1,0 +1,28 @@
+//! Where the records live in the control plane's store. Keys are part of the stored format.
+
+/// Launch templates by id (`lt-` and 17 hex digits).
+pub const LAUNCH_TEMPLATE: &str = "ec2/launch-template/";
+/// Hosts by EC2 instance id (`i-` and 17 hex digits).
+pub const HOST: &str = "ec2/host/";
+/// Auto Scaling groups by name.
+pub const GROUP: &str = "autoscaling/group/";
+/// Scaling activities by group, then by a time-ordered id.
+pub const ACTIVITY: &str = "autoscaling/activity/";
+
+pub fn launch_template(id: &str) -> String {
+    format!("{LAUNCH_TEMPLATE}{id}")
+}
+pub fn host(instance_id: &str) -> String {
+    format!("{HOST}{instance_id}")
+}
+pub fn group(name: &str) -> String {
+    format!("{GROUP}{name}")
+}
+/// The prefix of one group's activities.
+pub fn activities_of(group: &str) -> String {
+    format!("{ACTIVITY}{group}/")
+}
+/// `seq` orders activities newest last; zero-padded so key order is time order.
+pub fn activity(group: &str, seq: u64) -> String {
+    format!("{ACTIVITY}{group}/{seq:020}")
+}

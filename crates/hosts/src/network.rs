@@ -1,0 +1,91 @@
+//! The region's default VPC as EC2 describes it: one VPC (172.31.0.0/16), one default subnet per
+//! availability zone (zones `<region>a`, `b`, `c`) and one default security group. Ids are
+//! derived from the region, so every server of a region names them alike.
+
+/// Availability zone letters of every region.
+pub const ZONE_LETTERS: &[char] = &['a', 'b', 'c'];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    pub subnet_id: String,
+    pub availability_zone: String,
+    pub availability_zone_id: String,
+    pub cidr_block: String,
+    /// The first address hosts in this subnet are given (the fifth of the block, as EC2 keeps four).
+    pub first_host: [u8; 4],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultVpc {
+    pub vpc_id: String,
+    pub cidr_block: String,
+    pub security_group_id: String,
+    pub subnets: Vec<Subnet>,
+}
+
+/// 17 lowercase hex digits derived from `seed` (FNV-1a), for stable resource ids.
+pub fn stable_hex17(seed: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:x}{h:016x}", h.rotate_left(7) & 0xf)
+}
+
+/// The default VPC of `region`.
+pub fn default_vpc(region: &str) -> DefaultVpc {
+    let subnets = ZONE_LETTERS
+        .iter()
+        .enumerate()
+        .map(|(i, letter)| Subnet {
+            subnet_id: format!("subnet-{}", stable_hex17(&format!("{region}/subnet/{letter}"))),
+            availability_zone: format!("{region}{letter}"),
+            availability_zone_id: format!("{}-az{}", region_short(region), i + 1),
+            cidr_block: format!("172.31.{}.0/20", i * 16),
+            first_host: [172, 31, (i * 16) as u8, 4],
+        })
+        .collect();
+    DefaultVpc {
+        vpc_id: format!("vpc-{}", stable_hex17(&format!("{region}/vpc"))),
+        cidr_block: "172.31.0.0/16".into(),
+        security_group_id: format!("sg-{}", stable_hex17(&format!("{region}/sg/default"))),
+        subnets,
+    }
+}
+
+/// `use1` for `us-east-1`, as EC2's zone ids abbreviate regions.
+fn region_short(region: &str) -> String {
+    let parts: Vec<&str> = region.split('-').collect();
+    match parts.as_slice() {
+        [a, b, n] => format!("{a}{}{n}", b.chars().next().unwrap_or('x')),
+        _ => region.to_string(),
+    }
+}
+
+impl DefaultVpc {
+    pub fn subnet(&self, id: &str) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.subnet_id == id)
+    }
+    pub fn subnet_in_zone(&self, zone: &str) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.availability_zone == zone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_subnet_per_zone_with_stable_ids() {
+        let a = default_vpc("us-east-1");
+        assert_eq!(a, default_vpc("us-east-1"));
+        assert_eq!(a.subnets.len(), 3);
+        assert_eq!(a.subnets[1].availability_zone, "us-east-1b");
+        assert_eq!(a.subnets[1].availability_zone_id, "use1-az2");
+        assert!(a.vpc_id.starts_with("vpc-") && a.vpc_id.len() == 21, "{}", a.vpc_id);
+        assert!(a.subnets.iter().all(|s| s.subnet_id.len() == 24));
+        assert_ne!(a.subnets[0].subnet_id, a.subnets[1].subnet_id);
+        assert_ne!(a.vpc_id, default_vpc("eu-west-1").vpc_id);
+    }
+}
