@@ -1,0 +1,1 @@
+//! The group loop (built by the hosts work).

@@ -1,0 +1,11 @@
+//! Self-hosted EC2 Auto Scaling and the pieces of EC2 it needs. `api` serves the Auto Scaling
+//! and EC2 query APIs on the control plane's listener (routed by the SigV4 service name);
+//! `provision` launches and terminates hosts (`local` agent processes, `simulate`d hollow hosts,
+//! an operator's `command`) behind one trait; `groups` is the level-triggered loop that keeps
+//! each group's hosts at its desired capacity; `spot` gives Spot hosts their interruption notice.
+//! The records they share with ECS's capacity providers are in `flotilla-hosts`.
+
+pub mod api;
+pub mod groups;
+pub mod provision;
+pub mod spot;

@@ -1,0 +1,1 @@
+//! Provisioners (built by the hosts work).

@@ -1,0 +1,1 @@
+//! Spot interruptions (built by the hosts work).
