@@ -46,6 +46,8 @@ pub struct Ctx {
     pub clock: Clock,
     /// The background loops (controller, reaper, cache follower) and what each is doing.
     pub loops: Arc<Supervisor>,
+    /// Gauges the loops set, shown on `/metrics`.
+    pub gauges: Arc<crate::metrics::Gauges>,
 }
 
 /// How many times a read-modify-write retries when another writer got there first.
@@ -125,6 +127,7 @@ pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
         credentials: crate::RootCredentials { access_key_id: "AKID".into(), secret_access_key: "secret".into() },
         controller: Default::default(),
         stopped_task_retention: Duration::ZERO,
+        capacity: Default::default(),
     };
     let store = Arc::new(flotilla_store::MemoryStore::new());
     crate::server::build_ctx(store, &config, clock).await.expect("context")

@@ -6,8 +6,8 @@ use flotilla_model::{Operation, Validate};
 use crate::context::Ctx;
 use crate::error::ApiError;
 use crate::handlers::{
-    account_settings, attributes, clusters, container_instances, run_task, services, start_task, tags,
-    task_definitions, tasks,
+    account_settings, attributes, capacity_providers, clusters, container_instances, run_task, services, start_task,
+    tags, task_definitions, tasks,
 };
 use crate::protocol::decode;
 
@@ -39,6 +39,12 @@ pub async fn dispatch(ctx: &Ctx, op: Operation, body: &[u8]) -> Result<Vec<u8>, 
         O::DeleteCluster => call!(ctx, body, clusters::delete),
         O::UpdateCluster => call!(ctx, body, clusters::update),
         O::UpdateClusterSettings => call!(ctx, body, clusters::update_settings),
+        O::PutClusterCapacityProviders => call!(ctx, body, clusters::put_capacity_providers),
+
+        O::CreateCapacityProvider => call!(ctx, body, capacity_providers::create),
+        O::UpdateCapacityProvider => call!(ctx, body, capacity_providers::update),
+        O::DeleteCapacityProvider => call!(ctx, body, capacity_providers::delete),
+        O::DescribeCapacityProviders => call!(ctx, body, capacity_providers::describe),
 
         O::RegisterTaskDefinition => call!(ctx, body, task_definitions::register),
         O::DescribeTaskDefinition => call!(ctx, body, task_definitions::describe),

@@ -9,6 +9,7 @@
 //! [`server::serve`]; the agent, scheduler and controllers build on the same store and records.
 
 pub mod auth;
+pub mod capacity;
 pub mod context;
 pub mod controller;
 pub mod credentials;

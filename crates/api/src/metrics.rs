@@ -1,11 +1,14 @@
-//! Prometheus metrics: requests and latency per operation, errors per operation and code, and
-//! the background loops' restarts and whether each runs (from `crate::supervisor`).
+//! Prometheus metrics: requests and latency per operation, errors per operation and code, the
+//! background loops' restarts and whether each runs (from `crate::supervisor`), and the gauges
+//! the loops set ([`Gauges`]: managed scaling's CapacityProviderReservation).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
@@ -18,8 +21,42 @@ struct ErrorLabels {
     code: &'static str,
 }
 
+/// Gauges that background loops set and `/metrics` shows, held by the context.
+#[derive(Debug)]
+pub struct Gauges {
+    registry: Registry,
+    reservation: Family<ProviderLabels, Gauge<f64, AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    cluster: String,
+    capacity_provider: String,
+}
+
+impl Default for Gauges {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("flotilla");
+        let reservation = Family::<ProviderLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "capacity_provider_reservation",
+            "CapacityProviderReservation (percent) of each capacity provider with managed scaling",
+            reservation.clone(),
+        );
+        Gauges { registry, reservation }
+    }
+}
+
+impl Gauges {
+    pub fn set_reservation(&self, cluster: &str, provider: &str, percent: f64) {
+        let labels = ProviderLabels { cluster: cluster.to_string(), capacity_provider: provider.to_string() };
+        self.reservation.get_or_create(&labels).set(percent);
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    gauges: Option<std::sync::Arc<Gauges>>,
     requests: Family<OpLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     latency: Family<OpLabels, Histogram>,
@@ -42,7 +79,7 @@ impl Metrics {
         registry.register("requests", "API requests by operation", requests.clone());
         registry.register("errors", "API errors by operation and error code", errors.clone());
         registry.register("request_duration_seconds", "API request latency by operation", latency.clone());
-        Metrics { registry, requests, errors, latency }
+        Metrics { registry, gauges: None, requests, errors, latency }
     }
 
     /// Adds the supervisor's `loop_restarts_total{loop}`, `loop_running{loop}` and
@@ -58,6 +95,11 @@ impl Metrics {
         registry.register("loop_errors", "Errors a background loop logged and carried on past", loops.errors.clone());
     }
 
+    /// Shows the loops' gauges too.
+    pub fn register_gauges(&mut self, gauges: std::sync::Arc<Gauges>) {
+        self.gauges = Some(gauges);
+    }
+
     pub fn observe(&self, operation: &'static str, seconds: f64, error: Option<&'static str>) {
         let op = OpLabels { operation };
         self.requests.get_or_create(&op).inc();
@@ -68,8 +110,13 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if let Some(g) = &self.gauges {
+            let _ = encode_registry(&mut out, &g.registry);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub controller: crate::controller::Settings,
     /// How long a STOPPED task stays visible before it is forgotten; zero keeps them forever.
     pub stopped_task_retention: std::time::Duration,
+    /// Managed scaling's period and how long tasks may wait in PROVISIONING.
+    pub capacity: crate::capacity::Settings,
 }
 
 struct App {
@@ -79,6 +81,7 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
         pager: Paginator::new(secret.as_bytes()),
         clock,
         loops,
+        gauges: Arc::default(),
     };
     handlers::clusters::ensure_default_cluster(&ctx).await?;
     gateway::mark_all_disconnected(&ctx).await?;
@@ -106,12 +109,15 @@ pub async fn serve_ctx(
     let controller = ctx.loops.spawn("controller", move || crate::controller::run(c.clone(), settings));
     let (c, retention) = (ctx.clone(), config.stopped_task_retention);
     let reaper = ctx.loops.spawn("reaper", move || crate::reaper::run(c.clone(), retention));
+    let (c, capacity) = (ctx.clone(), config.capacity);
+    let capacity = ctx.loops.spawn("capacity", move || crate::capacity::run(c.clone(), capacity));
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
     let served = crate::tls::serve(listener.into(), router, shutdown).await;
     // Let go of the store before returning, so the data directory can be opened again at once.
     controller.stop().await;
     reaper.stop().await;
+    capacity.stop().await;
     cache.stop().await;
     served?;
     Ok(())
@@ -125,6 +131,7 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     };
     let mut registry = Metrics::new();
     registry.register_loops(ctx.loops.metrics());
+    registry.register_gauges(ctx.gauges.clone());
     let tokens = TokenSigner::new(&config.credentials.secret_access_key);
     let app = Arc::new(App { ctx, sessions: Arc::default(), auth, tokens, metrics: registry });
     Router::new()

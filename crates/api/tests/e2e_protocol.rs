@@ -221,14 +221,13 @@ async fn a_forged_next_token_is_invalid() {
 async fn operations_not_served_yet_are_unsupported_features() {
     let server = TestServer::start().await;
     let client = server.client();
-    let msg = expect_code(client.create_capacity_provider().name("cp").send().await, "UnsupportedFeatureException");
-    assert!(msg.contains("CreateCapacityProvider"), "{msg}");
-    expect_code(client.describe_capacity_providers().send().await, "UnsupportedFeatureException");
-    expect_code(
+    let msg = expect_code(
         client.create_task_set().cluster("default").service("s").task_definition("t").send().await,
         "UnsupportedFeatureException",
     );
-    let (status, headers, body) = signed_raw(&server, "CreateCapacityProvider", br#"{"name":"cp"}"#).await;
+    assert!(msg.contains("CreateTaskSet"), "{msg}");
+    let (status, headers, body) =
+        signed_raw(&server, "CreateTaskSet", br#"{"cluster":"default","service":"s","taskDefinition":"t"}"#).await;
     assert_error(status, &headers, &body, "UnsupportedFeatureException");
 }
 

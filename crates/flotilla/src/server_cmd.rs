@@ -33,6 +33,12 @@ pub struct ServerArgs {
     /// forgotten (ECS keeps them for at least an hour); 0 keeps them forever.
     #[arg(long, env = "FLOTILLA_STOPPED_TASK_RETENTION_SECONDS", default_value_t = flotilla_api::reaper::DEFAULT_RETENTION.as_secs())]
     pub stopped_task_retention_seconds: u64,
+    /// Seconds between managed scaling's measurements of CapacityProviderReservation (ECS: 60).
+    #[arg(long, env = "FLOTILLA_SCALING_PERIOD_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub scaling_period_seconds: u64,
+    /// Seconds a task may wait in PROVISIONING for a capacity provider's hosts before it is stopped.
+    #[arg(long, env = "FLOTILLA_PROVISIONING_TIMEOUT_SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub provisioning_timeout_seconds: u64,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -110,6 +116,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             lost_grace_ms: (args.lost_instance_grace_seconds as i64).saturating_mul(1000),
         },
         stopped_task_retention: std::time::Duration::from_secs(args.stopped_task_retention_seconds),
+        capacity: flotilla_api::capacity::Settings {
+            scaling_period: std::time::Duration::from_secs(args.scaling_period_seconds),
+            provisioning_timeout: std::time::Duration::from_secs(args.provisioning_timeout_seconds),
+        },
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

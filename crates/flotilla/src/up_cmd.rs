@@ -58,6 +58,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         credentials: credentials.clone(),
         controller: Default::default(),
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
+        capacity: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

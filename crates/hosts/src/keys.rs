@@ -1,5 +1,8 @@
 //! Where the records live in the control plane's store. Keys are part of the stored format.
 
+/// The prefixes of every key these records use.
+pub const ROOTS: &[&str] = &["ec2/", "autoscaling/"];
+
 /// Launch templates by id (`lt-` and 17 hex digits).
 pub const LAUNCH_TEMPLATE: &str = "ec2/launch-template/";
 /// Hosts by EC2 instance id (`i-` and 17 hex digits).

@@ -9,6 +9,7 @@ use flotilla_store::{Compare, Op, Txn};
 
 use super::reconcile::{Actions, Launch, Stop};
 use crate::context::Ctx;
+use crate::domain::capacity::{self, Capacity};
 use crate::domain::launch::tags::{managed_tags, task_tags};
 use crate::domain::launch::{self as launching, Placement, Shared, Spec};
 use crate::domain::lookup;
@@ -126,7 +127,7 @@ async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResul
     let id_of = |t: &flotilla_model::Task| short_id(t.task_arn.as_deref().unwrap_or_default()).to_string();
     if let Some(instance) = &l.instance {
         let placement = Placement::Instances(vec![instance.clone()]);
-        let spec = Spec { cluster: cluster.to_string(), def, shared, placement };
+        let spec = Spec { cluster: cluster.to_string(), def, shared, placement, capacity: Capacity::LaunchType };
         let launched = launching::launch(ctx, &spec, None).await?;
         // An instance that is gone has nothing to say: the next pass no longer targets it.
         let problem = launched.failures.iter().find(|f| f.reason.as_deref() != Some("MISSING")).map(|f| {
@@ -135,6 +136,17 @@ async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResul
         });
         return Ok((launched.tasks.iter().map(id_of).collect(), problem));
     }
+    let capacity = match svc.capacity_provider_strategy.as_deref().filter(|s| !s.is_empty()) {
+        None => Capacity::LaunchType,
+        Some(strategy) => {
+            let ix = ctx.cache.read();
+            let Some(c) = ix.clusters.get(&keys::cluster(cluster)) else { return Ok((Vec::new(), None)) };
+            match capacity::resolve(&ix, &c.value, None, Some(strategy)) {
+                Ok(capacity) => capacity,
+                Err(e) => return Ok((Vec::new(), Some(format!("Reason: {}", e.message)))),
+            }
+        }
+    };
     let strategies = match svc.placement_strategy.as_deref() {
         Some(s) if !s.is_empty() => s.to_vec(),
         _ => default_strategy(),
@@ -146,7 +158,13 @@ async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResul
     while left > 0 {
         let count = left.min(flotilla_scheduler::MAX_COUNT);
         let placement = Placement::Count { count, strategies: strategies.clone(), constraints: constraints.clone() };
-        let spec = Spec { cluster: cluster.to_string(), def: def.clone(), shared: shared.clone(), placement };
+        let spec = Spec {
+            cluster: cluster.to_string(),
+            def: def.clone(),
+            shared: shared.clone(),
+            placement,
+            capacity: capacity.clone(),
+        };
         let launched = launching::launch(ctx, &spec, None).await?;
         ids.extend(launched.tasks.iter().map(id_of));
         if let Some(f) = launched.failures.first() {

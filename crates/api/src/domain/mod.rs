@@ -4,7 +4,10 @@
 //! cache and writes the store through the context; it never imports a handler or a controller,
 //! so either can call it without a circle.
 
+pub mod association;
 pub mod attributes;
+pub mod capacity;
+pub mod hosts;
 pub mod launch;
 pub mod lookup;
 pub mod stop;

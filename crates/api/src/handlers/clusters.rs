@@ -4,12 +4,14 @@
 use flotilla_model::{
     Cluster, ClusterSetting, CreateClusterRequest, CreateClusterResponse, DeleteClusterRequest, DeleteClusterResponse,
     DescribeClustersRequest, DescribeClustersResponse, KeyValuePair, ListClustersRequest, ListClustersResponse,
-    UpdateClusterRequest, UpdateClusterResponse, UpdateClusterSettingsRequest, UpdateClusterSettingsResponse,
+    PutClusterCapacityProvidersRequest, PutClusterCapacityProvidersResponse, UpdateClusterRequest,
+    UpdateClusterResponse, UpdateClusterSettingsRequest, UpdateClusterSettingsResponse,
 };
 use flotilla_store::{Compare, Op, Txn};
 
 use super::{active_cluster, check_batch, cluster_name, missing, DEFAULT_CLUSTER};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::association::associate;
 use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::page;
@@ -70,6 +72,10 @@ fn present(c: &Cluster, stats: ClusterStats, include: &[String]) -> Cluster {
     }
     if !has("CONFIGURATIONS") {
         out.configuration = None;
+    }
+    if !has("ATTACHMENTS") {
+        out.attachments = None;
+        out.attachments_status = None;
     }
     out
 }
@@ -142,11 +148,6 @@ pub async fn create(ctx: &Ctx, req: CreateClusterRequest) -> ApiResult<CreateClu
     }
     validate_tags(req.tags.as_deref().unwrap_or_default())?;
     check_settings(req.settings.as_deref().unwrap_or_default())?;
-    if req.capacity_providers.as_ref().is_some_and(|c| !c.is_empty())
-        || req.default_capacity_provider_strategy.as_ref().is_some_and(|c| !c.is_empty())
-    {
-        return Err(ApiError::unsupported("Capacity providers are not supported by Flotilla yet."));
-    }
     if req.service_connect_defaults.is_some() {
         return Err(ApiError::unsupported("Service Connect is not supported by Flotilla yet."));
     }
@@ -162,7 +163,12 @@ pub async fn create(ctx: &Ctx, req: CreateClusterRequest) -> ApiResult<CreateClu
             Some(e) => Compare::unchanged(&key, e.revision),
             None => Compare::absent(&key),
         };
-        let cluster = new_cluster(ctx, &name, req.clone());
+        let mut cluster = new_cluster(ctx, &name, req.clone());
+        let providers = req.capacity_providers.clone().unwrap_or_default();
+        let strategy = req.default_capacity_provider_strategy.clone().unwrap_or_default();
+        if !providers.is_empty() || !strategy.is_empty() {
+            associate(&ctx.cache.read(), &mut cluster, &providers, &strategy)?;
+        }
         if ctx.commit(Txn::new().when(compare).then(Op::put(&key, encode(&cluster)))).await?.is_some() {
             let c =
                 present(&cluster, stats_of(ctx, &name), &["TAGS".into(), "SETTINGS".into(), "CONFIGURATIONS".into()]);
@@ -295,4 +301,27 @@ pub async fn update_settings(ctx: &Ctx, req: UpdateClusterSettingsRequest) -> Ap
     })
     .await?;
     Ok(UpdateClusterSettingsResponse { cluster: Some(cluster) })
+}
+
+/// PutClusterCapacityProviders: the cluster's whole list of providers and its default strategy.
+pub async fn put_capacity_providers(
+    ctx: &Ctx,
+    req: PutClusterCapacityProvidersRequest,
+) -> ApiResult<PutClusterCapacityProvidersResponse> {
+    let providers = req.capacity_providers.clone().unwrap_or_default();
+    let strategy = req.default_capacity_provider_strategy.clone().unwrap_or_default();
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let (name, entry) = active_cluster(ctx, req.cluster.as_deref())?;
+        let mut cluster = (*entry.value).clone();
+        associate(&ctx.cache.read(), &mut cluster, &providers, &strategy)?;
+        let key = keys::cluster(&name);
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&cluster)));
+        if ctx.commit(txn).await?.is_some() {
+            let include = ["TAGS".into(), "SETTINGS".into(), "ATTACHMENTS".into()];
+            return Ok(PutClusterCapacityProvidersResponse {
+                cluster: Some(present(&cluster, stats_of(ctx, &name), &include)),
+            });
+        }
+    }
+    Err(ApiError::server("The cluster kept changing while its capacity providers were set; try again."))
 }

@@ -116,6 +116,23 @@ fn check_resources(resources: &[Resource]) -> ApiResult<()> {
     Ok(())
 }
 
+/// The capacity provider of the host `ec2_id`: the one on the host's Auto Scaling group, when
+/// `cluster` uses it. Hosts outside every group (an agent started by hand) have none.
+async fn provider_of_host(ctx: &Ctx, cluster: &str, ec2_id: &str) -> ApiResult<Option<String>> {
+    let Some(host) = crate::domain::hosts::host(ctx, ec2_id).await? else { return Ok(None) };
+    let Some(group) = host.value.group.as_deref() else { return Ok(None) };
+    let Some(group) = crate::domain::hosts::group(ctx, group).await? else { return Ok(None) };
+    let ix = ctx.cache.read();
+    let associated = ix.clusters.get(&keys::cluster(cluster)).and_then(|c| c.value.capacity_providers.clone());
+    let found = range_prefix(&ix.capacity_providers, keys::CAPACITY_PROVIDER).find(|(_, p)| {
+        p.value.status.as_deref() == Some("ACTIVE")
+            && p.value.auto_scaling_group_provider.as_ref().and_then(|a| a.auto_scaling_group_arn.as_deref())
+                == Some(group.value.arn.as_str())
+    });
+    let name = found.and_then(|(_, p)| p.value.name.clone());
+    Ok(name.filter(|n| associated.iter().flatten().any(|a| crate::domain::capacity::short_name(a) == n)))
+}
+
 fn ec2_instance_id(doc: Option<&str>) -> String {
     let from_doc = doc
         .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
@@ -133,6 +150,8 @@ pub async fn register(
     validate_tags(req.tags.as_deref().unwrap_or_default())?;
     let attributes = req.attributes.clone().unwrap_or_default();
     crate::domain::attributes::check_attributes(&attributes, false)?;
+    let ec2_id = ec2_instance_id(req.instance_identity_document.as_deref());
+    let provider = provider_of_host(ctx, &cluster, &ec2_id).await?;
     for _ in 0..MAX_CAS_ATTEMPTS {
         let existing = match req.container_instance_arn.as_deref() {
             Some(arn) => {
@@ -161,7 +180,8 @@ pub async fn register(
                 let key = keys::instance(&cluster, &id);
                 let ci = ContainerInstance {
                     container_instance_arn: Some(ctx.arns.container_instance(&cluster, &id)),
-                    ec2_instance_id: Some(ec2_instance_id(req.instance_identity_document.as_deref())),
+                    ec2_instance_id: Some(ec2_id.clone()),
+                    capacity_provider_name: provider.clone(),
                     version: Some(0),
                     registered_at: Some(ctx.now()),
                     agent_connected: Some(false),

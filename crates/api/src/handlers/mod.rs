@@ -3,6 +3,7 @@
 
 pub mod account_settings;
 pub mod attributes;
+pub mod capacity_providers;
 pub mod clusters;
 pub mod container_instances;
 pub mod run_task;

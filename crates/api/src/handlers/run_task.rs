@@ -6,6 +6,7 @@ use flotilla_model::{RunTaskRequest, RunTaskResponse};
 
 use super::{active_cluster, DEFAULT_CLUSTER};
 use crate::context::Ctx;
+use crate::domain::capacity;
 use crate::domain::launch::checks::{check_capacity, check_names, check_network, check_overrides, runnable_definition};
 use crate::domain::launch::tags::launch_tags;
 use crate::domain::launch::token::Token;
@@ -23,7 +24,13 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     let hash = idempotency::request_hash(&req);
     let token = req.client_token.as_deref().map(|token| Token { token, hash: &hash });
     check_capacity(req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref().is_some_and(|c| !c.is_empty()))?;
-    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref().or(Some(DEFAULT_CLUSTER)))?;
+    let (cluster, entry) = active_cluster(ctx, req.cluster.as_deref().or(Some(DEFAULT_CLUSTER)))?;
+    let capacity = capacity::resolve(
+        &ctx.cache.read(),
+        &entry.value,
+        req.launch_type.as_deref(),
+        req.capacity_provider_strategy.as_deref(),
+    )?;
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
         return Err(ApiError::invalid_parameter(format!("count must be between 1 and 10; got {count}.")));
@@ -46,6 +53,6 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
         strategies: req.placement_strategy.clone().unwrap_or_default(),
         constraints: req.placement_constraints.clone().unwrap_or_default(),
     };
-    let launched = launch::launch(ctx, &Spec { cluster, def, shared, placement }, token).await?;
+    let launched = launch::launch(ctx, &Spec { cluster, def, shared, placement, capacity }, token).await?;
     Ok(RunTaskResponse { tasks: Some(super::tasks::shown(launched.tasks)), failures: Some(launched.failures) })
 }

@@ -4,16 +4,17 @@
 
 use flotilla_model::rules::{check_create_service, check_update_service};
 use flotilla_model::{
-    CreateServiceRequest, CreateServiceResponse, DeleteServiceRequest, DeleteServiceResponse, Deployment,
-    DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController, DescribeServicesRequest,
-    DescribeServicesResponse, ListServicesRequest, ListServicesResponse, Service, UpdateServiceRequest,
-    UpdateServiceResponse,
+    CapacityProviderStrategyItem, CreateServiceRequest, CreateServiceResponse, DeleteServiceRequest,
+    DeleteServiceResponse, Deployment, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentController,
+    DescribeServicesRequest, DescribeServicesResponse, ListServicesRequest, ListServicesResponse, Service,
+    UpdateServiceRequest, UpdateServiceResponse,
 };
 use flotilla_store::{Compare, Op, Txn};
 use rand::Rng;
 
 use super::{active_cluster, check_batch, missing, task_definitions};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::capacity::{self, Capacity};
 use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
@@ -52,6 +53,7 @@ fn new_deployment(ctx: &Ctx, svc: &Service) -> Deployment {
         created_at: Some(now),
         updated_at: Some(now),
         launch_type: svc.launch_type.clone(),
+        capacity_provider_strategy: svc.capacity_provider_strategy.clone(),
         network_configuration: svc.network_configuration.clone(),
         rollout_state: Some("IN_PROGRESS".into()),
         ..Default::default()
@@ -99,13 +101,11 @@ fn check_network(network_mode: &str, has_config: bool) -> ApiResult<()> {
     }
 }
 
-fn refuse_unsupported(load_balancers: bool, registries: bool, capacity: bool, service_connect: bool) -> ApiResult<()> {
+fn refuse_unsupported(load_balancers: bool, registries: bool, service_connect: bool) -> ApiResult<()> {
     let what = if load_balancers {
         "Load balancers"
     } else if registries {
         "Service registries"
-    } else if capacity {
-        "Capacity provider strategies"
     } else if service_connect {
         "Service Connect"
     } else {
@@ -130,7 +130,6 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
     refuse_unsupported(
         req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()),
         req.service_registries.as_ref().is_some_and(|l| !l.is_empty()),
-        req.capacity_provider_strategy.as_ref().is_some_and(|l| !l.is_empty()),
         req.service_connect_configuration.is_some(),
     )?;
     if let Some(c) = &req.deployment_controller {
@@ -148,6 +147,29 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
         }
     }
     let daemon = req.scheduling_strategy.as_deref() == Some("DAEMON");
+    let capacity = capacity::resolve(
+        &ctx.cache.read(),
+        &cluster_entry.value,
+        req.launch_type.as_deref(),
+        req.capacity_provider_strategy.as_deref(),
+    )?;
+    // A service keeps the strategy it was created with, the cluster's default copied if it gave
+    // none: a later change of the default does not move it.
+    let strategy = match &capacity {
+        Capacity::LaunchType => None,
+        Capacity::Strategy(_) => Some(capacity::filled(
+            req.capacity_provider_strategy
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .or(cluster_entry.value.default_capacity_provider_strategy.as_deref())
+                .unwrap_or_default(),
+        )),
+    };
+    if daemon && strategy.is_some() {
+        return Err(ApiError::invalid_parameter(
+            "The DAEMON scheduling strategy does not support capacity provider strategies; give launchType EC2.",
+        ));
+    }
     let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
     let given_td =
         req.task_definition.clone().ok_or_else(|| ApiError::invalid_parameter("taskDefinition can not be null."))?;
@@ -176,7 +198,8 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
             desired_count: Some(if daemon { 0 } else { req.desired_count.unwrap_or(0) }),
             running_count: Some(0),
             pending_count: Some(0),
-            launch_type: Some(launch_type.clone()),
+            launch_type: strategy.is_none().then(|| launch_type.clone()),
+            capacity_provider_strategy: strategy.clone(),
             platform_version: (launch_type == "FARGATE")
                 .then(|| req.platform_version.clone().unwrap_or_else(|| "LATEST".into())),
             task_definition: Some(td_arn.clone()),
@@ -271,6 +294,27 @@ pub async fn list(ctx: &Ctx, req: ListServicesRequest) -> ApiResult<ListServices
     })
 }
 
+/// UpdateService's `capacityProviderStrategy`: a new strategy, or `[]` to go back to the EC2
+/// launch type.
+fn set_strategy(ctx: &Ctx, cluster: &str, svc: &mut Service, given: &[CapacityProviderStrategyItem]) -> ApiResult<()> {
+    if given.is_empty() {
+        svc.capacity_provider_strategy = None;
+        svc.launch_type = Some("EC2".into());
+        return Ok(());
+    }
+    if svc.scheduling_strategy.as_deref() == Some("DAEMON") {
+        return Err(ApiError::invalid_parameter(
+            "The DAEMON scheduling strategy does not support capacity provider strategies.",
+        ));
+    }
+    let ix = ctx.cache.read();
+    let entry = ix.clusters.get(&keys::cluster(cluster)).ok_or_else(ApiError::cluster_not_found)?;
+    capacity::resolve(&ix, &entry.value, None, Some(given))?;
+    svc.capacity_provider_strategy = Some(capacity::filled(given));
+    svc.launch_type = None;
+    Ok(())
+}
+
 pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateServiceResponse> {
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let given = req.service.clone().unwrap_or_default();
@@ -278,7 +322,6 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
     refuse_unsupported(
         req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()),
         req.service_registries.as_ref().is_some_and(|l| !l.is_empty()),
-        req.capacity_provider_strategy.as_ref().is_some_and(|l| !l.is_empty()),
         req.service_connect_configuration.is_some(),
     )?;
     if req.desired_count.is_some_and(|d| d < 0) {
@@ -304,6 +347,10 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
             ));
         }
         let mut svc = (**old).clone();
+        if let Some(given) = &req.capacity_provider_strategy {
+            // ECS: a new strategy applies to the tasks launched from now on; it starts no deployment.
+            set_strategy(ctx, &cluster, &mut svc, given)?;
+        }
         let launch_type = svc.launch_type.clone().unwrap_or_else(|| "EC2".into());
         if launch_type == "EC2" && req.platform_version.is_some() {
             return Err(ApiError::invalid_parameter(

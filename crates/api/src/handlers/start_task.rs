@@ -7,7 +7,7 @@ use super::{active_cluster, check_batch};
 use crate::context::Ctx;
 use crate::domain::launch::checks::{check_names, check_network, check_overrides, runnable_definition};
 use crate::domain::launch::tags::launch_tags;
-use crate::domain::launch::{self, Placement, Shared, Spec};
+use crate::domain::launch::{self, Capacity, Placement, Shared, Spec};
 use crate::error::ApiResult;
 
 pub async fn start(ctx: &Ctx, req: StartTaskRequest) -> ApiResult<StartTaskResponse> {
@@ -27,7 +27,8 @@ pub async fn start(ctx: &Ctx, req: StartTaskRequest) -> ApiResult<StartTaskRespo
         tags: launch_tags(ctx, &def, &cluster, tags, req.propagate_tags.as_deref(), req.enable_ecs_managed_tags),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
     };
-    let spec = Spec { cluster, def, shared, placement: Placement::Instances(instances) };
+    let spec =
+        Spec { cluster, def, shared, placement: Placement::Instances(instances), capacity: Capacity::LaunchType };
     let launched = launch::launch(ctx, &spec, None).await?;
     Ok(StartTaskResponse { tasks: Some(super::tasks::shown(launched.tasks)), failures: Some(launched.failures) })
 }

@@ -41,9 +41,10 @@ fn resource_key(ctx: &Ctx, arn: &str) -> ApiResult<String> {
         Resource::ContainerInstance { cluster: Some(c), id } => keys::instance(c, id),
         Resource::Task { cluster: Some(c), id } => keys::task(c, id),
         Resource::Service { cluster: Some(c), name } => keys::service(c, name),
-        Resource::CapacityProvider(_) => {
-            return Err(ApiError::unsupported("Capacity providers are not supported by Flotilla yet."))
+        Resource::CapacityProvider(name) if matches!(name.as_str(), "FARGATE" | "FARGATE_SPOT") => {
+            return Err(ApiError::invalid_parameter(format!("The {name} capacity provider cannot be tagged.")))
         }
+        Resource::CapacityProvider(name) => keys::capacity_provider(name),
         _ => {
             return Err(ApiError::invalid_parameter(format!(
                 "resourceArn '{arn}' must use the long ARN format that includes the cluster name."
@@ -59,6 +60,8 @@ fn resource_key(ctx: &Ctx, arn: &str) -> ApiResult<String> {
     }
     let exists = if key.starts_with(keys::CLUSTER) {
         ix.clusters.get(&key).is_some_and(|e| e.value.status.as_deref() == Some("ACTIVE"))
+    } else if key.starts_with(keys::CAPACITY_PROVIDER) {
+        ix.capacity_providers.get(&key).is_some_and(|e| e.value.status.as_deref() == Some("ACTIVE"))
     } else if key.starts_with(keys::TASK_DEFINITION) {
         ix.task_definitions.contains_key(&key)
     } else if key.starts_with(keys::INSTANCE) {
@@ -80,6 +83,8 @@ fn read_tags(ctx: &Ctx, key: &str) -> Option<(Vec<Tag>, u64)> {
     let ix = ctx.cache.read();
     if key.starts_with(keys::CLUSTER) {
         ix.clusters.get(key).map(|e| (e.value.tags.clone().unwrap_or_default(), e.revision))
+    } else if key.starts_with(keys::CAPACITY_PROVIDER) {
+        ix.capacity_providers.get(key).map(|e| (e.value.tags.clone().unwrap_or_default(), e.revision))
     } else if key.starts_with(keys::TASK_DEFINITION) {
         ix.task_definitions.get(key).map(|e| (e.value.tags.clone(), e.revision))
     } else if key.starts_with(keys::INSTANCE) {
@@ -99,6 +104,10 @@ fn with_tags(ctx: &Ctx, key: &str, tags: Vec<Tag>) -> Option<Vec<u8>> {
         let mut c = (*ix.clusters.get(key)?.value).clone();
         c.tags = tags_opt;
         Some(encode(&c))
+    } else if key.starts_with(keys::CAPACITY_PROVIDER) {
+        let mut p = (*ix.capacity_providers.get(key)?.value).clone();
+        p.tags = tags_opt;
+        Some(encode(&p))
     } else if key.starts_with(keys::TASK_DEFINITION) {
         let r: Arc<TaskDefinitionRecord> = ix.task_definitions.get(key)?.value.clone();
         Some(encode(&TaskDefinitionRecord { definition: r.definition.clone(), tags }))

@@ -61,6 +61,8 @@ pub fn decode_record(key: &str, bytes: &[u8]) -> Result<Record, CodecError> {
         Record::AccountSetting(decode(key, bytes)?)
     } else if key.starts_with(keys::PLACEMENT) {
         Record::Placement(decode(key, bytes)?)
+    } else if key.starts_with(keys::CAPACITY_PROVIDER) {
+        Record::CapacityProvider(decode(key, bytes)?)
     } else {
         return Err(CodecError::UnknownKey(key.into()));
     })

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use flotilla_model::{Cluster, Service, Setting};
+use flotilla_model::{CapacityProvider, Cluster, Service, Setting};
 use flotilla_store::{KeyValue, Revision};
 
 use super::codec::{decode_record, CodecError};
@@ -80,6 +80,7 @@ pub struct Indexes {
     pub services: BTreeMap<String, Entry<Service>>,
     pub idempotency: HashMap<String, Entry<IdempotencyRecord>>,
     pub account_settings: BTreeMap<String, Entry<Setting>>,
+    pub capacity_providers: BTreeMap<String, Entry<CapacityProvider>>,
     /// Placement counters by key (see [`keys::placement_of`]).
     pub placements: HashMap<String, Entry<u64>>,
     /// (container instance ARN, task key) of task changes not yet announced to the instance's
@@ -129,7 +130,7 @@ fn cluster_of(key: &str) -> &str {
 impl Indexes {
     pub(super) fn apply_put(&mut self, kv: &KeyValue) -> Result<(), CodecError> {
         let rev = kv.mod_revision;
-        if kv.key.starts_with(keys::IDENTITY) {
+        if keys::uncached(&kv.key) {
             return Ok(());
         }
         if kv.key.starts_with(keys::TASK) {
@@ -180,6 +181,9 @@ impl Indexes {
             }
             Record::AccountSetting(s) => {
                 self.account_settings.insert(kv.key.clone(), Entry { value: Arc::new(s), revision: rev });
+            }
+            Record::CapacityProvider(c) => {
+                self.capacity_providers.insert(kv.key.clone(), Entry { value: Arc::new(c), revision: rev });
             }
             Record::Placement(n) => {
                 self.placements.insert(kv.key.clone(), Entry { value: Arc::new(n), revision: rev });
@@ -241,6 +245,8 @@ impl Indexes {
             self.account_settings.remove(key);
         } else if key.starts_with(keys::PLACEMENT) {
             self.placements.remove(key);
+        } else if key.starts_with(keys::CAPACITY_PROVIDER) {
+            self.capacity_providers.remove(key);
         }
     }
 

@@ -14,6 +14,14 @@ pub const ACCOUNT_SETTING: &str = "account/";
 pub const PLACEMENT: &str = "placement/";
 /// Join tokens and agents' keys (`crate::identity`), read through the store, not the cache.
 pub const IDENTITY: &str = "identity/";
+/// Capacity providers by name (account-wide, as ECS keeps them).
+pub const CAPACITY_PROVIDER: &str = "capacityprovider/";
+
+/// Whether the cache skips `key`: identity records, read through the store, and the records of
+/// the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their own.
+pub fn uncached(key: &str) -> bool {
+    key.starts_with(IDENTITY) || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
+}
 
 pub fn cluster(name: &str) -> String {
     format!("{CLUSTER}{name}")
@@ -49,4 +57,7 @@ pub fn idempotency(operation: &str, token: &str) -> String {
 }
 pub fn account_setting(name: &str) -> String {
     format!("{ACCOUNT_SETTING}{name}")
+}
+pub fn capacity_provider(name: &str) -> String {
+    format!("{CAPACITY_PROVIDER}{name}")
 }

@@ -59,6 +59,7 @@ pub enum Record {
     Service(Service),
     Idempotency(IdempotencyRecord),
     AccountSetting(flotilla_model::Setting),
+    CapacityProvider(flotilla_model::CapacityProvider),
     /// An instance's placement counter: how many placements it has taken.
     Placement(u64),
 }

@@ -228,6 +228,10 @@ pub fn build(ix: &Indexes, cluster: &str) -> (Snapshot, Vec<String>) {
     (Snapshot::new(instances), keys_out)
 }
 
+/// The scheduler attribute that says which capacity provider an instance belongs to. The `:`
+/// keeps it apart from every attribute a user may name; it lives in the snapshot only.
+pub const PROVIDER_ATTRIBUTE: &str = "flotilla:capacityProvider";
+
 /// One container instance with its live usage, as the scheduler describes it; its attributes
 /// left empty unless `with_attributes`.
 pub fn instance_of(rec: &InstanceRecord, usage: Option<&InstanceUsage>, with_attributes: bool) -> Instance {
@@ -258,7 +262,12 @@ pub fn instance_of(rec: &InstanceRecord, usage: Option<&InstanceUsage>, with_att
         agent_version: ci.version_info.as_ref().and_then(|v| v.agent_version.clone()),
         registered_at_ms: ci.registered_at.map(|t| t.as_millis()).unwrap_or(0),
         attributes: match with_attributes {
-            true => ci.attributes.iter().flatten().filter_map(|a| Some((a.name.clone()?, a.value.clone()))).collect(),
+            true => {
+                let given = ci.attributes.iter().flatten().filter_map(|a| Some((a.name.clone()?, a.value.clone())));
+                let provider =
+                    ci.capacity_provider_name.iter().map(|p| (PROVIDER_ATTRIBUTE.to_string(), Some(p.clone())));
+                given.chain(provider).collect()
+            }
             false => Vec::new(),
         },
         remaining_cpu: int("CPU") - usage.cpu,

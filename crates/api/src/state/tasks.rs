@@ -50,6 +50,8 @@ pub struct TaskSummary {
     pub family: Option<Arc<str>>,
     pub started_by: Option<Arc<str>>,
     pub group: Option<Arc<str>>,
+    /// `capacityProviderName`: which provider's hosts the task runs on, or waits for.
+    pub capacity_provider: Option<Arc<str>>,
     pub reservation: Option<Reservation>,
 }
 
@@ -146,6 +148,8 @@ struct SummaryFields<'a> {
     #[serde(borrow)]
     group: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    capacity_provider_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     tags: Option<&'a RawValue>,
 }
 
@@ -217,6 +221,7 @@ impl TaskIndexes {
             task_definition_arn: task.task_definition_arn.as_deref().map(Cow::Borrowed),
             started_by: task.started_by.as_deref().map(Cow::Borrowed),
             group: task.group.as_deref().map(Cow::Borrowed),
+            capacity_provider_name: task.capacity_provider_name.as_deref().map(Cow::Borrowed),
             tags: None,
         };
         let summary = self.summarize(cluster, &fields, reservation);
@@ -272,6 +277,7 @@ impl TaskIndexes {
                 .map(|f| shared(&self.by_family, &scope, f)),
             started_by: task.started_by.as_deref().map(|s| shared(&self.by_started_by, &scope, s)),
             group: task.group.as_deref().map(|g| shared(&self.by_group, &scope, g)),
+            capacity_provider: task.capacity_provider_name.as_deref().map(Arc::from),
             reservation,
             cluster,
             scope,

@@ -10,16 +10,15 @@ use crate::domain::lookup;
 use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 
-/// RunTask's choice of capacity: `launchType` and `capacityProviderStrategy` exclude each other
-/// (ECS says so before it looks at anything else), and only EC2 runs here yet.
+/// RunTask's choice of capacity, before anything is looked up: `launchType` and
+/// `capacityProviderStrategy` exclude each other (ECS says so before it looks at anything else),
+/// and only the EC2 launch type runs here yet. The strategy itself is checked against the
+/// cluster by [`crate::domain::capacity::resolve`].
 pub fn check_capacity(launch_type: Option<&str>, capacity_provider_strategy: bool) -> ApiResult<()> {
     if launch_type.is_some() && capacity_provider_strategy {
         return Err(ApiError::invalid_parameter(
             "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
         ));
-    }
-    if capacity_provider_strategy {
-        return Err(ApiError::unsupported("Capacity provider strategies are not supported by Flotilla yet."));
     }
     match launch_type.unwrap_or("EC2") {
         "EC2" => Ok(()),

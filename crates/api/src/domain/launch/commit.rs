@@ -10,13 +10,16 @@
 //! conflict on any of its instances retries the whole request, with a fresh plan.
 
 use flotilla_model::Failure;
-use flotilla_scheduler::{verify, Env, HostPort, InstanceStatus, Protocol, Reason, Request, Standing};
+use flotilla_scheduler::{
+    verify, Env, HostPort, InstanceStatus, Protocol, Reason, Request, RequiredAttribute, Standing,
+};
 use flotilla_store::{Compare, Op, Revision, Txn, TxnOutcome};
 
 use super::records::new_task;
 use super::token::{self, Token};
 use super::{Launched, Placement, Spec};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
+use crate::domain::capacity::{split, Capacity, Item, PROVIDER_ATTRIBUTE};
 use crate::domain::lookup::{instance_id, missing};
 use crate::error::{ApiError, ApiResult};
 use crate::state::cache::{Indexes, InstanceUsage};
@@ -25,15 +28,69 @@ use crate::state::keys;
 use crate::state::records::{InstanceRecord, TaskRecord};
 
 /// One instance of a plan and how many of the launch's tasks it takes.
-struct Target {
-    key: String,
-    arn: String,
-    tasks: u32,
+pub(super) struct Target {
+    pub key: String,
+    pub arn: String,
+    pub tasks: u32,
+    /// Which [`Part`] of the launch the tasks belong to.
+    pub part: usize,
+}
+
+/// One share of a launch: the tasks bound for one capacity provider's instances, or for any
+/// instance of the cluster.
+struct Part {
+    provider: Option<String>,
+    /// Tasks of this share that fit nowhere wait in PROVISIONING rather than fail.
+    provisions: bool,
+    request: Request,
+}
+
+/// Splits the launch between its strategy's providers; one part for any instance otherwise.
+fn parts(ctx: &Ctx, spec: &Spec, request: &Request) -> Vec<Part> {
+    let (Capacity::Strategy(items), Placement::Count { count, .. }) = (&spec.capacity, &spec.placement) else {
+        return vec![Part { provider: None, provisions: false, request: request.clone() }];
+    };
+    let existing = existing_counts(ctx, spec, items);
+    let mut shares = vec![0u32; items.len()];
+    for i in split(items, &existing, *count) {
+        shares[i] += 1;
+    }
+    let shares = items.iter().zip(shares).filter(|(_, n)| *n > 0);
+    shares
+        .map(|(item, n)| {
+            let mut request = request.clone();
+            request.count = n;
+            request
+                .required_attributes
+                .push(RequiredAttribute { name: PROVIDER_ATTRIBUTE.into(), value: Some(item.provider.clone()) });
+            Part { provider: Some(item.provider.clone()), provisions: item.managed_scaling, request }
+        })
+        .collect()
+}
+
+/// How many of a service's live tasks each strategy item's provider holds: a service's base and
+/// weights apply to all its tasks, not to each launch. A RunTask starts from none.
+fn existing_counts(ctx: &Ctx, spec: &Spec, items: &[Item]) -> Vec<u32> {
+    let mut out = vec![0u32; items.len()];
+    let Some(group) = spec.shared.group.as_deref().filter(|g| g.starts_with("service:")) else { return out };
+    let ix = ctx.cache.read();
+    for key in ix.task_index.in_group(&spec.cluster, group) {
+        let Some(e) = ix.tasks.get(&**key) else { continue };
+        let s = &e.value.summary;
+        if e.value.is_stopped() || &*s.desired != "RUNNING" {
+            continue;
+        }
+        if let Some(i) = s.capacity_provider.as_deref().and_then(|p| items.iter().position(|it| it.provider == p)) {
+            out[i] += 1;
+        }
+    }
+    out
 }
 
 /// Launches `spec`'s tasks: plans them with the scheduler, re-judges the plan against the cache
-/// and commits it. Tasks that could not be placed come back as failures. With a `token`, a retry
-/// of the same request answers what the first one did.
+/// and commits it. Tasks that could not be placed come back as failures, or, on a capacity
+/// provider with managed scaling, are written PROVISIONING. With a `token`, a retry of the same
+/// request answers what the first one did.
 pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResult<Launched> {
     if let Some(t) = token {
         if let Some(earlier) = token::replay(ctx, t)? {
@@ -42,9 +99,20 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
     }
     let reservation = spec.reservation();
     let request = spec.scheduler_request(&reservation)?;
+    let parts = parts(ctx, spec, &request);
     let counted = matches!(spec.placement, Placement::Count { .. });
     for attempt in 1..=MAX_CAS_ATTEMPTS {
-        let (targets, mut failures) = plan(ctx, spec, &request)?;
+        let mut targets = Vec::new();
+        let mut failures = Vec::new();
+        let mut waiting = vec![0u32; parts.len()];
+        for (i, part) in parts.iter().enumerate() {
+            let (t, f, unplaced) = plan(ctx, spec, &part.request, i)?;
+            targets.extend(t);
+            match part.provisions {
+                true => waiting[i] += unplaced,
+                false => failures.extend(f),
+            }
+        }
         let mut records: Vec<TaskRecord> = Vec::new();
         let mut txn = Txn::new();
         let mut misfits = Vec::new();
@@ -52,19 +120,23 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
             let ix = ctx.cache.read();
             for t in &targets {
                 let Some(entry) = ix.instances.get(&t.key) else {
-                    misfits.push((t.arn.clone(), Reason::Inactive, t.tasks));
+                    misfits.push((t.arn.clone(), Reason::Inactive, t.tasks, t.part));
                     continue;
                 };
                 let usage = ix.instance_usage.get(t.arn.as_str());
                 if let Err(reason) = verify(&standing(&entry.value, usage, &request.group, !counted), &request, t.tasks)
                 {
-                    misfits.push((t.arn.clone(), reason, t.tasks));
+                    misfits.push((t.arn.clone(), reason, t.tasks, t.part));
                     continue;
                 }
                 txn = guard_instance(&ix, txn, &t.key, entry.revision);
-                records.extend((0..t.tasks).map(|_| {
-                    new_task(ctx, &spec.cluster, &spec.def, &entry.value.instance, &spec.shared, &reservation)
-                }));
+                let provider = parts[t.part].provider.as_deref();
+                let instance = Some(&entry.value.instance);
+                records.extend(
+                    (0..t.tasks).map(|_| {
+                        new_task(ctx, &spec.cluster, &spec.def, instance, &spec.shared, &reservation, provider)
+                    }),
+                );
             }
         }
         if !misfits.is_empty() && counted && attempt < MAX_CAS_ATTEMPTS {
@@ -72,7 +144,11 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
             mark(ctx, &spec.cluster, &targets);
             continue;
         }
-        for (arn, reason, n) in misfits {
+        for (arn, reason, n, part) in misfits {
+            if parts[part].provisions {
+                waiting[part] += n;
+                continue;
+            }
             let detail = counted.then(|| "the instance filled up while this request was placed".to_string());
             for _ in 0..n {
                 failures.push(Failure {
@@ -81,6 +157,12 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
                     detail: detail.clone(),
                 });
             }
+        }
+        for (part, n) in parts.iter().zip(&waiting) {
+            let provider = part.provider.as_deref();
+            records.extend(
+                (0..*n).map(|_| new_task(ctx, &spec.cluster, &spec.def, None, &spec.shared, &reservation, provider)),
+            );
         }
         for t in &records {
             let key = task_key(t)?;
@@ -125,7 +207,12 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
 /// its CPU, memory and ports, and its tasks of `group`. A named instance (`pinned`) takes its task
 /// whether or not its agent is connected right now: the task waits there, PENDING, for the agent
 /// to pick it up.
-fn standing<'a>(rec: &'a InstanceRecord, usage: Option<&'a InstanceUsage>, group: &str, pinned: bool) -> Standing<'a> {
+pub(super) fn standing<'a>(
+    rec: &'a InstanceRecord,
+    usage: Option<&'a InstanceUsage>,
+    group: &str,
+    pinned: bool,
+) -> Standing<'a> {
     let ci = &rec.instance;
     let registered = |name: &str| ci.registered_resources.iter().flatten().find(|r| r.name.as_deref() == Some(name));
     let int = |name: &str| registered(name).and_then(|r| r.integer_value).unwrap_or(0) as i64;
@@ -150,15 +237,22 @@ fn standing<'a>(rec: &'a InstanceRecord, usage: Option<&'a InstanceUsage>, group
     }
 }
 
-/// Where the tasks go, by the scheduler: a count placed on the cluster's kept snapshot, or one
-/// task on each named instance; and the failures of what has nowhere to go.
-fn plan(ctx: &Ctx, spec: &Spec, request: &Request) -> ApiResult<(Vec<Target>, Vec<Failure>)> {
+/// Where part `part`'s tasks go, by the scheduler: a count placed on the cluster's kept snapshot,
+/// or one task on each named instance; the failures of what has nowhere to go, and how many tasks
+/// that is.
+pub(super) fn plan(
+    ctx: &Ctx,
+    spec: &Spec,
+    request: &Request,
+    part: usize,
+) -> ApiResult<(Vec<Target>, Vec<Failure>, u32)> {
     let mut targets: Vec<Target> = Vec::new();
     let mut add = |key: &str, arn: &str| match targets.iter_mut().find(|t| t.key == key) {
         Some(t) => t.tasks += 1,
-        None => targets.push(Target { key: key.to_string(), arn: arn.to_string(), tasks: 1 }),
+        None => targets.push(Target { key: key.to_string(), arn: arn.to_string(), tasks: 1, part }),
     };
     let mut failures = Vec::new();
+    let mut unplaced = 0;
     match &spec.placement {
         Placement::Count { .. } => {
             let seed = rand::random::<u64>();
@@ -170,6 +264,7 @@ fn plan(ctx: &Ctx, spec: &Spec, request: &Request) -> ApiResult<(Vec<Target>, Ve
             for t in &placed.targets {
                 add(&t.key, &t.arn);
             }
+            unplaced = placed.plan.unplaced;
             failures.extend(placed.plan.failures.iter().map(|f| Failure {
                 arn: f.arn.clone(),
                 reason: Some(f.reason.ecs_reason().into()),
@@ -183,12 +278,15 @@ fn plan(ctx: &Ctx, spec: &Spec, request: &Request) -> ApiResult<(Vec<Target>, Ve
                 let key = instance_id(ctx, &spec.cluster, g).map(|id| keys::instance(&spec.cluster, id));
                 match key.filter(|k| ix.instances.contains_key(k)) {
                     Some(key) => add(&key, &arn),
-                    None => failures.push(missing(arn)),
+                    None => {
+                        unplaced += 1;
+                        failures.push(missing(arn))
+                    }
                 }
             }
         }
     }
-    Ok((targets, failures))
+    Ok((targets, failures, unplaced))
 }
 
 /// Guards a placement on the instance under `instance_key`: the transaction requires the
@@ -207,7 +305,7 @@ pub fn guard_instance(ix: &Indexes, txn: Txn, instance_key: &str, instance_revis
 
 /// Asks the cluster's snapshot to read these instances from the cache again: whatever became of
 /// the commit, the reservations the plan made in the snapshot were only a guess.
-fn mark(ctx: &Ctx, cluster: &str, targets: &[Target]) {
+pub(super) fn mark(ctx: &Ctx, cluster: &str, targets: &[Target]) {
     let ix = ctx.cache.read();
     let mut marks = crate::locks::lock(&ix.snapshot_marks);
     let m = marks.entry(cluster.to_string()).or_default();

@@ -7,6 +7,10 @@
 //! 2. [`launch`] asks the scheduler, the only judge of fit, where they go: `count` tasks are placed
 //!    on the cluster's kept snapshot with the caller's strategies and constraints; tasks for named
 //!    instances are judged on those instances alone.
+//!    With a capacity provider strategy, the tasks are first split between the providers by base
+//!    and weight ([`crate::domain::capacity::split`]), and each provider's share is placed on
+//!    that provider's instances only; what fits nowhere on a provider with managed scaling is
+//!    written PROVISIONING, with no instance, to be placed when its hosts arrive.
 //! 3. Every instance the plan uses is judged again by the scheduler ([`flotilla_scheduler::verify`])
 //!    against the cache as it is at commit time, and the tasks ([`records`], with their
 //!    [`tags`]) are written in one transaction that guards each instance, with the RunTask
@@ -17,6 +21,7 @@ mod commit;
 pub mod records;
 pub mod tags;
 pub mod token;
+pub mod waiting;
 
 use flotilla_model::{Failure, PlacementConstraint, PlacementStrategy, Task, TaskDefinition};
 use flotilla_scheduler::{Constraint, HostPort, Protocol, Request, RequiredAttribute, Strategy};
@@ -24,6 +29,7 @@ use flotilla_scheduler::{Constraint, HostPort, Protocol, Request, RequiredAttrib
 pub use commit::{guard_instance, launch};
 pub use records::{reservation_for, Shared};
 
+pub use crate::domain::capacity::Capacity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::records::Reservation;
 
@@ -45,6 +51,8 @@ pub struct Spec {
     pub def: TaskDefinition,
     pub shared: Shared,
     pub placement: Placement,
+    /// The EC2 launch type, or the capacity provider strategy that splits a `Count` launch.
+    pub capacity: Capacity,
 }
 
 /// What a launch did: the tasks it wrote and, in ECS's shape, the ones it could not place.

@@ -77,14 +77,16 @@ fn new_task_id() -> String {
 }
 
 /// A new task record for `def` on `instance`, holding `reservation` (what [`reservation_for`]
-/// says of `def` and the shared overrides, worked out once per launch).
+/// says of `def` and the shared overrides, worked out once per launch). Without an instance the
+/// task is PROVISIONING: it waits for capacity provider `provider` to add the host it will run on.
 pub fn new_task(
     ctx: &Ctx,
     cluster: &str,
     def: &TaskDefinition,
-    instance: &ContainerInstance,
+    instance: Option<&ContainerInstance>,
     shared: &Shared,
     reservation: &Reservation,
+    provider: Option<&str>,
 ) -> TaskRecord {
     let id = new_task_id();
     let task_arn = ctx.arns.task(cluster, &id);
@@ -110,9 +112,8 @@ pub fn new_task(
         })
         .collect();
     let zone = instance
-        .attributes
         .iter()
-        .flatten()
+        .flat_map(|i| i.attributes.iter().flatten())
         .find(|a| a.name.as_deref() == Some("ecs.availability-zone"))
         .and_then(|a| a.value.clone());
     let mut overrides = shared.overrides.clone().unwrap_or_default();
@@ -129,7 +130,8 @@ pub fn new_task(
         cluster_arn: Some(ctx.arns.cluster(cluster)),
         connectivity: Some("CONNECTED".into()),
         connectivity_at: Some(now),
-        container_instance_arn: instance.container_instance_arn.clone(),
+        container_instance_arn: instance.and_then(|i| i.container_instance_arn.clone()),
+        capacity_provider_name: provider.map(String::from),
         containers: Some(containers),
         cpu: shared
             .overrides
@@ -142,7 +144,7 @@ pub fn new_task(
         enable_execute_command: Some(shared.enable_execute_command),
         group: Some(shared.group.clone().unwrap_or_else(|| format!("family:{family}"))),
         health_status: Some("UNKNOWN".into()),
-        last_status: Some(if awsvpc { "PROVISIONING" } else { "PENDING" }.into()),
+        last_status: Some(if awsvpc || instance.is_none() { "PROVISIONING" } else { "PENDING" }.into()),
         launch_type: Some("EC2".into()),
         memory: shared
             .overrides
