@@ -76,6 +76,40 @@ impl TestServer {
         server
     }
 
+    /// A server whose capacity loop uses `capacity`, and its context, so a test can write the
+    /// records other services own (Auto Scaling groups, hosts) straight into its store.
+    pub async fn start_with_ctx(capacity: flotilla_api::capacity::Settings) -> (TestServer, flotilla_api::Ctx) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let credentials = RootCredentials {
+            access_key_id: "AKIDFLOTILLATEST".into(),
+            secret_access_key: "flotilla-test-secret-key-0123456789abcdef".into(),
+        };
+        let config = ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            region: REGION.into(),
+            account_id: ACCOUNT.into(),
+            auth: AuthMode::Verify,
+            credentials: credentials.clone(),
+            controller: Default::default(),
+            stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
+            capacity,
+        };
+        let ctx = flotilla_api::server::open(&config, flotilla_api::Clock::system()).await.expect("open");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = ctx.clone();
+        let handle = tokio::spawn(async move {
+            flotilla_api::server::serve_ctx(served, &config, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let server = TestServer { addr, credentials, dir, stop: Some(tx), handle: Some(handle) };
+        server.wait_healthy().await;
+        (server, ctx)
+    }
+
     async fn wait_healthy(&self) {
         let url = format!("http://{}/health", self.addr);
         for _ in 0..200 {
