@@ -31,6 +31,7 @@ pub fn task_view(t: &Task) -> TaskView {
         has_health_check: t.containers.iter().flatten().any(|c| c.health_status.is_some()),
         instance: t.container_instance_arn.clone(),
         zone: t.availability_zone.clone(),
+        capacity_provider: t.capacity_provider_name.clone(),
         created_at_ms: ms(t.created_at).unwrap_or(0),
         started_at_ms: ms(t.started_at),
         stopped_at_ms: ms(t.stopped_at).or(ms(t.execution_stopped_at)),

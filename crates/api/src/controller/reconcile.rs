@@ -13,6 +13,7 @@ use flotilla_model::Service;
 
 use super::deployment::{self, Limits};
 use super::view::{Health, InstanceState, InstanceView, TaskView};
+use crate::domain::capacity;
 
 pub use super::actions::*;
 
@@ -143,8 +144,9 @@ fn replica(
     // that is not (yet) healthy goes first wherever it runs.
     let reason = scale_reason(svc);
     let mut healthy = current.iter().chain(retiring.iter()).filter(|t| is_healthy(t)).count() as i32;
+    let shares = provider_shares(svc, desired);
     while current.len() as i32 > desired {
-        let victim = pick_scale_in(&current, healthy - 1 < limits.min_healthy);
+        let victim = pick_scale_in(&current, healthy - 1 < limits.min_healthy, &shares);
         let t = current.remove(victim);
         if is_healthy(t) {
             healthy -= 1;
@@ -180,18 +182,53 @@ fn replica(
     }
 }
 
-/// Which current task to stop when scaling in: from the zone with the most tasks, the least useful;
-/// with `spare_healthy`, any task that is not healthy before any that is.
-fn pick_scale_in(current: &[&TaskView], spare_healthy: bool) -> usize {
+/// How many of `desired` tasks each provider of the service's capacity provider strategy should
+/// hold, by the same base and weight split that placed them; empty without a strategy.
+fn provider_shares(svc: &Service, desired: i32) -> HashMap<String, i64> {
+    let items: Vec<capacity::Item> = svc
+        .capacity_provider_strategy
+        .iter()
+        .flatten()
+        .map(|i| capacity::Item {
+            provider: i.capacity_provider.clone().unwrap_or_default(),
+            weight: i.weight.unwrap_or(0).max(0) as u32,
+            base: i.base.unwrap_or(0).max(0) as u32,
+            managed_scaling: false,
+        })
+        .collect();
+    let mut shares: HashMap<String, i64> = items.iter().map(|i| (i.provider.clone(), 0)).collect();
+    for i in capacity::split(&items, &[], desired.max(0) as u32) {
+        *shares.entry(items[i].provider.clone()).or_default() += 1;
+    }
+    shares
+}
+
+/// Which current task to stop when scaling in: from the capacity provider most above its share,
+/// then from the zone with the most tasks, the least useful; with `spare_healthy`, any task that
+/// is not healthy before any that is.
+fn pick_scale_in(current: &[&TaskView], spare_healthy: bool, shares: &HashMap<String, i64>) -> usize {
     let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut per_provider: HashMap<&str, i64> = HashMap::new();
     for t in current {
         *per_zone.entry(t.zone.as_deref().unwrap_or("")).or_default() += 1;
+        *per_provider.entry(t.capacity_provider.as_deref().unwrap_or("")).or_default() += 1;
     }
+    let over = |t: &TaskView| {
+        let p = t.capacity_provider.as_deref().unwrap_or("");
+        per_provider.get(p).copied().unwrap_or(0) - shares.get(p).copied().unwrap_or(0)
+    };
     (0..current.len())
         .min_by_key(|&i| {
             let t = current[i];
             let crowd = per_zone[t.zone.as_deref().unwrap_or("")];
-            (spare_healthy && is_healthy(t), std::cmp::Reverse(crowd), stop_preference(t), t.arn.clone())
+            let over = if shares.is_empty() { 0 } else { over(t) };
+            (
+                spare_healthy && is_healthy(t),
+                std::cmp::Reverse(over),
+                std::cmp::Reverse(crowd),
+                stop_preference(t),
+                t.arn.clone(),
+            )
         })
         .unwrap_or(0)
 }

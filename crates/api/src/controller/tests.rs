@@ -66,6 +66,7 @@ fn task(n: usize, deployment: &str, status: &str, on: usize) -> TaskView {
         has_health_check: false,
         instance: Some(format!("ci/{on}")),
         zone: Some(format!("z{}", on % 3)),
+        capacity_provider: None,
         created_at_ms: n as i64,
         started_at_ms: (status == "RUNNING").then_some(NOW - 60_000),
         stopped_at_ms: None,
@@ -116,6 +117,33 @@ fn scaling_in_stops_pending_tasks_first() {
     assert_eq!(a.stop.len(), 1);
     assert_eq!(a.stop[0].task, "arn:task/c/new-2");
     assert!(a.stop[0].reason.starts_with("Scaling activity initiated by (deployment new)"));
+}
+
+#[test]
+fn scaling_in_keeps_the_capacity_provider_split() {
+    let mut svc = service(10, 0, 200);
+    let item = |p: &str, weight: i32, base: i32| flotilla_model::CapacityProviderStrategyItem {
+        capacity_provider: Some(p.into()),
+        weight: Some(weight),
+        base: Some(base),
+    };
+    svc.capacity_provider_strategy = Some(vec![item("CP-OD", 1, 2), item("CP-SPOT", 3, 0)]);
+    // 22 tasks split 7 / 15 by the strategy; scaled back to 10 they split 4 / 6 again.
+    let tasks: Vec<TaskView> = (0..22)
+        .map(|n| {
+            let mut t = task(n, "new", "RUNNING", n % 5);
+            t.capacity_provider = Some(if n < 7 { "CP-OD" } else { "CP-SPOT" }.into());
+            t
+        })
+        .collect();
+    let a = run(&svc, &tasks, &instances(5));
+    assert_eq!(a.stop.len(), 12);
+    let stopped_od = a
+        .stop
+        .iter()
+        .filter(|s| tasks.iter().any(|t| t.arn == s.task && t.capacity_provider.as_deref() == Some("CP-OD")))
+        .count();
+    assert_eq!((7 - stopped_od, 15 - (12 - stopped_od)), (4, 6));
 }
 
 /// Zone balance gives way to availability: the crowded zone's tasks are the healthy ones, and

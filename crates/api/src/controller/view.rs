@@ -43,6 +43,8 @@ pub struct TaskView {
     pub has_health_check: bool,
     pub instance: Option<String>,
     pub zone: Option<String>,
+    /// `capacityProviderName`: the provider it runs on (or waits for), under a strategy.
+    pub capacity_provider: Option<String>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub stopped_at_ms: Option<i64>,
