@@ -235,6 +235,23 @@ async fn capacity_providers_follow_ecs_rules() {
     assert!(run.tasks().is_empty());
     assert!(!run.failures().is_empty());
 
+    // The reserved Fargate providers may be associated (the ECS Spot workshop does), but tasks
+    // cannot run on them yet.
+    client
+        .put_cluster_capacity_providers()
+        .cluster("default")
+        .capacity_providers("FARGATE")
+        .capacity_providers("CP-OD")
+        .default_capacity_provider_strategy(item("CP-OD", 1, 0))
+        .send()
+        .await
+        .unwrap();
+    let msg = expect_code(
+        client.run_task().task_definition(&arn).capacity_provider_strategy(item("FARGATE", 1, 0)).send().await,
+        "UnsupportedFeatureException",
+    );
+    assert!(msg.contains("FARGATE"), "{msg}");
+
     // Deleting needs the provider out of every cluster.
     let msg = expect_code(client.delete_capacity_provider().capacity_provider("CP-OD").send().await, "ClientException");
     assert!(msg.contains("associated with cluster default"), "{msg}");

@@ -53,17 +53,20 @@ pub fn associate(
     let mut names: Vec<String> = Vec::new();
     for given in providers {
         let n = short_name(given);
+        if names.iter().any(|x| x == n) {
+            return Err(ApiError::invalid_parameter(format!("capacityProviders names {n} more than once.")));
+        }
         if matches!(n, "FARGATE" | "FARGATE_SPOT") {
-            return Err(ApiError::unsupported(format!("The {n} capacity provider is not supported by Flotilla yet.")));
+            // The reserved Fargate providers always exist and may be associated, as the ECS Spot
+            // workshop does; launching on them is refused until Fargate runs here.
+            names.push(n.to_string());
+            continue;
         }
         let Some(p) = active_provider(ix, n) else {
             return Err(ApiError::invalid_parameter(format!(
                 "The specified capacity provider {n} was not found. Specify a valid capacity provider and try again."
             )));
         };
-        if names.iter().any(|x| x == n) {
-            return Err(ApiError::invalid_parameter(format!("capacityProviders names {n} more than once.")));
-        }
         if has_managed_scaling(p) {
             let elsewhere = range_prefix(&ix.clusters, keys::CLUSTER).find(|(_, c)| {
                 c.value.status.as_deref() == Some("ACTIVE")
