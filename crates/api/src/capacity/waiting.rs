@@ -31,12 +31,9 @@ pub struct WaitingTask {
 
 /// Every task of `cluster` that waits for a provider's capacity.
 pub fn waiting_in(ix: &Indexes, cluster: &str) -> Vec<WaitingTask> {
-    let Some(keys) = ix.task_index.by_cluster_desired.iter().find(|((c, d), _)| &**c == cluster && &**d == "RUNNING")
-    else {
-        return Vec::new();
-    };
+    let Some(keys) = ix.task_index.waiting.get(cluster) else { return Vec::new() };
     let mut out = Vec::new();
-    for key in keys.1 {
+    for key in keys {
         let Some(e) = ix.tasks.get(&**key) else { continue };
         let s = &e.value.summary;
         if s.instance.is_some() || s.last_status != Some(TaskStatus::Provisioning) {

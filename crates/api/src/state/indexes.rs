@@ -120,6 +120,7 @@ fn same_index_keys(a: &TaskSummary, b: &TaskSummary) -> bool {
         && a.started_by == b.started_by
         && a.group == b.group
         && a.instance == b.instance
+        && a.is_waiting() == b.is_waiting()
 }
 
 /// The cluster a key of the form `kind/cluster/rest` belongs to.

@@ -55,6 +55,16 @@ pub struct TaskSummary {
     pub reservation: Option<Reservation>,
 }
 
+impl TaskSummary {
+    /// Whether the task waits in PROVISIONING, with no instance, for a capacity provider's hosts.
+    pub fn is_waiting(&self) -> bool {
+        self.instance.is_none()
+            && self.capacity_provider.is_some()
+            && self.last_status == Some(TaskStatus::Provisioning)
+            && &*self.desired == "RUNNING"
+    }
+}
+
 /// A task as the cache holds it.
 #[derive(Debug)]
 pub struct CachedTask {
@@ -163,6 +173,9 @@ pub struct TaskIndexes {
     pub by_family: ClusterIndex,
     pub by_started_by: ClusterIndex,
     pub by_group: ClusterIndex,
+    /// Per cluster, the tasks that wait in PROVISIONING, with no instance, for a capacity
+    /// provider's hosts.
+    pub waiting: HashMap<Arc<str>, TaskKeys>,
     scopes: HashMap<String, Arc<str>>,
 }
 
@@ -301,6 +314,9 @@ impl TaskIndexes {
         }
         if let Some(i) = &s.instance {
             set_member(&mut self.by_instance, i.clone(), key, add);
+        }
+        if s.is_waiting() {
+            set_member(&mut self.waiting, s.cluster.clone(), key, add);
         }
     }
 }
