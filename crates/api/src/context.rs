@@ -125,6 +125,7 @@ pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
         credentials: crate::RootCredentials { access_key_id: "AKID".into(), secret_access_key: "secret".into() },
         controller: Default::default(),
         stopped_task_retention: Duration::ZERO,
+        extensions: Default::default(),
     };
     let store = Arc::new(flotilla_store::MemoryStore::new());
     crate::server::build_ctx(store, &config, clock).await.expect("context")

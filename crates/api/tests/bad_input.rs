@@ -253,6 +253,7 @@ async fn router_with(auth: AuthMode, dir: &std::path::Path) -> Router {
         credentials: RootCredentials { access_key_id: "AKIDFUZZ".into(), secret_access_key: "fuzz-secret".into() },
         controller: Default::default(),
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
+        extensions: Default::default(),
     };
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("store.redb")).expect("store"));
     let ctx = flotilla_api::server::build_ctx(store, &config, Clock::system()).await.expect("ctx");

@@ -63,6 +63,7 @@ impl TestServer {
             credentials: credentials.clone(),
             controller,
             stopped_task_retention,
+            extensions: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
