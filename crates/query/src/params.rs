@@ -17,6 +17,9 @@ pub struct Params {
     map: BTreeMap<String, String>,
 }
 
+/// One indexed list entry: its path in the request, and its fields (`""` for a scalar entry).
+type Entry = (String, BTreeMap<String, String>);
+
 /// `Filter.N`: a name and its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
@@ -103,8 +106,8 @@ impl Params {
 
     /// The indexed entries under `name` (`name.member.N...` or `name.N...`): index -> the rest
     /// of the key after the index (empty for a scalar entry) -> value, in index order.
-    fn indexed(&self, name: &str) -> Result<BTreeMap<u32, (String, BTreeMap<String, String>)>, QueryError> {
-        let mut out: BTreeMap<u32, (String, BTreeMap<String, String>)> = BTreeMap::new();
+    fn indexed(&self, name: &str) -> Result<BTreeMap<u32, Entry>, QueryError> {
+        let mut out: BTreeMap<u32, Entry> = BTreeMap::new();
         let dotted = format!("{name}.");
         for (key, value) in self.map.range(dotted.clone()..) {
             let Some(rest) = key.strip_prefix(&dotted) else { break };
@@ -154,6 +157,11 @@ impl Params {
             .map(|(k, v)| (k[dotted.len()..].to_string(), v.clone()))
             .collect();
         Params { dialect: self.dialect, path: format!("{}{dotted}", self.path), map }
+    }
+
+    /// Every parameter here, with its name relative to this structure.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -114,6 +114,12 @@ impl Xml {
         })
     }
 
+    /// Appends a fragment written by another writer.
+    pub fn append(&mut self, fragment: Xml) -> &mut Self {
+        self.buf.push_str(&fragment.buf);
+        self
+    }
+
     pub fn finish(self) -> String {
         self.buf
     }
