@@ -204,10 +204,13 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
-def make_client(env: dict[str, str], *, access_key: str | None = None, secret_key: str | None = None):
-    """A boto3 ECS client built from the server's export values (not from the ambient environment)."""
+def make_client(
+    env: dict[str, str], *, access_key: str | None = None, secret_key: str | None = None, service: str = "ecs"
+):
+    """A boto3 client (ECS unless `service` says otherwise) built from the server's export values
+    (not from the ambient environment)."""
     return boto3.session.Session().client(
-        "ecs",
+        service,
         endpoint_url=env["AWS_ENDPOINT_URL"],
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=access_key or env["AWS_ACCESS_KEY_ID"],
