@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(
             xml,
             "<ErrorResponse xmlns=\"http://autoscaling.amazonaws.com/doc/2011-01-01/\"><Error><Type>Sender</Type>\
-             <Code>ValidationError</Code><Message>bad &lt;x&gt; &amp; &apos;y&apos;</Message></Error>\
+             <Code>ValidationError</Code><Message>bad &lt;x&gt; &amp; 'y'</Message></Error>\
              <RequestId>rid</RequestId></ErrorResponse>"
         );
         let fault = QueryError::server("InternalFailure", "oops");

@@ -5,10 +5,10 @@ use std::borrow::Cow;
 
 use crate::error::Dialect;
 
-/// Escapes the five XML metacharacters; borrows when there is nothing to escape.
+/// Escapes `<`, `>`, `&` and `"` (apostrophes stay readable: values are never in `'`-quoted
+/// attributes); borrows when there is nothing to escape.
 pub fn escape(text: &str) -> Cow<'_, str> {
-    if !text.contains(['<', '>', '&', '"', '\'']) && !text.contains(|c: char| c.is_control() && c != '\n' && c != '\t')
-    {
+    if !text.contains(['<', '>', '&', '"']) && !text.contains(|c: char| c.is_control() && c != '\n' && c != '\t') {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -18,7 +18,6 @@ pub fn escape(text: &str) -> Cow<'_, str> {
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
             '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
             // Control characters other than tab and newline are not allowed in XML 1.0 even as
             // references; a client's stray byte must not make the whole answer unreadable.
             c if c.is_control() && c != '\n' && c != '\t' && c != '\r' => out.push('\u{FFFD}'),
@@ -179,7 +178,7 @@ mod tests {
     #[test]
     fn escapes_metacharacters_and_borrows_otherwise() {
         assert!(matches!(escape("plain text"), Cow::Borrowed(_)));
-        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
+        assert_eq!(escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c'");
         assert_eq!(escape("x\u{1}y"), "x\u{FFFD}y");
     }
 
