@@ -61,7 +61,9 @@ pub trait Extension: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Extra HTTP routes (admin endpoints), merged into the server's router.
+    /// Extra HTTP routes (admin endpoints), merged into the server's router: their paths must
+    /// not overlap the server's own (`/health`, `/metrics`, `/v1/...`), or the merge panics at
+    /// start.
     fn routes(&self, _ctx: &Ctx) -> Option<Router> {
         None
     }

@@ -19,11 +19,21 @@ use std::sync::Arc;
 
 pub use autoscaling::AutoScalingApi;
 pub use ec2::Ec2Api;
-use flotilla_api::Extension;
+use flotilla_api::supervisor::LoopHandle;
+use flotilla_api::{Ctx, Extension};
 
-/// The two services, to register with the server (`ServerConfig::extensions`).
+/// Starts background loops under `ctx.loops` when the server starts (the group loop, Spot
+/// notices); the server stops the handles at shutdown.
+pub type Starter = Arc<dyn Fn(&Ctx) -> Vec<LoopHandle> + Send + Sync>;
+
+/// The two services, to register with the server (`ServerConfig::extensions`), without loops.
 pub fn extensions() -> flotilla_api::Extensions {
-    flotilla_api::Extensions::new([Arc::new(Ec2Api) as Arc<dyn Extension>, Arc::new(AutoScalingApi)])
+    extensions_with_loops(Arc::new(|_: &Ctx| Vec::new()))
+}
+
+/// The two services, with the Auto Scaling service starting `loops` when the server starts.
+pub fn extensions_with_loops(loops: Starter) -> flotilla_api::Extensions {
+    flotilla_api::Extensions::new([Arc::new(Ec2Api) as Arc<dyn Extension>, Arc::new(AutoScalingApi::new(loops))])
 }
 
 type Result<T> = std::result::Result<T, flotilla_query::QueryError>;

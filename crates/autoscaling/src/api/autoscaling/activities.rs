@@ -6,7 +6,7 @@ use flotilla_api::Ctx;
 use flotilla_hosts::{keys, Activity, AutoScalingGroup};
 use flotilla_query::{Params, Xml};
 
-use super::groups::{self, max_records};
+use super::groups::max_records;
 use super::input::validation;
 use super::shapes;
 use crate::api::{paging, records, Result};
@@ -39,11 +39,7 @@ pub async fn describe_activities(ctx: &Ctx, p: &Params) -> Result<Xml> {
         None => keys::ACTIVITY.to_string(),
     };
     let groups: Vec<AutoScalingGroup> = records::list(ctx, keys::GROUP).await?.into_iter().map(|(_, g, _)| g).collect();
-    if let Some(g) = group {
-        if !include_deleted && !groups.iter().any(|x| x.name == g) {
-            return Err(groups::not_found(g));
-        }
-    }
+    // An unknown group has no activities to show (as on AWS), rather than an error.
     let mut activities: Vec<(String, Activity)> = records::list::<Activity>(ctx, &prefix)
         .await?
         .into_iter()

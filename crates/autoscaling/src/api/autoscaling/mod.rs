@@ -10,6 +10,7 @@ mod tags;
 
 use axum::body::Body;
 use axum::http::Response;
+use flotilla_api::supervisor::LoopHandle;
 use flotilla_api::{ApiError, Ctx, Extension, ExtensionRequest, ExtensionResponse};
 use flotilla_query::{Dialect, Params, Xml};
 use futures::future::BoxFuture;
@@ -20,8 +21,16 @@ use super::Result;
 pub const VERSION: &str = "2011-01-01";
 pub const DIALECT: Dialect = Dialect::Query { xmlns: "http://autoscaling.amazonaws.com/doc/2011-01-01/" };
 
-/// The Auto Scaling API.
-pub struct AutoScalingApi;
+/// The Auto Scaling API, and the loops that act on what it writes.
+pub struct AutoScalingApi {
+    loops: super::Starter,
+}
+
+impl AutoScalingApi {
+    pub fn new(loops: super::Starter) -> Self {
+        AutoScalingApi { loops }
+    }
+}
 
 /// The actions served, as the metrics label them.
 const ACTIONS: &[&str] = &[
@@ -83,5 +92,9 @@ impl Extension for AutoScalingApi {
 
     fn error(&self, _signing_name: &'static str, request_id: &str, error: &ApiError) -> Response<Body> {
         server_error(DIALECT, request_id, error)
+    }
+
+    fn start(&self, ctx: &Ctx) -> Vec<LoopHandle> {
+        (self.loops)(ctx)
     }
 }
