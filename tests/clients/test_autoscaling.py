@@ -93,7 +93,12 @@ def test_launch_template_life_cycle(ec2, uid):
     created = ec2.create_launch_template(
         LaunchTemplateName=name,
         VersionDescription="first",
-        LaunchTemplateData={"InstanceType": "t3.micro", "UserData": USER_DATA, "KeyName": "mine"},
+        LaunchTemplateData={
+            "InstanceType": "t3.micro",
+            "UserData": USER_DATA,
+            "KeyName": "mine",
+            "SecurityGroupIds": ["sg-1", "sg-2"],
+        },
         TagSpecifications=[{"ResourceType": "launch-template", "Tags": [{"Key": "team", "Value": uid}]}],
     )["LaunchTemplate"]
     lt_id = created["LaunchTemplateId"]
@@ -109,6 +114,7 @@ def test_launch_template_life_cycle(ec2, uid):
     assert v2["LaunchTemplateData"]["InstanceType"] == "m5.large"
     assert v2["LaunchTemplateData"]["UserData"] == USER_DATA
     assert v2["LaunchTemplateData"]["KeyName"] == "mine"
+    assert v2["LaunchTemplateData"]["SecurityGroupIds"] == ["sg-1", "sg-2"]
 
     modified = ec2.modify_launch_template(LaunchTemplateName=name, DefaultVersion="2")["LaunchTemplate"]
     assert (modified["DefaultVersionNumber"], modified["LatestVersionNumber"]) == (2, 2)
@@ -366,6 +372,7 @@ def test_auto_scaling_errors(ec2, autoscaling, subnets, uid):
         ({k: v for k, v in {**base, "AutoScalingGroupName": f"e7-{uid}"}.items() if k != "VPCZoneIdentifier"}, "ValidationError", "Availability Zone or VPC Subnet"),
         ({k: v for k, v in {**base, "AutoScalingGroupName": f"e8-{uid}", "MixedInstancesPolicy": mixed(OnDemandPercentageAboveBaseCapacity=150)}.items() if k != "LaunchTemplate"}, "ValidationError", "OnDemandPercentageAboveBaseCapacity"),
         ({**base, "AutoScalingGroupName": f"e9-{uid}", "LaunchTemplate": {**lt, "Version": "7"}}, "ValidationError", "version 7"),
+        ({**base, "AutoScalingGroupName": f"e10-{uid}", "TargetGroupARNs": ["arn:aws:elasticloadbalancing:tg"]}, "ValidationError", "TargetGroupARNs is not supported"),
     ]
     for params, code, words in cases:
         with pytest.raises(ClientError) as e:
@@ -399,6 +406,8 @@ def test_auto_scaling_errors(ec2, autoscaling, subnets, uid):
     with pytest.raises(ClientError) as e:
         autoscaling.delete_auto_scaling_group(AutoScalingGroupName=f"missing-{uid}")
     assert code_of(e) == "ValidationError"
+    # Activities are history, not a lookup: an unknown group simply has none.
+    assert autoscaling.describe_scaling_activities(AutoScalingGroupName=f"missing-{uid}")["Activities"] == []
     autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group)
 
 

@@ -304,4 +304,29 @@ mod tests {
         let p = Params::parse(b"Names.member.x=a", AS);
         assert_eq!(p.list("Names").unwrap_err().code, "ValidationError");
     }
+
+    proptest::proptest! {
+        /// Whatever the body, decoding and every accessor answer a value or a modeled error.
+        #[test]
+        fn any_body_decodes_without_panicking(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                                             name in "[A-Za-z.0-9]{0,12}") {
+            for dialect in [AS, Dialect::Ec2] {
+                let p = Params::parse(&body, dialect);
+                let _ = (p.action(), p.required(&name), p.int::<u32>(&name), p.bool(&name), p.has(&name));
+                let _ = (p.list(&name), p.structs(&name), p.filters(&name), p.tag_specifications());
+                let _ = p.sub(&name).pairs().count();
+            }
+        }
+
+        /// Dotted names of any shape, as a hostile client might send them.
+        #[test]
+        fn any_dotted_names_decode_without_panicking(keys in proptest::collection::vec("[A-Za-z0-9.]{0,20}", 0..12)) {
+            let body: String = keys.iter().map(|k| format!("{k}=v&")).collect();
+            let p = Params::parse(body.as_bytes(), AS);
+            for k in &keys {
+                let _ = (p.list(k), p.structs(k), p.filters(k), p.sub(k).is_empty());
+            }
+            let _ = p.tag_specifications();
+        }
+    }
 }

@@ -49,6 +49,7 @@ async fn template_for(ctx: &Ctx, launch: &Launch) -> Result<Option<LaunchTemplat
 pub async fn create(ctx: &Ctx, p: &Params) -> Result<Xml> {
     let name = p.required("AutoScalingGroupName")?;
     input::check_group_name(name)?;
+    input::check_supported(p)?;
     let launch = input::launch(p)?.ok_or_else(|| {
         validation("Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.")
     })?;
@@ -105,6 +106,7 @@ pub async fn create(ctx: &Ctx, p: &Params) -> Result<Xml> {
 
 pub async fn update(ctx: &Ctx, p: &Params) -> Result<Xml> {
     let (current, _) = load(ctx, p).await?;
+    input::check_supported(p)?;
     let launch = input::launch(p)?;
     let reference = match &launch {
         Some(l) => Some(input::resolve(l, template_for(ctx, l).await?.as_ref())?),

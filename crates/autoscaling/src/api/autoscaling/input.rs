@@ -30,6 +30,25 @@ pub fn check_group_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Settings Flotilla does not act on yet: refused by name rather than silently dropped, so a
+/// group never looks configured for something nothing does.
+const NOT_YET: &[&str] = &[
+    "LoadBalancerNames",
+    "TargetGroupARNs",
+    "LifecycleHookSpecificationList",
+    "PlacementGroup",
+    "TrafficSources",
+    "InstanceMaintenancePolicy",
+];
+
+/// Refuses the settings of [`NOT_YET`].
+pub fn check_supported(p: &Params) -> Result<()> {
+    match NOT_YET.iter().find(|name| p.has(name)) {
+        Some(name) => Err(validation(format!("{name} is not supported by Flotilla yet."))),
+        None => Ok(()),
+    }
+}
+
 /// How a request names a template: `LaunchTemplateId` or `LaunchTemplateName`, and `Version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateSpec {
@@ -447,6 +466,13 @@ mod tests {
         merge_tags(&mut kept, [Tag { key: "a".into(), value: "2".into(), propagate_at_launch: true }]);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].value, "2");
+    }
+
+    #[test]
+    fn settings_nothing_acts_on_are_refused() {
+        assert!(check_supported(&params("MinSize=1")).is_ok());
+        let e = check_supported(&params("TargetGroupARNs.member.1=arn")).unwrap_err();
+        assert_eq!(e.message, "TargetGroupARNs is not supported by Flotilla yet.");
     }
 
     #[test]
