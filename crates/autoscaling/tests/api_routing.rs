@@ -314,3 +314,63 @@ async fn instance_operations_write_what_the_group_loop_acts_on() {
     assert!(body.contains("<name>terminated</name>"), "{body}");
     server.stop().await;
 }
+
+/// Every action, with parameters of every wrong shape: each answer is a success or a modeled
+/// client error in the service's format, never a server error or a dropped connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_modeled_errors_never_server_errors() {
+    let server = Server::start(AuthMode::Verify).await;
+    let ec2 = [
+        "CreateLaunchTemplate",
+        "CreateLaunchTemplateVersion",
+        "DescribeLaunchTemplates",
+        "DescribeLaunchTemplateVersions",
+        "ModifyLaunchTemplate",
+        "DeleteLaunchTemplate",
+        "DescribeInstances",
+        "DescribeVpcs",
+        "DescribeSubnets",
+        "DescribeSecurityGroups",
+        "DescribeAvailabilityZones",
+    ];
+    let asg = [
+        "CreateAutoScalingGroup",
+        "UpdateAutoScalingGroup",
+        "DescribeAutoScalingGroups",
+        "DeleteAutoScalingGroup",
+        "SetDesiredCapacity",
+        "SetInstanceProtection",
+        "TerminateInstanceInAutoScalingGroup",
+        "DescribeAutoScalingInstances",
+        "DescribeScalingActivities",
+        "DescribePolicies",
+        "CreateOrUpdateTags",
+        "DeleteTags",
+        "DescribeTags",
+    ];
+    let junk = [
+        "",
+        "MinSize=-1&MaxSize=x&DesiredCapacity=99999999999999999999",
+        "AutoScalingGroupName=%00%FF&LaunchTemplateName=%3Cx%3E&LaunchTemplateId=lt-&InstanceId=i-zz",
+        "AutoScalingGroupName=g&MinSize=2&MaxSize=1&LaunchTemplate.LaunchTemplateName=nope&VPCZoneIdentifier=%2C%2C",
+        "Tags.member.x.Key=a&Tags.member.1.PropagateAtLaunch=perhaps&InstanceIds.member.0=&Filters.member.1.Values.member.1=v",
+        "Filter.1.Value.1=x&Filter.2.Name=tag%3A&LaunchTemplateVersion.1=%24Nope&MaxResults=0&NextToken=zz&MaxRecords=1000",
+        "LaunchTemplateName=abc&LaunchTemplateData.UserData=%%%&TagSpecification.1.ResourceType=volume",
+        "MixedInstancesPolicy.LaunchTemplate.Overrides.member.1.InstanceRequirements.VCpuCount.Min=1&ProtectedFromScaleIn=1",
+        "DryRun=maybe&ShouldDecrementDesiredCapacity=yes&ForceDelete=2&SetDefaultVersion=-3",
+    ];
+    for (service, actions, version) in [("ec2", &ec2[..], "2016-11-15"), ("autoscaling", &asg[..], "2011-01-01")] {
+        for action in actions {
+            for params in junk {
+                let body = format!("Action={action}&Version={version}&{params}");
+                let (status, text) = server.post(service, Some(&server.root), None, &body).await;
+                assert!(status == 200 || (400..500).contains(&status), "{service} {body}: {status} {text}");
+                if status != 200 {
+                    let shape = if service == "ec2" { "<Response><Errors><Error><Code>" } else { "<ErrorResponse" };
+                    assert!(text.starts_with(shape) && text.contains("<Message>"), "{service} {body}: {text}");
+                }
+            }
+        }
+    }
+    server.stop().await;
+}

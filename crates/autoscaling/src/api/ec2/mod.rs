@@ -10,7 +10,7 @@ mod template_xml;
 use axum::body::Body;
 use axum::http::Response;
 use flotilla_api::{ApiError, Ctx, Extension, ExtensionRequest, ExtensionResponse};
-use flotilla_query::{Dialect, Params, Xml};
+use flotilla_query::{Dialect, Params, QueryError, Xml};
 use futures::future::BoxFuture;
 
 use super::reply::{invalid_action, respond, server_error};
@@ -67,9 +67,15 @@ impl Extension for Ec2Api {
             let p = Params::parse(r.body, Dialect::Ec2);
             let action = p.action().unwrap_or_default().to_string();
             let operation = ACTIONS.iter().find(|a| **a == action).copied().unwrap_or("Unknown");
-            let result = match p.required("Action") {
-                Ok(_) => dispatch(r.ctx, &action, &p).await,
-                Err(e) => Err(e),
+            let result = match (p.required("Action"), p.bool("DryRun")) {
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                // Flotilla has no permissions to check: a dry run would always have succeeded.
+                (Ok(_), Ok(Some(true))) => Err(QueryError {
+                    code: "DryRunOperation",
+                    message: "Request would have succeeded, but DryRun flag is set.".into(),
+                    status: 412,
+                }),
+                (Ok(_), Ok(_)) => dispatch(r.ctx, &action, &p).await,
             };
             respond(Dialect::Ec2, &action, operation, r.request_id, result)
         })
