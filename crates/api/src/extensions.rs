@@ -114,3 +114,31 @@ pub fn signing_name_of(headers: &HeaderMap) -> Option<&str> {
     let credential = rest.split([',', ' ']).next()?;
     credential.split('/').nth(3)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_name_is_the_credential_scopes_service() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(signing_name_of(&headers), None);
+        let auth = "AWS4-HMAC-SHA256 Credential=AKID/20261206/us-east-1/autoscaling/aws4_request, \
+                    SignedHeaders=host;x-amz-date, Signature=00";
+        headers.insert(axum::http::header::AUTHORIZATION, auth.parse().unwrap());
+        assert_eq!(signing_name_of(&headers), Some("autoscaling"));
+        headers.insert(axum::http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(signing_name_of(&headers), None);
+    }
+
+    #[test]
+    fn the_action_comes_from_a_form_body_only() {
+        assert_eq!(
+            action_of(b"Action=DescribeVpcs&Version=2016-11-15"),
+            Some(("DescribeVpcs".into(), Some("2016-11-15".into())))
+        );
+        assert_eq!(action_of(b"Action=DescribeTags"), Some(("DescribeTags".into(), None)));
+        assert_eq!(action_of(br#"{"cluster":"default"}"#), None);
+        assert_eq!(action_of(b""), None);
+    }
+}

@@ -133,8 +133,7 @@ pub async fn create(ctx: &Ctx, p: &Params) -> Result<Xml> {
         return Err(QueryError::missing(p.dialect(), "LaunchTemplateData"));
     }
     let now = ctx.clock.now_ms();
-    let mut version = read_data(p, None, 1, now)?;
-    version.description = p.get("VersionDescription").map(str::to_string);
+    let version = read_data(p, None, 1, now)?;
     let mut tags = Vec::new();
     for spec in p.tag_specifications()? {
         if spec.resource_type.as_deref() != Some("launch-template") {
