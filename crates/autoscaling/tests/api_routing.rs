@@ -273,6 +273,8 @@ async fn instance_operations_write_what_the_group_loop_acts_on() {
     assert!(body.contains("<InstanceId>i-0000000000000000a</InstanceId>"), "{body}");
     assert!(body.contains("<LifecycleState>Terminating</LifecycleState>"), "{body}");
     assert!(body.contains("<ProtectedFromScaleIn>true</ProtectedFromScaleIn>"), "{body}");
+    let (_, body) = server.asg("Action=DescribeAutoScalingGroups&IncludeInstances=false").await;
+    assert!(body.contains("<Instances></Instances>"), "{body}");
     let (_, body) = server.asg("Action=DescribeAutoScalingInstances&InstanceIds.member.1=i-0000000000000000a").await;
     assert!(body.contains("<AutoScalingGroupName>g</AutoScalingGroupName>"), "{body}");
 

@@ -232,7 +232,8 @@ pub async fn describe(ctx: &Ctx, p: &Params) -> Result<Xml> {
     }
     let (page, next) =
         paging::page(p.dialect(), groups, |g| g.name.clone(), Some(max_records(p, 50)?), p.get("NextToken"))?;
-    let hosts = all_hosts(ctx).await?;
+    // `IncludeInstances=false` leaves the instances out (and their records unread).
+    let hosts = if p.bool("IncludeInstances")?.unwrap_or(true) { all_hosts(ctx).await? } else { Vec::new() };
     let mut x = Xml::new();
     x.list("AutoScalingGroups", "member", &page, |x, g| {
         let mine: Vec<&Host> = hosts.iter().map(|(h, _)| h).filter(|h| in_group(h, &g.name)).collect();
