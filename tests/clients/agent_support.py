@@ -125,7 +125,7 @@ class AgentProcess:
                     flotilla_bin(),
                     "agent",
                     "--server",
-                    self.server_env["AWS_ENDPOINT_URL_ECS"],
+                    self.server_env["AWS_ENDPOINT_URL"],
                     "--region",
                     self.server_env["AWS_DEFAULT_REGION"],
                     "--cluster",

@@ -3,7 +3,7 @@ CLI runner, and small helpers the test modules share.
 
 The server binary comes from $FLOTILLA_BIN (scripts/test.sh sets it); it is started on port 0 in a
 temporary data directory, and its one stdout line
-    export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_ENDPOINT_URL_ECS=... AWS_DEFAULT_REGION=...
+    export AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... AWS_ENDPOINT_URL=... AWS_DEFAULT_REGION=...
 tells the clients where it is and which key pair to sign with. Every wait is bounded, so a server
 that never starts or never stops fails the run with its stderr instead of hanging it.
 """
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = float(os.environ.get("FLOTILLA_START_TIMEOUT", "30"))  # seconds for the export line and /health
 STOP_TIMEOUT = 15.0  # seconds for a clean exit after SIGTERM
 CLI_TIMEOUT = 60.0  # seconds for one aws CLI run
-ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_ECS", "AWS_DEFAULT_REGION")
+ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION")
 
 
 def flotilla_bin() -> str:
@@ -77,7 +77,7 @@ class ServerProcess:
 
     @property
     def endpoint(self) -> str:
-        return self.env["AWS_ENDPOINT_URL_ECS"]
+        return self.env["AWS_ENDPOINT_URL"]
 
     def stderr_tail(self, n: int = 60) -> str:
         try:
@@ -204,11 +204,14 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
-def make_client(env: dict[str, str], *, access_key: str | None = None, secret_key: str | None = None):
-    """A boto3 ECS client built from the server's export values (not from the ambient environment)."""
+def make_client(
+    env: dict[str, str], *, access_key: str | None = None, secret_key: str | None = None, service: str = "ecs"
+):
+    """A boto3 client (ECS unless `service` says otherwise) built from the server's export values
+    (not from the ambient environment)."""
     return boto3.session.Session().client(
-        "ecs",
-        endpoint_url=env["AWS_ENDPOINT_URL_ECS"],
+        service,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
         region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=access_key or env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=secret_key or env["AWS_SECRET_ACCESS_KEY"],

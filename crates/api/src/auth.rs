@@ -15,7 +15,10 @@ use crate::identity::instance_keys::Keyring;
 use crate::identity::Principal;
 
 pub struct Authenticator {
+    /// ECS's verifier: the one for every request that is not another service's.
     verifier: Verifier,
+    /// One verifier per other service served on the listener (their key caches are per service).
+    others: Vec<(&'static str, Verifier)>,
     root: RootCredentials,
     keyring: Keyring,
 }
@@ -30,15 +33,52 @@ fn access_key_id(headers: &HeaderMap) -> Option<&str> {
 impl Authenticator {
     pub fn new(region: &str, root: RootCredentials, store: Arc<dyn flotilla_store::Store>) -> Self {
         Authenticator {
-            verifier: Verifier::new("ecs").with_regions([region.to_string()]).refuse_unsigned_payload(),
+            verifier: Self::verifier("ecs", region),
+            others: Vec::new(),
             root,
             keyring: Keyring::new(store),
         }
     }
 
-    /// Verifies the signature and says whose key made it.
+    fn verifier(service: &str, region: &str) -> Verifier {
+        Verifier::new(service).with_regions([region.to_string()]).refuse_unsigned_payload()
+    }
+
+    /// Also verifies signatures made for these services (the extensions' signing names).
+    pub fn with_services(mut self, region: &str, services: impl IntoIterator<Item = &'static str>) -> Self {
+        self.others.extend(services.into_iter().map(|s| (s, Self::verifier(s, region))));
+        self
+    }
+
+    /// Verifies an ECS signature and says whose key made it.
     pub async fn authenticate(
         &self,
+        ctx: &Ctx,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Principal, ApiError> {
+        self.authenticate_with(&self.verifier, ctx, method, uri, headers, body).await
+    }
+
+    /// Verifies a signature made for `service` (one given to [`Self::with_services`], else ECS).
+    pub async fn authenticate_for(
+        &self,
+        service: &str,
+        ctx: &Ctx,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Principal, ApiError> {
+        let verifier = self.others.iter().find(|(s, _)| *s == service).map(|(_, v)| v).unwrap_or(&self.verifier);
+        self.authenticate_with(verifier, ctx, method, uri, headers, body).await
+    }
+
+    async fn authenticate_with(
+        &self,
+        verifier: &Verifier,
         ctx: &Ctx,
         method: &Method,
         uri: &Uri,
@@ -55,8 +95,7 @@ impl Authenticator {
                 self.keyring.get(akid).map(|k| k.secret_access_key.clone())
             }
         });
-        let verified = self
-            .verifier
+        let verified = verifier
             .verify(method, uri, headers, body, SystemTime::now(), &secrets)
             .map_err(|e: AuthError| ApiError::new(e.code(), e.message()))?;
         if verified.access_key_id == self.root.access_key_id {

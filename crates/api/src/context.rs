@@ -91,14 +91,19 @@ impl Ctx {
     }
 
     /// Commits `txn`; on success waits (up to [`CACHE_DEADLINE`]) until the cache reflects it.
-    /// `None` means a compare failed: re-read and try again.
+    /// `None` means a compare failed: re-read and try again. Before saying so it waits until the
+    /// cache holds what beat the transaction, or the caller's retry would read the same stale
+    /// revision and lose again, burning its attempts in microseconds.
     pub async fn commit(&self, txn: Txn) -> ApiResult<Option<Revision>> {
         match self.store.txn(txn).await? {
             TxnOutcome::Committed { revision } => {
                 self.caught_up(revision).await?;
                 Ok(Some(revision))
             }
-            TxnOutcome::Conflict { .. } => Ok(None),
+            TxnOutcome::Conflict { .. } => {
+                self.caught_up(self.store.revision()).await?;
+                Ok(None)
+            }
         }
     }
 
@@ -128,6 +133,7 @@ pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
         controller: Default::default(),
         stopped_task_retention: Duration::ZERO,
         capacity: Default::default(),
+        extensions: Default::default(),
     };
     let store = Arc::new(flotilla_store::MemoryStore::new());
     crate::server::build_ctx(store, &config, clock).await.expect("context")

@@ -1,5 +1,6 @@
-//! The HTTP server: the ECS API on `POST /`, health on `GET /health`, metrics on `GET /metrics`,
-//! with graceful shutdown.
+//! The HTTP server: the ECS API on `POST /` (and the other AWS services of `crate::extensions`,
+//! routed by the SigV4 service name), health on `GET /health`, metrics on `GET /metrics`, with
+//! graceful shutdown.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use crate::auth::Authenticator;
 use crate::context::{Clock, Ctx};
 use crate::credentials::RootCredentials;
 use crate::error::ApiError;
+use crate::extensions::{Extension, ExtensionRequest, Extensions};
 use crate::identity::tokens::TokenSigner;
 use crate::identity::{self, Principal};
 use crate::identity_api;
@@ -49,6 +51,8 @@ pub struct ServerConfig {
     pub stopped_task_retention: std::time::Duration,
     /// Managed scaling's period and how long tasks may wait in PROVISIONING.
     pub capacity: crate::capacity::Settings,
+    /// The other AWS services served on the same listener (EC2, Auto Scaling, ...).
+    pub extensions: Extensions,
 }
 
 struct App {
@@ -59,6 +63,7 @@ struct App {
     auth: Option<Authenticator>,
     tokens: TokenSigner,
     metrics: Metrics,
+    extensions: Extensions,
 }
 
 /// Opens the store under `config.data_dir` and builds the shared context.
@@ -111,6 +116,7 @@ pub async fn serve_ctx(
     let reaper = ctx.loops.spawn("reaper", move || crate::reaper::run(c.clone(), retention));
     let (c, capacity) = (ctx.clone(), config.capacity);
     let capacity = ctx.loops.spawn("capacity", move || crate::capacity::run(c.clone(), capacity));
+    let extension_loops: Vec<_> = config.extensions.0.iter().flat_map(|e| e.start(&ctx)).collect();
     let cache = ctx.cache.clone();
     let router = router(ctx, config);
     let served = crate::tls::serve(listener.into(), router, shutdown).await;
@@ -118,6 +124,9 @@ pub async fn serve_ctx(
     controller.stop().await;
     reaper.stop().await;
     capacity.stop().await;
+    for handle in extension_loops {
+        handle.stop().await;
+    }
     cache.stop().await;
     served?;
     Ok(())
@@ -126,15 +135,20 @@ pub async fn serve_ctx(
 /// The HTTP routes over a context: the API, `/health` and `/metrics`.
 pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     let auth = match config.auth {
-        AuthMode::Verify => Some(Authenticator::new(&config.region, config.credentials.clone(), ctx.store.clone())),
+        AuthMode::Verify => Some(
+            Authenticator::new(&config.region, config.credentials.clone(), ctx.store.clone())
+                .with_services(&config.region, config.extensions.signing_names()),
+        ),
         AuthMode::Disabled => None,
     };
     let mut registry = Metrics::new();
     registry.register_loops(ctx.loops.metrics());
     registry.register_gauges(ctx.gauges.clone());
     let tokens = TokenSigner::new(&config.credentials.secret_access_key);
-    let app = Arc::new(App { ctx, sessions: Arc::default(), auth, tokens, metrics: registry });
-    Router::new()
+    let extra: Vec<Router> = config.extensions.0.iter().filter_map(|e| e.routes(&ctx)).collect();
+    let extensions = config.extensions.clone();
+    let app = Arc::new(App { ctx, sessions: Arc::default(), auth, tokens, metrics: registry, extensions });
+    let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route(flotilla_protocol::AGENT_WS_PATH, get(agent_ws))
@@ -157,7 +171,8 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
             }),
         )
         .fallback(api)
-        .with_state(app)
+        .with_state(app);
+    extra.into_iter().fold(router, Router::merge)
 }
 
 /// The agent session endpoint: a SigV4-signed websocket upgrade naming the instance.
@@ -221,6 +236,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response<Body> {
 }
 
 async fn api(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    if let Some((extension, name)) = extension_for(&app, &method, &uri, &headers, &body) {
+        return serve_extension(&app, extension.as_ref(), name, &method, &uri, &headers, &body).await;
+    }
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
@@ -265,5 +283,67 @@ async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body
     match std::panic::AssertUnwindSafe(dispatch::dispatch(&app.ctx, op, body)).catch_unwind().await {
         Ok(r) => r,
         Err(_) => Err(ApiError::server("An internal error occurred while handling the request.")),
+    }
+}
+
+/// The extension a request is for: the one serving the service its credential is scoped to, or,
+/// for a request signed for no service and carrying no ECS target, the one whose service has its
+/// query `Action` (unsigned dev mode; with signatures on, that extension refuses it in its own
+/// error format).
+fn extension_for(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<(Arc<dyn Extension>, &'static str)> {
+    if app.extensions.0.is_empty() || method != Method::POST || uri.path() != "/" {
+        return None;
+    }
+    let found = match crate::extensions::signing_name_of(headers) {
+        Some(name) => app.extensions.by_signing_name(name),
+        None if !headers.contains_key("x-amz-target") => app.extensions.by_action(body),
+        None => None,
+    };
+    found.map(|(e, n)| (e.clone(), n))
+}
+
+/// Authenticates a request for another service, lets only the root key pair through, and hands
+/// it to its extension; every refusal is written in that service's error format.
+async fn serve_extension(
+    app: &App,
+    extension: &dyn Extension,
+    signing_name: &'static str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let principal = match &app.auth {
+        Some(auth) => match auth.authenticate_for(signing_name, &app.ctx, method, uri, headers, body).await {
+            Ok(p) => p,
+            Err(e) => return extension.error(signing_name, &request_id, &e),
+        },
+        None => Principal::Root,
+    };
+    let action = crate::extensions::action_of(body).map(|(a, _)| a).unwrap_or_default();
+    if let Err(e) = principal.require_root(&format!("{signing_name}:{action}")) {
+        return extension.error(signing_name, &request_id, &e);
+    }
+    let request =
+        ExtensionRequest { ctx: &app.ctx, principal: &principal, signing_name, headers, body, request_id: &request_id };
+    // A handler bug must cost one request, not the connection or the server.
+    match std::panic::AssertUnwindSafe(extension.handle(request)).catch_unwind().await {
+        Ok(out) => {
+            app.metrics.observe(out.operation, started.elapsed().as_secs_f64(), out.error);
+            out.response
+        }
+        Err(_) => {
+            tracing::error!(service = signing_name, action, "request handler panicked");
+            let e = ApiError::server("An internal error occurred while handling the request.");
+            extension.error(signing_name, &request_id, &e)
+        }
     }
 }

@@ -85,9 +85,12 @@ fn wait_for_line<T: Send + 'static>(
         .map_err(|_| anyhow::anyhow!("{name} exited or did not say where it listens within {START_TIMEOUT:?}"))
 }
 
-/// The address in `AWS_ENDPOINT_URL_ECS=http://ADDR` on the server's export line.
+/// The address in `AWS_ENDPOINT_URL=http://ADDR` (or the older `AWS_ENDPOINT_URL_ECS=`) on the
+/// server's export line.
 pub fn endpoint_of(line: &str) -> Option<SocketAddr> {
-    let url = line.split_whitespace().find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL_ECS="))?;
+    let url = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL=").or_else(|| w.strip_prefix("AWS_ENDPOINT_URL_ECS=")))?;
     url.strip_prefix("http://")?.trim_end_matches('/').parse().ok()
 }
 
@@ -237,7 +240,7 @@ mod tests {
 
     #[test]
     fn export_line_endpoint() {
-        let line = "export AWS_ACCESS_KEY_ID=A AWS_SECRET_ACCESS_KEY=S AWS_ENDPOINT_URL_ECS=http://127.0.0.1:4580 \
+        let line = "export AWS_ACCESS_KEY_ID=A AWS_SECRET_ACCESS_KEY=S AWS_ENDPOINT_URL=http://127.0.0.1:4580 \
                     AWS_DEFAULT_REGION=us-east-1";
         assert_eq!(endpoint_of(line), Some("127.0.0.1:4580".parse().unwrap()));
         assert_eq!(endpoint_of("export X=1"), None);

@@ -36,7 +36,7 @@ pub struct LogsArgs {
     /// Print at most this many lines.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// The control plane's URL [env: AWS_ENDPOINT_URL_ECS, then FLOTILLA_SERVER; default:
+    /// The control plane's URL [env: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, then FLOTILLA_SERVER; default:
     /// http://127.0.0.1:4580]
     #[arg(long)]
     pub server: Option<String>,

@@ -87,10 +87,11 @@ pub fn default_data_dir() -> PathBuf {
     dirs::data_dir().map(|d| d.join("flotilla")).unwrap_or_else(|| PathBuf::from(".flotilla"))
 }
 
-/// The lines that point the aws CLI and the SDKs at this server.
+/// The lines that point the aws CLI and the SDKs at this server: `AWS_ENDPOINT_URL` for every
+/// service, since ECS, EC2 and Auto Scaling all answer on the one listener.
 pub fn export_lines(creds: &RootCredentials, endpoint: &str, region: &str) -> String {
     format!(
-        "export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_ENDPOINT_URL_ECS={endpoint} AWS_DEFAULT_REGION={region}",
+        "export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_ENDPOINT_URL={endpoint} AWS_DEFAULT_REGION={region}",
         creds.access_key_id, creds.secret_access_key
     )
 }
@@ -120,6 +121,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             scaling_period: std::time::Duration::from_secs(args.scaling_period_seconds),
             provisioning_timeout: std::time::Duration::from_secs(args.provisioning_timeout_seconds),
         },
+        // EC2 and Auto Scaling on the same listener, routed by the SigV4 service name.
+        extensions: flotilla_autoscaling::api::extensions(),
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

@@ -39,7 +39,7 @@ impl Endpoint {
     /// `server` and `region` from flags, else the aws CLI's variables, else the defaults.
     pub fn resolve(server: Option<String>, region: Option<String>) -> anyhow::Result<Self> {
         let server = server
-            .or_else(|| env_first(&["AWS_ENDPOINT_URL_ECS", "FLOTILLA_SERVER"]))
+            .or_else(|| env_first(&["AWS_ENDPOINT_URL_ECS", "AWS_ENDPOINT_URL", "FLOTILLA_SERVER"]))
             .unwrap_or_else(|| "http://127.0.0.1:4580".into());
         let region = region
             .or_else(|| env_first(&["AWS_REGION", "AWS_DEFAULT_REGION", "FLOTILLA_REGION"]))

@@ -11,7 +11,7 @@ use crate::signed::Endpoint;
 pub struct TokenArgs {
     #[command(subcommand)]
     pub command: TokenCommand,
-    /// The control plane's URL [env: AWS_ENDPOINT_URL_ECS, then FLOTILLA_SERVER; default:
+    /// The control plane's URL [env: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, then FLOTILLA_SERVER; default:
     /// http://127.0.0.1:4580]
     #[arg(long, global = true)]
     pub server: Option<String>,

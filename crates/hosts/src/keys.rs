@@ -5,6 +5,8 @@ pub const ROOTS: &[&str] = &["ec2/", "autoscaling/"];
 
 /// Launch templates by id (`lt-` and 17 hex digits).
 pub const LAUNCH_TEMPLATE: &str = "ec2/launch-template/";
+/// Launch template names, each holding its template's id: makes names unique in one transaction.
+pub const LAUNCH_TEMPLATE_NAME: &str = "ec2/launch-template-name/";
 /// Hosts by EC2 instance id (`i-` and 17 hex digits).
 pub const HOST: &str = "ec2/host/";
 /// Auto Scaling groups by name.
@@ -14,6 +16,9 @@ pub const ACTIVITY: &str = "autoscaling/activity/";
 
 pub fn launch_template(id: &str) -> String {
     format!("{LAUNCH_TEMPLATE}{id}")
+}
+pub fn launch_template_name(name: &str) -> String {
+    format!("{LAUNCH_TEMPLATE_NAME}{name}")
 }
 pub fn host(instance_id: &str) -> String {
     format!("{HOST}{instance_id}")

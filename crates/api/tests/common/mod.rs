@@ -64,6 +64,7 @@ impl TestServer {
             controller,
             stopped_task_retention,
             capacity: Default::default(),
+            extensions: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -93,6 +94,7 @@ impl TestServer {
             controller: Default::default(),
             stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
             capacity,
+            extensions: Default::default(),
         };
         let ctx = flotilla_api::server::open(&config, flotilla_api::Clock::system()).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

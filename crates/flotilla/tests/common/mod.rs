@@ -25,7 +25,7 @@ pub fn start_printing_endpoint(command: &str, data_dir: &Path, akid: &str, secre
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("export line");
     let endpoint = line
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL_ECS="))
+        .find_map(|w| w.strip_prefix("AWS_ENDPOINT_URL=").or_else(|| w.strip_prefix("AWS_ENDPOINT_URL_ECS=")))
         .unwrap_or_else(|| panic!("no endpoint in {line:?}"))
         .to_string();
     (child, endpoint)
