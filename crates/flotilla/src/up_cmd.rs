@@ -104,6 +104,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         host_ip: Some(args.host_ip.clone()),
         allow_host_paths: Vec::new(),
         allow_capabilities: Vec::new(),
+        ec2_instance_id: None,
+        container_stop_timeout: 30,
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,
