@@ -171,11 +171,10 @@ pub async fn start(ctx: &Ctx, shared: &Arc<Shared>, l: Launch) -> flotilla_api::
 /// Mints a join token if the provisioner wants one, and launches.
 async fn run(ctx: &Ctx, shared: &Shared, spec: &LaunchSpec) -> Result<Option<String>, String> {
     let token = if shared.provisioner.wants_join_token() {
-        let signer = shared
-            .settings
-            .join_tokens
-            .as_ref()
-            .ok_or("This server cannot mint join tokens for new hosts (no root secret was given to the group loop).")?;
+        let signer =
+            shared.settings.join_tokens.as_ref().ok_or(
+                "This server cannot mint join tokens for new hosts (no root secret was given to the group loop).",
+            )?;
         let (_, token) = tokens::create(ctx, signer, &spec.cluster, JOIN_TOKEN_TTL_SECS)
             .await
             .map_err(|e| format!("Minting a join token for cluster {} failed: {}", spec.cluster, e.message))?;

@@ -317,7 +317,8 @@ async fn delete_group(ctx: &Ctx, g: &records::Versioned<AutoScalingGroup>) -> Ap
         return Ok(());
     }
     let listing = ctx.store.list(&keys::activities_of(&g.value.name)).await?;
-    let old: Vec<(String, flotilla_store::Revision)> = listing.kvs.into_iter().map(|kv| (kv.key, kv.mod_revision)).collect();
+    let old: Vec<(String, flotilla_store::Revision)> =
+        listing.kvs.into_iter().map(|kv| (kv.key, kv.mod_revision)).collect();
     ctx.delete_unchanged(&old).await?;
     tracing::info!(group = %g.value.name, "Auto Scaling group deleted");
     Ok(())

@@ -62,11 +62,7 @@ pub async fn host(ctx: &Ctx, instance_id: &str) -> ApiResult<Option<Versioned<Ho
 
 /// Applies `f` to the stored host and writes it back if it changed, retrying when another writer
 /// got there first; `None` when the host is gone or `f` declines (returns false).
-pub async fn update_host(
-    ctx: &Ctx,
-    instance_id: &str,
-    f: impl Fn(&mut Host) -> bool,
-) -> ApiResult<Option<Host>> {
+pub async fn update_host(ctx: &Ctx, instance_id: &str, f: impl Fn(&mut Host) -> bool) -> ApiResult<Option<Host>> {
     for _ in 0..flotilla_api::context::MAX_CAS_ATTEMPTS {
         let Some(current) = host(ctx, instance_id).await? else { return Ok(None) };
         let mut h = current.value.clone();

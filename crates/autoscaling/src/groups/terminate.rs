@@ -91,8 +91,7 @@ async fn terminate(ctx: &Ctx, shared: &Shared, host: &Host, registered: &[Regist
                 activities::rfc3339(h.drain_started_at_ms.unwrap_or(now))
             )
         });
-        let (key, mut a) =
-            activities::new(group, format!("Terminating EC2 instance: {}", h.instance_id), cause, now);
+        let (key, mut a) = activities::new(group, format!("Terminating EC2 instance: {}", h.instance_id), cause, now);
         a.started_at_ms = h.drain_started_at_ms.unwrap_or(now);
         activities::record(ctx, a, &key, None).await.map_err(|e| e.message)?;
     }
