@@ -186,6 +186,19 @@ pub async fn serve(
     }
 }
 
+/// `POST /v1/spot/interrupt` as a router to merge into the control plane's (`auth` as the
+/// server's: `None` only with signatures disabled).
+pub fn router(ctx: Ctx, auth: Option<Authenticator>) -> axum::Router {
+    let state = std::sync::Arc::new((ctx, auth));
+    axum::Router::new().route(
+        INTERRUPT_PATH,
+        axum::routing::any(move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move { serve(&state.0, state.1.as_ref(), &method, &uri, &headers, &body).await }
+        }),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
