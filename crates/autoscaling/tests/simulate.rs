@@ -227,7 +227,7 @@ async fn simulated_hosts_join_drain_on_spot_notices_and_leave_on_scale_in() {
     // Lower the desired capacity: two hosts go and their instances leave the listing.
     put(ctx, &keys::group("spot-asg"), &group(1)).await;
     eventually("scale-in deregisters two instances", || async {
-        let live = hosts(ctx).await.into_iter().filter(|h| groups::plan::is_live(h)).count();
+        let live = hosts(ctx).await.into_iter().filter(groups::plan::is_live).count();
         live == 1 && instances(ctx).await.len() == 1
     })
     .await;

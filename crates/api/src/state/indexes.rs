@@ -129,7 +129,7 @@ fn cluster_of(key: &str) -> &str {
 impl Indexes {
     pub(super) fn apply_put(&mut self, kv: &KeyValue) -> Result<(), CodecError> {
         let rev = kv.mod_revision;
-        if kv.key.starts_with(keys::IDENTITY) {
+        if kv.key.starts_with(keys::IDENTITY) || keys::OTHER_SERVICES.iter().any(|p| kv.key.starts_with(p)) {
             return Ok(());
         }
         if kv.key.starts_with(keys::TASK) {

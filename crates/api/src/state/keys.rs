@@ -14,6 +14,9 @@ pub const ACCOUNT_SETTING: &str = "account/";
 pub const PLACEMENT: &str = "placement/";
 /// Join tokens and agents' keys (`crate::identity`), read through the store, not the cache.
 pub const IDENTITY: &str = "identity/";
+/// Other services' records in the same store (EC2 and Auto Scaling, `flotilla-hosts`), read
+/// through the store by their own loops: the ECS cache skips them.
+pub const OTHER_SERVICES: &[&str] = &["ec2/", "autoscaling/"];
 
 pub fn cluster(name: &str) -> String {
     format!("{CLUSTER}{name}")
