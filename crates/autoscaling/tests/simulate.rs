@@ -133,12 +133,20 @@ async fn instances(ctx: &Ctx) -> Vec<flotilla_model::ContainerInstance> {
     described.container_instances.unwrap_or_default()
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..300 {
+    eventually_within(what, Duration::from_secs(30), check).await
+}
+
+async fn eventually_within<F, Fut>(what: &str, bound: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..bound.as_millis() / 100 {
         if check().await {
             return;
         }
@@ -233,4 +241,31 @@ async fn simulated_hosts_join_drain_on_spot_notices_and_leave_on_scale_in() {
     .await;
     let acts = ctx.store.list(&keys::activities_of("spot-asg")).await.unwrap().kvs.len();
     assert!(acts >= 7, "4 launches and 3 terminations recorded, got {acts}");
+}
+
+/// A thousand simulated hosts in one process: they all register, then all go (about 10 s and 5 s
+/// in a debug build on this 2-core machine; the bounds are far above that).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_simulated_hosts_join_and_leave() {
+    let s = server().await;
+    let ctx = &s.ctx;
+    clusters::create(ctx, serde_json::from_value(json!({"clusterName": "demo"})).unwrap()).await.unwrap();
+    put(ctx, &keys::launch_template("lt-0123456789abcdef0"), &template()).await;
+    put(ctx, &keys::group("spot-asg"), &group(1000)).await;
+    let started = std::time::Instant::now();
+    eventually_within("a thousand hosts register", Duration::from_secs(600), || async {
+        ctx.cache.read().instances.values().filter(|e| e.value.instance.status.as_deref() == Some("ACTIVE")).count()
+            == 1000
+    })
+    .await;
+    eprintln!("1000 hosts registered in {:?}", started.elapsed());
+    let hs = hosts(ctx).await;
+    assert_eq!(hs.iter().filter(|h| h.lifecycle == Lifecycle::InService).count(), 1000);
+    let started = std::time::Instant::now();
+    put(ctx, &keys::group("spot-asg"), &group(0)).await;
+    eventually_within("a thousand hosts leave", Duration::from_secs(600), || async {
+        ctx.cache.read().instances.values().all(|e| e.value.instance.status.as_deref() == Some("INACTIVE"))
+    })
+    .await;
+    eprintln!("1000 hosts terminated in {:?}", started.elapsed());
 }
