@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use flotilla_api::handlers::{clusters, container_instances};
+use flotilla_api::handlers::{clusters, container_instances, services, task_definitions};
 use flotilla_api::{AuthMode, Clock, Ctx, RootCredentials, ServerConfig};
 use flotilla_autoscaling::groups::{self, records, Settings};
 use flotilla_autoscaling::provision::{simulate::Simulate, ControlPlane};
@@ -213,15 +213,51 @@ async fn simulated_hosts_join_drain_on_spot_notices_and_leave_on_scale_in() {
     let (_, body) = interrupt(&s, root, &on_demand, 2).await;
     assert!(body["message"].as_str().unwrap().contains("On-Demand"), "{body}");
 
-    // A Spot notice: DRAINING at once, terminated and deregistered at the deadline, replaced.
+    // A service with a task in each zone, so the Spot host about to go runs one.
+    let td = json!({"family": "web", "containerDefinitions": [{"name": "web", "image": "x", "memory": 64}]});
+    task_definitions::register(ctx, serde_json::from_value(td).unwrap()).await.unwrap();
+    let svc = json!({
+        "cluster": "demo", "serviceName": "web", "taskDefinition": "web", "desiredCount": 3,
+        "placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"}],
+        "deploymentConfiguration": {"minimumHealthyPercent": 50, "maximumPercent": 200}
+    });
+    services::create(ctx, serde_json::from_value(svc).unwrap()).await.unwrap();
+    let tasks_on = |id: String| async move {
+        let cis = instances(ctx).await;
+        cis.iter().find(|c| c.ec2_instance_id.as_deref() == Some(&id)).and_then(|c| c.running_tasks_count).unwrap_or(0)
+    };
+    let running = || async {
+        let d =
+            services::describe(ctx, serde_json::from_value(json!({"cluster": "demo", "services": ["web"]})).unwrap())
+                .await
+                .unwrap();
+        d.services.unwrap_or_default().first().and_then(|s| s.running_count).unwrap_or(0)
+    };
+    eventually("the service runs a task on every host", || async {
+        let mut all = true;
+        for h in &hs {
+            all &= tasks_on(h.instance_id.clone()).await == 1;
+        }
+        all && running().await == 3
+    })
+    .await;
+
+    // A Spot notice: DRAINING at once, the service moves its task off before the deadline, then
+    // the host is terminated and deregistered and a replacement joins.
     let victim = hs.iter().find(|h| h.spot).unwrap().instance_id.clone();
-    let (code, body) = interrupt(&s, root, &victim, 2).await;
+    let noticed = std::time::Instant::now();
+    let (code, body) = interrupt(&s, root, &victim, 10).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["draining"], true);
     let status_of = |cis: &[flotilla_model::ContainerInstance], id: &str| {
         cis.iter().find(|c| c.ec2_instance_id.as_deref() == Some(id)).and_then(|c| c.status.clone())
     };
     assert_eq!(status_of(&instances(ctx).await, &victim).as_deref(), Some("DRAINING"));
+    eventually("the service replaces the draining host's task elsewhere", || async {
+        tasks_on(victim.clone()).await == 0 && running().await == 3
+    })
+    .await;
+    assert!(noticed.elapsed() < Duration::from_secs(10), "replaced before the deadline");
     eventually("the interrupted host is terminated and a replacement joins", || async {
         let hs = hosts(ctx).await;
         let cis = instances(ctx).await;

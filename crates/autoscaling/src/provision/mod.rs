@@ -89,9 +89,11 @@ pub trait Provisioner: Send + Sync {
     async fn terminate(&self, host: &Host) -> Result<(), ProvisionError>;
 
     /// After a restart of the server: whether the host is still there (re-adopted). A host that
-    /// is not is terminated and replaced by the group loop.
-    async fn adopt(&self, _host: &Host) -> bool {
-        true
+    /// is not is terminated (so the provisioner cleans up whatever there is of it) and replaced
+    /// by the group loop. By default, hosts that were launched are kept, and hosts whose launch
+    /// was under way when the server stopped are not: how that launch ended is unknown.
+    async fn adopt(&self, host: &Host) -> bool {
+        host.lifecycle != flotilla_hosts::Lifecycle::Pending
     }
 }
 
