@@ -192,6 +192,27 @@ pub async fn pass(ctx: &Ctx, shared: &Arc<Shared>) -> ApiResult<()> {
     }
     let hosts: Vec<&Host> = world.hosts.iter().map(|h| &h.value).collect();
 
+    // EC2 health checks: a running host whose provisioner lost it is replaced.
+    for h in hosts.iter().filter(|h| h.lifecycle == Lifecycle::InService && !shared.busy(&h.instance_id)) {
+        if !shared.provisioner.alive(h).await {
+            tracing::warn!(instance = %h.instance_id, "a host is no longer running; replacing it");
+            let cause = format!(
+                "At {} an instance was taken out of service in response to an EC2 health check indicating it has been terminated or stopped.",
+                activities::rfc3339(now)
+            );
+            records::update_host(ctx, &h.instance_id, |h| {
+                if h.lifecycle != Lifecycle::InService {
+                    return false;
+                }
+                h.health = "Unhealthy".into();
+                h.lifecycle = Lifecycle::Terminating;
+                h.termination_cause = Some(cause.clone());
+                true
+            })
+            .await?;
+        }
+    }
+
     // Spot notices: a host whose agent is told to drain on one goes DRAINING at once.
     for h in hosts.iter().filter(|h| plan::is_live(h) && h.interruption.is_some() && h.spot_instance_draining) {
         for r in registered.get(&h.instance_id).into_iter().flatten() {

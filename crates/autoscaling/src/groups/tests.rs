@@ -22,6 +22,7 @@ struct Fake {
     terminated: Mutex<Vec<String>>,
     fail: AtomicBool,
     lost_on_restart: AtomicBool,
+    dead: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -42,6 +43,9 @@ impl Provisioner for Fake {
     }
     async fn adopt(&self, _host: &Host) -> bool {
         !self.lost_on_restart.load(Ordering::SeqCst)
+    }
+    async fn alive(&self, host: &Host) -> bool {
+        !self.dead.lock().unwrap().contains(&host.instance_id)
     }
 }
 
@@ -308,4 +312,22 @@ async fn a_failing_provisioner_leaves_no_host_behind() {
     assert!(acts
         .iter()
         .all(|a| a.status_code == "Failed" && a.status_message.as_deref() == Some("out of capacity in the fake")));
+}
+
+#[tokio::test]
+async fn a_host_that_died_is_marked_unhealthy_and_replaced() {
+    let w = world().await;
+    let fake = Arc::new(Fake::default());
+    let shared = started(&w, fake.clone(), 1).await;
+    settle(&w.ctx, &shared).await;
+    let dead = hosts(&w.ctx).await[0].instance_id.clone();
+    fake.dead.lock().unwrap().push(dead.clone());
+    settle(&w.ctx, &shared).await; // health check: Terminating; a replacement launches
+    settle(&w.ctx, &shared).await; // the dead one is terminated
+    let hs = hosts(&w.ctx).await;
+    let old = hs.iter().find(|h| h.instance_id == dead).unwrap();
+    assert_eq!((old.lifecycle, old.health.as_str()), (Lifecycle::Terminated, "Unhealthy"));
+    assert_eq!(hs.iter().filter(|h| h.lifecycle == Lifecycle::InService).count(), 1);
+    let acts = activities(&w.ctx).await;
+    assert!(acts.iter().any(|a| a.cause.contains("health check")), "{acts:?}");
 }

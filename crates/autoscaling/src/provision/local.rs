@@ -191,8 +191,12 @@ impl Provisioner for Local {
         Ok(())
     }
 
-    async fn adopt(&self, host: &Host) -> bool {
+    async fn alive(&self, host: &Host) -> bool {
         pid_of(host).is_some_and(|p| is_agent_of(p, &host.instance_id))
+    }
+
+    async fn adopt(&self, host: &Host) -> bool {
+        self.alive(host).await
     }
 }
 

@@ -88,6 +88,13 @@ pub trait Provisioner: Send + Sync {
     /// Takes the host down. Terminating a host that is already gone succeeds.
     async fn terminate(&self, host: &Host) -> Result<(), ProvisionError>;
 
+    /// Whether a running host is still up (Auto Scaling's EC2 health check): a host that is not
+    /// is marked Unhealthy, terminated and replaced. Hosts the provisioner cannot see are
+    /// assumed up.
+    async fn alive(&self, _host: &Host) -> bool {
+        true
+    }
+
     /// After a restart of the server: whether the host is still there (re-adopted). A host that
     /// is not is terminated (so the provisioner cleans up whatever there is of it) and replaced
     /// by the group loop. By default, hosts that were launched are kept, and hosts whose launch

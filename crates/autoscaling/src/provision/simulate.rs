@@ -103,6 +103,10 @@ impl Provisioner for Simulate {
         Ok(())
     }
 
+    async fn alive(&self, host: &Host) -> bool {
+        lock(&self.hosts).get(&host.instance_id).is_some_and(|r| !r.task.is_finished())
+    }
+
     async fn adopt(&self, host: &Host) -> bool {
         lock(&self.hosts).contains_key(&host.instance_id)
     }
