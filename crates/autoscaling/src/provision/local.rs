@@ -111,6 +111,15 @@ fn is_agent_of(pid: u32, instance_id: &str) -> bool {
     !zombie && String::from_utf8_lossy(&cmdline).split('\0').any(|a| a == instance_id)
 }
 
+/// The agent process of `instance_id`, found by its command line: for a host whose launch was
+/// cut short by a restart before its pid was recorded.
+fn find_agent(instance_id: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| is_agent_of(*pid, instance_id))
+}
+
 fn signal(pid: u32, sig: rustix::process::Signal) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, sig);
@@ -177,7 +186,8 @@ impl Provisioner for Local {
     }
 
     async fn terminate(&self, host: &Host) -> Result<(), ProvisionError> {
-        if let Some(pid) = pid_of(host).filter(|p| is_agent_of(*p, &host.instance_id)) {
+        let pid = pid_of(host).filter(|p| is_agent_of(*p, &host.instance_id)).or_else(|| find_agent(&host.instance_id));
+        if let Some(pid) = pid {
             signal(pid, rustix::process::Signal::TERM);
             let deadline = tokio::time::Instant::now() + STOP_GRACE;
             while is_agent_of(pid, &host.instance_id) && tokio::time::Instant::now() < deadline {
@@ -203,6 +213,15 @@ impl Provisioner for Local {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_is_found_by_its_instance_id_when_its_pid_was_not_recorded() {
+        let mut child = std::process::Command::new("sleep").arg("1000.0424242").spawn().unwrap();
+        assert_eq!(find_agent("1000.0424242"), Some(child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(find_agent("1000.0424242"), None);
+    }
 
     #[test]
     fn each_host_gets_its_own_loopback_address() {
