@@ -49,10 +49,13 @@ pub fn resolve(
         format!("The launch template {} has no version {}.", t.name, r.version.as_deref().unwrap_or("$Default"))
     })?;
     let overrides = group.mixed_instances_policy.as_ref().map(|m| m.instance_types.as_slice()).unwrap_or_default();
+    // The first override Flotilla knows (in priority order), else the template's type.
     let type_name = overrides
-        .first()
+        .iter()
+        .find(|o| instance_types::lookup(o).is_some())
         .cloned()
         .or_else(|| v.instance_type.clone())
+        .or_else(|| overrides.first().cloned())
         .ok_or_else(|| format!("The launch template {} version {} gives no InstanceType.", t.name, v.number))?;
     let it = instance_types::lookup(&type_name)
         .ok_or_else(|| format!("The instance type {type_name} is not one Flotilla knows."))?;
@@ -277,7 +280,7 @@ mod tests {
         let mut g = group();
         g.mixed_instances_policy = Some(MixedInstancesPolicy {
             launch_template: LaunchTemplateRef { id: "lt-1".into(), name: "ecs".into(), version: None },
-            instance_types: vec!["c5.xlarge".into(), "m5.large".into()],
+            instance_types: vec!["x9.unknown".into(), "c5.xlarge".into(), "m5.large".into()],
             distribution: Default::default(),
         });
         g.launch_template = None;
