@@ -44,6 +44,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// How long Terminated hosts stay visible (DescribeInstances) before they are deleted.
     pub terminated_retention: Duration,
+    /// How long finished scaling activities are kept (Auto Scaling keeps six weeks).
+    pub activity_retention: Duration,
     /// The pause after a group's first failed launch, doubling up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
@@ -60,6 +62,7 @@ impl Default for Settings {
             quiet: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(3600),
             terminated_retention: Duration::from_secs(3600),
+            activity_retention: Duration::from_secs(42 * 24 * 3600),
             first_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(300),
             max_launches_per_pass: 100,
@@ -90,7 +93,12 @@ pub struct Shared {
     backoff: Mutex<HashMap<String, Backoff>>,
     /// Whether this process has looked for hosts that did not survive a restart.
     adopted: AtomicBool,
+    /// When old activities were last swept.
+    swept_at_ms: Mutex<i64>,
 }
+
+/// How often old activities are swept.
+const SWEEP_EVERY_MS: i64 = 10 * 60 * 1000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -104,6 +112,7 @@ impl Shared {
             in_flight: Mutex::default(),
             backoff: Mutex::default(),
             adopted: AtomicBool::new(false),
+            swept_at_ms: Mutex::new(i64::MIN),
         }
     }
 
@@ -261,6 +270,35 @@ pub async fn pass(ctx: &Ctx, shared: &Arc<Shared>) -> ApiResult<()> {
         .collect();
     if !expired.is_empty() {
         ctx.delete_unchanged(&expired).await?;
+    }
+    let due = {
+        let mut swept = lock(&shared.swept_at_ms);
+        let due = now.saturating_sub(*swept) >= SWEEP_EVERY_MS;
+        if due {
+            *swept = now;
+        }
+        due
+    };
+    if due {
+        sweep_activities(ctx, now - shared.settings.activity_retention.as_millis() as i64).await?;
+    }
+    Ok(())
+}
+
+/// Deletes activities that ended before `cutoff_ms`.
+async fn sweep_activities(ctx: &Ctx, cutoff_ms: i64) -> ApiResult<()> {
+    let listing = ctx.store.list(keys::ACTIVITY).await?;
+    let old: Vec<(String, flotilla_store::Revision)> = listing
+        .kvs
+        .into_iter()
+        .filter(|kv| {
+            serde_json::from_slice::<flotilla_hosts::Activity>(&kv.value)
+                .is_ok_and(|a| a.ended_at_ms.is_some_and(|t| t < cutoff_ms))
+        })
+        .map(|kv| (kv.key, kv.mod_revision))
+        .collect();
+    if !old.is_empty() {
+        ctx.delete_unchanged(&old).await?;
     }
     Ok(())
 }

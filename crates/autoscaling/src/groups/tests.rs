@@ -331,3 +331,15 @@ async fn a_host_that_died_is_marked_unhealthy_and_replaced() {
     let acts = activities(&w.ctx).await;
     assert!(acts.iter().any(|a| a.cause.contains("health check")), "{acts:?}");
 }
+
+#[tokio::test]
+async fn activities_are_kept_six_weeks() {
+    let w = world().await;
+    let fake = Arc::new(Fake::default());
+    let shared = started(&w, fake.clone(), 1).await;
+    settle(&w.ctx, &shared).await;
+    assert_eq!(activities(&w.ctx).await.len(), 1);
+    w.now.fetch_add(43 * 24 * 3600 * 1000, Ordering::SeqCst);
+    settle(&w.ctx, &shared).await;
+    assert!(activities(&w.ctx).await.is_empty());
+}

@@ -216,11 +216,21 @@ mod tests {
 
     #[test]
     fn a_process_is_found_by_its_instance_id_when_its_pid_was_not_recorded() {
-        let mut child = std::process::Command::new("sleep").arg("1000.0424242").spawn().unwrap();
-        assert_eq!(find_agent("1000.0424242"), Some(child.id()));
+        // A `sleep` whose argument is unique to this run stands in for an agent.
+        let arg = format!("1000.{}", std::process::id());
+        let mut child = std::process::Command::new("sleep").arg(&arg).spawn().unwrap();
+        let mut found = None;
+        for _ in 0..100 {
+            found = find_agent(&arg);
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(find_agent("1000.0424242"), None);
+        assert_eq!(found, Some(child.id()));
+        assert_eq!(find_agent(&arg), None);
     }
 
     #[test]
