@@ -36,6 +36,22 @@ async fn hosts(ctx: &Ctx) -> Vec<Host> {
     records::load(ctx).await.unwrap().hosts.into_iter().map(|h| h.value).collect()
 }
 
+/// Kills, when the test ends however it ends, every agent process whose command line names the
+/// test's data directory: a failed assertion must not leave agents running.
+struct Reap(String);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return };
+        for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.0) {
+                let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            }
+        }
+    }
+}
+
 fn pid_alive(pid: &str) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     !stat.is_empty() && !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z')
@@ -44,6 +60,7 @@ fn pid_alive(pid: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_host_is_a_real_agent_process_that_joins_and_leaves() {
     let dir = tempfile::tempdir().unwrap();
+    let _reap = Reap(dir.path().join("hosts").display().to_string());
     let creds = RootCredentials {
         access_key_id: "AKIDLOCALPROV".into(),
         secret_access_key: "local-provisioner-test-secret-0123456789".into(),
