@@ -39,8 +39,12 @@ pub async fn finish(ctx: &Ctx, key: &str, mut activity: Activity, failure: Optio
     activity.progress = 100;
     activity.status_code = if failure.is_some() { "Failed".into() } else { "Successful".into() };
     activity.status_message = failure;
-    // The activity is this writer's alone until it ends: an unconditional put is safe.
-    let txn = Txn::new().then(Op::put(key, serde_json::to_vec(&activity).unwrap_or_default()));
+    // Only this writer changes an activity in progress; the compare keeps a group deleted
+    // meanwhile (and its activities with it) from getting one back.
+    let Some(current) = ctx.store.get(key).await? else { return Ok(()) };
+    let txn = Txn::new()
+        .when(Compare::unchanged(key, current.mod_revision))
+        .then(Op::put(key, serde_json::to_vec(&activity).unwrap_or_default()));
     ctx.commit(txn).await?;
     Ok(())
 }
