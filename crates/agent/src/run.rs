@@ -24,6 +24,9 @@ pub struct AgentOptions {
     pub host_ip: Option<String>,
     /// A join token: register with it and run with the key pair it earns (see `session::join`).
     pub join_token: Option<String>,
+    /// SIGTERM-to-SIGKILL grace for containers without `stopTimeout` (the engine's default when
+    /// `None`).
+    pub default_stop_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,9 @@ pub async fn run_agent(
     config.allowed_capabilities = options.allowed_capabilities.clone();
     config.pull_behavior = options.pull_behavior;
     config.network.host_ip = options.host_ip.clone();
+    if let Some(t) = options.default_stop_timeout {
+        config.default_stop_timeout = t;
+    }
     let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());
     let adopted = engine.adopt().await?;
     if !adopted.is_empty() {

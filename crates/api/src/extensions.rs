@@ -64,7 +64,9 @@ pub trait Extension: Send + Sync + 'static {
     /// Extra HTTP routes (admin endpoints), merged into the server's router: their paths must
     /// not overlap the server's own (`/health`, `/metrics`, `/v1/...`), or the merge panics at
     /// start.
-    fn routes(&self, _ctx: &Ctx) -> Option<Router> {
+    /// `auth` checks their requests' signatures as the server's own routes do (`None` when the
+    /// server runs with authentication disabled).
+    fn routes(&self, _ctx: &Ctx, _auth: Option<Arc<crate::auth::Authenticator>>) -> Option<Router> {
         None
     }
 }

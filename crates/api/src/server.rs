@@ -60,7 +60,7 @@ struct App {
     /// The live agent sessions, to reach an agent (reading a task's logs). The gateway's own state,
     /// held here rather than in the context that the gateway itself builds on.
     sessions: Arc<gateway::Sessions>,
-    auth: Option<Authenticator>,
+    auth: Option<Arc<Authenticator>>,
     tokens: TokenSigner,
     metrics: Metrics,
     extensions: Extensions,
@@ -135,17 +135,17 @@ pub async fn serve_ctx(
 /// The HTTP routes over a context: the API, `/health` and `/metrics`.
 pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     let auth = match config.auth {
-        AuthMode::Verify => Some(
+        AuthMode::Verify => Some(Arc::new(
             Authenticator::new(&config.region, config.credentials.clone(), ctx.store.clone())
                 .with_services(&config.region, config.extensions.signing_names()),
-        ),
+        )),
         AuthMode::Disabled => None,
     };
     let mut registry = Metrics::new();
     registry.register_loops(ctx.loops.metrics());
     registry.register_gauges(ctx.gauges.clone());
     let tokens = TokenSigner::new(&config.credentials.secret_access_key);
-    let extra: Vec<Router> = config.extensions.0.iter().filter_map(|e| e.routes(&ctx)).collect();
+    let extra: Vec<Router> = config.extensions.0.iter().filter_map(|e| e.routes(&ctx, auth.clone())).collect();
     let extensions = config.extensions.clone();
     let app = Arc::new(App { ctx, sessions: Arc::default(), auth, tokens, metrics: registry, extensions });
     let router = Router::new()
@@ -155,13 +155,13 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
         .route(
             crate::logs_api::LOGS_PATH,
             get(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
-                crate::logs_api::get_logs(app.ctx.clone(), &app.sessions, app.auth.as_ref(), &m, &u, &h).await
+                crate::logs_api::get_logs(app.ctx.clone(), &app.sessions, app.auth.as_deref(), &m, &u, &h).await
             }),
         )
         .route(
             identity_api::TOKENS_PATH,
             axum::routing::any(|State(app): State<Arc<App>>, m: Method, u: Uri, h: HeaderMap| async move {
-                identity_api::tokens(&app.ctx, app.auth.as_ref(), &app.tokens, &m, &u, &h).await
+                identity_api::tokens(&app.ctx, app.auth.as_deref(), &app.tokens, &m, &u, &h).await
             }),
         )
         .route(

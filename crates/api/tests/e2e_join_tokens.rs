@@ -28,6 +28,7 @@ fn registration(dir: &std::path::Path, cluster: &str) -> RegistrationConfig {
         agent_version: "test".into(),
         docker_version: "test".into(),
         state_file: "agent.json".into(),
+        ec2_instance_id: None,
     }
 }
 

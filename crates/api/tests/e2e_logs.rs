@@ -70,6 +70,7 @@ async fn stack() -> Stack {
         agent_version: "test".into(),
         docker_version: "test".into(),
         state_file: "agent.json".into(),
+        ec2_instance_id: None,
     };
     let options = AgentOptions { host_ip: Some("127.0.0.1".into()), ..AgentOptions::default() };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

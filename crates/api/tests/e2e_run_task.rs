@@ -52,6 +52,7 @@ async fn fleet(server: &TestServer, n: usize) -> Fleet {
             agent_version: "test".into(),
             docker_version: "test".into(),
             state_file: "agent.json".into(),
+            ec2_instance_id: None,
         };
         let cfg = flotilla_agent::hollow::hollow_config(&base, i);
         std::fs::create_dir_all(&cfg.data_dir).unwrap();

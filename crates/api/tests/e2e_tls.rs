@@ -131,6 +131,7 @@ async fn the_sdk_and_an_agent_work_over_tls_trusting_the_generated_ca() {
         agent_version: "test".into(),
         docker_version: "test".into(),
         state_file: "agent.json".into(),
+        ec2_instance_id: None,
     };
     let bare = ApiClient::with_ca(&server.endpoint, REGION, Credentials::new("", ""), Some(&server.ca)).unwrap();
     let (agent, identity) = enroll(&bare, &cfg, Some(&token)).await.expect("join over TLS");

@@ -9,3 +9,16 @@ pub mod api;
 pub mod groups;
 pub mod provision;
 pub mod spot;
+
+/// Starts the group loop with the provisioner `kind` names: what `flotilla server` and `flotilla
+/// up` call once the control plane's context is open.
+pub fn start(
+    ctx: &flotilla_api::Ctx,
+    kind: &provision::ProvisionerKind,
+    cp: provision::ControlPlane,
+) -> Result<flotilla_api::supervisor::LoopHandle, provision::ProvisionError> {
+    let settings = groups::Settings::with_root_secret(&cp.secret_access_key);
+    let provisioner = provision::build(kind, cp)?;
+    tracing::info!(provisioner = provisioner.name(), "Auto Scaling group loop starting");
+    Ok(groups::spawn(ctx, provisioner, settings))
+}

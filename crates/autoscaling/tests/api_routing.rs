@@ -133,6 +133,9 @@ fn host(id: &str, group: &str, spot: bool) -> Host {
         provisioner_handle: None,
         interruption: None,
         tags: vec![Tag { key: "team".into(), value: "a".into(), propagate_at_launch: true }],
+        spot_instance_draining: false,
+        drain_started_at_ms: None,
+        termination_cause: None,
     }
 }
 

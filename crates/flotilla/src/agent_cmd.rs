@@ -75,6 +75,14 @@ pub struct AgentArgs {
     /// Publish bridge-mode host ports on this address only (e.g. 127.0.0.1) [default: every address]
     #[arg(long)]
     pub host_ip: Option<String>,
+    /// The EC2 instance this host is, `i-` and 17 hex digits (set by a provisioner): it becomes
+    /// the container instance's `ec2InstanceId` [default: one the server makes up]
+    #[arg(long, env = "FLOTILLA_EC2_INSTANCE_ID")]
+    pub ec2_instance_id: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL for containers without a `stopTimeout`
+    /// (the ECS agent's ECS_CONTAINER_STOP_TIMEOUT).
+    #[arg(long, env = "FLOTILLA_CONTAINER_STOP_TIMEOUT", value_name = "SECONDS", default_value_t = 30)]
+    pub container_stop_timeout: u64,
 }
 
 fn parse_pull(s: &str) -> Result<flotilla_agent::PullBehavior, String> {
@@ -140,6 +148,7 @@ impl AgentArgs {
             agent_version: env!("CARGO_PKG_VERSION").into(),
             docker_version: docker_version.into(),
             state_file: "agent.json".into(),
+            ec2_instance_id: self.ec2_instance_id.clone(),
         }
     }
 }
@@ -156,6 +165,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 pull_behavior: args.pull_behavior,
                 host_ip: args.host_ip.clone(),
                 join_token: args.token.clone(),
+                default_stop_timeout: Some(std::time::Duration::from_secs(args.container_stop_timeout)),
             };
             flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())
                 .await?;

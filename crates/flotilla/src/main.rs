@@ -7,6 +7,7 @@ mod listen;
 mod logs_cmd;
 mod server_cmd;
 mod signed;
+mod spot_cmd;
 mod token_cmd;
 mod up_cmd;
 
@@ -43,6 +44,8 @@ enum Command {
     Logs(logs_cmd::LogsArgs),
     /// Join tokens for agents: create, list, revoke.
     Token(token_cmd::TokenArgs),
+    /// Spot instances: send a host an interruption notice.
+    Spot(spot_cmd::SpotArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up_cmd::run(args).await,
             Command::Logs(args) => logs_cmd::run(args).await,
             Command::Token(args) => token_cmd::run(args).await,
+            Command::Spot(args) => spot_cmd::run(args).await,
         }
     })
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use flotilla_api::credentials::CredentialSource;
 use flotilla_api::{AuthMode, RootCredentials, ServerConfig};
+use flotilla_autoscaling::provision::{ControlPlane, ProvisionerKind};
 
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -39,8 +40,42 @@ pub struct ServerArgs {
     /// Seconds a task may wait in PROVISIONING for a capacity provider's hosts before it is stopped.
     #[arg(long, env = "FLOTILLA_PROVISIONING_TIMEOUT_SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
     pub provisioning_timeout_seconds: u64,
+    /// How Auto Scaling groups get their hosts: `local` (`flotilla agent` processes on this
+    /// machine), `simulate` (hollow agents in this process) or `command:PATH` (an executable given
+    /// a JSON document on stdin). Without one, launches fail with a scaling activity saying so.
+    #[arg(long, env = "FLOTILLA_PROVISIONER", value_name = "local|simulate|command:PATH", value_parser = parse_provisioner)]
+    pub provisioner: Option<ProvisionerKind>,
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+fn parse_provisioner(s: &str) -> Result<ProvisionerKind, String> {
+    s.parse()
+}
+
+/// Opens the control plane, starts the Auto Scaling group loop with `provisioner`, and serves
+/// until `shutdown`.
+pub async fn serve_with_hosts(
+    config: ServerConfig,
+    listening: flotilla_api::tls::Listening,
+    endpoint: &str,
+    ca: Option<PathBuf>,
+    provisioner: &ProvisionerKind,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ctx = flotilla_api::server::open(&config, flotilla_api::Clock::system()).await?;
+    let cp = ControlPlane {
+        endpoint: endpoint.to_string(),
+        region: config.region.clone(),
+        access_key_id: config.credentials.access_key_id.clone(),
+        secret_access_key: config.credentials.secret_access_key.clone(),
+        ca_cert: ca,
+        data_dir: config.data_dir.clone(),
+    };
+    let groups = flotilla_autoscaling::start(&ctx, provisioner, cp)?;
+    let served = flotilla_api::server::serve_ctx(ctx, &config, listening, shutdown).await;
+    groups.stop().await;
+    served
 }
 
 /// How the server speaks TLS.
@@ -141,6 +176,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     eprintln!("Flotilla control plane listening on {endpoint} (data in {}). To use the aws CLI:", data_dir.display());
     println!("{}", export_lines(&credentials, &endpoint, &args.region));
+    let ca_file = tls.as_ref().and_then(|(_, ca)| ca.clone());
     let listening = match tls {
         Some((tls, ca)) => {
             if let Some(ca) = ca {
@@ -151,5 +187,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         None => flotilla_api::tls::Listening::Plain(listener),
     };
-    flotilla_api::serve(config, listening, crate::shutdown_signal()).await
+    let provisioner = args.provisioner.clone().unwrap_or_default();
+    serve_with_hosts(config, listening, &endpoint, ca_file, &provisioner, crate::shutdown_signal()).await
 }

@@ -66,7 +66,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let server = tokio::spawn(flotilla_api::serve(config, listening, stopped(stop_rx.clone())));
+    // Auto Scaling groups launch their hosts as local agent processes.
+    let server = {
+        let (endpoint, ca, stop) = (endpoint.clone(), ca.clone(), stopped(stop_rx.clone()));
+        tokio::spawn(async move {
+            let local = flotilla_autoscaling::provision::ProvisionerKind::Local;
+            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, stop).await
+        })
+    };
 
     // The local agent joins with a token like any other: it never holds the root key pair.
     let agent_dir = data_dir.join("agent");
@@ -107,6 +114,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         host_ip: Some(args.host_ip.clone()),
         allow_host_paths: Vec::new(),
         allow_capabilities: Vec::new(),
+        ec2_instance_id: None,
+        container_stop_timeout: 30,
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,

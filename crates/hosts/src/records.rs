@@ -273,6 +273,17 @@ pub struct Host {
     pub interruption: Option<Interruption>,
     #[serde(default)]
     pub tags: Vec<Tag>,
+    /// `ECS_ENABLE_SPOT_INSTANCE_DRAINING=true` in its user data: a Spot interruption notice sets
+    /// its container instance DRAINING at once.
+    #[serde(default)]
+    pub spot_instance_draining: bool,
+    /// When the group loop set its container instance DRAINING on the way to terminating it
+    /// (managed draining): the wait for its tasks to stop is bounded from here.
+    #[serde(default)]
+    pub drain_started_at_ms: Option<i64>,
+    /// Why it is being terminated, for the scaling activity (set by whoever marks it Terminating).
+    #[serde(default)]
+    pub termination_cause: Option<String>,
 }
 
 /// A scaling activity, as DescribeScalingActivities shows it.

@@ -32,6 +32,11 @@ pub struct RegistrationConfig {
     pub docker_version: String,
     /// The name of the file under `data_dir` that remembers the instance ARN.
     pub state_file: String,
+    /// The EC2 instance this host is (`--ec2-instance-id`, set by a provisioner): sent in the
+    /// instance identity document, whose `instanceId` becomes the container instance's
+    /// `ec2InstanceId`, as an ECS agent's is read from EC2's metadata. `None` lets the server
+    /// make one up.
+    pub ec2_instance_id: Option<String>,
 }
 
 /// Who the agent is once registered.
@@ -130,8 +135,21 @@ pub fn registration_request(
             docker_version: Some(cfg.docker_version.clone()),
         }),
         container_instance_arn: previous.map(|p| p.container_instance_arn.clone()),
+        instance_identity_document: cfg.ec2_instance_id.as_ref().map(|id| identity_document(cfg, id)),
         ..Default::default()
     }
+}
+
+/// EC2's instance identity document, with what a Flotilla host knows of it.
+fn identity_document(cfg: &RegistrationConfig, instance_id: &str) -> String {
+    let region = cfg.availability_zone.trim_end_matches(|c: char| c.is_ascii_lowercase());
+    serde_json::json!({
+        "instanceId": instance_id,
+        "instanceType": cfg.instance_type,
+        "availabilityZone": cfg.availability_zone,
+        "region": region,
+    })
+    .to_string()
 }
 
 /// Registers (or re-registers, keeping the ARN saved from a previous run) and saves the identity.

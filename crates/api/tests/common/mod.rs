@@ -395,6 +395,7 @@ pub fn start_hollow_agent(
         agent_version: "test".into(),
         docker_version: "test".into(),
         state_file: "agent.json".into(),
+        ec2_instance_id: None,
     };
     let cfg = flotilla_agent::hollow::hollow_config(&base, i);
     std::fs::create_dir_all(&cfg.data_dir).unwrap();

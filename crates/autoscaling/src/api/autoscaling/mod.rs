@@ -97,4 +97,13 @@ impl Extension for AutoScalingApi {
     fn start(&self, ctx: &Ctx) -> Vec<LoopHandle> {
         (self.loops)(ctx)
     }
+
+    /// The admin endpoint that gives Spot hosts their interruption notice (`flotilla spot interrupt`).
+    fn routes(
+        &self,
+        ctx: &flotilla_api::Ctx,
+        auth: Option<std::sync::Arc<flotilla_api::auth::Authenticator>>,
+    ) -> Option<axum::Router> {
+        Some(crate::spot::router(ctx.clone(), auth))
+    }
 }

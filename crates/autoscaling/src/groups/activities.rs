@@ -1,0 +1,95 @@
+//! Scaling activities as DescribeScalingActivities shows them: one per launch and one per
+//! termination, written under the group with a time-ordered key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flotilla_api::{ApiResult, Ctx};
+use flotilla_hosts::{keys, Activity};
+use flotilla_store::{Compare, Op, Txn};
+
+/// Keeps activity keys of the same millisecond apart and in order.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A new activity's key and record.
+pub fn new(group: &str, description: String, cause: String, now_ms: i64) -> (String, Activity) {
+    let seq = (now_ms.max(0) as u64) * 1000 + SEQ.fetch_add(1, Ordering::Relaxed) % 1000;
+    let activity = Activity {
+        activity_id: uuid::Uuid::new_v4().to_string(),
+        group: group.to_string(),
+        description,
+        cause,
+        started_at_ms: now_ms,
+        ended_at_ms: None,
+        status_code: "InProgress".into(),
+        status_message: None,
+        progress: 0,
+        details: None,
+    };
+    (keys::activity(group, seq), activity)
+}
+
+/// The put of a new activity (its key is fresh: it must not exist).
+pub fn create_ops(txn: Txn, key: &str, activity: &Activity) -> Txn {
+    txn.when(Compare::absent(key)).then(Op::put(key, serde_json::to_vec(activity).unwrap_or_default()))
+}
+
+/// Marks the activity under `key` finished: `Successful`, or `Failed` with `message`.
+pub async fn finish(ctx: &Ctx, key: &str, mut activity: Activity, failure: Option<String>) -> ApiResult<()> {
+    activity.ended_at_ms = Some(ctx.clock.now_ms());
+    activity.progress = 100;
+    activity.status_code = if failure.is_some() { "Failed".into() } else { "Successful".into() };
+    activity.status_message = failure;
+    // Only this writer changes an activity in progress; the compare keeps a group deleted
+    // meanwhile (and its activities with it) from getting one back.
+    let Some(current) = ctx.store.get(key).await? else { return Ok(()) };
+    let txn = Txn::new()
+        .when(Compare::unchanged(key, current.mod_revision))
+        .then(Op::put(key, serde_json::to_vec(&activity).unwrap_or_default()));
+    ctx.commit(txn).await?;
+    Ok(())
+}
+
+/// Writes an activity that is already over.
+pub async fn record(ctx: &Ctx, mut activity: Activity, key: &str, failure: Option<String>) -> ApiResult<()> {
+    activity.ended_at_ms = Some(ctx.clock.now_ms());
+    activity.progress = 100;
+    activity.status_code = if failure.is_some() { "Failed".into() } else { "Successful".into() };
+    activity.status_message = failure;
+    ctx.commit(create_ops(Txn::new(), key, &activity)).await?;
+    Ok(())
+}
+
+/// `2026-12-06T08:00:00Z` for Unix milliseconds, as activity causes quote times.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_544_000_000), "2026-12-06T08:00:00Z");
+    }
+
+    #[test]
+    fn keys_follow_time() {
+        let (a, _) = new("g", "d".into(), "c".into(), 5);
+        let (b, _) = new("g", "d".into(), "c".into(), 6);
+        assert!(a < b, "{a} {b}");
+    }
+}
