@@ -64,7 +64,7 @@ fn group(name: &str, protects: bool) -> AutoScalingGroup {
 }
 
 async fn put<T: serde::Serialize>(ctx: &flotilla_api::Ctx, key: &str, value: &T) {
-    let bytes = flotilla_api::state::codec::encode(value);
+    let bytes = flotilla_hosts::codec::encode(value);
     ctx.store.txn(Txn::new().then(Op::put(key, bytes))).await.expect("write");
 }
 

@@ -5,6 +5,7 @@
 //! loop) and the ECS control plane that reads them (capacity providers and managed scaling). It
 //! holds shapes and pure rules only: no I/O, so both sides agree on one layout.
 
+pub mod codec;
 pub mod ecs_config;
 pub mod instance_types;
 pub mod keys;

@@ -22,7 +22,6 @@ use crate::domain::association::policy_of;
 use crate::domain::hosts::{self, Read};
 use crate::error::ApiResult;
 use crate::state::cache::{range_prefix, Indexes};
-use crate::state::codec::encode;
 use crate::state::keys;
 
 /// Periods the metric must stay below target before the group scales in (ECS's 15 minutes).
@@ -168,12 +167,9 @@ async fn fresh_room(ctx: &Ctx, group: &AutoScalingGroup) -> ApiResult<Option<Nee
     let Some(kv) = ctx.store.get(&key).await.map_err(|e| crate::error::ApiError::server(e.to_string()))? else {
         return Ok(None);
     };
-    let json = if kv.value.first() == Some(&b'{') {
-        &kv.value[..]
-    } else {
-        crate::state::codec::json_of(&key, &kv.value).map_err(|e| crate::error::ApiError::server(e.to_string()))?
+    let Ok(template) = flotilla_hosts::codec::decode::<flotilla_hosts::LaunchTemplate>(&kv.value) else {
+        return Ok(None);
     };
-    let Ok(template) = serde_json::from_slice::<flotilla_hosts::LaunchTemplate>(json) else { return Ok(None) };
     let Some(version) = template.version(template_ref.version.as_deref()) else { return Ok(None) };
     let overrides = group.mixed_instances_policy.iter().flat_map(|m| m.instance_types.iter());
     let type_name = overrides
@@ -252,7 +248,12 @@ async fn protect(ctx: &Ctx, live: &[&Read<Host>], busy: &[String]) -> ApiResult<
         host.protected_from_scale_in = want;
         let key = host_keys::host(id);
         // A lost race leaves it to the next period, which reads the host again.
-        ctx.commit(Txn::new().when(Compare::unchanged(&key, h.revision)).then(Op::put(&key, encode(&host)))).await?;
+        ctx.commit(
+            Txn::new()
+                .when(Compare::unchanged(&key, h.revision))
+                .then(Op::put(&key, flotilla_hosts::codec::encode(&host))),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -301,6 +302,11 @@ async fn keep_group(ctx: &Ctx, group: &Read<AutoScalingGroup>, s: &Subject, desi
         return Ok(());
     }
     let key = host_keys::group(&g.name);
-    ctx.commit(Txn::new().when(Compare::unchanged(&key, group.revision)).then(Op::put(&key, encode(&g)))).await?;
+    ctx.commit(
+        Txn::new()
+            .when(Compare::unchanged(&key, group.revision))
+            .then(Op::put(&key, flotilla_hosts::codec::encode(&g))),
+    )
+    .await?;
     Ok(())
 }

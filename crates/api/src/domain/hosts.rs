@@ -17,13 +17,9 @@ pub struct Read<T> {
     pub revision: Revision,
 }
 
-/// Decodes a record whether it was written with the control plane's version tag or as bare JSON.
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> ApiResult<T> {
-    let json = match bytes.first() {
-        Some(b'{') => bytes,
-        _ => crate::state::codec::json_of(key, bytes).map_err(|e| ApiError::server(e.to_string()))?,
-    };
-    serde_json::from_slice(json).map_err(|e| ApiError::server(format!("stored value under {key} does not decode: {e}")))
+    flotilla_hosts::codec::decode(bytes)
+        .map_err(|e| ApiError::server(format!("stored value under {key} does not decode: {e}")))
 }
 
 async fn get<T: DeserializeOwned>(ctx: &Ctx, key: &str) -> ApiResult<Option<Read<T>>> {

@@ -26,10 +26,7 @@ fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T> {
     serde_json::from_slice(value).map_err(|e| internal(format!("the record {key} could not be read: {e}")))
 }
 
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    // The records are plain structs of strings and numbers: serializing them cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
+pub use flotilla_hosts::codec::encode;
 
 /// The record under `key` and its revision.
 pub async fn get<T: DeserializeOwned>(ctx: &Ctx, key: &str) -> Result<Option<(T, Revision)>> {

@@ -48,9 +48,7 @@ pub async fn load(ctx: &Ctx) -> ApiResult<World> {
     Ok(World { groups, hosts, templates })
 }
 
-pub fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
-}
+pub use flotilla_hosts::codec::encode;
 
 /// The host as stored now, if it is.
 pub async fn host(ctx: &Ctx, instance_id: &str) -> ApiResult<Option<Versioned<Host>>> {

@@ -68,16 +68,29 @@ fn parts(ctx: &Ctx, spec: &Spec, request: &Request) -> Vec<Part> {
         .collect()
 }
 
-/// How many of a service's live tasks each strategy item's provider holds: a service's base and
-/// weights apply to all its tasks, not to each launch. A RunTask starts from none.
+/// How many of a service's tasks each strategy item's provider holds: a service's base and
+/// weights apply to all its tasks, not to each launch. Counted are the live tasks of the same
+/// deployment that stay: those on a draining instance are about to be replaced, and counting
+/// them would send their replacements to the other providers. A RunTask starts from none.
 fn existing_counts(ctx: &Ctx, spec: &Spec, items: &[Item]) -> Vec<u32> {
     let mut out = vec![0u32; items.len()];
     let Some(group) = spec.shared.group.as_deref().filter(|g| g.starts_with("service:")) else { return out };
     let ix = ctx.cache.read();
+    let prefix = format!("{}{}/", keys::INSTANCE, spec.cluster);
+    let draining: std::collections::HashSet<&str> = crate::state::cache::range_prefix(&ix.instances, &prefix)
+        .filter(|(_, e)| e.value.instance.status.as_deref() == Some("DRAINING"))
+        .filter_map(|(_, e)| e.value.instance.container_instance_arn.as_deref())
+        .collect();
     for key in ix.task_index.in_group(&spec.cluster, group) {
         let Some(e) = ix.tasks.get(&**key) else { continue };
         let s = &e.value.summary;
         if e.value.is_stopped() || &*s.desired != "RUNNING" {
+            continue;
+        }
+        if spec.shared.started_by.is_some() && s.started_by.as_deref() != spec.shared.started_by.as_deref() {
+            continue;
+        }
+        if s.instance.as_deref().is_some_and(|i| draining.contains(i)) {
             continue;
         }
         if let Some(i) = s.capacity_provider.as_deref().and_then(|p| items.iter().position(|it| it.provider == p)) {
