@@ -16,7 +16,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from support import make_client
+from support import wait_until, make_client
 
 USER_DATA = base64.b64encode(b"#!/bin/bash\necho ECS_CLUSTER=default >> /etc/ecs/ecs.config\n").decode()
 
@@ -287,11 +287,19 @@ def test_mixed_instances_group_through_the_cli(aws, ec2, autoscaling, subnets, u
     tags = autoscaling.describe_tags(Filters=[{"Name": "auto-scaling-group", "Values": [group]}])["Tags"]
     assert sorted(t["Key"] for t in tags) == ["AmazonECSManaged", "team"]
     assert autoscaling.describe_policies(AutoScalingGroupName=group)["ScalingPolicies"] == []
-    assert autoscaling.describe_scaling_activities(AutoScalingGroupName=group)["Activities"] == []
+    # This server has no provisioner: every launch fails as a scaling activity that names the flag.
+    activities = wait_until(
+        lambda: autoscaling.describe_scaling_activities(AutoScalingGroupName=group)["Activities"],
+        timeout=20, what="a scaling activity",
+    )
+    assert all(a["StatusCode"] == "Failed" and "--provisioner" in a["StatusMessage"] for a in activities), activities
 
-    # No hosts were launched (no provisioner here), so the group goes at once.
-    ok(aws("autoscaling", "delete-auto-scaling-group", "--auto-scaling-group-name", group))
-    assert autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"] == []
+    # No host was launched, so the group goes without hosts to terminate.
+    ok(aws("autoscaling", "delete-auto-scaling-group", "--force-delete", "--auto-scaling-group-name", group))
+    wait_until(
+        lambda: autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"] == [],
+        timeout=20, what="the group deleted",
+    )
 
 
 def test_plain_template_group_with_zones_and_tags(ec2, autoscaling, uid):
