@@ -6,6 +6,7 @@
 pub mod floor;
 pub mod load;
 pub mod procs;
+pub mod query;
 pub mod report;
 pub mod runtask;
 pub mod seed;

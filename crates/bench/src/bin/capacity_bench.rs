@@ -10,15 +10,14 @@
 //! Build both binaries first: `cargo build --release -p flotilla -p flotilla-bench`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use base64::Engine;
 use clap::Parser;
 use flotilla_agent::session::ApiClient;
 use flotilla_bench::procs::{find_flotilla, start_flotilla_with, start_hollow, Hollow};
 use flotilla_bench::seed::REGION;
-use flotilla_sigv4::{Credentials, SigningParams};
+use flotilla_sigv4::Credentials;
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
@@ -58,7 +57,6 @@ impl Aws {
         self.ecs.call(op, &body).await.with_context(|| format!("{op} failed"))
     }
 
-    /// One query-protocol call signed for `service`; returns the XML answer.
     async fn query(
         &self,
         service: &str,
@@ -66,39 +64,8 @@ impl Aws {
         action: &str,
         params: &[(&str, &str)],
     ) -> anyhow::Result<String> {
-        let mut form: Vec<(&str, &str)> = vec![("Action", action), ("Version", version)];
-        form.extend_from_slice(params);
-        let body = serde_urlencoded(&form);
-        let mut req = http::Request::post(format!("{}/", self.endpoint))
-            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
-            .body(body.clone().into_bytes())?;
-        let params = SigningParams { credentials: &self.creds, region: REGION, service, time: SystemTime::now() };
-        flotilla_sigv4::sign_request(&mut req, &params).map_err(|e| anyhow::anyhow!("signing: {e}"))?;
-        let mut out = self.http.post(format!("{}/", self.endpoint)).body(body);
-        for (k, v) in req.headers() {
-            out = out.header(k.as_str(), v.as_bytes());
-        }
-        let resp = out.send().await?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            bail!("{service} {action} answered {status}: {text}");
-        }
-        Ok(text)
+        flotilla_bench::query::call(&self.http, &self.endpoint, &self.creds, service, version, action, params).await
     }
-}
-
-fn serde_urlencoded(pairs: &[(&str, &str)]) -> String {
-    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
-    pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
-}
-
-/// The text of the first `<tag>` in `xml`.
-fn xml_text<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
-    let open = format!("<{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = xml[start..].find(&format!("</{tag}>"))? + start;
-    Some(&xml[start..end])
 }
 
 /// How many tasks of `cpu`/`memory` one host of `instance_type` holds, as its agent registers it.
@@ -160,37 +127,15 @@ async fn main() -> anyhow::Result<()> {
     let fewest = args.tasks.div_ceil(fit);
 
     // The group, empty, and a capacity provider with managed scaling on it.
-    let user_data = base64::engine::general_purpose::STANDARD
-        .encode("#!/bin/bash\necho ECS_CLUSTER=scaled >> /etc/ecs/ecs.config\n");
-    let lt = aws
-        .query(
-            "ec2",
-            "2016-11-15",
-            "CreateLaunchTemplate",
-            &[
-                ("LaunchTemplateName", "bench"),
-                ("LaunchTemplateData.InstanceType", &args.instance_type),
-                ("LaunchTemplateData.UserData", &user_data),
-            ],
-        )
-        .await?;
-    let lt_id = xml_text(&lt, "launchTemplateId").context("no launchTemplateId")?.to_string();
-    let max = (fewest * 2).to_string();
-    aws.query(
-        "autoscaling",
-        "2011-01-01",
-        "CreateAutoScalingGroup",
-        &[
-            ("AutoScalingGroupName", "bench-asg"),
-            ("LaunchTemplate.LaunchTemplateId", &lt_id),
-            ("MinSize", "0"),
-            ("MaxSize", &max),
-            ("DesiredCapacity", "0"),
-            ("AvailabilityZones.member.1", "us-east-1a"),
-            ("AvailabilityZones.member.2", "us-east-1b"),
-            ("AvailabilityZones.member.3", "us-east-1c"),
-            ("NewInstancesProtectedFromScaleIn", "true"),
-        ],
+    let group = (0, fewest * 2);
+    flotilla_bench::query::create_group(
+        &aws.http,
+        &endpoint,
+        &creds,
+        "bench-asg",
+        &args.instance_type,
+        "scaled",
+        group,
     )
     .await?;
     aws.ecs("CreateCluster", json!({"clusterName": "scaled"})).await?;
@@ -231,7 +176,8 @@ async fn main() -> anyhow::Result<()> {
                 &[("AutoScalingGroupNames.member.1", "bench-asg")],
             )
             .await?;
-        let desired: u32 = xml_text(&asg, "DesiredCapacity").and_then(|d| d.parse().ok()).unwrap_or(0);
+        let desired: u32 =
+            flotilla_bench::query::text(&asg, "DesiredCapacity").and_then(|d| d.parse().ok()).unwrap_or(0);
         let registered = count_instances(&aws, "scaled").await? as u32;
         if running == i64::from(args.tasks) && pending == 0 && registered == desired {
             break (started.elapsed(), registered);

@@ -18,6 +18,7 @@ use flotilla_bench::procs::{self, ChildGuard, Hollow, Rss};
 use flotilla_bench::runtask::{self, Outcome};
 use flotilla_bench::seed;
 use flotilla_sigv4::Credentials;
+use serde_json::json;
 
 const TASKS_PER_SECOND_TARGET: f64 = 5000.0;
 const P99_TARGET: Duration = Duration::from_millis(50);
@@ -55,6 +56,23 @@ struct Args {
     /// Keep the data dirs and logs.
     #[arg(long)]
     keep: bool,
+    /// Also place `--tasks` tasks with the cluster's default capacity provider strategy, on a
+    /// capacity provider whose Auto Scaling group holds the fleet (hosts launched in the server's
+    /// process by `--provisioner simulate`, so their reports count in its CPU).
+    #[arg(long)]
+    capacity_provider: bool,
+}
+
+/// How a run's server places tasks, and where its fleet comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A snapshot built for every request (the baseline).
+    PerRequest,
+    /// The kept snapshot, RunTask with the EC2 launch type on `flotilla agent --simulate` fleets.
+    Kept,
+    /// The kept snapshot, RunTask with the cluster's default capacity provider strategy on the
+    /// hosts of the provider's group.
+    Strategy,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -84,10 +102,14 @@ struct Run {
     running: u64,
 }
 
-async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, per_request: bool) -> anyhow::Result<Run> {
+async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, mode: Mode) -> anyhow::Result<Run> {
     std::fs::create_dir_all(dir)?;
     let credentials = Credentials::new("FLTABENCH00000000001", "benchSecretKey0000000000000000000000000000");
-    let env: &[(&str, &str)] = if per_request { &[("FLOTILLA_SCHEDULER_SNAPSHOT", "per-request")] } else { &[] };
+    let env: &[(&str, &str)] = match mode {
+        Mode::PerRequest => &[("FLOTILLA_SCHEDULER_SNAPSHOT", "per-request")],
+        Mode::Kept => &[],
+        Mode::Strategy => &[("FLOTILLA_PROVISIONER", "simulate")],
+    };
     let server = procs::start_flotilla_with(flotilla, &dir.join("server"), &credentials, &dir.join("server.log"), env)?;
     wait_healthy(server.addr, Duration::from_secs(60)).await?;
     let target = Target {
@@ -98,7 +120,10 @@ async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, per_request: 
         tasks: 0,
     };
     let mut agents: Vec<ChildGuard> = Vec::new();
-    for z in 0..args.zones {
+    if mode == Mode::Strategy {
+        provider_fleet(args, server.addr, &credentials).await?;
+    }
+    for z in (0..args.zones).filter(|_| mode != Mode::Strategy) {
         let count = args.instances / args.zones + usize::from(z < args.instances % args.zones);
         let zone = format!("{}{}", seed::REGION, (b'a' + z as u8) as char);
         let hollow = Hollow { count, zone: zone.clone(), cpu: 4096, memory: 16384 };
@@ -135,6 +160,23 @@ async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, per_request: 
     Ok(Run { outcome, fleet_ready, rss_fleet, rss_placed, rss_settled, running, agents_cpu })
 }
 
+/// The fleet of a strategy run: an Auto Scaling group of `--instances` m5.xlarge hosts (4,096 CPU
+/// units and 15,360 MiB, as the `--simulate` fleets offer) behind a capacity provider that is the
+/// default cluster's default strategy.
+async fn provider_fleet(args: &Args, addr: std::net::SocketAddr, creds: &Credentials) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let endpoint = format!("http://{addr}");
+    let n = args.instances as u32;
+    flotilla_bench::query::create_group(&http, &endpoint, creds, "bench-fleet", "m5.xlarge", "default", (n, n)).await?;
+    let target = Target { addr, credentials: creds.clone(), region: seed::REGION.into(), pid: None, tasks: 0 };
+    let provider = json!({"name": "bench-fleet", "autoScalingGroupProvider": {"autoScalingGroupArn": "bench-fleet"}});
+    runtask::call(&target, "CreateCapacityProvider", &provider).await?;
+    let association = json!({"cluster": "default", "capacityProviders": ["bench-fleet"],
+        "defaultCapacityProviderStrategy": [{"capacityProvider": "bench-fleet", "weight": 1}]});
+    runtask::call(&target, "PutClusterCapacityProviders", &association).await?;
+    Ok(())
+}
+
 async fn bench(args: &Args) -> anyhow::Result<String> {
     let flotilla = procs::find_flotilla(args.flotilla.as_deref())?;
     let load_at_start = procs::load_average();
@@ -154,13 +196,19 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
     }
     let baseline = if args.baseline_tasks > 0 {
         eprintln!("baseline: a snapshot built for every request");
-        Some(run(args, &flotilla, &work_path.join("baseline"), args.baseline_tasks, true).await?)
+        Some(run(args, &flotilla, &work_path.join("baseline"), args.baseline_tasks, Mode::PerRequest).await?)
     } else {
         None
     };
     eprintln!("kept snapshots");
-    let main = run(args, &flotilla, &work_path.join("kept"), args.tasks, false).await?;
-    Ok(render(args, baseline.as_ref(), &main, (load_at_start, procs::load_average())))
+    let main = run(args, &flotilla, &work_path.join("kept"), args.tasks, Mode::Kept).await?;
+    let strategy = if args.capacity_provider {
+        eprintln!("capacity provider strategy");
+        Some(run(args, &flotilla, &work_path.join("strategy"), args.tasks, Mode::Strategy).await?)
+    } else {
+        None
+    };
+    Ok(render(args, baseline.as_ref(), &main, strategy.as_ref(), (load_at_start, procs::load_average())))
 }
 
 fn ms(d: Duration) -> String {
@@ -200,7 +248,7 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn render(args: &Args, baseline: Option<&Run>, main: &Run, load: (String, String)) -> String {
+fn render(args: &Args, baseline: Option<&Run>, main: &Run, strategy: Option<&Run>, load: (String, String)) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -220,6 +268,9 @@ fn render(args: &Args, baseline: Option<&Run>, main: &Run, load: (String, String
         let _ = writeln!(out, "{}", row("baseline: per-request build", b));
     }
     let _ = writeln!(out, "{}", row("kept snapshot", main));
+    if let Some(s) = strategy {
+        let _ = writeln!(out, "{}", row("capacity provider strategy", s));
+    }
     let o = &main.outcome;
     let _ = writeln!(out);
     let _ = writeln!(
@@ -231,6 +282,14 @@ fn render(args: &Args, baseline: Option<&Run>, main: &Run, load: (String, String
         verdict(o.percentile(0.99) < P99_TARGET),
         verdict(per_task(main) < BYTES_PER_TASK_TARGET),
     );
+    if let Some(s) = strategy {
+        let _ = writeln!(
+            out,
+            "capacity provider strategy: >= {TASKS_PER_SECOND_TARGET:.0} tasks/s {} (its hosts run in the server's \
+             process, so their reports count in its srv us)",
+            verdict(s.outcome.tasks_per_second() >= TASKS_PER_SECOND_TARGET),
+        );
+    }
     if let Some(b) = baseline {
         let _ = writeln!(
             out,
