@@ -305,6 +305,30 @@ pub struct Activity {
     pub details: Option<String>,
 }
 
+/// Keeps the keys of activities started in the same millisecond apart and in order.
+static ACTIVITY_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Activity {
+    /// A new activity of `group`, `InProgress` since `now_ms`, and its key, which orders by time
+    /// (whoever starts it: a user's request or the group loop).
+    pub fn start(group: &str, description: String, cause: String, now_ms: i64) -> (String, Activity) {
+        let seq = ACTIVITY_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000;
+        let activity = Activity {
+            activity_id: uuid::Uuid::new_v4().to_string(),
+            group: group.to_string(),
+            description,
+            cause,
+            started_at_ms: now_ms,
+            ended_at_ms: None,
+            status_code: "InProgress".into(),
+            status_message: None,
+            progress: 0,
+            details: None,
+        };
+        (crate::keys::activity(group, (now_ms.max(0) as u64) * 1000 + seq), activity)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,31 +1,13 @@
 //! Scaling activities as DescribeScalingActivities shows them: one per launch and one per
 //! termination, written under the group with a time-ordered key.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use flotilla_api::{ApiResult, Ctx};
-use flotilla_hosts::{keys, Activity};
+use flotilla_hosts::Activity;
 use flotilla_store::{Compare, Op, Txn};
-
-/// Keeps activity keys of the same millisecond apart and in order.
-static SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A new activity's key and record.
 pub fn new(group: &str, description: String, cause: String, now_ms: i64) -> (String, Activity) {
-    let seq = (now_ms.max(0) as u64) * 1000 + SEQ.fetch_add(1, Ordering::Relaxed) % 1000;
-    let activity = Activity {
-        activity_id: uuid::Uuid::new_v4().to_string(),
-        group: group.to_string(),
-        description,
-        cause,
-        started_at_ms: now_ms,
-        ended_at_ms: None,
-        status_code: "InProgress".into(),
-        status_message: None,
-        progress: 0,
-        details: None,
-    };
-    (keys::activity(group, seq), activity)
+    Activity::start(group, description, cause, now_ms)
 }
 
 /// The put of a new activity (its key is fresh: it must not exist).

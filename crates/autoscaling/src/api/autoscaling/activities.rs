@@ -11,23 +11,9 @@ use super::input::validation;
 use super::shapes;
 use crate::api::{paging, records, Result};
 
-/// The key and record of a new activity `InProgress` since `now_ms`. The key orders by time;
-/// the low digits keep two activities of the same millisecond apart.
+/// The key and record of a new activity `InProgress` since `now_ms`.
 pub fn new_activity(group: &str, now_ms: i64, description: String, cause: String) -> (String, Activity) {
-    let seq = (now_ms.max(0) as u64) * 1000 + u64::from(rand::random::<u16>() % 1000);
-    let activity = Activity {
-        activity_id: uuid::Uuid::new_v4().to_string(),
-        group: group.to_string(),
-        description,
-        cause,
-        started_at_ms: now_ms,
-        ended_at_ms: None,
-        status_code: "InProgress".into(),
-        status_message: None,
-        progress: 0,
-        details: None,
-    };
-    (keys::activity(group, seq), activity)
+    Activity::start(group, description, cause, now_ms)
 }
 
 pub async fn describe_activities(ctx: &Ctx, p: &Params) -> Result<Xml> {
