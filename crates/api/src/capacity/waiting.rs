@@ -97,7 +97,7 @@ fn gather(ctx: &Ctx, cluster: &str, now: i64, timeout: Duration) -> (Vec<Waiting
         let group = rec.task.group.clone().unwrap_or_default();
         let id = format!("{}\u{0}{def_arn}\u{0}{group}\u{0}{overrides}\u{0}{:?}", w.provider, rec.reservation);
         if !groups.contains_key(&id) {
-            let Some(def) = lookup::task_definition(ctx, &def_arn) else { continue };
+            let Some(def) = lookup::task_definition_in(ctx, &ix, &def_arn) else { continue };
             groups.insert(
                 id.clone(),
                 Waiting {

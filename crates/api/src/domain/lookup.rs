@@ -7,7 +7,7 @@ use flotilla_model::{Cluster, Failure};
 
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::state::cache::{range_prefix, Entry};
+use crate::state::cache::{range_prefix, Entry, Indexes};
 use crate::state::keys;
 use crate::state::records::TaskDefinitionRecord;
 
@@ -114,8 +114,13 @@ pub fn parse_ref(ctx: &Ctx, given: &str) -> Option<TaskDefinitionRef> {
 /// Finds the revision a reference names: an exact revision in any status, or a family's latest
 /// ACTIVE revision.
 pub fn task_definition(ctx: &Ctx, given: &str) -> Option<Entry<TaskDefinitionRecord>> {
+    task_definition_in(ctx, &ctx.cache.read(), given)
+}
+
+/// [`task_definition`] in indexes the caller already holds. The cache's lock is not reentrant:
+/// a second read while a writer waits would deadlock, so code that holds the indexes uses this.
+pub fn task_definition_in(ctx: &Ctx, ix: &Indexes, given: &str) -> Option<Entry<TaskDefinitionRecord>> {
     let r = parse_ref(ctx, given)?;
-    let ix = ctx.cache.read();
     match r {
         TaskDefinitionRef::Revision(f, rev) => ix.task_definitions.get(&keys::task_definition(&f, rev)).cloned(),
         TaskDefinitionRef::Family(f) => {

@@ -167,7 +167,14 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let deadline = started + Duration::from_secs(args.period_seconds * 20 + 60);
     let (steady, hosts) = loop {
-        let (running, pending) = running_of(&aws, "scaled", "scaled").await?;
+        let (running, pending) = match running_of(&aws, "scaled", "scaled").await {
+            Ok(counts) => counts,
+            Err(e) => {
+                eprintln!("  DescribeServices: {e:#}; polling again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
         let asg = aws
             .query(
                 "autoscaling",
