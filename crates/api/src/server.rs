@@ -55,6 +55,25 @@ pub struct ServerConfig {
     pub extensions: Extensions,
 }
 
+impl ServerConfig {
+    /// A server keeping its data in `data_dir`, with these root credentials and every other
+    /// setting at its default: region us-east-1, account 000000000000, SigV4 verified, the loops'
+    /// default settings, stopped tasks kept an hour, no other AWS services.
+    pub fn new(data_dir: PathBuf, credentials: RootCredentials) -> Self {
+        ServerConfig {
+            data_dir,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            auth: AuthMode::Verify,
+            credentials,
+            controller: Default::default(),
+            stopped_task_retention: crate::reaper::DEFAULT_RETENTION,
+            capacity: Default::default(),
+            extensions: Default::default(),
+        }
+    }
+}
+
 struct App {
     ctx: Ctx,
     /// The live agent sessions, to reach an agent (reading a task's logs). The gateway's own state,

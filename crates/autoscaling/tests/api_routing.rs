@@ -32,15 +32,9 @@ impl Server {
             secret_access_key: "routing-test-secret-0123456789abcdef".into(),
         };
         let config = ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            region: REGION.into(),
-            account_id: "000000000000".into(),
             auth,
-            credentials: credentials.clone(),
-            controller: Default::default(),
-            stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
-            capacity: Default::default(),
             extensions: flotilla_autoscaling::api::extensions(),
+            ..ServerConfig::new(dir.path().to_path_buf(), credentials.clone())
         };
         let ctx = flotilla_api::server::open(&config, Clock::system()).await.expect("context");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

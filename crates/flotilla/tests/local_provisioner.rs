@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use flotilla_api::{AuthMode, Clock, Ctx, RootCredentials, ServerConfig};
+use flotilla_api::{Clock, Ctx, RootCredentials, ServerConfig};
 use flotilla_autoscaling::groups::{self, records, Settings};
 use flotilla_autoscaling::provision::local::Local;
 use flotilla_autoscaling::provision::{ControlPlane, Provisioner};
@@ -65,17 +65,7 @@ async fn a_local_host_is_a_real_agent_process_that_joins_and_leaves() {
         access_key_id: "AKIDLOCALPROV".into(),
         secret_access_key: "local-provisioner-test-secret-0123456789".into(),
     };
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        region: REGION.into(),
-        account_id: "000000000000".into(),
-        auth: AuthMode::Verify,
-        credentials: creds.clone(),
-        controller: Default::default(),
-        stopped_task_retention: Duration::from_secs(3600),
-        capacity: Default::default(),
-        extensions: Default::default(),
-    };
+    let config = ServerConfig::new(dir.path().to_path_buf(), creds.clone());
     let ctx = flotilla_api::server::open(&config, Clock::system()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());

@@ -2,9 +2,7 @@
 //! endpoint: the notice lands on the host's record, and an unknown instance is refused with a
 //! message naming it. Signed with the root key pair from the environment, like `flotilla token`.
 
-use std::time::Duration;
-
-use flotilla_api::{AuthMode, Clock, RootCredentials, ServerConfig};
+use flotilla_api::{Clock, RootCredentials, ServerConfig};
 use flotilla_autoscaling::groups::records;
 use flotilla_autoscaling::spot;
 use flotilla_hosts::keys;
@@ -27,17 +25,7 @@ fn spot(endpoint: &str, id: &str) -> std::process::Output {
 async fn spot_interrupt_gives_a_host_its_notice() {
     let dir = tempfile::tempdir().unwrap();
     let creds = RootCredentials { access_key_id: AKID.into(), secret_access_key: SECRET.into() };
-    let config = ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        region: "us-east-1".into(),
-        account_id: "000000000000".into(),
-        auth: AuthMode::Verify,
-        credentials: creds.clone(),
-        controller: Default::default(),
-        stopped_task_retention: Duration::from_secs(3600),
-        capacity: Default::default(),
-        extensions: Default::default(),
-    };
+    let config = ServerConfig::new(dir.path().to_path_buf(), creds.clone());
     let ctx = flotilla_api::server::open(&config, Clock::system()).await.unwrap();
     let auth = flotilla_api::auth::Authenticator::new("us-east-1", creds, ctx.store.clone());
     let app = flotilla_api::server::router(ctx.clone(), &config)

@@ -56,15 +56,10 @@ impl TestServer {
             secret_access_key: "flotilla-test-secret-key-0123456789abcdef".into(),
         };
         let config = ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            region: REGION.into(),
-            account_id: ACCOUNT.into(),
             auth,
-            credentials: credentials.clone(),
             controller,
             stopped_task_retention,
-            capacity: Default::default(),
-            extensions: Default::default(),
+            ..ServerConfig::new(dir.path().to_path_buf(), credentials.clone())
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -85,17 +80,7 @@ impl TestServer {
             access_key_id: "AKIDFLOTILLATEST".into(),
             secret_access_key: "flotilla-test-secret-key-0123456789abcdef".into(),
         };
-        let config = ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            region: REGION.into(),
-            account_id: ACCOUNT.into(),
-            auth: AuthMode::Verify,
-            credentials: credentials.clone(),
-            controller: Default::default(),
-            stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
-            capacity,
-            extensions: Default::default(),
-        };
+        let config = ServerConfig { capacity, ..ServerConfig::new(dir.path().to_path_buf(), credentials.clone()) };
         let ctx = flotilla_api::server::open(&config, flotilla_api::Clock::system()).await.expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
