@@ -102,6 +102,7 @@ pub async fn run_agent(
             runtime: engine.runtime().clone(),
             tasks: Arc::new(engine.clone()),
             instance_arn: identity.container_instance_arn.clone(),
+            cluster_arn: identity.cluster_arn.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = crate::metadata::serve(listener, state, async move { drop(metadata_stopped.await) }).await {

@@ -7,7 +7,7 @@
 //! network, whose gateway is the host, which delivers to its own addresses. Listening there and
 //! not on 0.0.0.0 keeps the endpoint off the host's other networks.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// The port ECS reserves for its agent's metadata and credentials endpoint; also Flotilla's
 /// default, so a host registers it as taken already.
@@ -59,6 +59,18 @@ pub fn resolve(choice: ListenChoice, gateway: Option<IpAddr>) -> Option<SocketAd
     }
 }
 
+/// The first host address of an IPv4 subnet ("172.17.0.0/16" -> 172.17.0.1), where Docker puts a
+/// bridge's gateway unless told otherwise; `None` for anything else.
+pub fn first_host(subnet: &str) -> Option<Ipv4Addr> {
+    let (addr, len) = subnet.split_once('/')?;
+    let (addr, len) = (addr.parse::<Ipv4Addr>().ok()?, len.parse::<u32>().ok()?);
+    if len > 30 {
+        return None;
+    }
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    Some(Ipv4Addr::from((u32::from(addr) & mask) + 1))
+}
+
 /// Binds the listener for `choice`. The default port already taken (a second agent on the host)
 /// falls back to a free one, since containers learn the port from their environment anyway.
 /// `None`, with the reason logged, when there is nothing to bind: the agent then runs without
@@ -101,6 +113,16 @@ mod tests {
         assert_eq!("127.0.0.1:9".parse(), Ok(ListenChoice::Address("127.0.0.1:9".parse().unwrap())));
         assert!("gateway:x".parse::<ListenChoice>().is_err());
         assert!("nowhere".parse::<ListenChoice>().is_err());
+    }
+
+    #[test]
+    fn a_subnets_first_host_is_its_default_gateway() {
+        assert_eq!(first_host("172.17.0.0/16"), Some(Ipv4Addr::new(172, 17, 0, 1)));
+        assert_eq!(first_host("10.1.2.128/25"), Some(Ipv4Addr::new(10, 1, 2, 129)));
+        assert_eq!(first_host("0.0.0.0/0"), Some(Ipv4Addr::new(0, 0, 0, 1)));
+        assert_eq!(first_host("10.0.0.1/32"), None);
+        assert_eq!(first_host("fd00::/64"), None);
+        assert_eq!(first_host("nonsense"), None);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct MetadataState {
     pub tasks: Arc<dyn TaskBook>,
     /// Only containers of this agent's instance answer, when several agents share a Docker host.
     pub instance_arn: String,
+    /// The agent's cluster, for tasks whose assignment does not name it.
+    pub cluster_arn: String,
 }
 
 pub fn router(state: MetadataState) -> Router {
@@ -82,7 +84,11 @@ async fn resolve(state: &MetadataState, version: &str, token: &str) -> Result<(T
     let (Some(arn), Some(name)) = (one.labels.get(labels::TASK), one.labels.get(labels::CONTAINER)) else {
         return Err(not_found());
     };
-    let rec = state.tasks.task(arn).ok_or_else(not_found)?;
+    let mut rec = state.tasks.task(arn).ok_or_else(not_found)?;
+    // A container may ask before its task's next report records its ID; Docker knows it.
+    if let Some(c) = rec.container_mut(name) {
+        c.runtime_id.get_or_insert_with(|| one.id.clone());
+    }
     Ok((rec, name.clone()))
 }
 
@@ -121,7 +127,7 @@ async fn task(State(state): State<MetadataState>, Path((version, token)): Path<(
         Err(resp) => return resp,
     };
     let containers = shape_containers(&state, &rec, None).await;
-    Json(shape::task(&rec, containers)).into_response()
+    Json(shape::task(&rec, &state.cluster_arn, containers)).into_response()
 }
 
 async fn container_stats(

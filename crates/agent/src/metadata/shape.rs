@@ -139,7 +139,12 @@ pub fn container(rec: &TaskRecord, c: &ContainerRecord, info: Option<&ContainerI
         image_id: info.and_then(|i| i.image_id.clone()).or_else(|| c.image_digest.clone()),
         labels,
         desired_status: desired(rec).to_string(),
-        known_status: c.status.as_str().to_string(),
+        // Docker is the truth about a container; the record may not have caught up yet.
+        known_status: match info {
+            Some(i) if i.state.is_live() => "RUNNING",
+            _ => c.status.as_str(),
+        }
+        .to_string(),
         limits: ContainerLimits { cpu: def.cpu.map_or(0, i64::from), memory: def.memory.map(i64::from) },
         created_at: info.and_then(|i| i.created_at.clone()),
         started_at: info.and_then(|i| i.started_at.clone()),
@@ -151,8 +156,9 @@ pub fn container(rec: &TaskRecord, c: &ContainerRecord, info: Option<&ContainerI
     }
 }
 
-/// The task, with its containers already shaped.
-pub fn task(rec: &TaskRecord, containers: Vec<ContainerMetadata>) -> TaskMetadata {
+/// The task, with its containers already shaped; `cluster` is the agent's, the task's own when
+/// its assignment does not say.
+pub fn task(rec: &TaskRecord, cluster: &str, containers: Vec<ContainerMetadata>) -> TaskMetadata {
     let t = &rec.assignment.task;
     let d = &rec.assignment.definition;
     let limits = TaskLimits::resolve(t, d);
@@ -161,7 +167,7 @@ pub fn task(rec: &TaskRecord, containers: Vec<ContainerMetadata>) -> TaskMetadat
         memory: limits.memory_mib,
     });
     TaskMetadata {
-        cluster: t.cluster_arn.clone().unwrap_or_default(),
+        cluster: t.cluster_arn.clone().unwrap_or_else(|| cluster.to_string()),
         task_arn: rec.arn().to_string(),
         family: d.family.clone().unwrap_or_default(),
         revision: d.revision.map(|r| r.to_string()).unwrap_or_default(),

@@ -121,6 +121,7 @@ async fn served() -> Served {
         runtime: Arc::new(fake.clone()) as Arc<dyn Runtime>,
         tasks: book,
         instance_arn: INSTANCE.into(),
+        cluster_arn: CLUSTER.into(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -238,7 +239,12 @@ async fn a_forgotten_task_is_not_found() {
     let book = Arc::new(Book::default());
     let tokens = running_task(&fake, &book, "t1", INSTANCE);
     book.0.lock().unwrap().clear();
-    let state = MetadataState { runtime: Arc::new(fake), tasks: book, instance_arn: INSTANCE.into() };
+    let state = MetadataState {
+        runtime: Arc::new(fake),
+        tasks: book,
+        instance_arn: INSTANCE.into(),
+        cluster_arn: CLUSTER.into(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(serve(listener, state, std::future::pending()));

@@ -158,11 +158,17 @@ impl DockerRuntime {
     }
 
     /// The IPv4 gateway of Docker's default `bridge` network (as a rule 172.17.0.1): the host's
-    /// address as containers see it, where the task metadata endpoint listens.
+    /// address as containers see it, where the task metadata endpoint listens. Docker 20.10
+    /// leaves the gateway out of that network's IPAM config when it is the subnet's first
+    /// address (its default), so the first address of the subnet stands in for it.
     pub async fn bridge_gateway(&self) -> RuntimeResult<Option<std::net::IpAddr>> {
         let n = timed("inspect_network", self.timeouts.inspect, self.docker.inspect_network("bridge", None)).await?;
         let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
-        Ok(configs.into_iter().filter_map(|c| c.gateway?.parse::<std::net::IpAddr>().ok()).find(|ip| ip.is_ipv4()))
+        Ok(configs.iter().find_map(|c| {
+            let given = c.gateway.as_deref().and_then(|g| g.parse::<std::net::Ipv4Addr>().ok());
+            given.or_else(|| c.subnet.as_deref().and_then(crate::metadata::address::first_host))
+        }))
+        .map(|ip| ip.map(std::net::IpAddr::V4))
     }
 }
 
