@@ -38,7 +38,21 @@ pub struct ContainerMetadata {
     pub container_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthMetadata>,
+    /// The container's published ports; left out when it has none, as ECS does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMetadata>,
     pub networks: Vec<NetworkMetadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PortMetadata {
+    pub container_port: i32,
+    pub protocol: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,6 +166,18 @@ pub fn container(rec: &TaskRecord, c: &ContainerRecord, info: Option<&ContainerI
         kind: "NORMAL".to_string(),
         container_arn,
         health: c.health.map(|h| HealthMetadata { status: h.as_str().to_string() }),
+        ports: c
+            .bindings
+            .iter()
+            .filter_map(|b| {
+                Some(PortMetadata {
+                    container_port: b.container_port?,
+                    protocol: b.protocol.clone().unwrap_or_else(|| "tcp".into()),
+                    host_port: b.host_port,
+                    host_ip: b.bind_ip.clone(),
+                })
+            })
+            .collect(),
         networks,
     }
 }

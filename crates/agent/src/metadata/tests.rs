@@ -95,6 +95,15 @@ fn running_task(fake: &FakeRuntime, book: &Book, id: &str, instance: &str) -> BT
         inject(&mut spec, &endpoint);
         tokens.insert(c.name.clone(), spec.labels[TOKEN_LABEL].clone());
         c.runtime_id = Some(fake.insert_container(spec, RunState::Running));
+        if c.name == "web" {
+            c.bindings = vec![flotilla_model::NetworkBinding {
+                bind_ip: Some("0.0.0.0".into()),
+                container_port: Some(8080),
+                host_port: Some(32768),
+                protocol: Some("tcp".into()),
+                ..Default::default()
+            }];
+        }
         c.status = ContainerStatus::Running;
     }
     book.0.lock().unwrap().insert(arn(id), rec);
@@ -158,6 +167,10 @@ async fn a_container_reads_itself_in_ecs_shape() {
     assert_eq!(c["CreatedAt"], "2026-01-01T00:00:00Z");
     assert_eq!(c["StartedAt"], "2026-01-01T00:00:01Z");
     assert_eq!(c["Networks"][0]["NetworkMode"], "bridge");
+    assert_eq!(
+        c["Ports"],
+        serde_json::json!([{"ContainerPort": 8080, "Protocol": "tcp", "HostPort": 32768, "HostIp": "0.0.0.0"}])
+    );
     assert_eq!(c["Labels"][labels::TASK], arn("t1"));
     // The token is the container's secret, not part of what it is shown.
     assert!(c["Labels"].get(TOKEN_LABEL).is_none());
@@ -183,6 +196,7 @@ async fn the_task_lists_its_containers_with_ecs_fields() {
     assert_eq!(t["PullStoppedAt"], "2023-11-14T22:13:21.000Z");
     assert_eq!(t["AvailabilityZone"], "us-east-1a");
     assert_eq!(t["LaunchType"], "EC2");
+    assert!(t["Containers"][1].get("Ports").is_none(), "a container without ports has no Ports");
     let names: Vec<&str> = t["Containers"].as_array().unwrap().iter().map(|c| c["Name"].as_str().unwrap()).collect();
     assert_eq!(names, ["web", "side"]);
 }
