@@ -265,7 +265,10 @@ impl Actor {
         let mut report = view;
         report.seq = self.shared.next_seq();
         tracing::debug!(task = %arn, status = %report.status, seq = report.seq, "task report");
-        lock(&self.shared.snapshots).insert(arn.clone(), std::sync::Arc::new(self.rec.clone()));
+        // Only the metadata endpoint reads the copies; without it they would be dead weight.
+        if self.shared.config.metadata.is_some() {
+            lock(&self.shared.snapshots).insert(arn.clone(), std::sync::Arc::new(self.rec.clone()));
+        }
         lock(&self.shared.latest).insert(arn, (report.clone(), self.rec.desired));
         // The receiver is gone only when the agent is shutting down.
         let _ = self.shared.reports.send(report);

@@ -373,7 +373,8 @@ impl Engine {
         lock(&self.shared.latest).values().map(|(r, _)| r.clone()).collect()
     }
 
-    /// The record of one task as of its latest report.
+    /// The record of one task as of its latest report; kept only while a metadata endpoint is
+    /// configured (`EngineConfig::metadata`), its one reader.
     pub fn record(&self, task_arn: &str) -> Option<TaskRecord> {
         lock(&self.shared.snapshots).get(task_arn).map(|r| TaskRecord::clone(r))
     }
