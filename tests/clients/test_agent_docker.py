@@ -11,6 +11,8 @@ agent builds locally when the first task needs it (no registry is reachable).
 
 from __future__ import annotations
 
+import json
+import urllib.error
 import urllib.request
 import uuid
 
@@ -429,6 +431,58 @@ def test_awsvpc_tasks_get_their_own_addresses_and_reach_each_other(fleet, uid):
     assert c_ip not in (a_ip, b_ip)
 
     for arn in (server_a, server_b):
+        fleet.stop(arn)
+
+
+# ----------------------------------------------------------------------------------------------
+# 7b. the task metadata endpoint (v4), read from inside the task's own container
+
+
+def metadata_lines(container_id: str, n: int) -> list[dict]:
+    """The first `n` JSON bodies the container's `fetch` steps printed, one per line."""
+
+    def check():
+        lines = [l for l in docker("logs", container_id).splitlines() if l.startswith("{")]
+        return lines[:n] if len(lines) >= n else None
+
+    return [json.loads(l) for l in poll(check, TASK_TIMEOUT, f"{n} metadata bodies from {container_id}")]
+
+
+def test_a_container_reads_its_own_task_metadata_and_only_its_own(fleet, uid):
+    probe = ["fetch", "${ECS_CONTAINER_METADATA_URI_V4}", "then", "fetch", "${ECS_CONTAINER_METADATA_URI_V4}/task"]
+    probe_c = workload("probe", probe + ["then", "sleep", "inf"], cpu=64)
+    td = fleet.register(f"meta-{uid}", [probe_c], cpu="256", memory="128")
+    first, second = fleet.run(td), fleet.run(td)
+    fleet.cli_wait("tasks-running", first, second)
+
+    urls = {}
+    for arn in (first, second):
+        probe_c = by_name(fleet.task(arn))["probe"]
+        me, task = metadata_lines(probe_c["runtimeId"], 2)
+        assert me["DockerId"] == probe_c["runtimeId"] and me["Name"] == "probe", me
+        assert me["ContainerARN"] == probe_c["containerArn"], me
+        assert me["Limits"] == {"CPU": 64, "Memory": 32}, me
+        assert me["Networks"][0]["NetworkMode"] == "bridge", me
+        assert task["TaskARN"] == arn and task["Cluster"] == fleet.cluster_arn, task
+        assert task["Family"] == f"meta-{uid}" and task["Revision"] == "1", task
+        assert task["Limits"] == {"CPU": 0.25, "Memory": 128}, task
+        assert task["LaunchType"] == "EC2" and task["KnownStatus"] == "RUNNING", task
+        assert [c["DockerId"] for c in task["Containers"]] == [probe_c["runtimeId"]], task
+        env = dict(e.split("=", 1) for e in docker_inspect(probe_c["runtimeId"])["Config"]["Env"])
+        urls[arn] = env["ECS_CONTAINER_METADATA_URI_V4"]
+    # Each container's URL is its own: it answers for its task only, and a made-up one is a 404.
+    assert urls[first] != urls[second]
+    for arn, url in urls.items():
+        status, body = http_get(f"{url}/task")
+        assert status == 200 and json.loads(body)["TaskARN"] == arn
+    made_up = urls[first].rsplit("/", 1)[0] + "/" + uuid.uuid4().hex
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        http_get(f"{made_up}/task")
+    assert refused.value.code == 404
+    stats = json.loads(http_get(f"{urls[first]}/stats")[1])
+    assert "memory_stats" in stats and "cpu_stats" in stats, stats
+
+    for arn in (first, second):
         fleet.stop(arn)
 
 

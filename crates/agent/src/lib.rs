@@ -5,7 +5,8 @@
 //! task's containers through the narrow [`Runtime`] trait (`runtime`: Docker through bollard, or a
 //! fake for tests), shapes them with the network mode hooks (`network`), holds each task
 //! to its task-level cpu and memory in a per-task cgroup (`cgroup`), keeps their output
-//! (`logs`), and reports every state change back as a `flotilla_protocol::TaskReport`. `hollow`
+//! (`logs`), tells each container about its task through the task metadata endpoint
+//! (`metadata`), and reports every state change back as a `flotilla_protocol::TaskReport`. `hollow`
 //! runs many simulated agents over the same session for tests and benchmarks at scale.
 
 pub mod cgroup;
@@ -13,6 +14,7 @@ pub mod disk;
 pub mod engine;
 pub mod hollow;
 pub mod logs;
+pub mod metadata;
 pub mod network;
 pub mod run;
 pub mod runtime;

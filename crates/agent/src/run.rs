@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineConfig, PullBehavior};
+use crate::metadata::address::ListenChoice;
+use crate::metadata::{MetadataEndpoint, MetadataState};
 use crate::runtime::docker::{DockerRuntime, DockerTimeouts};
 use crate::session::{enroll_with_retry, run_session, ApiClient, RegistrationConfig, SessionConfig, SessionEvent};
 
@@ -27,6 +29,8 @@ pub struct AgentOptions {
     /// SIGTERM-to-SIGKILL grace for containers without `stopTimeout` (the engine's default when
     /// `None`).
     pub default_stop_timeout: Option<std::time::Duration>,
+    /// Where the task metadata endpoint listens (`--metadata-listen`; see `metadata::address`).
+    pub metadata_listen: ListenChoice,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +83,33 @@ pub async fn run_agent(
     if let Some(t) = options.default_stop_timeout {
         config.default_stop_timeout = t;
     }
+    let gateway = match runtime.bridge_gateway().await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot inspect the Docker bridge network");
+            None
+        }
+    };
+    let metadata_listener = crate::metadata::address::bind(options.metadata_listen, gateway).await;
+    if let Some(addr) = metadata_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!(%addr, "task metadata endpoint");
+        config.metadata = Some(MetadataEndpoint { base_url: format!("http://{addr}") });
+    }
     let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());
+    let (metadata_stop, metadata_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(listener) = metadata_listener {
+        let state = MetadataState {
+            runtime: engine.runtime().clone(),
+            tasks: Arc::new(engine.clone()),
+            instance_arn: identity.container_instance_arn.clone(),
+            cluster_arn: identity.cluster_arn.clone(),
+        };
+        tokio::spawn(async move {
+            if let Err(e) = crate::metadata::serve(listener, state, async move { drop(metadata_stopped.await) }).await {
+                tracing::warn!(error = %e, "the task metadata endpoint stopped");
+            }
+        });
+    }
     let adopted = engine.adopt().await?;
     if !adopted.is_empty() {
         tracing::info!(tasks = adopted.len(), "re-adopted running tasks");
@@ -133,6 +163,7 @@ pub async fn run_agent(
         }
     }
     engine.shutdown().await;
+    let _ = metadata_stop.send(());
     session.abort();
     Ok(())
 }

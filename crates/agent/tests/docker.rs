@@ -19,7 +19,7 @@ use flotilla_agent::engine::EngineConfig;
 use flotilla_agent::network::NetworkConfig;
 use flotilla_agent::runtime::docker::{DockerRuntime, DockerTimeouts};
 use flotilla_agent::runtime::{labels, LogSource};
-use flotilla_agent::{Engine, PullBehavior};
+use flotilla_agent::{Engine, PullBehavior, Runtime};
 use flotilla_model::{ContainerDefinition, HealthCheck, PortMapping, Task, TaskDefinition};
 use flotilla_protocol::{ContainerReport, TaskAssignment, TaskReport};
 use futures::StreamExt;
@@ -543,4 +543,104 @@ async fn the_docker_socket_is_never_mounted_without_allow_privileged() {
     let r = agent.status(&arn, "STOPPED").await;
     assert!(r.stopped_reason.as_deref().unwrap_or_default().contains("--allow-privileged"), "{r:?}");
     assert_eq!(containers_of(&agent, &arn).await, 0);
+}
+
+/// The stdout and stderr lines of a container so far, waiting until `pred` holds of them.
+async fn output_until(
+    agent: &Agent,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&[(LogSource, String)]) -> bool,
+) -> Vec<(LogSource, String)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let chunks: Vec<_> = agent.runtime.logs(id, None, false).collect().await;
+        let lines: Vec<(LogSource, String)> =
+            chunks.into_iter().filter_map(Result::ok).map(|c| (c.source, c.line.trim_end().to_string())).collect();
+        if pred(&lines) {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "{id}: no {what} in its output: {lines:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The task metadata endpoint from inside containers in bridge, host and awsvpc mode: each
+/// container reads itself and its own task through `ECS_CONTAINER_METADATA_URI_V4`, a made-up
+/// token is refused with a 404, and from the host a container's token opens its own task only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_read_their_own_task_metadata_in_every_network_mode() {
+    use flotilla_agent::metadata::address::{bind, ListenChoice};
+    use flotilla_agent::metadata::{new_token, serve, MetadataEndpoint, MetadataState, TOKEN_LABEL};
+    use serde_json::Value;
+
+    let docker = DockerRuntime::connect(DockerTimeouts::default()).await.expect("Docker Engine");
+    let gateway = docker.bridge_gateway().await.expect("inspect the bridge network").expect("a bridge gateway");
+    let listener = bind(ListenChoice::BridgeGateway { port: 0 }, Some(gateway)).await.expect("listen on the gateway");
+    let base = format!("http://{}", listener.local_addr().expect("bound"));
+    let endpoint = MetadataEndpoint { base_url: base.clone() };
+    let mut agent = Agent::start_with(|c| c.metadata = Some(endpoint)).await;
+    let state = MetadataState {
+        runtime: agent.runtime.clone(),
+        tasks: Arc::new(agent.engine.clone()),
+        instance_arn: agent.config.container_instance_arn.clone(),
+        cluster_arn: CLUSTER.into(),
+    };
+    tokio::spawn(serve(listener, state, std::future::pending()));
+
+    let probe = ["fetch", "${ECS_CONTAINER_METADATA_URI_V4}", "then", "fetch", "${ECS_CONTAINER_METADATA_URI_V4}/task"];
+    let probe: Vec<&str> = probe.into_iter().chain(["then", "sleep", "inf"]).collect();
+    let guess = format!("{base}/v4/{}/task", new_token());
+    let mut tokens = Vec::new();
+    // One task at a time: `until` passes over other tasks' reports.
+    for mode in ["bridge", "host", "awsvpc"] {
+        let arn = &task_arn();
+        let guesser = ContainerDefinition { essential: Some(false), ..workload("guess", &["fetch", &guess]) };
+        agent.engine.apply(assignment(arn, Some(mode), vec![workload("probe", &probe), guesser])).expect("apply");
+        let r = agent
+            .until(arn, "probe running, guess exited", |r| {
+                container(r, "probe").status == "RUNNING" && container(r, "guess").status == "STOPPED"
+            })
+            .await;
+        let guess_id = container(&r, "guess").runtime_id.clone().expect("guess id");
+        let refused = output_until(&agent, &guess_id, "refusal", |l| !l.is_empty()).await;
+        assert!(refused.iter().any(|(_, l)| l.ends_with("status 404")), "{mode}: a made-up token: {refused:?}");
+        assert_eq!(container(&r, "guess").exit_code, Some(1), "{mode}");
+
+        let id = container(&r, "probe").runtime_id.clone().expect("probe id");
+        let out =
+            output_until(&agent, &id, "two bodies", |l| l.iter().filter(|(s, _)| *s == LogSource::Stdout).count() >= 2)
+                .await;
+        let bodies: Vec<Value> = out
+            .iter()
+            .filter(|(s, _)| *s == LogSource::Stdout)
+            .map(|(_, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{mode}: {l}: {e}")))
+            .collect();
+        let (me, task) = (&bodies[0], &bodies[1]);
+        assert_eq!(me["DockerId"], id.as_str(), "{mode}");
+        assert_eq!(me["Name"], "probe", "{mode}");
+        assert_eq!(me["KnownStatus"], "RUNNING", "{mode}");
+        assert_eq!(me["Networks"][0]["NetworkMode"], mode, "{mode}");
+        assert!(me["Labels"].get(TOKEN_LABEL).is_none(), "{mode}: the token is not shown");
+        assert_eq!(task["TaskARN"], arn.as_str(), "{mode}");
+        assert_eq!(task["Cluster"], CLUSTER, "{mode}");
+        assert_eq!(task["Family"], "agent-tests", "{mode}");
+        let listed: Vec<&str> =
+            task["Containers"].as_array().expect("Containers").iter().filter_map(|c| c["DockerId"].as_str()).collect();
+        assert!(listed.contains(&id.as_str()), "{mode}: {listed:?}");
+        let info = agent.runtime.inspect_container(&id).await.expect("inspect probe");
+        tokens.push((arn.clone(), id, info.labels[TOKEN_LABEL].clone()));
+    }
+    // From the host: each token answers for its own task, and stats come in Docker's shape.
+    for (arn, id, token) in &tokens {
+        let task: Value =
+            reqwest::get(format!("{base}/v4/{token}/task")).await.expect("GET").json().await.expect("JSON");
+        assert_eq!(task["TaskARN"], arn.as_str());
+        let stats: Value =
+            reqwest::get(format!("{base}/v4/{token}/stats")).await.expect("GET").json().await.expect("JSON");
+        assert!(stats.get("memory_stats").is_some(), "{stats}");
+        let all: Value =
+            reqwest::get(format!("{base}/v4/{token}/task/stats")).await.expect("GET").json().await.expect("JSON");
+        assert!(all.get(id.as_str()).is_some(), "{all}");
+    }
 }

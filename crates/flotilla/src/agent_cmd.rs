@@ -83,6 +83,11 @@ pub struct AgentArgs {
     /// (the ECS agent's ECS_CONTAINER_STOP_TIMEOUT).
     #[arg(long, env = "FLOTILLA_CONTAINER_STOP_TIMEOUT", value_name = "SECONDS", default_value_t = 30)]
     pub container_stop_timeout: u64,
+    /// Where the task metadata endpoint (ECS_CONTAINER_METADATA_URI_V4) listens: `gateway[:PORT]`
+    /// (the Docker bridge's gateway, which bridge, host and awsvpc containers reach; port 51679,
+    /// or a free one when another agent holds it), `ADDR:PORT`, or `off`.
+    #[arg(long, env = "FLOTILLA_METADATA_LISTEN", value_name = "WHERE", default_value = "gateway")]
+    pub metadata_listen: flotilla_agent::metadata::address::ListenChoice,
 }
 
 fn parse_pull(s: &str) -> Result<flotilla_agent::PullBehavior, String> {
@@ -166,6 +171,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 host_ip: args.host_ip.clone(),
                 join_token: args.token.clone(),
                 default_stop_timeout: Some(std::time::Duration::from_secs(args.container_stop_timeout)),
+                metadata_listen: args.metadata_listen,
             };
             flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())
                 .await?;

@@ -116,6 +116,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         allow_capabilities: Vec::new(),
         ec2_instance_id: None,
         container_stop_timeout: 30,
+        metadata_listen: Default::default(),
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,

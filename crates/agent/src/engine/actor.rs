@@ -251,6 +251,11 @@ impl Actor {
             if let Some(entry) = lock(&self.shared.latest).get_mut(&arn) {
                 entry.1 = self.rec.desired;
             }
+            // The metadata endpoint shows the desired status, which a report does not carry.
+            let mut snapshots = lock(&self.shared.snapshots);
+            if snapshots.get(&arn).is_some_and(|r| r.desired != self.rec.desired) {
+                snapshots.insert(arn, std::sync::Arc::new(self.rec.clone()));
+            }
             return;
         }
         self.last_report = Some(view.clone());
@@ -260,6 +265,10 @@ impl Actor {
         let mut report = view;
         report.seq = self.shared.next_seq();
         tracing::debug!(task = %arn, status = %report.status, seq = report.seq, "task report");
+        // Only the metadata endpoint reads the copies; without it they would be dead weight.
+        if self.shared.config.metadata.is_some() {
+            lock(&self.shared.snapshots).insert(arn.clone(), std::sync::Arc::new(self.rec.clone()));
+        }
         lock(&self.shared.latest).insert(arn, (report.clone(), self.rec.desired));
         // The receiver is gone only when the agent is shutting down.
         let _ = self.shared.reports.send(report);

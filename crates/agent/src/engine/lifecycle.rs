@@ -258,6 +258,9 @@ impl Actor {
         let result = self.rec.network_mode.configure(&self.net_ctx(&task_labels), &def, &names, &mut att, &mut spec);
         self.rec.attachment = att;
         result.map_err(|e| e.to_string())?;
+        if let Some(endpoint) = &self.shared.config.metadata {
+            crate::metadata::inject(&mut spec, endpoint);
+        }
         Ok(spec)
     }
 

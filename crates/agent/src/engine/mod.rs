@@ -108,6 +108,8 @@ pub struct EngineConfig {
     pub task_cleanup_wait: Duration,
     /// How often an actor re-inspects its containers, in case an event was missed.
     pub resync_interval: Duration,
+    /// The task metadata endpoint each container is told about; `None` tells them nothing.
+    pub metadata: Option<crate::metadata::MetadataEndpoint>,
     pub clock: Clock,
 }
 
@@ -129,6 +131,7 @@ impl EngineConfig {
             stop_grace: Duration::from_secs(10),
             task_cleanup_wait: Duration::from_secs(3 * 3600),
             resync_interval: Duration::from_secs(15),
+            metadata: None,
             clock: system_clock(),
         }
     }
@@ -190,6 +193,8 @@ pub(crate) struct Shared {
     actors: Mutex<BTreeMap<String, ActorHandle>>,
     /// The latest report of every task, kept by its actor.
     latest: Mutex<BTreeMap<String, (TaskReport, DesiredStatus)>>,
+    /// A copy of every task's record as of its latest report, for the metadata endpoint.
+    snapshots: Mutex<BTreeMap<String, Arc<TaskRecord>>>,
     logs: LogStore,
     ports: PortAllocator,
     records: RecordStore,
@@ -223,6 +228,7 @@ impl Shared {
     fn forget(&self, task_arn: &str) {
         lock(&self.actors).remove(task_arn);
         lock(&self.latest).remove(task_arn);
+        lock(&self.snapshots).remove(task_arn);
     }
 }
 
@@ -248,6 +254,7 @@ impl Engine {
             seq,
             actors: Mutex::new(BTreeMap::new()),
             latest: Mutex::new(BTreeMap::new()),
+            snapshots: Mutex::new(BTreeMap::new()),
             image_locks: Mutex::new(HashMap::new()),
             pump: Mutex::new(None),
         });
@@ -364,6 +371,12 @@ impl Engine {
     /// The latest report of every task, to resend after a reconnect (reports are idempotent).
     pub fn latest_reports(&self) -> Vec<TaskReport> {
         lock(&self.shared.latest).values().map(|(r, _)| r.clone()).collect()
+    }
+
+    /// The record of one task as of its latest report; kept only while a metadata endpoint is
+    /// configured (`EngineConfig::metadata`), its one reader.
+    pub fn record(&self, task_arn: &str) -> Option<TaskRecord> {
+        lock(&self.shared.snapshots).get(task_arn).map(|r| TaskRecord::clone(r))
     }
 
     /// The latest report of one task.

@@ -16,6 +16,9 @@ use crate::runtime::{labels, ContainerSpec, Health, LogSource, RunState};
 /// Daemon hiccups: retries, backoff and the true state afterwards.
 mod hiccup;
 
+/// The task metadata endpoint as the engine feeds it.
+mod metadata;
+
 const CLUSTER: &str = "arn:aws:ecs:local:000000000000:cluster/default";
 const INSTANCE: &str = "arn:aws:ecs:local:000000000000:container-instance/default/i-1";
 const IMAGE: &str = "flotilla/workload:latest";

@@ -156,6 +156,20 @@ impl DockerRuntime {
         let v = timed("version", self.timeouts.version, self.docker.version()).await?;
         Ok(v.version.unwrap_or_default())
     }
+
+    /// The IPv4 gateway of Docker's default `bridge` network (as a rule 172.17.0.1): the host's
+    /// address as containers see it, where the task metadata endpoint listens. Docker 20.10
+    /// leaves the gateway out of that network's IPAM config when it is the subnet's first
+    /// address (its default), so the first address of the subnet stands in for it.
+    pub async fn bridge_gateway(&self) -> RuntimeResult<Option<std::net::IpAddr>> {
+        let n = timed("inspect_network", self.timeouts.inspect, self.docker.inspect_network("bridge", None)).await?;
+        let configs = n.ipam.and_then(|i| i.config).unwrap_or_default();
+        Ok(configs.iter().find_map(|c| {
+            let given = c.gateway.as_deref().and_then(|g| g.parse::<std::net::Ipv4Addr>().ok());
+            given.or_else(|| c.subnet.as_deref().and_then(crate::metadata::address::first_host))
+        }))
+        .map(|ip| ip.map(std::net::IpAddr::V4))
+    }
 }
 
 fn failed(op: &'static str, e: impl std::fmt::Display) -> RuntimeError {
@@ -596,6 +610,8 @@ impl Runtime for DockerRuntime {
             health: health(state.health.and_then(|h| h.status)),
             ports,
             ip_addresses,
+            created_at: c.created,
+            started_at: state.started_at.filter(|t| !t.starts_with("0001-")),
         })
     }
 
@@ -712,6 +728,17 @@ impl Runtime for DockerRuntime {
             cpu_total_ns: stats.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage).unwrap_or(0),
             memory_bytes: stats.memory_stats.and_then(|m| m.usage).unwrap_or(0),
         })
+    }
+
+    async fn stats_json(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        let options = bollard::query_parameters::StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+        let mut s = self.docker.stats(id, Some(options));
+        let stats = match tokio::time::timeout(self.timeouts.inspect, s.next()).await {
+            Ok(Some(r)) => r.map_err(|e| map_err("stats", id, e))?,
+            Ok(None) => return Err(failed("stats", "no sample")),
+            Err(_) => return Err(RuntimeError::Timeout { op: "stats", after: self.timeouts.inspect }),
+        };
+        serde_json::to_value(stats).map_err(|e| failed("stats", e))
     }
 }
 

@@ -683,6 +683,8 @@ impl Runtime for FakeRuntime {
                 health: c.health,
                 ports: c.ports.clone(),
                 ip_addresses: ip.map(|ip| BTreeMap::from([(network, ip)])).unwrap_or_default(),
+                created_at: Some("2026-01-01T00:00:00Z".to_string()),
+                started_at: c.state.is_live().then(|| "2026-01-01T00:00:01Z".to_string()),
             })
         }
         .await;
@@ -803,5 +805,23 @@ impl Runtime for FakeRuntime {
             .map(Ok)
             .collect();
         stream::iter(chunks).boxed()
+    }
+
+    /// A sample in Docker's shape, enough for the metadata endpoint's tests; a stopped container
+    /// has none, as with Docker.
+    async fn stats_json(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        self.gate("stats_json")?;
+        let st = self.state();
+        let id = Self::resolve(&st, id).ok_or_else(|| not_found(id))?;
+        let c = &st.containers[&id];
+        if !c.state.is_live() {
+            return Err(RuntimeError::Failed { op: "stats_json", message: "not running".into() });
+        }
+        Ok(serde_json::json!({
+            "id": c.id,
+            "name": format!("/{}", c.spec.name),
+            "cpu_stats": { "cpu_usage": { "total_usage": 1000 } },
+            "memory_stats": { "usage": 4096 },
+        }))
     }
 }

@@ -201,6 +201,9 @@ pub struct ContainerInfo {
     pub ports: Vec<PortInfo>,
     /// Network name to IPv4 address.
     pub ip_addresses: BTreeMap<String, String>,
+    /// When the runtime created and last started it (RFC 3339), for the metadata endpoint.
+    pub created_at: Option<String>,
+    pub started_at: Option<String>,
 }
 
 /// An entry of a label-filtered listing.
@@ -325,5 +328,11 @@ pub trait Runtime: Send + Sync + 'static {
     async fn stats(&self, id: &str) -> RuntimeResult<Stats> {
         let _ = id;
         Err(RuntimeError::Unsupported { op: "stats" })
+    }
+    /// One sample of the container's resource usage in Docker's stats JSON, which the task
+    /// metadata endpoint passes on as is; runtimes without it answer `Unsupported`.
+    async fn stats_json(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        let _ = id;
+        Err(RuntimeError::Unsupported { op: "stats_json" })
     }
 }

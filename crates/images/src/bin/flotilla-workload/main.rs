@@ -28,6 +28,8 @@ steps:
   touch PATH [TEXT]                write TEXT (or nothing) to PATH; as the last step, then sleep forever
   cat PATH                         print a file; exit 1 if it cannot be read
   get URL                          GET an http:// URL and print the body; exit 1 unless 2xx
+  fetch URL                        as get, with ${VAR} in URL taken from the environment (there is
+                                   no shell) and the body printed as one line
   healthcheck URL|PATH             exit 0 if the URL answers 2xx/3xx or the file exists, else 1
   connect HOST:PORT [--timeout S]  exit 0 once a TCP connection succeeds (retries for S, default 5)
   trap-term [--delay S] [--code C] wait for SIGTERM/SIGINT, print it, wait S, exit C (default 0)
@@ -51,6 +53,7 @@ enum Step {
     Touch { path: PathBuf, text: String },
     Cat(PathBuf),
     Get(String),
+    Fetch(String),
     Healthcheck(String),
     Connect { target: String, timeout: Duration },
     TrapTerm { delay: Duration, code: u8 },
@@ -116,6 +119,7 @@ fn parse_step(words: &[String]) -> Result<Step, String> {
         }
         "cat" => Step::Cat(opts.positional("PATH")?),
         "get" => Step::Get(opts.positional("URL")?),
+        "fetch" => Step::Fetch(opts.positional("URL")?),
         "healthcheck" => Step::Healthcheck(opts.positional("URL_OR_PATH")?),
         "connect" => {
             let timeout = opts.seconds("--timeout")?.unwrap_or(Duration::from_secs(5));
@@ -277,6 +281,21 @@ fn run(step: Step, is_last: bool) -> u8 {
             }
             Err(e) => fail(format!("get: {e}")),
         },
+        Step::Fetch(url) => {
+            let url = expand_env(&url, |name| std::env::var(name).ok());
+            match http::get(&url) {
+                // One line per body, so that a chain of fetches reads back line by line.
+                Ok(resp) => {
+                    println!("{}", resp.body.trim_end_matches('\n'));
+                    if (200..300).contains(&resp.status) {
+                        0
+                    } else {
+                        fail(format!("fetch {url}: status {}", resp.status))
+                    }
+                }
+                Err(e) => fail(format!("fetch: {e}")),
+            }
+        }
         Step::Healthcheck(target) => healthcheck(&target),
         Step::Connect { target, timeout } => connect(&target, timeout),
         Step::TrapTerm { delay, code } => {
@@ -314,6 +333,20 @@ fn run(step: Step, is_last: bool) -> u8 {
             0
         }
     }
+}
+
+/// Replaces each `${NAME}` with `lookup(NAME)` (empty when unset); anything else is kept as is.
+fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else { break };
+        out.push_str(&rest[..start]);
+        out.push_str(&lookup(&rest[start + 2..start + 2 + len]).unwrap_or_default());
+        rest = &rest[start + 2 + len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn fail(message: String) -> u8 {
@@ -410,6 +443,15 @@ mod tests {
             parse(&words("touch /data/x hello world then exit 0")).unwrap()[0],
             Step::Touch { path: "/data/x".into(), text: "hello world".into() }
         );
+    }
+
+    #[test]
+    fn fetch_expands_environment_variables() {
+        assert_eq!(parse(&words("fetch ${U}/task")).unwrap(), vec![Step::Fetch("${U}/task".into())]);
+        let env = |n: &str| (n == "U").then(|| "http://h:1/v4/t".to_string());
+        assert_eq!(expand_env("${U}/task", env), "http://h:1/v4/t/task");
+        assert_eq!(expand_env("a${NOPE}b${U}", env), "abhttp://h:1/v4/t");
+        assert_eq!(expand_env("no ${ end", env), "no ${ end");
     }
 
     #[test]
