@@ -177,6 +177,18 @@ async fn capacity_providers_follow_ecs_rules() {
         .unwrap();
     assert_eq!(d.capacity_providers().len(), 1);
     assert_eq!(d.failures()[0].reason.as_deref(), Some("MISSING"));
+    // Every account has the reserved Fargate providers, listed among its own in name order.
+    let all = client.describe_capacity_providers().send().await.unwrap();
+    let names: Vec<_> = all.capacity_providers().iter().filter_map(|p| p.name.clone()).collect();
+    assert_eq!(names, ["CP-OD", "FARGATE", "FARGATE_SPOT"]);
+    let fargate = &all.capacity_providers()[1];
+    assert!(fargate.auto_scaling_group_provider.is_none());
+    assert_eq!(fargate.status.as_ref().map(|s| s.as_str()), Some("ACTIVE"));
+    let page = client.describe_capacity_providers().max_results(2).send().await.unwrap();
+    assert_eq!(page.capacity_providers().len(), 2);
+    let rest = client.describe_capacity_providers().next_token(page.next_token().unwrap()).send().await.unwrap();
+    assert_eq!(rest.capacity_providers()[0].name.as_deref(), Some("FARGATE_SPOT"));
+    expect_code(client.delete_capacity_provider().capacity_provider("FARGATE").send().await, "ClientException");
 
     // Associating: the whole list each time, with a default strategy of providers in the list.
     expect_code(

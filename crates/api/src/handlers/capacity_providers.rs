@@ -23,6 +23,20 @@ use crate::state::keys;
 
 const INVALID_NAME: &str = "The specified capacity provider name is invalid. Up to 255 characters are allowed, including letters (upper and lowercase), numbers, underscores, and hyphens. The name cannot be prefixed with \"aws\", \"ecs\", or \"fargate\".";
 
+/// The providers every account has, which can be neither created nor deleted.
+const RESERVED: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
+
+/// A reserved provider as ECS describes it: its ARN, name and ACTIVE, nothing else. Clusters may
+/// list it; launching on it is refused until the FARGATE launch type runs here.
+fn reserved_provider(ctx: &Ctx, name: &str) -> CapacityProvider {
+    CapacityProvider {
+        capacity_provider_arn: Some(ctx.arns.capacity_provider(name)),
+        name: Some(name.to_string()),
+        status: Some("ACTIVE".into()),
+        ..Default::default()
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     !name.is_empty()
@@ -298,7 +312,12 @@ pub async fn describe(
             let mut found = Vec::new();
             let mut failures = Vec::new();
             for given in names {
-                match ix.capacity_providers.get(&keys::capacity_provider(short_name(&given))) {
+                let name = short_name(&given);
+                if RESERVED.contains(&name) {
+                    found.push(shown(&reserved_provider(ctx, name), with_tags));
+                    continue;
+                }
+                match ix.capacity_providers.get(&keys::capacity_provider(name)) {
                     Some(e) => found.push(shown(&e.value, with_tags)),
                     None => failures.push(Failure {
                         arn: Some(if given.starts_with("arn:") {
@@ -320,10 +339,17 @@ pub async fn describe(
         None => {
             let scope = "DescribeCapacityProviders";
             let pr = ctx.pager.request(scope, req.next_token.as_deref(), req.max_results, 10, 10)?;
-            let all = range_prefix(&ix.capacity_providers, keys::CAPACITY_PROVIDER).map(|(k, e)| (k.as_str(), e));
-            let (items, next) = page(&ctx.pager, scope, &pr, all, |(k, _)| k);
+            // The reserved providers take their place among the stored ones in key order.
+            let reserved: Vec<(String, CapacityProvider)> =
+                RESERVED.iter().map(|n| (keys::capacity_provider(n), reserved_provider(ctx, n))).collect();
+            let mut all: Vec<(&str, &CapacityProvider)> = range_prefix(&ix.capacity_providers, keys::CAPACITY_PROVIDER)
+                .map(|(k, e)| (k.as_str(), &*e.value))
+                .chain(reserved.iter().map(|(k, p)| (k.as_str(), p)))
+                .collect();
+            all.sort_by_key(|(k, _)| *k);
+            let (items, next) = page(&ctx.pager, scope, &pr, all.into_iter(), |(k, _)| k);
             Ok(DescribeCapacityProvidersResponse {
-                capacity_providers: Some(items.into_iter().map(|(_, e)| shown(&e.value, with_tags)).collect()),
+                capacity_providers: Some(items.into_iter().map(|(_, p)| shown(p, with_tags)).collect()),
                 failures: Some(Vec::new()),
                 next_token: next,
             })
