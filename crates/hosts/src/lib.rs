@@ -11,6 +11,7 @@ pub mod instance_types;
 pub mod keys;
 pub mod network;
 pub mod records;
+pub mod template;
 
 pub use instance_types::InstanceType;
 pub use records::*;

@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 
-use base64::Engine;
 use flotilla_hosts::{keys as host_keys, AutoScalingGroup, Host, Lifecycle, ScalingPolicy, Tag};
 use flotilla_model::{CapacityProvider, ManagedScaling};
 use flotilla_store::{Compare, Op, Txn};
@@ -170,21 +169,11 @@ async fn fresh_room(ctx: &Ctx, group: &AutoScalingGroup) -> ApiResult<Option<Nee
     let Ok(template) = flotilla_hosts::codec::decode::<flotilla_hosts::LaunchTemplate>(&kv.value) else {
         return Ok(None);
     };
-    let Some(version) = template.version(template_ref.version.as_deref()) else { return Ok(None) };
-    let overrides = group.mixed_instances_policy.iter().flat_map(|m| m.instance_types.iter());
-    let type_name = overrides
-        .filter_map(|t| flotilla_hosts::instance_types::lookup(t))
-        .next()
-        .or_else(|| version.instance_type.as_deref().and_then(flotilla_hosts::instance_types::lookup));
-    let Some(t) = type_name else { return Ok(None) };
-    let reserved = version
-        .user_data
-        .as_deref()
-        .and_then(|u| base64::engine::general_purpose::STANDARD.decode(u.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|text| flotilla_hosts::ecs_config::parse(&text).ok())
-        .map_or(0, |c| c.reserved_memory_mib);
-    Ok(Some(Need { cpu: i64::from(t.ecs_cpu()), memory: i64::from(t.ecs_memory(reserved)) }))
+    let templates = std::collections::HashMap::from([(template.id.clone(), template)]);
+    // What the group loop would launch; a template it cannot launch from adds no room.
+    Ok(flotilla_hosts::template::resolve(group, &templates)
+        .ok()
+        .map(|t| Need { cpu: i64::from(t.cpu), memory: i64::from(t.memory) }))
 }
 
 /// The desired capacity target tracking asks for this period, or `None` to leave it.
