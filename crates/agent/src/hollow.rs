@@ -198,6 +198,8 @@ mod tests {
                 ..Default::default()
             },
             reserved_ports: vec![],
+            network: None,
+            stop_timeout_cap_seconds: None,
         }
     }
 

@@ -175,6 +175,8 @@ fn assignment(arn: &str, mode: Option<&str>, containers: Vec<ContainerDefinition
             ..Default::default()
         },
         reserved_ports: Vec::new(),
+        network: None,
+        stop_timeout_cap_seconds: None,
     }
 }
 

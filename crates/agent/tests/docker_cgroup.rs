@@ -144,6 +144,8 @@ fn sized_task(arn: &str, mode: &str, cpu: &str, memory: &str) -> TaskAssignment 
             ..Default::default()
         },
         reserved_ports: Vec::new(),
+        network: None,
+        stop_timeout_cap_seconds: None,
     }
 }
 

@@ -154,6 +154,8 @@ fn assignment(arn: &str, command: &[&str]) -> TaskAssignment {
             ..Default::default()
         },
         reserved_ports: Vec::new(),
+        network: None,
+        stop_timeout_cap_seconds: None,
     }
 }
 

@@ -130,6 +130,7 @@ pub fn task(arns: &ArnScope, i: u64) -> TaskRecord {
     TaskRecord {
         task,
         reservation: Some(Reservation { cpu: 256, memory: 512, ports: vec![host_port as u16], ports_udp: vec![] }),
+        hidden: None,
     }
 }
 

@@ -9,6 +9,8 @@ pub const LAUNCH_TEMPLATE: &str = "ec2/launch-template/";
 pub const LAUNCH_TEMPLATE_NAME: &str = "ec2/launch-template-name/";
 /// Hosts by EC2 instance id (`i-` and 17 hex digits).
 pub const HOST: &str = "ec2/host/";
+/// Subnets created with CreateSubnet, by id (the default VPC's are derived, not stored).
+pub const SUBNET: &str = "ec2/subnet/";
 /// Auto Scaling groups by name.
 pub const GROUP: &str = "autoscaling/group/";
 /// Scaling activities by group, then by a time-ordered id.
@@ -22,6 +24,9 @@ pub fn launch_template_name(name: &str) -> String {
 }
 pub fn host(instance_id: &str) -> String {
     format!("{HOST}{instance_id}")
+}
+pub fn subnet(id: &str) -> String {
+    format!("{SUBNET}{id}")
 }
 pub fn group(name: &str) -> String {
     format!("{GROUP}{name}")

@@ -5,7 +5,10 @@
 /// Availability zone letters of every region.
 pub const ZONE_LETTERS: &[char] = &['a', 'b', 'c'];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A subnet: one of the default VPC's (derived) or one created with CreateSubnet (stored under
+/// `keys::subnet`, in the codec's JSON).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Subnet {
     pub subnet_id: String,
     pub availability_zone: String,
@@ -13,6 +16,25 @@ pub struct Subnet {
     pub cidr_block: String,
     /// The first address hosts in this subnet are given (the fifth of the block, as EC2 keeps four).
     pub first_host: [u8; 4],
+    /// The VPC the subnet belongs to.
+    #[serde(default)]
+    pub vpc_id: String,
+    /// Whether it is its zone's default subnet (the default VPC's are).
+    #[serde(default)]
+    pub default_for_az: bool,
+    /// Tags given at CreateSubnet (`TagSpecification`), key to value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+}
+
+impl Subnet {
+    /// The block as (network address, prefix length), when it parses.
+    pub fn block(&self) -> Option<([u8; 4], u8)> {
+        let (ip, len) = self.cidr_block.split_once('/')?;
+        let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+        let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+        Some((ip.octets(), len))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +66,9 @@ pub fn default_vpc(region: &str) -> DefaultVpc {
             availability_zone_id: format!("{}-az{}", region_short(region), i + 1),
             cidr_block: format!("172.31.{}.0/20", i * 16),
             first_host: [172, 31, (i * 16) as u8, 4],
+            vpc_id: format!("vpc-{}", stable_hex17(&format!("{region}/vpc"))),
+            default_for_az: true,
+            tags: Vec::new(),
         })
         .collect();
     DefaultVpc {

@@ -32,6 +32,14 @@ pub mod query {
     pub const SEQ_NUM: &str = "seqNum";
 }
 
+/// The reserved cluster under which Fargate pool hosts register (`flotilla agent --fargate`). Its
+/// name holds a dot, which no ECS cluster name may, so it never meets a user's cluster; the API
+/// shows it nowhere, and its hosts are container instances of no cluster a user can name.
+pub const FARGATE_POOL: &str = "fargate.pool";
+
+/// The launch type of tasks that run on the Fargate pool, each in its own sandbox.
+pub const FARGATE: &str = "FARGATE";
+
 /// How often each side sends a heartbeat, and how long a silent peer is given.
 pub const HEARTBEAT_SECS: u64 = 10;
 pub const PEER_TIMEOUT_SECS: u64 = 35;
@@ -53,6 +61,36 @@ pub struct TaskAssignment {
     /// Host ports the control plane reserved for fixed `hostPort` mappings (bridge mode).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reserved_ports: Vec<u16>,
+    /// The task's own interface in its subnet (awsvpc tasks whose subnet the control plane
+    /// knows): the agent puts the task on its Docker network for that subnet, at this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+    /// A cap on every container's SIGTERM-to-SIGKILL grace when the task is stopped (a Spot
+    /// interruption's warning time); the containers' own `stopTimeout` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_cap_seconds: Option<u64>,
+}
+
+/// An awsvpc task's elastic network interface, as the control plane allocated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskNetwork {
+    pub subnet_id: String,
+    /// The subnet's IPv4 block (`172.31.0.0/20`); its first address is the gateway, as in a VPC.
+    pub cidr_block: String,
+    /// The task's address within the block.
+    pub ipv4_address: String,
+    /// `02:xx:xx:xx:xx:xx`, locally administered, unique to the task.
+    pub mac_address: String,
+    /// `eni-...`, as DescribeTasks shows it.
+    pub interface_id: String,
+}
+
+impl TaskNetwork {
+    /// The Docker network that stands for this subnet on every host.
+    pub fn docker_network(&self) -> String {
+        format!("flotilla-{}", self.subnet_id)
+    }
 }
 
 impl TaskAssignment {
@@ -61,6 +99,10 @@ impl TaskAssignment {
     }
     pub fn desired_status(&self) -> &str {
         self.task.desired_status.as_deref().unwrap_or("RUNNING")
+    }
+    /// Whether the task runs on the Fargate pool, in a sandbox.
+    pub fn is_fargate(&self) -> bool {
+        self.task.launch_type.as_deref() == Some(FARGATE)
     }
 }
 
@@ -203,6 +245,10 @@ pub struct RawAssignment {
     pub definition: Box<RawValue>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reserved_ports: Vec<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<TaskNetwork>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_cap_seconds: Option<u64>,
 }
 
 /// [`ServerMessage::PayloadMessage`] made of [`RawAssignment`]s: the same frame, byte for byte
@@ -226,6 +272,16 @@ impl AgentMessage {
 mod tests {
     use super::*;
 
+    fn network() -> TaskNetwork {
+        TaskNetwork {
+            subnet_id: "subnet-1".into(),
+            cidr_block: "172.31.0.0/20".into(),
+            ipv4_address: "172.31.0.4".into(),
+            mac_address: "02:00:ac:1f:00:04".into(),
+            interface_id: "eni-1".into(),
+        }
+    }
+
     #[test]
     fn a_raw_payload_is_the_typed_payload() {
         let task = Task {
@@ -238,10 +294,18 @@ mod tests {
             task: serde_json::value::to_raw_value(&task).unwrap(),
             definition: serde_json::value::to_raw_value(&definition).unwrap(),
             reserved_ports: vec![8080],
+            network: Some(network()),
+            stop_timeout_cap_seconds: Some(120),
         };
         let typed = ServerMessage::PayloadMessage {
             message_id: "m".into(),
-            tasks: vec![TaskAssignment { task, definition, reserved_ports: vec![8080] }],
+            tasks: vec![TaskAssignment {
+                task,
+                definition,
+                reserved_ports: vec![8080],
+                network: Some(network()),
+                stop_timeout_cap_seconds: Some(120),
+            }],
         };
         let sent = payload_json("m", &[raw]);
         assert_eq!(sent, typed.to_json());

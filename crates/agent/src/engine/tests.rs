@@ -64,6 +64,8 @@ fn assignment_in_mode(id: &str, containers: Vec<ContainerDefinition>, mode: Opti
             ..Default::default()
         },
         reserved_ports: Vec::new(),
+        network: None,
+        stop_timeout_cap_seconds: None,
     }
 }
 

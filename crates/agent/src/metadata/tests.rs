@@ -72,6 +72,8 @@ fn running_task(fake: &FakeRuntime, book: &Book, id: &str, instance: &str) -> BT
             ..Default::default()
         },
         reserved_ports: Vec::new(),
+        network: None,
+        stop_timeout_cap_seconds: None,
     };
     let mut rec = TaskRecord::new(assignment);
     rec.known = crate::engine::status::TaskStatus::Running;

@@ -154,7 +154,13 @@ fn assignment(ctx: &Ctx, instance_arn: &str, key: &str, definitions: &mut Defini
     Some(Pushed {
         arn,
         desired: summary.desired.clone(),
-        assignment: RawAssignment { task, definition, reserved_ports },
+        assignment: RawAssignment {
+            task,
+            definition,
+            reserved_ports,
+            network: entry.value.hidden.as_ref().and_then(|h| h.network.clone()),
+            stop_timeout_cap_seconds: entry.value.hidden.as_ref().and_then(|h| h.stop_timeout_cap_seconds),
+        },
     })
 }
 

@@ -269,6 +269,7 @@ mod tests {
                 ..Default::default()
             },
             reservation: Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![] }),
+            hidden: None,
         }
     }
 

@@ -123,6 +123,11 @@ fn same_index_keys(a: &TaskSummary, b: &TaskSummary) -> bool {
         && a.is_waiting() == b.is_waiting()
 }
 
+/// The cluster a container instance ARN (`...:container-instance/cluster/id`) names.
+fn instance_cluster(arn: &str) -> Option<&str> {
+    arn.rsplit_once(":container-instance/")?.1.split_once('/').map(|(c, _)| c)
+}
+
 /// The cluster a key of the form `kind/cluster/rest` belongs to.
 fn cluster_of(key: &str) -> &str {
     key.split('/').nth(1).unwrap_or("")
@@ -326,7 +331,8 @@ impl Indexes {
                     }
                 }
             }
-            let cluster = s.cluster.clone();
+            // A Fargate task's host is in the pool, not in the task's cluster.
+            let cluster = instance_cluster(inst).map(Arc::from).unwrap_or_else(|| s.cluster.clone());
             self.mark_instance(&cluster, inst);
         }
     }

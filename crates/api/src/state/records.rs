@@ -31,12 +31,38 @@ pub struct Reservation {
     pub ports_udp: Vec<u16>,
 }
 
-/// A task: the ECS shape, plus what it reserves on its instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A task: the ECS shape, plus what it reserves on its instance and what ECS keeps out of sight.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub task: Task,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation: Option<Reservation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Box<Hidden>>,
+}
+
+/// What a task holds that ECS does not show: kept apart from the ECS shape so that DescribeTasks
+/// never leaks it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hidden {
+    /// The Fargate pool host (its container instance ARN) a Fargate task runs on: the task has no
+    /// container instance in its own cluster, but a host's agent must still run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// An awsvpc task's interface in its subnet, as allocated at placement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<flotilla_protocol::TaskNetwork>,
+    /// A cap on the containers' stop grace (a Spot interruption's warning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_cap_seconds: Option<u64>,
+}
+
+impl TaskRecord {
+    /// The host that runs the task: its container instance, or its Fargate pool host.
+    pub fn host(&self) -> Option<&str> {
+        self.task.container_instance_arn.as_deref().or(self.hidden.as_ref().and_then(|h| h.host.as_deref()))
+    }
 }
 
 /// The answer remembered for a request that carried a `clientToken`.

@@ -351,6 +351,7 @@ mod tests {
                 ports,
                 ports_udp: vec![],
             }),
+            hidden: None,
         }
     }
 

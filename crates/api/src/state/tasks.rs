@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::codec::{self, CodecError};
-use super::records::{Reservation, TaskRecord};
+use super::records::{Hidden, Reservation, TaskRecord};
 
 /// Task keys in key order.
 pub type TaskKeys = BTreeSet<Arc<str>>;
@@ -75,6 +75,8 @@ pub struct CachedTask {
     /// The task's tags as a JSON array, when it has any.
     pub tags: Option<Box<RawValue>>,
     pub summary: TaskSummary,
+    /// What the task holds beyond the ECS shape (a Fargate task's host, an awsvpc interface).
+    pub hidden: Option<Box<Hidden>>,
 }
 
 impl CachedTask {
@@ -95,7 +97,7 @@ impl CachedTask {
 
     /// The stored record this entry was built from.
     pub fn record(&self) -> TaskRecord {
-        TaskRecord { task: self.task(), reservation: self.summary.reservation.clone() }
+        TaskRecord { task: self.task(), reservation: self.summary.reservation.clone(), hidden: self.hidden.clone() }
     }
 
     /// Appends the task's JSON to `out`, tags included only when asked for.
@@ -220,7 +222,7 @@ impl TaskIndexes {
 
     /// Builds the cached form of a stored task, sharing strings with the indexes.
     pub fn cache(&self, cluster: &str, rec: TaskRecord) -> CachedTask {
-        let TaskRecord { mut task, reservation } = rec;
+        let TaskRecord { mut task, reservation, hidden } = rec;
         let tags = task
             .tags
             .take()
@@ -230,7 +232,11 @@ impl TaskIndexes {
             last_status: task.last_status.as_deref().map(Cow::Borrowed),
             desired_status: task.desired_status.as_deref().map(Cow::Borrowed),
             launch_type: task.launch_type.as_deref().map(Cow::Borrowed),
-            container_instance_arn: task.container_instance_arn.as_deref().map(Cow::Borrowed),
+            container_instance_arn: task
+                .container_instance_arn
+                .as_deref()
+                .or(hidden.as_ref().and_then(|h| h.host.as_deref()))
+                .map(Cow::Borrowed),
             task_definition_arn: task.task_definition_arn.as_deref().map(Cow::Borrowed),
             started_by: task.started_by.as_deref().map(Cow::Borrowed),
             group: task.group.as_deref().map(Cow::Borrowed),
@@ -239,7 +245,7 @@ impl TaskIndexes {
         };
         let summary = self.summarize(cluster, &fields, reservation);
         let json = lz4_flex::compress_prepend_size(serde_json::to_string(&task).expect("tasks encode").as_bytes());
-        CachedTask { json: json.into_boxed_slice(), tags, summary }
+        CachedTask { json: json.into_boxed_slice(), tags, summary, hidden }
     }
 
     /// Builds the cached form straight from a stored value (a [`TaskRecord`]'s JSON). A task
@@ -252,17 +258,23 @@ impl TaskIndexes {
             task: &'a RawValue,
             #[serde(default)]
             reservation: Option<Reservation>,
+            #[serde(default)]
+            hidden: Option<Box<Hidden>>,
         }
         let json = codec::json_of(key, bytes)?;
         let bad = |source| CodecError::Json { key: key.into(), source };
         let stored: Stored = serde_json::from_slice(json).map_err(bad)?;
-        let fields: SummaryFields = serde_json::from_str(stored.task.get()).map_err(bad)?;
+        let mut fields: SummaryFields = serde_json::from_str(stored.task.get()).map_err(bad)?;
         if fields.tags.is_some() {
             return Ok(self.cache(cluster, codec::decode(key, bytes)?));
         }
+        if fields.container_instance_arn.is_none() {
+            fields.container_instance_arn =
+                stored.hidden.as_ref().and_then(|h| h.host.as_deref()).map(|h| Cow::Owned(h.to_string()));
+        }
         let summary = self.summarize(cluster, &fields, stored.reservation);
         let compressed = lz4_flex::compress_prepend_size(stored.task.get().as_bytes());
-        Ok(CachedTask { json: compressed.into_boxed_slice(), tags: None, summary })
+        Ok(CachedTask { json: compressed.into_boxed_slice(), tags: None, summary, hidden: stored.hidden })
     }
 
     fn summarize(&self, cluster: &str, task: &SummaryFields, reservation: Option<Reservation>) -> TaskSummary {
@@ -333,13 +345,13 @@ mod tests {
             tags: Some(vec![Tag { key: Some("k".into()), value: Some("v".into()) }]),
             ..Default::default()
         };
-        let cached = ix.cache("c", TaskRecord { task: task.clone(), reservation: None });
+        let cached = ix.cache("c", TaskRecord { task: task.clone(), ..Default::default() });
         assert_eq!(cached.task(), task);
         let without: Task = serde_json::from_str(cached.to_json(false).get()).unwrap();
         assert_eq!(without.tags, None);
         let with: Task = serde_json::from_str(cached.to_json(true).get()).unwrap();
         assert_eq!(with, task);
-        let untagged = ix.cache("c", TaskRecord { task: Task { tags: None, ..task }, reservation: None });
+        let untagged = ix.cache("c", TaskRecord { task: Task { tags: None, ..task }, ..Default::default() });
         let shown: Task = serde_json::from_str(untagged.to_json(true).get()).unwrap();
         assert_eq!(shown.tags, Some(vec![]));
     }
@@ -360,7 +372,7 @@ mod tests {
         let reservation = Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![] });
         let tagged = Task { tags: Some(vec![Tag { key: Some("k".into()), value: Some("v".into()) }]), ..task.clone() };
         for t in [task, tagged] {
-            let rec = TaskRecord { task: t, reservation: reservation.clone() };
+            let rec = TaskRecord { task: t, reservation: reservation.clone(), hidden: None };
             let stored = codec::encode(&rec);
             let fast = ix.cache_stored("c", "task/c/1", &stored).unwrap();
             let slow = ix.cache("c", rec.clone());

@@ -160,5 +160,5 @@ pub fn new_task(
         version: Some(1),
         ..Default::default()
     };
-    TaskRecord { task, reservation: Some(reservation.clone()) }
+    TaskRecord { task, reservation: Some(reservation.clone()), hidden: None }
 }
