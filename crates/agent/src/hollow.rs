@@ -91,7 +91,10 @@ impl SimulatedRuntime {
                         out.push(r);
                         continue;
                     }
-                    out.push(self.report(&arn, TaskStatus::Running, &names));
+                    let mut r = self.report(&arn, TaskStatus::Running, &names);
+                    // A task given its own interface is at its address, as a real agent reports.
+                    r.private_ipv4 = a.network.as_ref().map(|n| n.ipv4_address.clone());
+                    out.push(r);
                     self.running.insert(arn, names);
                 }
                 ("STOPPED", true) => {

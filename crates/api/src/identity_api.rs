@@ -162,7 +162,7 @@ async fn enroll(ctx: &Ctx, signer: &TokenSigner, method: &Method, body: &[u8]) -
     let JoinRequest { token, mut registration } = decode(body)?;
     let record = tokens::check(ctx, signer, &token).await?;
     if let Some(asked) = registration.cluster.as_deref() {
-        let (asked, _) = crate::handlers::active_cluster(ctx, Some(asked))?;
+        let (asked, _) = crate::domain::lookup::host_cluster(ctx, Some(asked))?;
         if asked != record.cluster {
             return Err(access_denied(format!("The join token is for cluster {}, not {asked}.", record.cluster)));
         }

@@ -247,8 +247,8 @@ async fn capacity_providers_follow_ecs_rules() {
     assert!(run.tasks().is_empty());
     assert!(!run.failures().is_empty());
 
-    // The reserved Fargate providers may be associated (the ECS Spot workshop does), but tasks
-    // cannot run on them yet.
+    // The reserved Fargate providers may be associated (the ECS Spot workshop does); an EC2
+    // definition cannot run on them, and a strategy cannot mix them with group providers.
     client
         .put_cluster_capacity_providers()
         .cluster("default")
@@ -260,9 +260,20 @@ async fn capacity_providers_follow_ecs_rules() {
         .unwrap();
     let msg = expect_code(
         client.run_task().task_definition(&arn).capacity_provider_strategy(item("FARGATE", 1, 0)).send().await,
-        "UnsupportedFeatureException",
+        "InvalidParameterException",
     );
-    assert!(msg.contains("FARGATE"), "{msg}");
+    assert_eq!(msg, "Task definition does not support launch_type FARGATE.");
+    let msg = expect_code(
+        client
+            .run_task()
+            .task_definition(&arn)
+            .capacity_provider_strategy(item("FARGATE", 1, 0))
+            .capacity_provider_strategy(item("CP-OD", 1, 0))
+            .send()
+            .await,
+        "InvalidParameterException",
+    );
+    assert!(msg.contains("not both"), "{msg}");
 
     // Deleting needs the provider out of every cluster.
     let msg = expect_code(client.delete_capacity_provider().capacity_provider("CP-OD").send().await, "ClientException");

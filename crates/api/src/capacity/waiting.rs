@@ -39,7 +39,9 @@ pub fn waiting_in(ix: &Indexes, cluster: &str) -> Vec<WaitingTask> {
         if s.instance.is_some() || s.last_status != Some(TaskStatus::Provisioning) {
             continue;
         }
-        let Some(provider) = s.capacity_provider.as_deref() else { continue };
+        // A task launched with the FARGATE launch type shows no provider; it waits for FARGATE's.
+        let fargate = (s.launch_type.as_deref() == Some(flotilla_protocol::FARGATE)).then_some("FARGATE");
+        let Some(provider) = s.capacity_provider.as_deref().or(fargate) else { continue };
         let (cpu, memory) = s.reservation.as_ref().map_or((0, 0), |r| (r.cpu, r.memory));
         out.push(WaitingTask {
             key: key.to_string(),
@@ -66,10 +68,13 @@ pub async fn pass(ctx: &Ctx, timeout: Duration) -> ApiResult<usize> {
     for cluster in clusters {
         let (groups, expired) = gather(ctx, &cluster, now, timeout);
         for (key, provider) in expired {
-            let reason = format!(
-                "Capacity provider {provider} did not provide an instance for the task within {} seconds.",
-                timeout.as_secs()
-            );
+            let reason = match crate::domain::fargate::is_provider(&provider) {
+                true => crate::domain::fargate::NO_CAPACITY.to_string(),
+                false => format!(
+                    "Capacity provider {provider} did not provide an instance for the task within {} seconds.",
+                    timeout.as_secs()
+                ),
+            };
             stop_by_key(ctx, &key, STOP_CODE, &reason).await?;
         }
         for w in groups {
@@ -95,7 +100,11 @@ fn gather(ctx: &Ctx, cluster: &str, now: i64, timeout: Duration) -> (Vec<Waiting
         let def_arn = rec.task.task_definition_arn.clone().unwrap_or_default();
         let overrides = serde_json::to_string(&rec.task.overrides).unwrap_or_default();
         let group = rec.task.group.clone().unwrap_or_default();
-        let id = format!("{}\u{0}{def_arn}\u{0}{group}\u{0}{overrides}\u{0}{:?}", w.provider, rec.reservation);
+        let awsvpc = rec.hidden.as_ref().and_then(|h| h.awsvpc.clone());
+        let id = format!(
+            "{}\u{0}{def_arn}\u{0}{group}\u{0}{overrides}\u{0}{:?}\u{0}{awsvpc:?}",
+            w.provider, rec.reservation
+        );
         if !groups.contains_key(&id) {
             let Some(def) = lookup::task_definition_in(ctx, &ix, &def_arn) else { continue };
             groups.insert(
@@ -106,6 +115,8 @@ fn gather(ctx: &Ctx, cluster: &str, now: i64, timeout: Duration) -> (Vec<Waiting
                     def: def.value.definition.clone(),
                     tasks: Vec::new(),
                     strategies: strategies_of(&ix, cluster, &group),
+                    fargate: crate::domain::fargate::is_provider(&w.provider),
+                    awsvpc,
                 },
             );
         }

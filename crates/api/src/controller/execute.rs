@@ -113,6 +113,8 @@ fn shared(ctx: &Ctx, svc: &Service, def: &TaskDefinition, deployment: &str) -> S
         started_by: Some(deployment.to_string()),
         tags,
         enable_execute_command: svc.enable_execute_command.unwrap_or(false),
+        awsvpc: svc.network_configuration.as_ref().and_then(|n| n.awsvpc_configuration.clone()),
+        platform_version: crate::domain::fargate::platform_version(svc.platform_version.as_deref()).ok(),
     }
 }
 
@@ -137,6 +139,7 @@ async fn launch(ctx: &Ctx, cluster: &str, svc: &Service, l: &Launch) -> ApiResul
         return Ok((launched.tasks.iter().map(id_of).collect(), problem));
     }
     let capacity = match svc.capacity_provider_strategy.as_deref().filter(|s| !s.is_empty()) {
+        None if svc.launch_type.as_deref() == Some(crate::domain::fargate::FARGATE) => Capacity::Fargate,
         None => Capacity::LaunchType,
         Some(strategy) => {
             let ix = ctx.cache.read();

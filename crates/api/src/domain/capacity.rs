@@ -30,11 +30,33 @@ pub struct Item {
     pub managed_scaling: bool,
 }
 
-/// A launch's capacity: the EC2 launch type, or a strategy over the cluster's providers.
+/// A launch's capacity: the EC2 launch type, the FARGATE launch type, or a strategy over the
+/// cluster's providers (Auto Scaling group providers, or FARGATE and FARGATE_SPOT).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Capacity {
     LaunchType,
+    Fargate,
     Strategy(Vec<Item>),
+}
+
+impl Capacity {
+    /// Whether the launch's tasks run on the Fargate pool.
+    pub fn is_fargate(&self) -> bool {
+        match self {
+            Capacity::LaunchType => false,
+            Capacity::Fargate => true,
+            Capacity::Strategy(items) => items.iter().any(|i| crate::domain::fargate::is_provider(&i.provider)),
+        }
+    }
+
+    /// The launch type the definition must be compatible with.
+    pub fn launch_type(&self) -> &'static str {
+        if self.is_fargate() {
+            "FARGATE"
+        } else {
+            "EC2"
+        }
+    }
 }
 
 /// The checks every strategy passes, wherever it is given (RunTask, CreateService,
@@ -113,9 +135,11 @@ pub fn resolve(
             "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
         ));
     }
-    if launch_type.is_some() {
-        // Which launch types can run is the caller's rule (RunTask runs EC2 only).
-        return Ok(Capacity::LaunchType);
+    match launch_type {
+        Some("FARGATE") => return Ok(Capacity::Fargate),
+        // Which other launch types can run is the caller's rule.
+        Some(_) => return Ok(Capacity::LaunchType),
+        None => {}
     }
     let (field, items) = match given {
         Some(items) => ("capacityProviderStrategy", items),
@@ -129,17 +153,22 @@ pub fn resolve(
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let name = short_name(item.capacity_provider.as_deref().unwrap_or(""));
-        if matches!(name, "FARGATE" | "FARGATE_SPOT") {
-            return Err(ApiError::unsupported(format!(
-                "The {name} capacity provider is not supported by Flotilla yet."
-            )));
+        let is_associated = associated.iter().any(|a| short_name(a) == name);
+        if crate::domain::fargate::is_provider(name) {
+            if !is_associated {
+                return Err(not_associated());
+            }
+            out.push(Item {
+                provider: name.to_string(),
+                weight: item.weight.unwrap_or(0).max(0) as u32,
+                base: item.base.unwrap_or(0).max(0) as u32,
+                // Fargate tasks that find no room wait for it, as on ECS.
+                managed_scaling: true,
+            });
+            continue;
         }
-        let provider = active_provider(ix, name).filter(|_| associated.iter().any(|a| short_name(a) == name));
-        let Some(provider) = provider else {
-            return Err(ApiError::invalid_parameter(
-                "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
-            ));
-        };
+        let provider = active_provider(ix, name).filter(|_| is_associated);
+        let Some(provider) = provider else { return Err(not_associated()) };
         out.push(Item {
             provider: name.to_string(),
             weight: item.weight.unwrap_or(0).max(0) as u32,
@@ -147,7 +176,19 @@ pub fn resolve(
             managed_scaling: has_managed_scaling(provider),
         });
     }
+    let fargate = out.iter().filter(|i| crate::domain::fargate::is_provider(&i.provider)).count();
+    if fargate > 0 && fargate < out.len() {
+        return Err(ApiError::invalid_parameter(format!(
+            "{field} can contain only Auto Scaling group capacity providers or only Fargate capacity providers, not both."
+        )));
+    }
     Ok(Capacity::Strategy(out))
+}
+
+fn not_associated() -> ApiError {
+    ApiError::invalid_parameter(
+        "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
+    )
 }
 
 /// The strategy as ECS shows it on a service: every item with its weight and base filled in.

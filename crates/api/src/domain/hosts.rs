@@ -54,3 +54,11 @@ pub async fn host(ctx: &Ctx, instance_id: &str) -> ApiResult<Option<Read<Host>>>
 pub async fn hosts(ctx: &Ctx) -> ApiResult<Vec<Read<Host>>> {
     list(ctx, keys::HOST).await
 }
+
+/// The subnet `id`: one of the region's default VPC (derived) or one created with CreateSubnet.
+pub async fn subnet(ctx: &Ctx, id: &str) -> ApiResult<Option<flotilla_hosts::network::Subnet>> {
+    if let Some(s) = flotilla_hosts::network::default_vpc(&ctx.arns.region).subnet(id) {
+        return Ok(Some(s.clone()));
+    }
+    Ok(get(ctx, &keys::subnet(id)).await?.map(|r: Read<flotilla_hosts::network::Subnet>| r.value))
+}

@@ -14,8 +14,26 @@ use crate::state::records::TaskDefinitionRecord;
 pub const DEFAULT_CLUSTER: &str = "default";
 
 /// The cluster name a `cluster` member names: a short name or a full ARN; absent means
-/// `default`. Names that cannot be a cluster get `None`.
+/// `default`. Names that cannot be a cluster get `None`, and so does the Fargate pool's: no API
+/// call names it (see [`host_cluster`]).
 pub fn cluster_name(ctx: &Ctx, given: Option<&str>) -> Option<String> {
+    any_cluster_name(ctx, given).filter(|n| !crate::domain::fargate::is_pool(n))
+}
+
+/// The ACTIVE cluster a host registers in: any cluster, or the Fargate pool (which only hosts
+/// joined to it, and the root key pair minting their tokens, name).
+pub fn host_cluster(ctx: &Ctx, given: Option<&str>) -> ApiResult<(String, Entry<Cluster>)> {
+    match any_cluster_name(ctx, given).filter(|n| crate::domain::fargate::is_pool(n)) {
+        Some(pool) => {
+            let ix = ctx.cache.read();
+            let e = ix.clusters.get(&keys::cluster(&pool)).cloned().ok_or_else(ApiError::cluster_not_found)?;
+            Ok((pool, e))
+        }
+        None => active_cluster(ctx, given),
+    }
+}
+
+fn any_cluster_name(ctx: &Ctx, given: Option<&str>) -> Option<String> {
     match given {
         None => Some(DEFAULT_CLUSTER.to_string()),
         Some(s) if s.starts_with("arn:") => match ctx.arns.parse(s) {

@@ -7,8 +7,10 @@
 pub mod association;
 pub mod attributes;
 pub mod capacity;
+pub mod fargate;
 pub mod hosts;
 pub mod launch;
 pub mod lookup;
 pub mod stop;
+pub mod subnets;
 pub mod tags;

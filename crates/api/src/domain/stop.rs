@@ -12,13 +12,29 @@ use crate::state::codec::encode;
 /// whether this call changed it, or `None` if there is no such task. StopTask and the service
 /// controller both stop tasks through here.
 pub async fn stop_by_key(ctx: &Ctx, key: &str, stop_code: &str, reason: &str) -> ApiResult<Option<(Task, bool)>> {
+    stop_capped(ctx, key, stop_code, reason, None).await
+}
+
+/// [`stop_by_key`], with the containers' stop grace capped at `cap` seconds (a Spot
+/// interruption's warning time).
+pub async fn stop_capped(
+    ctx: &Ctx,
+    key: &str,
+    stop_code: &str,
+    reason: &str,
+    cap: Option<u64>,
+) -> ApiResult<Option<(Task, bool)>> {
     for _ in 0..MAX_CAS_ATTEMPTS {
         let Some(entry) = ctx.cache.read().tasks.get(key).cloned() else { return Ok(None) };
         let mut rec = entry.value.record();
         if rec.task.desired_status.as_deref() == Some("STOPPED") {
             return Ok(Some((rec.task, false)));
         }
-        request_stop(&mut rec.task, stop_code, reason, ctx.now());
+        let placed = rec.host().is_some();
+        if let Some(cap) = cap {
+            rec.hidden.get_or_insert_with(Default::default).stop_timeout_cap_seconds = Some(cap);
+        }
+        request_stop(&mut rec.task, placed, stop_code, reason, ctx.now());
         let txn = Txn::new().when(Compare::unchanged(key, entry.revision)).then(Op::put(key, encode(&rec)));
         if ctx.commit(txn).await?.is_some() {
             return Ok(Some((rec.task, true)));
@@ -27,15 +43,14 @@ pub async fn stop_by_key(ctx: &Ctx, key: &str, stop_code: &str, reason: &str) ->
     Err(ApiError::server("The task kept changing while it was stopped; try again."))
 }
 
-/// Marks a task to stop. A task no agent holds yet stops at once; one on an instance is
-/// stopped by its agent, which reports the rest of the way down.
-pub fn request_stop(t: &mut Task, stop_code: &str, reason: &str, now: flotilla_model::Timestamp) {
+/// Marks a task to stop. A task no host holds yet (`placed` false) stops at once; one on a host
+/// is stopped by its agent, which reports the rest of the way down.
+pub fn request_stop(t: &mut Task, placed: bool, stop_code: &str, reason: &str, now: flotilla_model::Timestamp) {
     t.desired_status = Some("STOPPED".into());
     t.stop_code = Some(stop_code.into());
     t.stopped_reason = Some(reason.into());
     t.stopping_at.get_or_insert(now);
-    let unplaced = t.container_instance_arn.is_none() && t.launch_type.as_deref() != Some("FARGATE");
-    if unplaced || t.last_status.as_deref() == Some("PROVISIONING") && t.container_instance_arn.is_none() {
+    if !placed {
         t.last_status = Some("STOPPED".into());
         t.stopped_at = Some(now);
         t.execution_stopped_at = Some(now);

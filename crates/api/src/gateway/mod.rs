@@ -49,7 +49,7 @@ pub fn admit(ctx: &Ctx, query: Option<&str>) -> Result<SessionTarget, ApiError> 
             _ => {}
         }
     }
-    let (cluster_name, _) = crate::domain::lookup::active_cluster(ctx, cluster.as_deref())?;
+    let (cluster_name, _) = crate::domain::lookup::host_cluster(ctx, cluster.as_deref())?;
     let instance = instance.ok_or_else(|| ApiError::invalid_parameter("containerInstance is required."))?;
     let id = match ctx.arns.parse(&instance) {
         Ok(Resource::ContainerInstance { .. }) => short_id(&instance).to_string(),

@@ -77,6 +77,12 @@ pub fn apply_report(task: &Task, report: &TaskReport) -> Option<Task> {
     }
     if t.last_status.as_deref() == Some("STOPPED") {
         t.health_status = Some(t.health_status.clone().unwrap_or_else(|| "UNKNOWN".into()));
+        // The task's interface goes with it.
+        for a in t.attachments.iter_mut().flatten() {
+            if a.r#type.as_deref() == Some("ElasticNetworkInterface") {
+                a.status = Some("DELETED".into());
+            }
+        }
     }
     if t == *task {
         return None;
@@ -89,12 +95,14 @@ pub fn apply_report(task: &Task, report: &TaskReport) -> Option<Task> {
 /// task and a network interface on each container.
 fn attach_address(t: &mut Task, ip: &str) {
     let id = t.task_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("task").to_string();
-    let existing = t
-        .attachments
-        .iter()
-        .flatten()
-        .find(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"))
-        .map(|a| a.id.clone().unwrap_or_default());
+    let eni = t.attachments.iter_mut().flatten().find(|a| a.r#type.as_deref() == Some("ElasticNetworkInterface"));
+    let existing = eni.map(|a| {
+        // An interface the control plane allocated (PRECREATED) is up once the agent reports it.
+        if a.status.as_deref() == Some("PRECREATED") {
+            a.status = Some("ATTACHED".into());
+        }
+        a.id.clone().unwrap_or_default()
+    });
     // Each container's network interface names the task's attachment by its id, as on ECS.
     let attachment_id = existing.clone().unwrap_or_else(|| format!("eni-attachment-{id}"));
     if existing.is_none() {

@@ -210,6 +210,7 @@ pub async fn list(ctx: &Ctx, req: ListClustersRequest) -> ApiResult<ListClusters
     let ix = ctx.cache.read();
     let active = range_prefix(&ix.clusters, keys::CLUSTER)
         .filter(|(_, e)| e.value.status.as_deref() == Some("ACTIVE"))
+        .filter(|(_, e)| !e.value.cluster_name.as_deref().is_some_and(crate::domain::fargate::is_pool))
         .map(|(k, e)| (k.as_str(), e));
     let (items, next) = page(&ctx.pager, scope, &pr, active, |(k, _)| k);
     Ok(ListClustersResponse {

@@ -144,7 +144,7 @@ pub async fn register(
     ctx: &Ctx,
     req: RegisterContainerInstanceRequest,
 ) -> ApiResult<RegisterContainerInstanceResponse> {
-    let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
+    let (cluster, _) = crate::domain::lookup::host_cluster(ctx, req.cluster.as_deref())?;
     let resources = req.total_resources.clone().unwrap_or_default();
     check_resources(&resources)?;
     validate_tags(req.tags.as_deref().unwrap_or_default())?;

@@ -6,11 +6,11 @@ use flotilla_model::{RunTaskRequest, RunTaskResponse};
 
 use super::{active_cluster, DEFAULT_CLUSTER};
 use crate::context::Ctx;
-use crate::domain::capacity;
 use crate::domain::launch::checks::{check_capacity, check_names, check_network, check_overrides, runnable_definition};
 use crate::domain::launch::tags::launch_tags;
 use crate::domain::launch::token::Token;
 use crate::domain::launch::{self, Placement, Shared, Spec};
+use crate::domain::{capacity, fargate};
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
 
@@ -35,8 +35,20 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
     if !(1..=10).contains(&count) {
         return Err(ApiError::invalid_parameter(format!("count must be between 1 and 10; got {count}.")));
     }
-    let def = runnable_definition(ctx, req.task_definition.as_deref().unwrap_or_default(), "EC2")?;
+    let def = runnable_definition(ctx, req.task_definition.as_deref().unwrap_or_default(), capacity.launch_type())?;
     check_overrides(&def, req.overrides.as_ref())?;
+    let platform_version = match capacity.is_fargate() {
+        true => {
+            fargate::check_launch(
+                &def,
+                req.placement_strategy.as_deref(),
+                req.placement_constraints.as_ref().map_or(0, Vec::len),
+                req.network_configuration.is_some(),
+            )?;
+            Some(fargate::platform_version(req.platform_version.as_deref())?)
+        }
+        false => None,
+    };
     check_network(&def, req.network_configuration.as_ref())?;
     let tags = req.tags.clone().unwrap_or_default();
     let volumes = req.volume_configurations.as_ref().map_or(0, Vec::len);
@@ -47,6 +59,8 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
         started_by: req.started_by.clone(),
         tags: launch_tags(ctx, &def, &cluster, tags, req.propagate_tags.as_deref(), req.enable_ecs_managed_tags),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
+        awsvpc: req.network_configuration.as_ref().and_then(|n| n.awsvpc_configuration.clone()),
+        platform_version,
     };
     let placement = Placement::Count {
         count: count as u32,

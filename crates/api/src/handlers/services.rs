@@ -15,6 +15,7 @@ use rand::Rng;
 use super::{active_cluster, check_batch, missing, task_definitions};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::domain::capacity::{self, Capacity};
+use crate::domain::fargate;
 use crate::domain::tags::validate_tags;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
@@ -89,6 +90,17 @@ fn resolve_task_definition(ctx: &Ctx, given: &str, launch_type: &str) -> ApiResu
     Ok((td.task_definition_arn.clone().unwrap_or_default(), td.network_mode.clone().unwrap_or_else(|| "bridge".into())))
 }
 
+/// Whether the service's tasks run on Fargate: the FARGATE launch type, or a strategy of the
+/// FARGATE and FARGATE_SPOT providers.
+fn is_fargate_service(svc: &Service) -> bool {
+    svc.launch_type.as_deref() == Some(fargate::FARGATE)
+        || svc
+            .capacity_provider_strategy
+            .iter()
+            .flatten()
+            .any(|i| i.capacity_provider.as_deref().is_some_and(fargate::is_provider))
+}
+
 fn check_network(network_mode: &str, has_config: bool) -> ApiResult<()> {
     match (network_mode, has_config) {
         ("awsvpc", false) => Err(ApiError::invalid_parameter(
@@ -156,7 +168,7 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
     // A service keeps the strategy it was created with, the cluster's default copied if it gave
     // none: a later change of the default does not move it.
     let strategy = match &capacity {
-        Capacity::LaunchType => None,
+        Capacity::LaunchType | Capacity::Fargate => None,
         Capacity::Strategy(_) => Some(capacity::filled(
             req.capacity_provider_strategy
                 .as_deref()
@@ -173,7 +185,24 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
     let launch_type = req.launch_type.clone().unwrap_or_else(|| "EC2".into());
     let given_td =
         req.task_definition.clone().ok_or_else(|| ApiError::invalid_parameter("taskDefinition can not be null."))?;
-    let (td_arn, network_mode) = resolve_task_definition(ctx, &given_td, &launch_type)?;
+    let (td_arn, network_mode) = resolve_task_definition(ctx, &given_td, capacity.launch_type())?;
+    let fargate = capacity.is_fargate();
+    if fargate {
+        if daemon {
+            return Err(ApiError::invalid_parameter(
+                "The DAEMON scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if let Some(td) = task_definitions::lookup(ctx, &td_arn) {
+            fargate::check_launch(
+                &td.value.definition,
+                req.placement_strategy.as_deref(),
+                req.placement_constraints.as_ref().map_or(0, Vec::len),
+                req.network_configuration.is_some(),
+            )?;
+        }
+        fargate::platform_version(req.platform_version.as_deref())?;
+    }
     check_network(&network_mode, req.network_configuration.is_some())?;
     let key = keys::service(&cluster, &name);
     for _ in 0..MAX_CAS_ATTEMPTS {
@@ -200,8 +229,8 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
             pending_count: Some(0),
             launch_type: strategy.is_none().then(|| launch_type.clone()),
             capacity_provider_strategy: strategy.clone(),
-            platform_version: (launch_type == "FARGATE")
-                .then(|| req.platform_version.clone().unwrap_or_else(|| "LATEST".into())),
+            platform_version: fargate.then(|| req.platform_version.clone().unwrap_or_else(|| "LATEST".into())),
+            platform_family: fargate.then(|| fargate::PLATFORM_FAMILY.to_string()),
             task_definition: Some(td_arn.clone()),
             deployment_configuration: Some(default_deployment_configuration(
                 daemon,
@@ -351,17 +380,36 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
             // ECS: a new strategy applies to the tasks launched from now on; it starts no deployment.
             set_strategy(ctx, &cluster, &mut svc, given)?;
         }
-        let launch_type = svc.launch_type.clone().unwrap_or_else(|| "EC2".into());
-        if launch_type == "EC2" && req.platform_version.is_some() {
+        let fargate = is_fargate_service(&svc);
+        let launch_type = if fargate { fargate::FARGATE } else { "EC2" };
+        if !fargate && req.platform_version.is_some() {
             return Err(ApiError::invalid_parameter(
                 "The platform version must be null when specifying an EC2 launch type.",
             ));
         }
         let mut new_revision = false;
+        if fargate {
+            if req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
+                return Err(ApiError::invalid_parameter(
+                    "Placement strategies are not supported with FARGATE launch type.",
+                ));
+            }
+            if req.placement_constraints.as_ref().is_some_and(|p| !p.is_empty()) {
+                return Err(ApiError::invalid_parameter(
+                    "Placement constraints are not supported with FARGATE launch type.",
+                ));
+            }
+            if let Some(v) = &req.platform_version {
+                fargate::platform_version(Some(v))?;
+                // A new platform version rolls the tasks onto it: a new deployment, as on ECS.
+                new_revision |= svc.platform_version.as_deref() != Some(v.as_str());
+                svc.platform_version = Some(v.clone());
+            }
+        }
         if let Some(td) = &req.task_definition {
-            let (arn, mode) = resolve_task_definition(ctx, td, &launch_type)?;
+            let (arn, mode) = resolve_task_definition(ctx, td, launch_type)?;
             check_network(&mode, req.network_configuration.is_some() || svc.network_configuration.is_some())?;
-            new_revision = svc.task_definition.as_deref() != Some(arn.as_str());
+            new_revision |= svc.task_definition.as_deref() != Some(arn.as_str());
             svc.task_definition = Some(arn);
         }
         if let Some(d) = req.desired_count {

@@ -26,6 +26,8 @@ pub async fn start(ctx: &Ctx, req: StartTaskRequest) -> ApiResult<StartTaskRespo
         started_by: req.started_by.clone(),
         tags: launch_tags(ctx, &def, &cluster, tags, req.propagate_tags.as_deref(), req.enable_ecs_managed_tags),
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
+        awsvpc: req.network_configuration.as_ref().and_then(|n| n.awsvpc_configuration.clone()),
+        platform_version: None,
     };
     let spec =
         Spec { cluster, def, shared, placement: Placement::Instances(instances), capacity: Capacity::LaunchType };

@@ -96,7 +96,11 @@ pub async fn create(ctx: &Ctx, signer: &TokenSigner, cluster: &str, ttl_secs: u6
             "ttlSeconds must be between 1 and {MAX_TTL_SECS}; got {ttl_secs}."
         )));
     }
-    let (cluster, _) = crate::handlers::active_cluster(ctx, Some(cluster))?;
+    if crate::domain::fargate::is_pool(cluster) {
+        // The first token for the Fargate pool brings the pool into being.
+        crate::domain::fargate::ensure_pool(ctx).await?;
+    }
+    let (cluster, _) = crate::domain::lookup::host_cluster(ctx, Some(cluster))?;
     let now = ctx.clock.now_ms();
     let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     // Whole seconds, so the expiry in the token and in the record agree.

@@ -8,6 +8,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use flotilla_model::{CapacityProvider, Cluster, Service, Setting};
+use flotilla_protocol::TaskStatus;
 use flotilla_store::{KeyValue, Revision};
 
 use super::codec::{decode_record, CodecError};
@@ -81,6 +82,8 @@ pub struct Indexes {
     pub idempotency: HashMap<String, Entry<IdempotencyRecord>>,
     pub account_settings: BTreeMap<String, Entry<Setting>>,
     pub capacity_providers: BTreeMap<String, Entry<CapacityProvider>>,
+    /// The addresses awsvpc tasks not yet STOPPED hold, per subnet (see `domain::subnets`).
+    pub addresses: HashMap<Arc<str>, BTreeSet<u32>>,
     /// Placement counters by key (see [`keys::placement_of`]).
     pub placements: HashMap<String, Entry<u64>>,
     /// (container instance ARN, task key) of task changes not yet announced to the instance's
@@ -315,11 +318,21 @@ impl Indexes {
         if reindex {
             self.task_index.update(key, s, sign > 0);
         }
+        if let Some((subnet, address)) = s.address.as_ref().filter(|_| s.last_status != Some(TaskStatus::Stopped)) {
+            if sign > 0 {
+                self.addresses.entry(subnet.clone()).or_default().insert(*address);
+            } else if let Some(set) = self.addresses.get_mut(subnet) {
+                set.remove(address);
+                if set.is_empty() {
+                    self.addresses.remove(subnet);
+                }
+            }
+        }
         if let Some(inst) = &s.instance {
             let usage = entry_of(&mut self.instance_usage, inst);
             usage.running_tasks += sign * running;
             usage.pending_tasks += sign * pending;
-            if s.last_status != Some(flotilla_protocol::TaskStatus::Stopped) {
+            if s.last_status != Some(TaskStatus::Stopped) {
                 if let Some(r) = &s.reservation {
                     apply_reservation(usage, r, sign);
                 }

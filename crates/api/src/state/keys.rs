@@ -46,6 +46,12 @@ pub fn instance(cluster: &str, id: &str) -> String {
 pub fn placement_of(instance_key: &str) -> String {
     format!("{PLACEMENT}{}", instance_key.strip_prefix(INSTANCE).unwrap_or(instance_key))
 }
+/// A subnet's address counter, bumped by every launch that hands out one of its addresses (see
+/// `domain::subnets`). It lives among the placement counters, under a cluster part no cluster
+/// name can have.
+pub fn subnet_guard(subnet_id: &str) -> String {
+    format!("{PLACEMENT}~subnet/{subnet_id}")
+}
 pub fn task(cluster: &str, id: &str) -> String {
     format!("{TASK}{cluster}/{id}")
 }

@@ -43,7 +43,7 @@ pub struct TaskRecord {
 
 /// What a task holds that ECS does not show: kept apart from the ECS shape so that DescribeTasks
 /// never leaks it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hidden {
     /// The Fargate pool host (its container instance ARN) a Fargate task runs on: the task has no
@@ -53,6 +53,10 @@ pub struct Hidden {
     /// An awsvpc task's interface in its subnet, as allocated at placement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<flotilla_protocol::TaskNetwork>,
+    /// The awsvpcConfiguration the task was launched with, kept until it has its interface (a
+    /// task waiting for capacity gets its subnet only once it has a host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awsvpc: Option<flotilla_model::AwsVpcConfiguration>,
     /// A cap on the containers' stop grace (a Spot interruption's warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout_cap_seconds: Option<u64>,

@@ -53,13 +53,15 @@ pub struct TaskSummary {
     /// `capacityProviderName`: which provider's hosts the task runs on, or waits for.
     pub capacity_provider: Option<Arc<str>>,
     pub reservation: Option<Reservation>,
+    /// An awsvpc task's subnet and address (as a number), held until it stops.
+    pub address: Option<(Arc<str>, u32)>,
 }
 
 impl TaskSummary {
     /// Whether the task waits in PROVISIONING, with no instance, for a capacity provider's hosts.
     pub fn is_waiting(&self) -> bool {
         self.instance.is_none()
-            && self.capacity_provider.is_some()
+            && (self.capacity_provider.is_some() || self.launch_type.as_deref() == Some(flotilla_protocol::FARGATE))
             && self.last_status == Some(TaskStatus::Provisioning)
             && &*self.desired == "RUNNING"
     }
@@ -206,6 +208,17 @@ fn set_member<K: std::hash::Hash + Eq>(map: &mut HashMap<K, TaskKeys>, k: K, key
     }
 }
 
+/// The subnet and address a task's interface holds.
+fn address_of(hidden: Option<&Hidden>) -> Option<(Arc<str>, u32)> {
+    let n = hidden?.network.as_ref()?;
+    Some((Arc::from(n.subnet_id.as_str()), address_number(&n.ipv4_address)?))
+}
+
+/// An IPv4 address as the address index keeps it.
+pub fn address_number(address: &str) -> Option<u32> {
+    address.parse::<std::net::Ipv4Addr>().ok().map(u32::from)
+}
+
 /// `arn:...:task-definition/family:3` -> `family`.
 pub fn family_of_arn(arn: &str) -> Option<&str> {
     let rest = arn.rsplit_once(":task-definition/")?.1;
@@ -243,7 +256,8 @@ impl TaskIndexes {
             capacity_provider_name: task.capacity_provider_name.as_deref().map(Cow::Borrowed),
             tags: None,
         };
-        let summary = self.summarize(cluster, &fields, reservation);
+        let mut summary = self.summarize(cluster, &fields, reservation);
+        summary.address = address_of(hidden.as_deref());
         let json = lz4_flex::compress_prepend_size(serde_json::to_string(&task).expect("tasks encode").as_bytes());
         CachedTask { json: json.into_boxed_slice(), tags, summary, hidden }
     }
@@ -272,7 +286,8 @@ impl TaskIndexes {
             fields.container_instance_arn =
                 stored.hidden.as_ref().and_then(|h| h.host.as_deref()).map(|h| Cow::Owned(h.to_string()));
         }
-        let summary = self.summarize(cluster, &fields, stored.reservation);
+        let mut summary = self.summarize(cluster, &fields, stored.reservation);
+        summary.address = address_of(stored.hidden.as_deref());
         let compressed = lz4_flex::compress_prepend_size(stored.task.get().as_bytes());
         Ok(CachedTask { json: compressed.into_boxed_slice(), tags: None, summary, hidden: stored.hidden })
     }
@@ -304,6 +319,7 @@ impl TaskIndexes {
             group: task.group.as_deref().map(|g| shared(&self.by_group, &scope, g)),
             capacity_provider: task.capacity_provider_name.as_deref().map(Arc::from),
             reservation,
+            address: None,
             cluster,
             scope,
         }

@@ -9,6 +9,11 @@
 //! timeout; at the deadline the group loop terminates the host and deregisters its container
 //! instance. The request is a JSON body `{"instanceId", "warningSeconds", "action"}` or the same
 //! names as query parameters (what `flotilla spot interrupt` sends).
+//!
+//! Fargate Spot is reclaimed the same way: `taskArn` names a FARGATE_SPOT task, or `instanceId` a
+//! Fargate pool host (all its FARGATE_SPOT tasks); each is told to stop at once, still RUNNING,
+//! with stop code `SpotInterruption` and "Your Spot Task was interrupted.", its containers'
+//! grace capped at the warning (`flotilla_api::domain::fargate::interrupt`).
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Response, Uri};
@@ -30,7 +35,11 @@ pub const MAX_WARNING_SECS: u64 = 3600;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InterruptRequest {
+    #[serde(default)]
     pub instance_id: String,
+    /// A FARGATE_SPOT task to interrupt, instead of a host.
+    #[serde(default)]
+    pub task_arn: Option<String>,
     #[serde(default)]
     pub warning_seconds: Option<u64>,
     /// `terminate` (default), `stop` or `hibernate`, as EC2's instance-action says.
@@ -106,6 +115,33 @@ pub async fn interrupt(ctx: &Ctx, req: InterruptRequest) -> ApiResult<InterruptR
     Ok(InterruptResponse { instance_id: id, action: i.action, deadline: i.deadline_ms as f64 / 1000.0, draining })
 }
 
+/// Interrupts what the request names: a Fargate Spot task, a Fargate pool host's Spot tasks, or a
+/// Spot host of an Auto Scaling group.
+pub async fn interrupt_any(ctx: &Ctx, req: InterruptRequest) -> ApiResult<serde_json::Value> {
+    use flotilla_api::domain::fargate::{self, SpotTarget};
+    let warning = req.warning_seconds.unwrap_or(DEFAULT_WARNING_SECS);
+    let encode = |v: &InterruptResponse| serde_json::to_value(v).map_err(|e| ApiError::server(e.to_string()));
+    let id = req.instance_id.trim().to_string();
+    if let Some(task) = req.task_arn.as_deref().filter(|t| !t.is_empty()) {
+        if !id.is_empty() {
+            return Err(ApiError::invalid_parameter("Give taskArn or instanceId, not both."));
+        }
+        let tasks = fargate::interrupt(ctx, SpotTarget::Task(task), warning).await?;
+        return Ok(serde_json::json!({ "tasks": tasks, "warningSeconds": warning.min(fargate::MAX_STOP_TIMEOUT) }));
+    }
+    if !id.is_empty() && records::host(ctx, &id).await?.is_none() {
+        // Not a group's host: perhaps a Fargate pool host, whose Spot tasks go.
+        if let Ok(tasks) = fargate::interrupt(ctx, SpotTarget::PoolHost(&id), warning).await {
+            return Ok(serde_json::json!({
+                "instanceId": id,
+                "tasks": tasks,
+                "warningSeconds": warning.min(fargate::MAX_STOP_TIMEOUT),
+            }));
+        }
+    }
+    encode(&interrupt(ctx, req).await?)
+}
+
 /// `%XX` escapes and `+` decoded (a query value).
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -149,6 +185,7 @@ fn request_of(uri: &Uri, body: &[u8]) -> ApiResult<InterruptRequest> {
                 })?)
             }
             "action" => req.action = Some(v),
+            "taskArn" => req.task_arn = Some(v),
             other => return Err(ApiError::invalid_parameter(format!("Unknown parameter '{other}'."))),
         }
     }
@@ -174,7 +211,7 @@ pub async fn serve(
         if *method != Method::POST {
             return Err(ApiError::invalid_parameter(format!("{INTERRUPT_PATH} answers POST only.")));
         }
-        interrupt(ctx, request_of(uri, body)?).await
+        interrupt_any(ctx, request_of(uri, body)?).await
     };
     match answer.await {
         Ok(v) => {

@@ -21,7 +21,7 @@ pub fn check_capacity(launch_type: Option<&str>, capacity_provider_strategy: boo
         ));
     }
     match launch_type.unwrap_or("EC2") {
-        "EC2" => Ok(()),
+        "EC2" | "FARGATE" => Ok(()),
         other => Err(ApiError::unsupported(format!("The {other} launch type is not supported by Flotilla yet."))),
     }
 }

@@ -15,12 +15,15 @@ use flotilla_scheduler::{
 };
 use flotilla_store::{Compare, Op, Revision, Txn, TxnOutcome};
 
+use super::interface;
 use super::records::new_task;
 use super::token::{self, Token};
 use super::{Launched, Placement, Spec};
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::domain::capacity::{split, Capacity, Item, PROVIDER_ATTRIBUTE};
+use crate::domain::fargate::{self, FARGATE_POOL};
 use crate::domain::lookup::{instance_id, missing};
+use crate::domain::subnets::Allocation;
 use crate::error::{ApiError, ApiResult};
 use crate::state::cache::{Indexes, InstanceUsage};
 use crate::state::codec::encode;
@@ -36,20 +39,46 @@ pub(super) struct Target {
     pub part: usize,
 }
 
-/// One share of a launch: the tasks bound for one capacity provider's instances, or for any
-/// instance of the cluster.
-struct Part {
-    provider: Option<String>,
+/// One share of a launch: the tasks bound for one capacity provider's instances, for any
+/// instance of the cluster, or for the Fargate pool.
+pub(super) struct Part {
+    /// The provider shown as the tasks' `capacityProviderName`.
+    pub provider: Option<String>,
     /// Tasks of this share that fit nowhere wait in PROVISIONING rather than fail.
-    provisions: bool,
-    request: Request,
+    pub provisions: bool,
+    pub request: Request,
+    /// Placed on the Fargate pool's hosts rather than the cluster's instances.
+    pub pool: bool,
+}
+
+impl Part {
+    /// The cluster whose snapshot the part is placed on.
+    pub fn cluster<'a>(&self, spec: &'a Spec) -> &'a str {
+        if self.pool {
+            FARGATE_POOL
+        } else {
+            &spec.cluster
+        }
+    }
+}
+
+/// The request for Fargate tasks in `zones`: the pool's own rules replace placement's.
+pub(super) fn pool_request(request: &Request, zones: &[String]) -> ApiResult<Request> {
+    let (strategies, zone) = fargate::pool_rules(zones)?;
+    Ok(Request { strategies, constraints: vec![zone], required_attributes: Vec::new(), ..request.clone() })
 }
 
 /// Splits the launch between its strategy's providers; one part for any instance otherwise.
-fn parts(ctx: &Ctx, spec: &Spec, request: &Request) -> Vec<Part> {
-    let (Capacity::Strategy(items), Placement::Count { count, .. }) = (&spec.capacity, &spec.placement) else {
-        return vec![Part { provider: None, provisions: false, request: request.clone() }];
+fn parts(ctx: &Ctx, spec: &Spec, request: &Request, zones: &[String]) -> ApiResult<Vec<Part>> {
+    let items = match (&spec.capacity, &spec.placement) {
+        (Capacity::Fargate, _) => {
+            let request = pool_request(request, zones)?;
+            return Ok(vec![Part { provider: None, provisions: true, request, pool: true }]);
+        }
+        (Capacity::Strategy(items), Placement::Count { .. }) => items,
+        _ => return Ok(vec![Part { provider: None, provisions: false, request: request.clone(), pool: false }]),
     };
+    let Placement::Count { count, .. } = &spec.placement else { unreachable!("matched above") };
     let existing = existing_counts(ctx, spec, items);
     let mut shares = vec![0u32; items.len()];
     for i in split(items, &existing, *count) {
@@ -58,12 +87,15 @@ fn parts(ctx: &Ctx, spec: &Spec, request: &Request) -> Vec<Part> {
     let shares = items.iter().zip(shares).filter(|(_, n)| *n > 0);
     shares
         .map(|(item, n)| {
-            let mut request = request.clone();
+            let pool = fargate::is_provider(&item.provider);
+            let mut request = if pool { pool_request(request, zones)? } else { request.clone() };
             request.count = n;
-            request
-                .required_attributes
-                .push(RequiredAttribute { name: PROVIDER_ATTRIBUTE.into(), value: Some(item.provider.clone()) });
-            Part { provider: Some(item.provider.clone()), provisions: item.managed_scaling, request }
+            if !pool {
+                request
+                    .required_attributes
+                    .push(RequiredAttribute { name: PROVIDER_ATTRIBUTE.into(), value: Some(item.provider.clone()) });
+            }
+            Ok(Part { provider: Some(item.provider.clone()), provisions: item.managed_scaling, request, pool })
         })
         .collect()
 }
@@ -112,14 +144,23 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
     }
     let reservation = spec.reservation();
     let request = spec.scheduler_request(&reservation)?;
-    let parts = parts(ctx, spec, &request);
+    let fargate = spec.capacity.is_fargate();
+    let interfaces = interface::for_launch(ctx, &spec.def, spec.shared.awsvpc.as_ref(), fargate).await?;
+    let parts = parts(ctx, spec, &request, &interfaces.zones())?;
     let counted = matches!(spec.placement, Placement::Count { .. });
+    let platform = spec.shared.platform_version.clone().unwrap_or_else(|| fargate::LATEST_PLATFORM_VERSION.into());
+    let storage = spec.def.ephemeral_storage.as_ref().and_then(|e| e.size_in_gi_b);
+    let make = |rec: &mut TaskRecord, part: &Part, host: Option<&str>| {
+        if part.pool {
+            fargate::make_fargate(rec, host, part.provider.as_deref(), &platform, storage);
+        }
+    };
     for attempt in 1..=MAX_CAS_ATTEMPTS {
         let mut targets = Vec::new();
         let mut failures = Vec::new();
         let mut waiting = vec![0u32; parts.len()];
         for (i, part) in parts.iter().enumerate() {
-            let (t, f, unplaced) = plan(ctx, spec, &part.request, i)?;
+            let (t, f, unplaced) = plan(ctx, spec, &part.request, i, part.cluster(spec))?;
             targets.extend(t);
             match part.provisions {
                 true => waiting[i] += unplaced,
@@ -129,6 +170,7 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
         let mut records: Vec<TaskRecord> = Vec::new();
         let mut txn = Txn::new();
         let mut misfits = Vec::new();
+        let mut alloc = Allocation::default();
         {
             let ix = ctx.cache.read();
             for t in &targets {
@@ -136,25 +178,39 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
                     misfits.push((t.arn.clone(), Reason::Inactive, t.tasks, t.part));
                     continue;
                 };
+                let part = &parts[t.part];
                 let usage = ix.instance_usage.get(t.arn.as_str());
-                if let Err(reason) = verify(&standing(&entry.value, usage, &request.group, !counted), &request, t.tasks)
+                let request = &part.request;
+                if let Err(reason) = verify(&standing(&entry.value, usage, &request.group, !counted), request, t.tasks)
                 {
                     misfits.push((t.arn.clone(), reason, t.tasks, t.part));
                     continue;
                 }
                 txn = guard_instance(&ix, txn, &t.key, entry.revision);
-                let provider = parts[t.part].provider.as_deref();
+                let provider = part.provider.as_deref();
                 let instance = Some(&entry.value.instance);
-                records.extend(
-                    (0..t.tasks).map(|_| {
-                        new_task(ctx, &spec.cluster, &spec.def, instance, &spec.shared, &reservation, provider)
-                    }),
-                );
+                let zone = zone_of(&entry.value.instance);
+                for _ in 0..t.tasks {
+                    let mut rec =
+                        new_task(ctx, &spec.cluster, &spec.def, instance, &spec.shared, &reservation, provider);
+                    make(&mut rec, part, Some(&t.arn));
+                    let given;
+                    (txn, given) = interfaces.give(ctx, &ix, txn, &mut alloc, &mut rec, zone.as_deref());
+                    if !given {
+                        failures.push(Failure {
+                            arn: Some(t.arn.clone()),
+                            reason: Some("RESOURCE:ENI".into()),
+                            detail: Some("the task's subnet in the host's zone has no free address".into()),
+                        });
+                        continue;
+                    }
+                    records.push(rec);
+                }
             }
         }
         if !misfits.is_empty() && counted && attempt < MAX_CAS_ATTEMPTS {
             // The snapshot was behind the cache: look again with the instances refreshed.
-            mark(ctx, &spec.cluster, &targets);
+            mark_parts(ctx, spec, &parts, &targets);
             continue;
         }
         for (arn, reason, n, part) in misfits {
@@ -173,9 +229,11 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
         }
         for (part, n) in parts.iter().zip(&waiting) {
             let provider = part.provider.as_deref();
-            records.extend(
-                (0..*n).map(|_| new_task(ctx, &spec.cluster, &spec.def, None, &spec.shared, &reservation, provider)),
-            );
+            for _ in 0..*n {
+                let mut rec = new_task(ctx, &spec.cluster, &spec.def, None, &spec.shared, &reservation, provider);
+                make(&mut rec, part, None);
+                records.push(rec);
+            }
         }
         for t in &records {
             let key = task_key(t)?;
@@ -188,15 +246,15 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
             txn = std::mem::take(&mut txn).when(c).then(op);
             key
         });
-        if txn.ops.is_empty() {
+        if records.is_empty() && token_key.is_none() {
             // Nothing fit and there is no token to remember: nothing to write.
-            mark(ctx, &spec.cluster, &targets);
+            mark_parts(ctx, spec, &parts, &targets);
             return Ok(Launched { tasks: Vec::new(), failures });
         }
         let outcome = ctx.store.txn(txn).await;
         // Whatever became of the commit (an I/O error included), the reservations the plan made
         // in the snapshot were only a guess.
-        mark(ctx, &spec.cluster, &targets);
+        mark_parts(ctx, spec, &parts, &targets);
         match outcome? {
             TxnOutcome::Committed { revision } => {
                 ctx.caught_up(revision).await?;
@@ -258,6 +316,7 @@ pub(super) fn plan(
     spec: &Spec,
     request: &Request,
     part: usize,
+    cluster: &str,
 ) -> ApiResult<(Vec<Target>, Vec<Failure>, u32)> {
     let mut targets: Vec<Target> = Vec::new();
     let mut add = |key: &str, arn: &str| match targets.iter_mut().find(|t| t.key == key) {
@@ -272,7 +331,7 @@ pub(super) fn plan(
             let placed = ctx
                 .cache
                 .snapshots
-                .place(|| ctx.cache.read(), &spec.cluster, request, &Env { seed })
+                .place(|| ctx.cache.read(), cluster, request, &Env { seed })
                 .map_err(|e| ApiError::invalid_parameter(e.to_string()))?;
             for t in &placed.targets {
                 add(&t.key, &t.arn);
@@ -314,6 +373,20 @@ pub fn guard_instance(ix: &Indexes, txn: Txn, instance_key: &str, instance_revis
         None => (Compare::absent(key.as_str()), 1),
     };
     txn.when(Compare::unchanged(instance_key, instance_revision)).when(compare).then(Op::put(key, encode(&next)))
+}
+
+/// [`mark`] for every cluster the parts were placed on.
+fn mark_parts(ctx: &Ctx, spec: &Spec, parts: &[Part], targets: &[Target]) {
+    mark(ctx, &spec.cluster, targets);
+    if parts.iter().any(|p| p.pool) {
+        mark(ctx, FARGATE_POOL, targets);
+    }
+}
+
+/// The `ecs.availability-zone` attribute of an instance.
+pub(super) fn zone_of(ci: &flotilla_model::ContainerInstance) -> Option<String> {
+    let attributes = ci.attributes.iter().flatten();
+    attributes.filter(|a| a.name.as_deref() == Some("ecs.availability-zone")).find_map(|a| a.value.clone())
 }
 
 /// Asks the cluster's snapshot to read these instances from the cache again: whatever became of

@@ -18,6 +18,7 @@
 
 pub mod checks;
 mod commit;
+pub mod interface;
 pub mod records;
 pub mod tags;
 pub mod token;

@@ -16,6 +16,10 @@ pub struct Shared {
     pub started_by: Option<String>,
     pub tags: Vec<Tag>,
     pub enable_execute_command: bool,
+    /// The awsvpcConfiguration of an awsvpc launch: where its tasks' interfaces go.
+    pub awsvpc: Option<flotilla_model::AwsVpcConfiguration>,
+    /// The Fargate platform version (resolved) of a Fargate launch.
+    pub platform_version: Option<String>,
 }
 
 /// What one task of `def` with `overrides` holds on its instance.
@@ -160,5 +164,10 @@ pub fn new_task(
         version: Some(1),
         ..Default::default()
     };
-    TaskRecord { task, reservation: Some(reservation.clone()), hidden: None }
+    let hidden = shared
+        .awsvpc
+        .clone()
+        .filter(|_| awsvpc)
+        .map(|a| Box::new(crate::state::records::Hidden { awsvpc: Some(a), ..Default::default() }));
+    TaskRecord { task, reservation: Some(reservation.clone()), hidden }
 }
