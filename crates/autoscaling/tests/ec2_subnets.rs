@@ -6,9 +6,12 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use flotilla_api::state::records::{Hidden, TaskRecord};
 use flotilla_api::{AuthMode, Clock, Ctx, RootCredentials, ServerConfig};
 use flotilla_hosts::network::{default_vpc, Subnet};
 use flotilla_hosts::{keys, Host, Lifecycle};
+use flotilla_model::Task;
+use flotilla_protocol::TaskNetwork;
 use flotilla_sigv4::{Credentials, SigningParams};
 use flotilla_store::{Op, Txn};
 use tokio::sync::oneshot;
@@ -260,6 +263,36 @@ async fn create_describe_filter_and_delete() {
     server.refused(&format!("Action=DeleteSubnet&SubnetId={a}"), "DependencyViolation").await;
     host.lifecycle = Lifecycle::Terminated;
     server.ctx().commit(put(&host)).await.unwrap();
+
+    // So does one an awsvpc task has its address in, until the task stops.
+    let mut task = TaskRecord {
+        task: Task {
+            task_arn: Some("arn:aws:ecs:us-east-1:000000000000:task/default/0123456789abcdef".into()),
+            cluster_arn: Some("arn:aws:ecs:us-east-1:000000000000:cluster/default".into()),
+            last_status: Some("RUNNING".into()),
+            desired_status: Some("RUNNING".into()),
+            launch_type: Some("FARGATE".into()),
+            ..Default::default()
+        },
+        reservation: None,
+        hidden: Some(Box::new(Hidden {
+            network: Some(TaskNetwork {
+                subnet_id: a.clone(),
+                cidr_block: "172.31.48.0/24".into(),
+                ipv4_address: "172.31.48.4".into(),
+                mac_address: "02:00:00:00:00:01".into(),
+                interface_id: "eni-0123456789abcdef0".into(),
+            }),
+            ..Default::default()
+        })),
+    };
+    let task_key = flotilla_api::state::keys::task("default", "0123456789abcdef");
+    let put = |t: &TaskRecord| Txn::new().then(Op::put(&task_key, flotilla_api::state::codec::encode(t)));
+    server.ctx().commit(put(&task)).await.unwrap();
+    server.refused(&format!("Action=DeleteSubnet&SubnetId={a}"), "DependencyViolation").await;
+    task.task.last_status = Some("STOPPED".into());
+    task.task.desired_status = Some("STOPPED".into());
+    server.ctx().commit(put(&task)).await.unwrap();
     server.ok(&format!("Action=DeleteSubnet&SubnetId={a}")).await;
     server.stop().await;
 }

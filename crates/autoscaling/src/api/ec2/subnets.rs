@@ -239,6 +239,8 @@ pub async fn delete(ctx: &Ctx, p: &Params) -> Result<Xml> {
     for _ in 0..flotilla_api::context::MAX_CAS_ATTEMPTS {
         let Some((_, revision)) = records::get::<Subnet>(ctx, &key).await? else { return Err(not_found(id)) };
         let hosts: Vec<Host> = records::list(ctx, keys::HOST).await?.into_iter().map(|(_, h, _)| h).collect();
+        // Tasks are read from the cache: let it see every task committed before this request.
+        ctx.caught_up(ctx.store.revision()).await.map_err(|e| records::internal(e.message))?;
         if let Some(user) = dependency(ctx, id, &hosts) {
             tracing::debug!(subnet = id, user, "subnet still in use");
             return Err(QueryError::new(
