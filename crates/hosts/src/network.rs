@@ -35,6 +35,67 @@ impl Subnet {
         let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
         Some((ip.octets(), len))
     }
+
+    /// How many addresses the block holds (0 when it does not parse).
+    pub fn size(&self) -> u64 {
+        self.block().map(|(_, len)| block_size(len)).unwrap_or(0)
+    }
+
+    /// The addresses EC2 reports free in a new subnet: the block less the five it keeps (the
+    /// network address, the router, DNS, one reserved, and the broadcast address).
+    pub fn available_ip_address_count(&self) -> u64 {
+        self.size().saturating_sub(5)
+    }
+
+    /// Whether this subnet's block and `other`'s share an address.
+    pub fn overlaps(&self, other: &Subnet) -> bool {
+        match (self.block(), other.block()) {
+            (Some(a), Some(b)) => blocks_overlap(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4 CIDR block written as EC2 takes it (`172.31.48.0/20`): the network address and the
+/// prefix length, `None` when it does not parse or has bits set past its prefix.
+pub fn parse_block(cidr: &str) -> Option<([u8; 4], u8)> {
+    let (ip, len) = cidr.split_once('/')?;
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) || len.len() > 2 {
+        return None;
+    }
+    let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    (u32::from(ip) & !mask(len) == 0).then_some((ip.octets(), len))
+}
+
+/// The netmask of a prefix length, as a number.
+fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+/// How many addresses a block of prefix length `len` holds.
+pub fn block_size(len: u8) -> u64 {
+    1u64 << (32 - u32::from(len.min(32)))
+}
+
+/// Whether two blocks share an address.
+pub fn blocks_overlap(a: ([u8; 4], u8), b: ([u8; 4], u8)) -> bool {
+    let shorter = a.1.min(b.1);
+    (u32::from_be_bytes(a.0) ^ u32::from_be_bytes(b.0)) & mask(shorter) == 0
+}
+
+/// Whether `inner` lies wholly inside `outer`.
+pub fn block_within(inner: ([u8; 4], u8), outer: ([u8; 4], u8)) -> bool {
+    inner.1 >= outer.1 && blocks_overlap(inner, outer)
+}
+
+/// The first address hosts and tasks get in a block: the fifth, as EC2 keeps the first four.
+pub fn first_host_of(network: [u8; 4]) -> [u8; 4] {
+    u32::from_be_bytes(network).wrapping_add(4).to_be_bytes()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +156,14 @@ impl DefaultVpc {
     pub fn subnet_in_zone(&self, zone: &str) -> Option<&Subnet> {
         self.subnets.iter().find(|s| s.availability_zone == zone)
     }
+    /// The default subnet of the zone with this id (`use1-az2`).
+    pub fn subnet_in_zone_id(&self, zone_id: &str) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.availability_zone_id == zone_id)
+    }
+    /// The VPC's block, parsed.
+    pub fn block(&self) -> Option<([u8; 4], u8)> {
+        parse_block(&self.cidr_block)
+    }
 }
 
 #[cfg(test)]
@@ -112,5 +181,25 @@ mod tests {
         assert!(a.subnets.iter().all(|s| s.subnet_id.len() == 24));
         assert_ne!(a.subnets[0].subnet_id, a.subnets[1].subnet_id);
         assert_ne!(a.vpc_id, default_vpc("eu-west-1").vpc_id);
+    }
+
+    #[test]
+    fn blocks_parse_overlap_and_nest() {
+        assert_eq!(parse_block("172.31.48.0/20"), Some(([172, 31, 48, 0], 20)));
+        for bad in ["172.31.48.1/20", "172.31.48.0", "172.31.48.0/33", "172.31.48.0/+4", "x/20", "172.31.48.0/"] {
+            assert_eq!(parse_block(bad), None, "{bad}");
+        }
+        let b = |s: &str| parse_block(s).unwrap();
+        assert!(blocks_overlap(b("172.31.0.0/20"), b("172.31.15.0/24")));
+        assert!(blocks_overlap(b("172.31.15.0/24"), b("172.31.0.0/20")));
+        assert!(!blocks_overlap(b("172.31.0.0/20"), b("172.31.16.0/24")));
+        assert!(block_within(b("172.31.48.0/24"), b("172.31.0.0/16")));
+        assert!(!block_within(b("10.0.0.0/24"), b("172.31.0.0/16")));
+        assert!(!block_within(b("172.0.0.0/8"), b("172.31.0.0/16")));
+        assert_eq!(first_host_of([172, 31, 48, 0]), [172, 31, 48, 4]);
+        let vpc = default_vpc("us-east-1");
+        assert_eq!(vpc.subnets[0].available_ip_address_count(), 4091);
+        assert_eq!(vpc.subnets[0].first_host, first_host_of(vpc.subnets[0].block().unwrap().0));
+        assert!(vpc.subnets[0].overlaps(&vpc.subnets[0]) && !vpc.subnets[0].overlaps(&vpc.subnets[1]));
     }
 }

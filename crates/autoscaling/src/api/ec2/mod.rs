@@ -1,10 +1,12 @@
 //! The EC2 API (`ec2`, version 2016-11-15) as far as Auto Scaling needs it: launch templates,
-//! DescribeInstances over the hosts, and the region's default VPC (`flotilla_hosts::network`).
+//! DescribeInstances over the hosts, the region's default VPC (`flotilla_hosts::network`) and the
+//! subnets made in it with CreateSubnet.
 
 mod filters;
 mod instances;
 pub(crate) mod launch_templates;
 mod network;
+pub mod subnets;
 mod template_xml;
 
 use axum::body::Body;
@@ -32,6 +34,8 @@ const ACTIONS: &[&str] = &[
     "DescribeInstances",
     "DescribeVpcs",
     "DescribeSubnets",
+    "CreateSubnet",
+    "DeleteSubnet",
     "DescribeSecurityGroups",
     "DescribeAvailabilityZones",
 ];
@@ -46,7 +50,9 @@ async fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Result<Xml> {
         "DeleteLaunchTemplate" => launch_templates::delete(ctx, p).await,
         "DescribeInstances" => instances::describe(ctx, p).await,
         "DescribeVpcs" => network::describe_vpcs(ctx, p),
-        "DescribeSubnets" => network::describe_subnets(ctx, p),
+        "DescribeSubnets" => subnets::describe(ctx, p).await,
+        "CreateSubnet" => subnets::create(ctx, p).await,
+        "DeleteSubnet" => subnets::delete(ctx, p).await,
         "DescribeSecurityGroups" => network::describe_security_groups(ctx, p),
         "DescribeAvailabilityZones" => network::describe_availability_zones(ctx, p),
         other => Err(invalid_action(other)),

@@ -1,5 +1,6 @@
-//! The region's default VPC, described: DescribeVpcs, DescribeSubnets, DescribeSecurityGroups
-//! and DescribeAvailabilityZones, all from `flotilla_hosts::network::default_vpc`.
+//! The region's default VPC, described: DescribeVpcs, DescribeSecurityGroups and
+//! DescribeAvailabilityZones, all from `flotilla_hosts::network::default_vpc` (its subnets, and
+//! those made with CreateSubnet, are in `subnets`).
 
 use flotilla_api::Ctx;
 use flotilla_hosts::network::{default_vpc, DefaultVpc, Subnet};
@@ -9,7 +10,7 @@ use super::filters::{self, Filterable};
 use crate::api::Result;
 
 /// The ids a request names that are not among `known`, as EC2's NotFound error.
-fn check_known(asked: &[String], known: &[&str], code: &'static str, what: &str) -> Result<()> {
+pub(super) fn check_known(asked: &[String], known: &[&str], code: &'static str, what: &str) -> Result<()> {
     let missing: Vec<String> =
         asked.iter().filter(|a| !known.contains(&a.as_str())).map(|a| format!("'{a}'")).collect();
     if missing.is_empty() {
@@ -46,64 +47,6 @@ pub fn describe_vpcs(ctx: &Ctx, p: &Params) -> Result<Xml> {
             .leaf("dhcpOptionsId", "default")
             .leaf("instanceTenancy", "default")
             .leaf("isDefault", "true");
-    });
-    Ok(x)
-}
-
-struct SubnetView<'a> {
-    subnet: &'a Subnet,
-    vpc_id: &'a str,
-}
-
-impl Filterable for SubnetView<'_> {
-    fn filter_values(&self, name: &str) -> Option<Vec<String>> {
-        let s = self.subnet;
-        let one = |v: &str| Some(vec![v.to_string()]);
-        match name {
-            "subnet-id" => one(&s.subnet_id),
-            "vpc-id" => one(self.vpc_id),
-            "availability-zone" => one(&s.availability_zone),
-            "availability-zone-id" => one(&s.availability_zone_id),
-            "default-for-az" | "defaultForAz" => one("true"),
-            "cidr-block" | "cidr" | "cidrBlock" => one(&s.cidr_block),
-            "state" => one("available"),
-            _ => filters::tag_filter(name, std::iter::empty()),
-        }
-    }
-}
-
-pub fn describe_subnets(ctx: &Ctx, p: &Params) -> Result<Xml> {
-    let vpc = default_vpc(&ctx.arns.region);
-    let known: Vec<&str> = vpc.subnets.iter().map(|s| s.subnet_id.as_str()).collect();
-    let asked = p.list("SubnetId")?;
-    check_known(&asked, &known, "InvalidSubnetID.NotFound", "subnet")?;
-    let subnets: Vec<SubnetView> = vpc
-        .subnets
-        .iter()
-        .filter(|s| asked.is_empty() || asked.contains(&s.subnet_id))
-        .map(|subnet| SubnetView { subnet, vpc_id: &vpc.vpc_id })
-        .collect();
-    let subnets = filters::retain(subnets, &p.filters("Filter")?)?;
-    let mut x = Xml::new();
-    x.list("subnetSet", "item", &subnets, |x, s| {
-        let sn = s.subnet;
-        x.leaf("subnetId", &sn.subnet_id)
-            .leaf(
-                "subnetArn",
-                format!(
-                    "arn:{}:ec2:{}:{}:subnet/{}",
-                    ctx.arns.partition, ctx.arns.region, ctx.arns.account, sn.subnet_id
-                ),
-            )
-            .leaf("state", "available")
-            .leaf("ownerId", &ctx.arns.account)
-            .leaf("vpcId", s.vpc_id)
-            .leaf("cidrBlock", &sn.cidr_block)
-            .leaf("availableIpAddressCount", "4091")
-            .leaf("availabilityZone", &sn.availability_zone)
-            .leaf("availabilityZoneId", &sn.availability_zone_id)
-            .leaf("defaultForAz", "true")
-            .leaf("mapPublicIpOnLaunch", "true");
     });
     Ok(x)
 }
