@@ -214,6 +214,34 @@ async fn fargate_tasks_run_on_the_pool_with_their_own_addresses() {
         .expect("run again");
     assert_eq!(detail(&again.tasks()[0], "privateIPv4Address"), Some(spot_ip));
 
+    // A subnet created with EC2's CreateSubnet (stored as the EC2 API stores it) gives addresses
+    // from its own block.
+    let created = flotilla_hosts::network::Subnet {
+        subnet_id: "subnet-0created00000000a".into(),
+        availability_zone: "us-east-1a".into(),
+        availability_zone_id: "use1-az1".into(),
+        cidr_block: "172.31.64.0/24".into(),
+        first_host: [172, 31, 64, 4],
+        vpc_id: flotilla_hosts::network::default_vpc(REGION).vpc_id,
+        default_for_az: false,
+        tags: Vec::new(),
+    };
+    let bytes = flotilla_hosts::codec::encode(&created);
+    let put = flotilla_store::Txn::new()
+        .then(flotilla_store::Op::put(flotilla_hosts::keys::subnet(&created.subnet_id), bytes));
+    ctx.store.txn(put).await.expect("store the subnet");
+    let in_created = client
+        .run_task()
+        .cluster("fg")
+        .task_definition("fg-app")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(network(std::slice::from_ref(&created.subnet_id)))
+        .send()
+        .await
+        .expect("run in a created subnet");
+    assert_eq!(detail(&in_created.tasks()[0], "privateIPv4Address").as_deref(), Some("172.31.64.4"));
+    assert_eq!(detail(&in_created.tasks()[0], "subnetId"), Some(created.subnet_id.clone()));
+
     // A service of Fargate tasks keeps its count.
     client
         .create_service()

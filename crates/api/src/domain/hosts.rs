@@ -56,9 +56,12 @@ pub async fn hosts(ctx: &Ctx) -> ApiResult<Vec<Read<Host>>> {
 }
 
 /// The subnet `id`: one of the region's default VPC (derived) or one created with CreateSubnet.
-pub async fn subnet(ctx: &Ctx, id: &str) -> ApiResult<Option<flotilla_hosts::network::Subnet>> {
+/// A stored one comes with the revision it was read at (`None` for the derived ones, which never
+/// change).
+pub async fn subnet(ctx: &Ctx, id: &str) -> ApiResult<Option<(flotilla_hosts::network::Subnet, Option<Revision>)>> {
     if let Some(s) = flotilla_hosts::network::default_vpc(&ctx.arns.region).subnet(id) {
-        return Ok(Some(s.clone()));
+        return Ok(Some((s.clone(), None)));
     }
-    Ok(get(ctx, &keys::subnet(id)).await?.map(|r: Read<flotilla_hosts::network::Subnet>| r.value))
+    let read: Option<Read<flotilla_hosts::network::Subnet>> = get(ctx, &keys::subnet(id)).await?;
+    Ok(read.map(|r| (r.value, Some(r.revision))))
 }

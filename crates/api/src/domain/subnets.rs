@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use flotilla_hosts::network::Subnet;
 use flotilla_model::{AwsVpcConfiguration, KeyValuePair, Task};
 use flotilla_protocol::TaskNetwork;
-use flotilla_store::{Compare, Op, Txn};
+use flotilla_store::{Compare, Op, Revision, Txn};
 
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
@@ -28,6 +28,11 @@ pub const MAX_SUBNETS: usize = 16;
 /// The subnets a task's awsvpcConfiguration names, looked up; an unknown one is refused as ECS
 /// refuses it (EC2 does not know it).
 pub async fn load(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<Subnet>> {
+    Ok(load_read(ctx, config).await?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// [`load`], with the revision each created subnet was read at (see [`Allocation::allocate`]).
+pub async fn load_read(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<(Subnet, Option<Revision>)>> {
     let ids = config.subnets.as_deref().unwrap_or_default();
     if ids.is_empty() || ids.len() > MAX_SUBNETS {
         return Err(ApiError::invalid_parameter(format!(
@@ -35,14 +40,14 @@ pub async fn load(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<Subn
             ids.len()
         )));
     }
-    let mut out: Vec<Subnet> = Vec::with_capacity(ids.len());
+    let mut out: Vec<(Subnet, Option<Revision>)> = Vec::with_capacity(ids.len());
     for id in ids {
         match crate::domain::hosts::subnet(ctx, id).await? {
             Some(s) => {
-                if let Some(first) = out.first().filter(|f| f.vpc_id != s.vpc_id) {
+                if let Some((first, _)) = out.first().filter(|(f, _)| f.vpc_id != s.0.vpc_id) {
                     return Err(ApiError::invalid_parameter(format!(
                         "The subnets {} and {} are in different VPCs; all of a task's subnets must be in one VPC.",
-                        first.subnet_id, s.subnet_id
+                        first.subnet_id, s.0.subnet_id
                     )));
                 }
                 out.push(s)
@@ -55,11 +60,6 @@ pub async fn load(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<Subn
         }
     }
     Ok(out)
-}
-
-/// The subnet a task placed in `zone` goes in: the first of its subnets in that zone.
-pub fn in_zone<'a>(subnets: &'a [Subnet], zone: Option<&str>) -> Option<&'a Subnet> {
-    subnets.iter().find(|s| Some(s.availability_zone.as_str()) == zone)
 }
 
 /// The distinct zones of `subnets`, in their order.
@@ -81,8 +81,17 @@ pub struct Allocation {
 
 impl Allocation {
     /// A free address of `subnet` for task `task_id`, and the interface it makes; `None` when the
-    /// subnet is full. The first allocation in a subnet adds its guard to `txn`.
-    pub fn allocate(&mut self, ix: &Indexes, txn: Txn, subnet: &Subnet, task_id: &str) -> (Txn, Option<TaskNetwork>) {
+    /// subnet is full. The first allocation in a subnet adds its guard to `txn`, and, for a created
+    /// subnet read at `revision`, a compare that it was not deleted meanwhile (DeleteSubnet, for
+    /// its part, compares the guard).
+    pub fn allocate(
+        &mut self,
+        ix: &Indexes,
+        txn: Txn,
+        subnet: &Subnet,
+        revision: Option<Revision>,
+        task_id: &str,
+    ) -> (Txn, Option<TaskNetwork>) {
         let Some((base, len)) = subnet.block() else { return (txn, None) };
         let start = u32::from(Ipv4Addr::from(base));
         let size = 1u64 << (32 - u32::from(len));
@@ -91,7 +100,12 @@ impl Allocation {
         let in_use = ix.addresses.get(subnet.subnet_id.as_str());
         let fresh = !self.taken.contains_key(&subnet.subnet_id);
         let mine = self.taken.entry(subnet.subnet_id.clone()).or_default();
-        let txn = if fresh { guard(ix, txn, &subnet.subnet_id) } else { txn };
+        let txn = match (fresh, revision) {
+            (false, _) => txn,
+            (true, None) => guard(ix, txn, &subnet.subnet_id),
+            (true, Some(r)) => guard(ix, txn, &subnet.subnet_id)
+                .when(Compare::unchanged(flotilla_hosts::keys::subnet(&subnet.subnet_id), r)),
+        };
         let pick =
             (first..=last).map(|a| a as u32).find(|a| !mine.contains(a) && !in_use.is_some_and(|set| set.contains(a)));
         let Some(address) = pick else { return (txn, None) };
@@ -172,10 +186,10 @@ mod tests {
         let ix = Indexes::default();
         let mut a = Allocation::default();
         let s = subnet("10.1.2.0/29");
-        let (txn, one) = a.allocate(&ix, Txn::new(), &s, "t1");
-        let (txn, two) = a.allocate(&ix, txn, &s, "t2");
-        let (txn, three) = a.allocate(&ix, txn, &s, "t3");
-        let (txn, none) = a.allocate(&ix, txn, &s, "t4");
+        let (txn, one) = a.allocate(&ix, Txn::new(), &s, None, "t1");
+        let (txn, two) = a.allocate(&ix, txn, &s, None, "t2");
+        let (txn, three) = a.allocate(&ix, txn, &s, None, "t3");
+        let (txn, none) = a.allocate(&ix, txn, &s, None, "t4");
         assert_eq!(one.unwrap().ipv4_address, "10.1.2.4");
         assert_eq!(two.unwrap().ipv4_address, "10.1.2.5");
         assert_eq!(three.unwrap().ipv4_address, "10.1.2.6");
@@ -187,7 +201,7 @@ mod tests {
     fn addresses_in_use_are_skipped() {
         let mut ix = Indexes::default();
         ix.addresses.entry("subnet-a".into()).or_default().insert(address_number("10.1.2.4").unwrap());
-        let (_, n) = Allocation::default().allocate(&ix, Txn::new(), &subnet("10.1.2.0/24"), "t1");
+        let (_, n) = Allocation::default().allocate(&ix, Txn::new(), &subnet("10.1.2.0/24"), None, "t1");
         let n = n.unwrap();
         assert_eq!(n.ipv4_address, "10.1.2.5");
         assert_eq!(n.mac_address, "02:42:0a:01:02:05");

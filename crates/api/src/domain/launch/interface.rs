@@ -16,6 +16,8 @@ use crate::state::records::TaskRecord;
 #[derive(Debug, Clone, Default)]
 pub struct Interfaces {
     pub subnets: Vec<Subnet>,
+    /// The revision each created subnet was read at (`None` for the default VPC's).
+    pub revisions: Vec<Option<flotilla_store::Revision>>,
     pub strict: bool,
 }
 
@@ -39,13 +41,15 @@ impl Interfaces {
         if self.subnets.is_empty() {
             return (txn, true);
         }
-        let subnet = match subnets::in_zone(&self.subnets, zone) {
-            Some(s) => s,
-            None if !self.strict => &self.subnets[0],
+        let index = match self.subnets.iter().position(|s| Some(s.availability_zone.as_str()) == zone) {
+            Some(i) => i,
+            None if !self.strict => 0,
             None => return (txn, false),
         };
+        let subnet = &self.subnets[index];
         let id = rec.task.task_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or("task").to_string();
-        let (txn, network) = alloc.allocate(ix, txn, subnet, &id);
+        let revision = self.revisions.get(index).copied().flatten();
+        let (txn, network) = alloc.allocate(ix, txn, subnet, revision, &id);
         let Some(network) = network else { return (txn, false) };
         subnets::attach(&mut rec.task, &network, &ctx.arns.region);
         rec.task.availability_zone = Some(subnet.availability_zone.clone());
@@ -67,8 +71,11 @@ pub async fn for_launch(
     let Some(config) = awsvpc.filter(|_| def.network_mode.as_deref() == Some("awsvpc")) else {
         return Ok(Interfaces::default());
     };
-    match subnets::load(ctx, config).await {
-        Ok(subnets) => Ok(Interfaces { subnets, strict: fargate }),
+    match subnets::load_read(ctx, config).await {
+        Ok(read) => {
+            let (subnets, revisions) = read.into_iter().unzip();
+            Ok(Interfaces { subnets, revisions, strict: fargate })
+        }
         Err(e) if fargate => Err(e),
         Err(_) => Ok(Interfaces::default()),
     }

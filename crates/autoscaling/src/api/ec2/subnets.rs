@@ -13,7 +13,6 @@ use flotilla_hosts::network::{
     block_within, blocks_overlap, default_vpc, first_host_of, parse_block, DefaultVpc, Subnet,
 };
 use flotilla_hosts::{keys, Host, Lifecycle};
-use flotilla_protocol::TaskStatus;
 use flotilla_query::{Params, QueryError, Xml};
 use flotilla_store::{Compare, Op, Txn};
 
@@ -210,17 +209,21 @@ pub async fn create(ctx: &Ctx, p: &Params) -> Result<Xml> {
     Err(records::internal("subnets kept being created while this request tried to create one; try again"))
 }
 
-/// What still uses a subnet: a host launched into it, or an awsvpc task with its address there.
-fn dependency(ctx: &Ctx, id: &str, hosts: &[Host]) -> Option<String> {
-    if let Some(h) = hosts.iter().find(|h| h.subnet_id == id && h.lifecycle != Lifecycle::Terminated) {
-        return Some(format!("instance {}", h.instance_id));
-    }
+/// What still uses a subnet: a host launched into it, or an awsvpc task with its address there;
+/// with the guard on the subnet's addresses as the cache has it, so the delete commits only if no
+/// task was given an address since (`flotilla_api::domain::subnets`).
+fn dependency(ctx: &Ctx, id: &str, hosts: &[Host]) -> (Option<String>, Compare) {
+    let guard_key = flotilla_api::state::keys::subnet_guard(id);
     let indexes = ctx.cache.read();
-    indexes.tasks.iter().find_map(|(key, entry)| {
-        let t = &entry.value;
-        let in_subnet = t.hidden.as_ref().and_then(|h| h.network.as_ref()).is_some_and(|n| n.subnet_id == id);
-        (in_subnet && t.summary.last_status != Some(TaskStatus::Stopped)).then(|| format!("task {key}"))
-    })
+    let guard = match indexes.placements.get(&guard_key) {
+        Some(e) => Compare::unchanged(guard_key.as_str(), e.revision),
+        None => Compare::absent(guard_key.as_str()),
+    };
+    if let Some(h) = hosts.iter().find(|h| h.subnet_id == id && h.lifecycle != Lifecycle::Terminated) {
+        return (Some(format!("instance {}", h.instance_id)), guard);
+    }
+    let tasks = indexes.addresses.get(id).map_or(0, |a| a.len());
+    ((tasks > 0).then(|| format!("{tasks} task(s)")), guard)
 }
 
 pub async fn delete(ctx: &Ctx, p: &Params) -> Result<Xml> {
@@ -241,14 +244,15 @@ pub async fn delete(ctx: &Ctx, p: &Params) -> Result<Xml> {
         let hosts: Vec<Host> = records::list(ctx, keys::HOST).await?.into_iter().map(|(_, h, _)| h).collect();
         // Tasks are read from the cache: let it see every task committed before this request.
         ctx.caught_up(ctx.store.revision()).await.map_err(|e| records::internal(e.message))?;
-        if let Some(user) = dependency(ctx, id, &hosts) {
+        let (user, guard) = dependency(ctx, id, &hosts);
+        if let Some(user) = user {
             tracing::debug!(subnet = id, user, "subnet still in use");
             return Err(QueryError::new(
                 "DependencyViolation",
                 format!("The subnet '{id}' has dependencies and cannot be deleted."),
             ));
         }
-        let txn = Txn::new().when(Compare::unchanged(&key, revision)).then(Op::delete(&key));
+        let txn = Txn::new().when(Compare::unchanged(&key, revision)).when(guard).then(Op::delete(&key));
         if records::commit(ctx, txn).await? {
             let mut x = Xml::new();
             x.leaf("return", "true");
