@@ -22,6 +22,11 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
+    /// Guards `child`, named `name` in messages.
+    pub fn new(child: Child, name: &str) -> Self {
+        ChildGuard { child, name: name.to_string() }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
