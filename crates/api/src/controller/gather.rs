@@ -46,7 +46,12 @@ pub fn service_tasks(ctx: &Ctx, cluster: &str, svc: &Service) -> Vec<TaskView> {
     ix.task_index
         .in_group(cluster, &group)
         .filter_map(|k| ix.tasks.get(k))
-        .map(|e| task_view(&e.value.task()))
+        .map(|e| {
+            // A Fargate task's host is its pool host, which ECS does not show.
+            let mut view = task_view(&e.value.task());
+            view.instance = e.value.summary.instance.as_deref().map(String::from);
+            view
+        })
         .collect()
 }
 

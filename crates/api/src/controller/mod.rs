@@ -105,6 +105,16 @@ pub async fn pass(
             .clone();
         if svc.scheduling_strategy.as_deref() == Some("DAEMON") {
             gather::mark_daemon_eligible(ctx, &cluster, svc, &mut instances);
+        } else if crate::domain::fargate::is_fargate_service(svc) {
+            // Its tasks run on pool hosts: a lost or gone pool host stops them like any host's.
+            let pool = crate::domain::fargate::FARGATE_POOL;
+            let hosts = instances_of
+                .entry(pool.to_string())
+                .or_insert_with(|| gather::instances(ctx, pool, now_ms, disconnected_since));
+            instances.extend(hosts.iter().cloned().map(|mut h| {
+                h.daemon_eligible = false;
+                h
+            }));
         }
         let tasks = gather::service_tasks(ctx, &cluster, svc);
         let actions = reconcile::reconcile(svc, &tasks, &instances, now_ms, settings);

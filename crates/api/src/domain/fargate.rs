@@ -41,6 +41,17 @@ pub fn is_provider(name: &str) -> bool {
     matches!(name, "FARGATE" | "FARGATE_SPOT")
 }
 
+/// Whether the service's tasks run on Fargate: the FARGATE launch type, or a strategy of the
+/// FARGATE and FARGATE_SPOT providers.
+pub fn is_fargate_service(svc: &flotilla_model::Service) -> bool {
+    svc.launch_type.as_deref() == Some(FARGATE)
+        || svc
+            .capacity_provider_strategy
+            .iter()
+            .flatten()
+            .any(|i| i.capacity_provider.as_deref().is_some_and(is_provider))
+}
+
 /// Whether `name` is the pool's reserved cluster, which the API refuses to name.
 pub fn is_pool(name: &str) -> bool {
     name == FARGATE_POOL

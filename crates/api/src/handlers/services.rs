@@ -56,6 +56,9 @@ fn new_deployment(ctx: &Ctx, svc: &Service) -> Deployment {
         launch_type: svc.launch_type.clone(),
         capacity_provider_strategy: svc.capacity_provider_strategy.clone(),
         network_configuration: svc.network_configuration.clone(),
+        // A Fargate deployment shows the version it asked for and the one it runs, as ECS does.
+        platform_version: svc.platform_version.clone(),
+        platform_family: svc.platform_family.clone(),
         rollout_state: Some("IN_PROGRESS".into()),
         ..Default::default()
     }
@@ -88,17 +91,6 @@ fn resolve_task_definition(ctx: &Ctx, given: &str, launch_type: &str) -> ApiResu
         )));
     }
     Ok((td.task_definition_arn.clone().unwrap_or_default(), td.network_mode.clone().unwrap_or_else(|| "bridge".into())))
-}
-
-/// Whether the service's tasks run on Fargate: the FARGATE launch type, or a strategy of the
-/// FARGATE and FARGATE_SPOT providers.
-fn is_fargate_service(svc: &Service) -> bool {
-    svc.launch_type.as_deref() == Some(fargate::FARGATE)
-        || svc
-            .capacity_provider_strategy
-            .iter()
-            .flatten()
-            .any(|i| i.capacity_provider.as_deref().is_some_and(fargate::is_provider))
 }
 
 fn check_network(network_mode: &str, has_config: bool) -> ApiResult<()> {
@@ -380,7 +372,7 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
             // ECS: a new strategy applies to the tasks launched from now on; it starts no deployment.
             set_strategy(ctx, &cluster, &mut svc, given)?;
         }
-        let fargate = is_fargate_service(&svc);
+        let fargate = fargate::is_fargate_service(&svc);
         let launch_type = if fargate { fargate::FARGATE } else { "EC2" };
         if !fargate && req.platform_version.is_some() {
             return Err(ApiError::invalid_parameter(
