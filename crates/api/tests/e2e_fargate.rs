@@ -286,6 +286,9 @@ async fn fargate_launches_are_refused_as_ecs_refuses_them() {
     let spread = PlacementStrategy::builder().r#type(PlacementStrategyType::Spread).field("instanceId").build();
     let msg = expect_code(fargate_run("fg-app").placement_strategy(spread).send().await, "InvalidParameterException");
     assert_eq!(msg, "Placement strategies are not supported with FARGATE launch type.");
+    let big = aws_sdk_ecs::types::TaskOverride::builder().memory("4096").build();
+    let msg = expect_code(fargate_run("fg-app").overrides(big).send().await, "ClientException");
+    assert!(msg.starts_with("No Fargate configuration exists for given values: 256 CPU, 4096 memory."), "{msg}");
     let msg = expect_code(fargate_run("fg-app").platform_version("0.9.0").send().await, "PlatformUnknownException");
     assert_eq!(msg, "The specified platform version doesn't exist.");
     let msg = expect_code(

@@ -108,6 +108,22 @@ pub fn check_launch(
     Ok(())
 }
 
+/// A Fargate task's size after RunTask's overrides must still be one Fargate offers.
+pub fn check_size(def: &TaskDefinition, overrides: Option<&flotilla_model::TaskOverride>) -> ApiResult<()> {
+    let cpu = overrides.and_then(|o| o.cpu.as_deref()).or(def.cpu.as_deref());
+    let memory = overrides.and_then(|o| o.memory.as_deref()).or(def.memory.as_deref());
+    let cpu_n = cpu.and_then(flotilla_model::rules::parse_task_cpu);
+    let memory_n = memory.and_then(flotilla_model::rules::parse_task_memory);
+    match (cpu_n, memory_n) {
+        (Some(c), Some(m)) if flotilla_model::rules::is_valid_fargate_combination(c, m) => Ok(()),
+        _ => Err(ApiError::client(format!(
+            "No Fargate configuration exists for given values: {} CPU, {} memory. See the Amazon ECS documentation for the valid values.",
+            cpu.unwrap_or("no"),
+            memory.unwrap_or("no")
+        ))),
+    }
+}
+
 /// How the pool places a Fargate task whose subnets are in `zones`: only hosts in those zones,
 /// spread across the zones, then across hosts (the host with the fewest such tasks first).
 pub fn pool_rules(zones: &[String]) -> ApiResult<(Vec<Strategy>, Constraint)> {

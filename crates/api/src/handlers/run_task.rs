@@ -45,6 +45,7 @@ pub async fn run(ctx: &Ctx, req: RunTaskRequest) -> ApiResult<RunTaskResponse> {
                 req.placement_constraints.as_ref().map_or(0, Vec::len),
                 req.network_configuration.is_some(),
             )?;
+            fargate::check_size(&def, req.overrides.as_ref())?;
             Some(fargate::platform_version(req.platform_version.as_deref())?)
         }
         false => None,
