@@ -90,11 +90,15 @@ class FixedPortServer(ServerProcess):
 
 
 class AgentProcess:
-    """One real `flotilla agent` child process joined to one cluster, with its own data directory."""
+    """One real `flotilla agent` child process joined to one cluster (or, with `fargate`, to the
+    Fargate pool, its metadata endpoint on a port of its own), with its own data directory."""
 
-    def __init__(self, server_env: dict[str, str], cluster: str, data_dir: Path, log_path: Path):
+    def __init__(
+        self, server_env: dict[str, str], cluster: str, data_dir: Path, log_path: Path, fargate: bool = False
+    ):
         self.server_env = dict(server_env)
         self.cluster = cluster
+        self.fargate = fargate
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
@@ -110,8 +114,10 @@ class AgentProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_") and not k.startswith("AWS_")}
         env.setdefault("FLOTILLA_LOG", os.environ.get("FLOTILLA_LOG", "info"))
         # The agent joins with a token, as an operator's would; a restart reuses the pair it got.
+        target = ["--fargate"] if self.fargate else ["--cluster", self.cluster]
+        role = ["--fargate", "--metadata-listen", "gateway:0"] if self.fargate else ["--cluster", self.cluster]
         token = subprocess.run(
-            [flotilla_bin(), "token", "create", "--cluster", self.cluster],
+            [flotilla_bin(), "token", "create", *target],
             env={**env, **self.server_env},
             capture_output=True,
             text=True,
@@ -128,8 +134,7 @@ class AgentProcess:
                     self.server_env["AWS_ENDPOINT_URL"],
                     "--region",
                     self.server_env["AWS_DEFAULT_REGION"],
-                    "--cluster",
-                    self.cluster,
+                    *role,
                     "--data-dir",
                     str(self.data_dir),
                     "--host-ip",

@@ -13,13 +13,12 @@ import base64
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from support import AwsCli, ServerProcess, flotilla_bin, wait_until
+from workshop_support import err, fill, ok
 
-WORKSHOP = Path(__file__).parent / "workshop"
 CLUSTER = "EcsSpotWorkshop"
 USER_DATA = """#!/bin/bash
 echo "ECS_CLUSTER=EcsSpotWorkshop" >> /etc/ecs/ecs.config
@@ -39,24 +38,6 @@ def workshop(workdir):
     rc = srv.stop()
     assert rc == 0, f"server exited {rc}\n{srv.stderr_tail()}"
 
-
-def fill(template: str, out: Path, **values) -> str:
-    text = (WORKSHOP / template).read_text()
-    for k, v in values.items():
-        text = text.replace(f"%{k}%", str(v))
-    out.write_text(text)
-    return f"file://{out}"
-
-
-def ok(res):
-    assert res.ok, f"aws {' '.join(res.args)} failed: {res.error}"
-    return res.data
-
-
-def err(res, code: str) -> str:
-    assert not res.ok, f"aws {' '.join(res.args)} succeeded: {res.stdout}"
-    assert f"({code})" in res.error, res.error
-    return res.error
 
 
 def service_tasks(aws: AwsCli) -> list[dict]:
