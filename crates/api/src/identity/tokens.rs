@@ -71,12 +71,19 @@ impl TokenSigner {
     /// The id and cluster of a token this server signed, or why it is refused.
     fn open<'a>(&self, token: &'a str) -> ApiResult<(&'a str, &'a str, i64)> {
         let bad = || access_denied("The join token is not valid.");
-        let mut parts = token.trim().split('.');
-        let (Some(PREFIX), Some(id), Some(cluster), Some(expires), Some(sig), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // The expiry and signature from the right, the prefix and id from the left: what is left
+        // between them is the cluster, whose name may hold a dot (the Fargate pool's does).
+        let mut tail = token.trim().rsplitn(3, '.');
+        let (Some(sig), Some(expires), Some(head)) = (tail.next(), tail.next(), tail.next()) else {
             return Err(bad());
         };
+        let mut parts = head.splitn(3, '.');
+        let (Some(PREFIX), Some(id), Some(cluster)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        if id.contains('.') || cluster.is_empty() {
+            return Err(bad());
+        }
         let expires: i64 = expires.parse().map_err(|_| bad())?;
         let sig = hex::decode(sig).map_err(|_| bad())?;
         // verify_slice compares in constant time.
@@ -176,5 +183,16 @@ mod tests {
         assert!(signer.open(&token.replace(".prod.", ".dev.")).is_err());
         assert!(signer.open(&token.replace(".5.", ".6.")).is_err());
         assert!(signer.open("FLTJ1.abc").is_err());
+        assert!(signer.open("").is_err());
+    }
+
+    #[test]
+    fn a_token_for_the_fargate_pool_opens_though_its_name_holds_a_dot() {
+        let signer = TokenSigner::new("secret");
+        let pool = TokenRecord { cluster: crate::domain::fargate::FARGATE_POOL.into(), ..record() };
+        let token = signer.token(&pool);
+        assert_eq!(signer.open(&token).unwrap(), ("abc", "fargate.pool", 5));
+        assert!(signer.open(&token.replace(".fargate.pool.", ".fargate.").replace(".pool.", ".")).is_err());
+        assert!(signer.open(&token.replace(".abc.", ".ab.c.")).is_err(), "the id is moved into the cluster");
     }
 }
