@@ -17,8 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EventMessage, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, NetworkCreateRequest, PortBinding, ResourcesUlimits, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings, EventMessage, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -88,6 +89,8 @@ pub struct DockerRuntime {
     /// Docker 1.41 lets two networks share a name, so creation is check-then-create under a lock.
     network_lock: Arc<tokio::sync::Mutex<()>>,
     cgroups: Arc<DockerCgroups>,
+    /// Whether the storage driver can bound a container's writable layer, asked once.
+    storage_quota: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl DockerRuntime {
@@ -110,6 +113,8 @@ impl DockerRuntime {
 
     /// Wraps an existing client, negotiating its API version.
     pub async fn from_docker(docker: Docker, timeouts: DockerTimeouts) -> RuntimeResult<Self> {
+        // Fields newer API versions moved (a fixed MAC address) go where an older daemon reads them.
+        let docker = docker.with_request_modifier(super::sandbox::compat);
         let mut docker = timed("version", timeouts.version, docker.negotiate_version()).await?;
         // Our own per-call deadlines apply; bollard's single shared one would cut `stop` short.
         docker.set_timeout(Duration::from_secs(24 * 3600));
@@ -119,6 +124,7 @@ impl DockerRuntime {
             builders: Vec::new(),
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
             cgroups: DockerCgroups::new(PathBuf::from(crate::cgroup::DEFAULT_ROOT), timeouts.cgroup),
+            storage_quota: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
@@ -169,6 +175,64 @@ impl DockerRuntime {
             given.or_else(|| c.subnet.as_deref().and_then(crate::metadata::address::first_host))
         }))
         .map(|ip| ip.map(std::net::IpAddr::V4))
+    }
+}
+
+/// The bridge driver's MTU option.
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+impl DockerRuntime {
+    /// The network named in `spec`, if it exists; `Conflict` if it holds another subnet.
+    async fn existing_network(&self, spec: &NetworkSpec) -> RuntimeResult<Option<String>> {
+        let t = self.timeouts.network;
+        let n = match timed_on("inspect_network", &spec.name, t, self.docker.inspect_network(&spec.name, None)).await {
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(want) = &spec.subnet {
+            let has: Vec<String> =
+                n.ipam.and_then(|i| i.config).unwrap_or_default().into_iter().filter_map(|c| c.subnet).collect();
+            if !has.contains(want) {
+                return Err(RuntimeError::Conflict {
+                    op: "ensure_network",
+                    message: format!(
+                        "network {} exists with subnet {} instead of {want}; remove it (docker network rm {})",
+                        spec.name,
+                        has.join(", "),
+                        spec.name
+                    ),
+                });
+            }
+        }
+        Ok(Some(n.id.unwrap_or_default()))
+    }
+
+    /// The MTU of the default bridge (the daemon's `mtu` setting), if it sets one.
+    async fn bridge_mtu(&self) -> Option<String> {
+        let fut = self.docker.inspect_network("bridge", None);
+        let n = timed("inspect_network", self.timeouts.inspect, fut).await.ok()?;
+        n.options.and_then(|o| o.get(MTU_OPTION).cloned())
+    }
+
+    /// Whether the storage driver enforces `StorageOpt.size` (see `sandbox::storage_quota`),
+    /// asked once; a daemon that does not answer counts as not.
+    async fn storage_quota(&self) -> bool {
+        *self
+            .storage_quota
+            .get_or_init(|| async {
+                let info = timed("info", self.timeouts.version, self.docker.info()).await.ok();
+                let supported = info.as_ref().is_some_and(super::sandbox::storage_quota);
+                if !supported {
+                    let driver = info.and_then(|i| i.driver).unwrap_or_default();
+                    tracing::info!(
+                        driver,
+                        "the storage driver cannot bound a container's writable layer; Fargate tasks' ephemeral storage is unbounded"
+                    );
+                }
+                supported
+            })
+            .await
     }
 }
 
@@ -310,7 +374,25 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         cap_drop: non_empty(&spec.cap_drop),
         init: spec.init,
         shm_size: spec.shm_size_bytes,
+        runtime: spec.runtime.clone(),
+        storage_opt: spec.storage_size_bytes.map(|b| HashMap::from([("size".to_string(), b.to_string())])),
         ..HostConfig::default()
+    };
+    // A fixed address (and MAC) on the one network the container joins.
+    let networking_config = match (&spec.network_mode, &spec.ipv4_address, &spec.mac_address) {
+        (Some(network), ip, mac) if ip.is_some() || mac.is_some() => Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.clone(),
+                EndpointSettings {
+                    ipam_config: ip
+                        .as_ref()
+                        .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.clone()), ..Default::default() }),
+                    mac_address: mac.clone(),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        _ => None,
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -332,6 +414,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         }),
         stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         host_config: Some(host_config),
+        networking_config,
         ..ContainerCreateBody::default()
     }
 }
@@ -480,19 +563,41 @@ impl Runtime for DockerRuntime {
 
     async fn ensure_network(&self, spec: &NetworkSpec) -> RuntimeResult<String> {
         let _guard = self.network_lock.lock().await;
-        let t = self.timeouts.network;
-        match timed_on("inspect_network", &spec.name, t, self.docker.inspect_network(&spec.name, None)).await {
-            Ok(n) => return Ok(n.id.unwrap_or_default()),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+        if let Some(id) = self.existing_network(spec).await? {
+            return Ok(id);
         }
+        let mut options = HashMap::new();
+        // The daemon's `mtu` setting shapes only its default bridge; a network we create gets
+        // the same, or its packets would not fit the host's link.
+        if let Some(mtu) = self.bridge_mtu().await {
+            options.insert(MTU_OPTION.to_string(), mtu);
+        }
+        let ipam = spec.subnet.as_ref().map(|subnet| Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.clone()),
+                gateway: spec.gateway.clone(),
+                ..IpamConfig::default()
+            }]),
+            ..Ipam::default()
+        });
         let req = NetworkCreateRequest {
             name: spec.name.clone(),
             driver: Some("bridge".into()),
             labels: Some(hashmap(&spec.labels)),
+            options: (!options.is_empty()).then_some(options),
+            ipam,
             ..NetworkCreateRequest::default()
         };
-        Ok(timed("create_network", t, self.docker.create_network(req)).await?.id)
+        match timed("create_network", self.timeouts.network, self.docker.create_network(req)).await {
+            Ok(created) => Ok(created.id),
+            // Another agent on this daemon may have created it first ("already exists", or for a
+            // subnet "Pool overlaps"): take theirs.
+            Err(e) if !e.is_transient() => match self.existing_network(spec).await? {
+                Some(id) => Ok(id),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
@@ -540,9 +645,29 @@ impl Runtime for DockerRuntime {
 
     async fn create_container(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let fut = self.docker.create_container(Some(options), create_body(spec));
+        let mut body = create_body(spec);
+        if spec.storage_size_bytes.is_some() && !self.storage_quota().await {
+            if let Some(hc) = body.host_config.as_mut() {
+                hc.storage_opt = None;
+            }
+        }
         let what = format!("image {}", spec.image);
-        Ok(timed_on("create_container", &what, self.timeouts.create, fut).await?.id)
+        let sized = body.host_config.as_ref().is_some_and(|h| h.storage_opt.is_some());
+        let fut = self.docker.create_container(Some(options.clone()), body.clone());
+        match timed_on("create_container", &what, self.timeouts.create, fut).await {
+            Ok(r) => Ok(r.id),
+            // overlay2 on xfs bounds a layer only when xfs is mounted with pquota, which `info`
+            // does not tell: such a refusal runs the container unbounded, as on other drivers.
+            Err(RuntimeError::Failed { message, .. }) if sized && message.contains("storage") => {
+                tracing::warn!(%message, "the storage driver refused a size; the writable layer is unbounded");
+                if let Some(hc) = body.host_config.as_mut() {
+                    hc.storage_opt = None;
+                }
+                let fut = self.docker.create_container(Some(options), body);
+                Ok(timed_on("create_container", &what, self.timeouts.create, fut).await?.id)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn start_container(&self, id: &str) -> RuntimeResult<()> {
