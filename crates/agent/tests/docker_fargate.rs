@@ -193,6 +193,23 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
         }
     }
 
+    // The task cgroup holds the sandboxes (gVisor's sentry and gofer) to the task's 512 MiB.
+    let parent = runtime.docker().inspect_container(&ours[0].id, None).await.expect("inspect").host_config.unwrap();
+    let parent = parent.cgroup_parent.expect("a task cgroup");
+    let (v1, v2) = (format!("/sys/fs/cgroup/memory{parent}"), format!("/sys/fs/cgroup{parent}"));
+    let (dir, limit_file) =
+        if std::path::Path::new(&v1).is_dir() { (v1, "memory.limit_in_bytes") } else { (v2, "memory.max") };
+    let limit = std::fs::read_to_string(format!("{dir}/{limit_file}")).expect("the task's memory limit");
+    assert_eq!(limit.trim(), (512u64 << 20).to_string(), "{dir}");
+    let procs: usize = std::fs::read_dir(&dir)
+        .expect("the task cgroup")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cgroup.procs")).ok())
+        .map(|p| p.lines().count())
+        .sum();
+    assert!(procs > 0, "no sandbox process under {dir}");
+
     // From inside: gVisor's kernel, and the task's own metadata.
     let app_id = ours.iter().find(|c| c.labels.get(labels::CONTAINER).map(String::as_str) == Some("app")).unwrap();
     let lines = stdout_until(&runtime, &app_id.id, 2).await;
@@ -208,6 +225,13 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
     assert_eq!(net["IPv4Addresses"][0], address.as_str());
     assert_eq!(net["MACAddress"], "02:00:0a:d5:00:09");
 
+    // The subnet's network is Flotilla's, with the daemon's MTU.
+    let net = runtime.docker().inspect_network(&eni.docker_network(), None).await.expect("the subnet network");
+    assert_eq!(net.labels.unwrap_or_default().get(labels::MARKER).map(String::as_str), Some("true"));
+    let bridge = runtime.docker().inspect_network("bridge", None).await.expect("the bridge");
+    let mtu = |o: Option<HashMap<String, String>>| o.unwrap_or_default().get("com.docker.network.driver.mtu").cloned();
+    assert_eq!(mtu(net.options), mtu(bridge.options));
+
     a.task.desired_status = Some("STOPPED".into());
     engine.apply(a).expect("stop");
     until("STOPPED").await;
@@ -218,6 +242,29 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
     let left = runtime.list_containers(&[(labels::TASK, Some(arn.as_str()))]).await.expect("list");
     assert!(left.iter().all(|c| c.labels.get(labels::CONTAINER).map(String::as_str) != Some(labels::PAUSE_NAME)));
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_racing_to_create_a_subnet_network_share_one() {
+    use flotilla_agent::runtime::NetworkSpec;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let octet = u8::from_str_radix(&id[..2], 16).expect("hex");
+    let name = format!("flotilla-subnet-race{}", &id[..8]);
+    let spec = NetworkSpec {
+        name: name.clone(),
+        labels: [(labels::MARKER.to_string(), "true".to_string())].into(),
+        subnet: Some(format!("10.214.{octet}.0/24")),
+        gateway: Some(format!("10.214.{octet}.1")),
+    };
+    // Two agents on one engine: two clients, each with its own lock.
+    let (one, two) = (runtime().await, runtime().await);
+    let _cleanup = Cleanup { docker: one.docker().clone(), instance: format!("none-{id}"), network: name.clone() };
+    let (a, b) = tokio::join!(one.ensure_network(&spec), two.ensure_network(&spec));
+    let (a, b) = (a.expect("first"), b.expect("second"));
+    assert_eq!(a, b, "one network for the subnet");
+    let other = NetworkSpec { subnet: Some(format!("10.215.{octet}.0/24")), ..spec };
+    let clash = one.ensure_network(&other).await.unwrap_err().to_string();
+    assert!(clash.contains("instead of"), "{clash}");
 }
 
 /// The first `n` stdout lines of a container, waiting for them.

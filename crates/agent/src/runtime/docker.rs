@@ -178,6 +178,10 @@ impl DockerRuntime {
     }
 }
 
+/// How long a refused network creation looks for a network another process is making.
+const RACE_POLLS: u32 = 20;
+const RACE_POLL: Duration = Duration::from_millis(100);
+
 /// The bridge driver's MTU option.
 const MTU_OPTION: &str = "com.docker.network.driver.mtu";
 
@@ -590,12 +594,18 @@ impl Runtime for DockerRuntime {
         };
         match timed("create_network", self.timeouts.network, self.docker.create_network(req)).await {
             Ok(created) => Ok(created.id),
-            // Another agent on this daemon may have created it first ("already exists", or for a
-            // subnet "Pool overlaps"): take theirs.
-            Err(e) if !e.is_transient() => match self.existing_network(spec).await? {
-                Some(id) => Ok(id),
-                None => Err(e),
-            },
+            // Another agent on this daemon may be creating it at the same moment ("already
+            // exists", or for a subnet "Pool overlaps", which the daemon answers while the other
+            // network is still being made): take theirs once it shows.
+            Err(e) if !e.is_transient() => {
+                for _ in 0..RACE_POLLS {
+                    if let Some(id) = self.existing_network(spec).await? {
+                        return Ok(id);
+                    }
+                    tokio::time::sleep(RACE_POLL).await;
+                }
+                Err(e)
+            }
             Err(e) => Err(e),
         }
     }
