@@ -86,6 +86,16 @@ pub async fn run_agent(
     if let Some(sandbox) = &options.sandbox_runtime {
         let found = check_sandbox(&runtime, sandbox).await?;
         tracing::info!(runtime = %sandbox, path = %found.path, args = ?found.args, "sandboxes start; serving the Fargate pool");
+        if !found.args.iter().any(|a| a == "--network=host") {
+            // Each container of a task is a sandbox of its own, joined to the pause container's
+            // namespace; gVisor's own network stack takes that namespace's interface over for
+            // one sandbox, so the others may find none. (Only --network=host is tested here.)
+            tracing::warn!(
+                runtime = %sandbox,
+                "the sandbox runtime is registered without \"--network=host\": tasks of more than one container \
+                 may not share their network; add it to runtimeArgs in /etc/docker/daemon.json"
+            );
+        }
     }
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
     let registration =
