@@ -124,11 +124,21 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
 
     let arn = format!("arn:aws:ecs:us-east-1:000000000000:task/fargate-tests/{id}");
     let probe =
-        ["cat", "/proc/version", "then", "fetch", "${ECS_CONTAINER_METADATA_URI_V4}/task", "then", "sleep", "inf"];
+        ["cat", "/proc/version", "then", "fetch", "${ECS_CONTAINER_METADATA_URI_V4}/task", "then", "serve", "8080"];
     let app = ContainerDefinition {
         name: Some("app".into()),
         image: Some(flotilla_images::WORKLOAD_IMAGE.into()),
         command: Some(probe.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    // A second sandbox of the task reaches the first on localhost: one network namespace.
+    let side = ContainerDefinition {
+        name: Some("side".into()),
+        image: Some(flotilla_images::WORKLOAD_IMAGE.into()),
+        essential: Some(false),
+        command: Some(
+            ["connect", "127.0.0.1:8080", "--timeout", "60", "then", "sleep", "inf"].map(String::from).to_vec(),
+        ),
         ..Default::default()
     };
     let mut a = TaskAssignment {
@@ -145,7 +155,7 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
             requires_compatibilities: Some(vec![FARGATE.into()]),
             cpu: Some("256".into()),
             memory: Some("512".into()),
-            container_definitions: Some(vec![app]),
+            container_definitions: Some(vec![app, side]),
             ..Default::default()
         },
         reserved_ports: Vec::new(),
@@ -178,7 +188,7 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
 
     // Every container of the task, its pause container too, is a gVisor sandbox.
     let ours = runtime.list_containers(&[(labels::TASK, Some(arn.as_str()))]).await.expect("list");
-    assert_eq!(ours.len(), 2, "the app and its pause container: {ours:?}");
+    assert_eq!(ours.len(), 3, "app, side and their pause container: {ours:?}");
     for c in &ours {
         let inspected = runtime.docker().inspect_container(&c.id, None).await.expect("inspect");
         let host = inspected.host_config.expect("HostConfig");
@@ -220,7 +230,8 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
     assert_eq!(task["AvailabilityZone"], "us-east-1a");
     assert_eq!(task["Limits"]["CPU"], 0.25);
     assert_eq!(task["Limits"]["Memory"], 512);
-    let net = &task["Containers"][0]["Networks"][0];
+    let me = task["Containers"].as_array().expect("Containers").iter().find(|c| c["Name"] == "app").expect("app");
+    let net = &me["Networks"][0];
     assert_eq!(net["NetworkMode"], "awsvpc");
     assert_eq!(net["IPv4Addresses"][0], address.as_str());
     assert_eq!(net["MACAddress"], "02:00:0a:d5:00:09");
@@ -231,6 +242,10 @@ async fn a_fargate_task_runs_sandboxed_at_its_own_address_and_reads_its_metadata
     let bridge = runtime.docker().inspect_network("bridge", None).await.expect("the bridge");
     let mtu = |o: Option<HashMap<String, String>>| o.unwrap_or_default().get("com.docker.network.driver.mtu").cloned();
     assert_eq!(mtu(net.options), mtu(bridge.options));
+
+    let side_id = ours.iter().find(|c| c.labels.get(labels::CONTAINER).map(String::as_str) == Some("side")).unwrap();
+    let side_out = stdout_until(&runtime, &side_id.id, 1).await;
+    assert!(side_out[0].starts_with("connected to 127.0.0.1:8080"), "{side_out:?}");
 
     a.task.desired_status = Some("STOPPED".into());
     engine.apply(a).expect("stop");
