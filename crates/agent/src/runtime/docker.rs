@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings, EventMessage, HealthConfig,
-    HealthStatusEnum, HostConfig, HostConfigLogConfig, Ipam, IpamConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, ResourcesUlimits, VolumeCreateRequest,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -31,6 +31,8 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 
 use super::cgroups::DockerCgroups;
+
+mod networks;
 use super::{
     labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
     PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
@@ -175,68 +177,6 @@ impl DockerRuntime {
             given.or_else(|| c.subnet.as_deref().and_then(crate::metadata::address::first_host))
         }))
         .map(|ip| ip.map(std::net::IpAddr::V4))
-    }
-}
-
-/// How long a refused network creation looks for a network another process is making.
-const RACE_POLLS: u32 = 20;
-const RACE_POLL: Duration = Duration::from_millis(100);
-
-/// The bridge driver's MTU option.
-const MTU_OPTION: &str = "com.docker.network.driver.mtu";
-
-impl DockerRuntime {
-    /// The network named in `spec`, if it exists; `Conflict` if it holds another subnet.
-    async fn existing_network(&self, spec: &NetworkSpec) -> RuntimeResult<Option<String>> {
-        let t = self.timeouts.network;
-        let n = match timed_on("inspect_network", &spec.name, t, self.docker.inspect_network(&spec.name, None)).await {
-            Ok(n) => n,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if let Some(want) = &spec.subnet {
-            let has: Vec<String> =
-                n.ipam.and_then(|i| i.config).unwrap_or_default().into_iter().filter_map(|c| c.subnet).collect();
-            if !has.contains(want) {
-                return Err(RuntimeError::Conflict {
-                    op: "ensure_network",
-                    message: format!(
-                        "network {} exists with subnet {} instead of {want}; remove it (docker network rm {})",
-                        spec.name,
-                        has.join(", "),
-                        spec.name
-                    ),
-                });
-            }
-        }
-        Ok(Some(n.id.unwrap_or_default()))
-    }
-
-    /// The MTU of the default bridge (the daemon's `mtu` setting), if it sets one.
-    async fn bridge_mtu(&self) -> Option<String> {
-        let fut = self.docker.inspect_network("bridge", None);
-        let n = timed("inspect_network", self.timeouts.inspect, fut).await.ok()?;
-        n.options.and_then(|o| o.get(MTU_OPTION).cloned())
-    }
-
-    /// Whether the storage driver enforces `StorageOpt.size` (see `sandbox::storage_quota`),
-    /// asked once; a daemon that does not answer counts as not.
-    async fn storage_quota(&self) -> bool {
-        *self
-            .storage_quota
-            .get_or_init(|| async {
-                let info = timed("info", self.timeouts.version, self.docker.info()).await.ok();
-                let supported = info.as_ref().is_some_and(super::sandbox::storage_quota);
-                if !supported {
-                    let driver = info.and_then(|i| i.driver).unwrap_or_default();
-                    tracing::info!(
-                        driver,
-                        "the storage driver cannot bound a container's writable layer; Fargate tasks' ephemeral storage is unbounded"
-                    );
-                }
-                supported
-            })
-            .await
     }
 }
 
@@ -566,48 +506,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_network(&self, spec: &NetworkSpec) -> RuntimeResult<String> {
-        let _guard = self.network_lock.lock().await;
-        if let Some(id) = self.existing_network(spec).await? {
-            return Ok(id);
-        }
-        let mut options = HashMap::new();
-        // The daemon's `mtu` setting shapes only its default bridge; a network we create gets
-        // the same, or its packets would not fit the host's link.
-        if let Some(mtu) = self.bridge_mtu().await {
-            options.insert(MTU_OPTION.to_string(), mtu);
-        }
-        let ipam = spec.subnet.as_ref().map(|subnet| Ipam {
-            config: Some(vec![IpamConfig {
-                subnet: Some(subnet.clone()),
-                gateway: spec.gateway.clone(),
-                ..IpamConfig::default()
-            }]),
-            ..Ipam::default()
-        });
-        let req = NetworkCreateRequest {
-            name: spec.name.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(hashmap(&spec.labels)),
-            options: (!options.is_empty()).then_some(options),
-            ipam,
-            ..NetworkCreateRequest::default()
-        };
-        match timed("create_network", self.timeouts.network, self.docker.create_network(req)).await {
-            Ok(created) => Ok(created.id),
-            // Another agent on this daemon may be creating it at the same moment ("already
-            // exists", or for a subnet "Pool overlaps", which the daemon answers while the other
-            // network is still being made): take theirs once it shows.
-            Err(e) if !e.is_transient() => {
-                for _ in 0..RACE_POLLS {
-                    if let Some(id) = self.existing_network(spec).await? {
-                        return Ok(id);
-                    }
-                    tokio::time::sleep(RACE_POLL).await;
-                }
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        self.ensure_bridge_network(spec).await
     }
 
     async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
@@ -878,105 +777,4 @@ impl Runtime for DockerRuntime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_daemon_away_is_transient_and_a_bad_request_is_not() {
-        let answer = |status_code: u16, message: &str| DockerError::DockerResponseServerError {
-            status_code,
-            message: message.to_string(),
-        };
-        let refused = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused) };
-        let reset = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionReset) };
-        for e in [
-            refused,
-            reset,
-            DockerError::RequestTimeoutError,
-            DockerError::SocketNotFoundError("/var/run/docker.sock".into()),
-            answer(503, "Service Unavailable"),
-            answer(502, "Bad Gateway"),
-            answer(500, "connection error: desc = \"transport: Error while dialing dial unix /run/containerd/containerd.sock: connect: connection refused\""),
-            answer(500, "daemon is shutting down"),
-        ] {
-            let shown = format!("{e:?}");
-            assert!(map_err("start_container", "c", e).is_transient(), "{shown}");
-        }
-        assert!(map_err("create_container", "image x", answer(404, "No such image: x")).is_not_found());
-        assert!(!map_err("create_container", "image x", answer(404, "No such image: x")).is_transient());
-        assert!(matches!(map_err("create_container", "c", answer(409, "name in use")), RuntimeError::Conflict { .. }));
-        for lasting in [
-            answer(500, "driver failed programming external connectivity: Bind for 0.0.0.0:8080 failed: port is already allocated"),
-            answer(500, "OCI runtime create failed: exec: \"/nonexistent\": no such file or directory"),
-            answer(400, "invalid reference format"),
-        ] {
-            let e = map_err("start_container", "c", lasting);
-            assert!(matches!(e, RuntimeError::Failed { .. }), "{e:?}");
-        }
-    }
-
-    #[test]
-    fn references_split_for_the_pull_api() {
-        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
-        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
-        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
-        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
-        assert_eq!(split_reference("app@sha256:abc"), ("app@sha256:abc", ""));
-    }
-
-    #[test]
-    fn docker_timestamps_parse_to_epoch_nanoseconds() {
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(parse_rfc3339_ns("2024-02-29T12:34:56.123456789Z"), Some(1_709_210_096_123_456_789));
-        assert_eq!(parse_rfc3339_ns("not a time"), None);
-        assert_eq!(
-            split_timestamp("2024-02-29T12:34:56Z hello world"),
-            (Some(1_709_210_096_000_000_000), "hello world")
-        );
-        assert_eq!(split_timestamp("plain"), (None, "plain"));
-    }
-
-    #[test]
-    fn the_create_body_carries_ports_limits_and_health() {
-        let spec = ContainerSpec {
-            name: "c".into(),
-            image: "img".into(),
-            port_bindings: vec![
-                super::super::PortBindingSpec {
-                    container_port: 80,
-                    protocol: "tcp".into(),
-                    host_ip: None,
-                    host_port: None,
-                },
-                super::super::PortBindingSpec {
-                    container_port: 53,
-                    protocol: "udp".into(),
-                    host_ip: None,
-                    host_port: Some(5353),
-                },
-            ],
-            memory_bytes: Some(64 << 20),
-            nano_cpus: Some(250_000_000),
-            cgroup_parent: Some("/flotilla/t".into()),
-            health_check: Some(super::super::HealthCheckSpec {
-                test: vec!["CMD".into(), "true".into()],
-                interval: Duration::from_secs(5),
-                timeout: Duration::from_secs(2),
-                retries: 3,
-                start_period: Duration::ZERO,
-            }),
-            ..ContainerSpec::default()
-        };
-        let body = create_body(&spec);
-        let hc = body.host_config.unwrap();
-        let ports = hc.port_bindings.unwrap();
-        assert_eq!(ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some(""));
-        assert_eq!(ports["53/udp"].as_ref().unwrap()[0].host_port.as_deref(), Some("5353"));
-        assert_eq!(hc.memory, Some(64 << 20));
-        assert_eq!((hc.nano_cpus, hc.cgroup_parent.as_deref()), (Some(250_000_000), Some("/flotilla/t")));
-        // The task's cpu is either the cgroup's quota or NanoCpus, never a per-container quota too.
-        assert_eq!((hc.cpu_quota, hc.cpu_period), (None, None));
-        assert_eq!(body.healthcheck.unwrap().interval, Some(5_000_000_000));
-    }
-}
+mod tests;
