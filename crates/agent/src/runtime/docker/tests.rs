@@ -100,3 +100,28 @@ fn the_create_body_carries_ports_limits_and_health() {
     assert_eq!((hc.cpu_quota, hc.cpu_period), (None, None));
     assert_eq!(body.healthcheck.unwrap().interval, Some(5_000_000_000));
 }
+
+#[test]
+fn a_sandboxed_container_at_a_fixed_address_asks_for_its_runtime_size_address_and_mac() {
+    let spec = ContainerSpec {
+        name: "p".into(),
+        image: "img".into(),
+        network_mode: Some("flotilla-subnet-1".into()),
+        runtime: Some("runsc".into()),
+        storage_size_bytes: Some(20 << 30),
+        ipv4_address: Some("10.0.0.9".into()),
+        mac_address: Some("02:00:0a:00:00:09".into()),
+        ..ContainerSpec::default()
+    };
+    let body = create_body(&spec);
+    let hc = body.host_config.unwrap();
+    assert_eq!(hc.runtime.as_deref(), Some("runsc"));
+    assert_eq!(hc.storage_opt.unwrap()["size"], (20u64 << 30).to_string());
+    let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+    let ep = &endpoints["flotilla-subnet-1"];
+    assert_eq!(ep.ipam_config.as_ref().unwrap().ipv4_address.as_deref(), Some("10.0.0.9"));
+    assert_eq!(ep.mac_address.as_deref(), Some("02:00:0a:00:00:09"));
+    // Without a fixed address the network's IPAM picks, as before.
+    let plain = create_body(&ContainerSpec { network_mode: Some("bridge".into()), ..ContainerSpec::default() });
+    assert!(plain.networking_config.is_none() && plain.host_config.unwrap().runtime.is_none());
+}
