@@ -8,6 +8,12 @@
 //! (`logs`), tells each container about its task through the task metadata endpoint
 //! (`metadata`), and reports every state change back as a `flotilla_protocol::TaskReport`. `hollow`
 //! runs many simulated agents over the same session for tests and benchmarks at scale.
+//!
+//! Fargate tasks go through the same engine (design §11: a sandbox is a runtime choice): on a
+//! Fargate pool host (`flotilla agent --fargate`) each of their containers runs under gVisor's
+//! `runsc` (`runtime::sandbox` checks at start that a sandbox starts), the Fargate rules replace
+//! the host policy (`engine::policy::check_fargate`), and the task gets its own interface in its
+//! subnet (`network::awsvpc`), as EC2 awsvpc tasks whose subnet the control plane knows do too.
 
 pub mod cgroup;
 pub mod disk;

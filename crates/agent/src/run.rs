@@ -31,6 +31,9 @@ pub struct AgentOptions {
     pub default_stop_timeout: Option<std::time::Duration>,
     /// Where the task metadata endpoint listens (`--metadata-listen`; see `metadata::address`).
     pub metadata_listen: ListenChoice,
+    /// The OCI runtime Fargate tasks run under (`runsc` on a Fargate pool host, `--fargate`): the
+    /// agent checks at start that a sandbox under it starts, and refuses to run otherwise.
+    pub sandbox_runtime: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,24 @@ pub enum AgentError {
     Register(#[from] crate::session::ApiClientError),
     #[error("the task engine failed: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error("this host cannot serve the Fargate pool: {0}")]
+    Sandbox(#[from] crate::runtime::sandbox::SandboxError),
+}
+
+/// Checks that the Docker Engine runs sandboxes under `runtime` (see `runtime::sandbox`): the
+/// runtime is registered and a probe sandbox starts. Builds the pause image it probes with.
+pub async fn check_sandbox(
+    runtime: &DockerRuntime,
+    sandbox: &str,
+) -> Result<crate::runtime::sandbox::SandboxInfo, AgentError> {
+    use crate::runtime::Runtime as _;
+    let image = crate::network::DEFAULT_PAUSE_IMAGE;
+    // Asked before building anything: without the runtime, the setup steps are the news.
+    crate::runtime::sandbox::registered(runtime.docker(), sandbox).await?;
+    if !runtime.image_present(image).await.unwrap_or(false) {
+        runtime.pull_image(image).await.map_err(|e| AgentError::Docker(e.to_string()))?;
+    }
+    Ok(crate::runtime::sandbox::check(runtime.docker(), sandbox, image).await?)
 }
 
 /// Runs the agent until `shutdown` resolves. Containers keep running when the agent stops; the
@@ -62,6 +83,20 @@ pub async fn run_agent(
         .map_err(|source| AgentError::DataDir { path: registration.data_dir.clone(), source })?;
     let runtime =
         DockerRuntime::connect(DockerTimeouts::default()).await.map_err(|e| AgentError::Docker(e.to_string()))?;
+    if let Some(sandbox) = &options.sandbox_runtime {
+        let found = check_sandbox(&runtime, sandbox).await?;
+        tracing::info!(runtime = %sandbox, path = %found.path, args = ?found.args, "sandboxes start; serving the Fargate pool");
+        if !found.args.iter().any(|a| a == "--network=host") {
+            // Each container of a task is a sandbox of its own, joined to the pause container's
+            // namespace; gVisor's own network stack takes that namespace's interface over for
+            // one sandbox, so the others may find none. (Only --network=host is tested here.)
+            tracing::warn!(
+                runtime = %sandbox,
+                "the sandbox runtime is registered without \"--network=host\": tasks of more than one container \
+                 may not share their network; add it to runtimeArgs in /etc/docker/daemon.json"
+            );
+        }
+    }
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
     let registration =
         RegistrationConfig { docker_version: format!("DockerVersion: {docker_version}"), ..registration };
@@ -80,6 +115,7 @@ pub async fn run_agent(
     config.allowed_capabilities = options.allowed_capabilities.clone();
     config.pull_behavior = options.pull_behavior;
     config.network.host_ip = options.host_ip.clone();
+    config.sandbox_runtime = options.sandbox_runtime.clone();
     if let Some(t) = options.default_stop_timeout {
         config.default_stop_timeout = t;
     }
@@ -103,6 +139,7 @@ pub async fn run_agent(
             tasks: Arc::new(engine.clone()),
             instance_arn: identity.container_instance_arn.clone(),
             cluster_arn: identity.cluster_arn.clone(),
+            availability_zone: Some(registration.availability_zone.clone()),
         };
         tokio::spawn(async move {
             if let Err(e) = crate::metadata::serve(listener, state, async move { drop(metadata_stopped.await) }).await {

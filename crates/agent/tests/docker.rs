@@ -587,6 +587,7 @@ async fn containers_read_their_own_task_metadata_in_every_network_mode() {
         tasks: Arc::new(agent.engine.clone()),
         instance_arn: agent.config.container_instance_arn.clone(),
         cluster_arn: CLUSTER.into(),
+        availability_zone: None,
     };
     tokio::spawn(serve(listener, state, std::future::pending()));
 

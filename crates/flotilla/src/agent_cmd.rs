@@ -36,9 +36,16 @@ pub struct AgentArgs {
     /// Secret access key [env: FLOTILLA_SECRET_ACCESS_KEY]
     #[arg(long, env = "FLOTILLA_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: Option<String>,
-    /// The `ecs.availability-zone` attribute.
-    #[arg(long, default_value = "local-1a")]
-    pub availability_zone: String,
+    /// The `ecs.availability-zone` attribute [default: local-1a; with --fargate, the region's
+    /// first zone, e.g. us-east-1a, where the default VPC's first subnet is]
+    #[arg(long, env = "FLOTILLA_AVAILABILITY_ZONE")]
+    pub availability_zone: Option<String>,
+    /// Serve the Fargate pool instead of a cluster: register in the pool (with a join token
+    /// minted for it: `flotilla token create --cluster fargate.pool`) and run each Fargate task
+    /// in its own gVisor sandbox. Needs gVisor's `runsc` registered with the Docker Engine; the
+    /// agent checks that a sandbox starts and refuses to run otherwise, saying how to set it up.
+    #[arg(long, env = "FLOTILLA_FARGATE")]
+    pub fargate: bool,
     /// The `ecs.instance-type` attribute.
     #[arg(long, default_value = "flotilla.local")]
     pub instance_type: String,
@@ -105,11 +112,29 @@ fn parse_attribute(s: &str) -> Result<(String, Option<String>), String> {
     Ok((k.to_string(), v))
 }
 
+/// The zone a host is in when `--availability-zone` is not given.
+pub fn default_zone(region: &str, fargate: bool) -> String {
+    if fargate {
+        format!("{region}a")
+    } else {
+        "local-1a".into()
+    }
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir().map(|d| d.join("flotilla-agent")).unwrap_or_else(|| PathBuf::from(".flotilla-agent"))
 }
 
 impl AgentArgs {
+    /// The cluster the agent registers in: its own, or the Fargate pool's.
+    pub fn cluster(&self) -> &str {
+        if self.fargate {
+            flotilla_protocol::FARGATE_POOL
+        } else {
+            &self.cluster
+        }
+    }
+
     /// The root key pair for hollow agents; else none (a real agent joins with a token, or has
     /// joined, and is refused the root pair so that it never needs to be on its host).
     pub fn credentials(&self) -> anyhow::Result<Credentials> {
@@ -119,7 +144,7 @@ impl AgentArgs {
             }
             (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => anyhow::bail!(
                 "a container instance's agent joins with a join token (--token, from `flotilla token create --cluster {}`), never with the control plane's root key pair: unset FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY on this host (the root pair is for hollow agents, --simulate)",
-                self.cluster
+                self.cluster()
             ),
             _ if self.simulate.is_some() => anyhow::bail!(
                 "hollow agents need the control plane's key pair: set FLOTILLA_ACCESS_KEY_ID and FLOTILLA_SECRET_ACCESS_KEY (or --access-key-id/--secret-access-key)"
@@ -130,7 +155,7 @@ impl AgentArgs {
                 if self.token.is_none() && !joined {
                     anyhow::bail!(
                         "the agent needs a join token (--token, from `flotilla token create --cluster {}`) the first time it starts",
-                        self.cluster
+                        self.cluster()
                     );
                 }
                 // Replaced by the agent's own pair once it has joined.
@@ -141,9 +166,12 @@ impl AgentArgs {
 
     pub fn registration(&self, docker_version: &str) -> RegistrationConfig {
         RegistrationConfig {
-            cluster: self.cluster.clone(),
+            cluster: self.cluster().to_string(),
             data_dir: self.data_dir.clone().unwrap_or_else(default_data_dir),
-            availability_zone: self.availability_zone.clone(),
+            availability_zone: self
+                .availability_zone
+                .clone()
+                .unwrap_or_else(|| default_zone(&self.region, self.fargate)),
             instance_type: self.instance_type.clone(),
             attributes: self.attributes.clone(),
             cpu: self.cpu,
@@ -172,6 +200,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 join_token: args.token.clone(),
                 default_stop_timeout: Some(std::time::Duration::from_secs(args.container_stop_timeout)),
                 metadata_listen: args.metadata_listen,
+                sandbox_runtime: args.fargate.then(|| flotilla_agent::runtime::sandbox::RUNSC.to_string()),
             };
             flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())
                 .await?;
@@ -203,7 +232,7 @@ async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyh
             tokio::task::yield_now().await;
         }
     }
-    eprintln!("{n} hollow agents joining cluster {} at {}", args.cluster, args.server);
+    eprintln!("{n} hollow agents joining cluster {} at {}", args.cluster(), args.server);
     // A hollow agent ends early only when it fails (registration refused or unreachable); the
     // failure is told at once, and a fleet with no agent left exits, as a single agent would.
     let mut shutdown = std::pin::pin!(crate::shutdown_signal());

@@ -1,6 +1,8 @@
 //! `flotilla up`: everything on one machine. The control plane with its embedded store, and a
 //! local agent on the local Docker Engine joined to the `default` cluster, in one process. It
-//! builds the local demo images first (no registry is needed) and prints the aws CLI lines.
+//! builds the local demo images first (no registry is needed) and prints the aws CLI lines. When
+//! gVisor's `runsc` is registered with the Docker Engine, a second in-process agent on the same
+//! engine serves the Fargate pool, so FARGATE tasks run here too, each in its own sandbox.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +27,9 @@ pub struct UpArgs {
     /// The local agent's `ecs.availability-zone`.
     #[arg(long, default_value = "local-1a")]
     pub availability_zone: String,
+    /// Do not serve the Fargate pool from this host, even when gVisor's runsc is registered.
+    #[arg(long)]
+    pub no_fargate: bool,
     /// Publish bridge-mode host ports on this address only [default: 127.0.0.1]
     #[arg(long, default_value = "127.0.0.1")]
     pub host_ip: String,
@@ -78,15 +83,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // The local agent joins with a token like any other: it never holds the root key pair.
     let agent_dir = data_dir.join("agent");
     let joined = agent_dir.join(flotilla_agent::session::join::CREDENTIALS_FILE).exists();
-    let join_token = if joined {
-        None
-    } else {
-        let root = flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
-        let minted = crate::signed::Endpoint::new(endpoint.clone(), args.region.clone(), root, ca.as_deref())?
-            .json(http::Method::POST, "/v1/tokens?cluster=default&ttlSeconds=600")
-            .await?;
-        minted["token"].as_str().map(str::to_string)
+    let root = flotilla_sigv4::Credentials::new(&credentials.access_key_id, &credentials.secret_access_key);
+    let mint = |cluster: &'static str| {
+        let (endpoint, region, root, ca) = (endpoint.clone(), args.region.clone(), root.clone(), ca.clone());
+        async move {
+            let path = format!("/v1/tokens?cluster={cluster}&ttlSeconds=600");
+            let minted = crate::signed::Endpoint::new(endpoint, region, root, ca.as_deref())?
+                .json(http::Method::POST, &path)
+                .await?;
+            anyhow::Ok(minted["token"].as_str().map(str::to_string))
+        }
     };
+    let join_token = if joined { None } else { mint("default").await? };
     let client = flotilla_agent::session::ApiClient::with_ca(
         &endpoint,
         &args.region,
@@ -102,7 +110,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ca_cert: ca.clone(),
         access_key_id: None,
         secret_access_key: None,
-        availability_zone: args.availability_zone.clone(),
+        availability_zone: Some(args.availability_zone.clone()),
+        fargate: false,
         instance_type: "flotilla.local".into(),
         attributes: Vec::new(),
         cpu: None,
@@ -133,6 +142,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         options,
         stopped(stop_rx.clone()),
     ));
+    let fargate = if args.no_fargate {
+        None
+    } else {
+        let sandbox =
+            flotilla_agent::runtime::sandbox::registered(&docker, flotilla_agent::runtime::sandbox::RUNSC).await;
+        start_fargate_agent(
+            &agent_args,
+            &data_dir,
+            sandbox,
+            mint(flotilla_protocol::FARGATE_POOL),
+            stopped(stop_rx.clone()),
+        )
+        .await
+    };
 
     if source == CredentialSource::Generated {
         eprintln!(
@@ -154,12 +177,98 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         flotilla_images::WORKLOAD_IMAGE,
         flotilla_images::PAUSE_IMAGE
     );
+    match &fargate {
+        Some(Ok(zone)) => eprintln!(
+            "This host serves the Fargate pool too: FARGATE tasks run here in gVisor sandboxes (runsc), in zone {zone}."
+        ),
+        Some(Err(why)) => eprintln!("Fargate is off on this host: {why}"),
+        None => {}
+    }
 
     crate::shutdown_signal().await;
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = agent.await {
         eprintln!("agent: {e}");
     }
+    if let Some(Ok(_)) = fargate {
+        // The pool agent stops with the same signal; its containers keep running, as the
+        // first agent's do, and are adopted at the next start.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     server.await??;
     Ok(())
+}
+
+/// Starts the agent that serves the Fargate pool from the local Docker host, when gVisor's runsc
+/// is registered there: its own data directory (`fargate-agent/`), a pool join token, the
+/// region's first zone, and a metadata endpoint on a free port of the bridge gateway (the first
+/// agent holds the default one). `None` when runsc is not registered (with the line to print
+/// about enabling Fargate as `Some(Err)`); a pool that cannot be joined is a warning, not the end
+/// of `flotilla up`.
+async fn start_fargate_agent(
+    local: &crate::agent_cmd::AgentArgs,
+    data_dir: &std::path::Path,
+    sandbox: Result<flotilla_agent::runtime::sandbox::SandboxInfo, flotilla_agent::runtime::sandbox::SandboxError>,
+    mint: impl std::future::Future<Output = anyhow::Result<Option<String>>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<Result<String, String>> {
+    use flotilla_agent::runtime::sandbox::RUNSC;
+    if let Err(e) = sandbox {
+        let why = match e {
+            flotilla_agent::runtime::sandbox::SandboxError::NotRegistered { .. } => format!(
+                "gVisor's runsc is not registered with the Docker Engine. To run FARGATE tasks here, set it up \
+                 (scripts/setup-gvisor.sh, or: apt-get install -y runsc; add {} to /etc/docker/daemon.json; \
+                 kill -HUP $(pidof dockerd)) and restart flotilla up.",
+                flotilla_agent::runtime::sandbox::DAEMON_JSON
+            ),
+            e => e.to_string(),
+        };
+        return Some(Err(why));
+    }
+    let pool_dir = data_dir.join("fargate-agent");
+    let joined = pool_dir.join(flotilla_agent::session::join::CREDENTIALS_FILE).exists();
+    let join_token = if joined {
+        None
+    } else {
+        match mint.await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mint a join token for the Fargate pool; this host serves clusters only");
+                return Some(Err(format!("the control plane would not mint a Fargate pool join token ({e})")));
+            }
+        }
+    };
+    let args = crate::agent_cmd::AgentArgs {
+        cluster: flotilla_protocol::FARGATE_POOL.into(),
+        data_dir: Some(pool_dir),
+        availability_zone: None,
+        fargate: true,
+        metadata_listen: flotilla_agent::metadata::address::ListenChoice::BridgeGateway { port: 0 },
+        ..local.clone()
+    };
+    let zone = crate::agent_cmd::default_zone(&args.region, true);
+    let client = match flotilla_agent::session::ApiClient::with_ca(
+        &args.server,
+        &args.region,
+        flotilla_sigv4::Credentials::new("", ""),
+        args.ca_cert.as_deref(),
+    ) {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let options = flotilla_agent::run::AgentOptions {
+        pull_behavior: args.pull_behavior,
+        host_ip: args.host_ip.clone(),
+        join_token,
+        metadata_listen: args.metadata_listen,
+        sandbox_runtime: Some(RUNSC.to_string()),
+        ..Default::default()
+    };
+    let registration = args.registration("unknown");
+    tokio::spawn(async move {
+        if let Err(e) = flotilla_agent::run::run_agent(client, registration, options, stop).await {
+            tracing::warn!(error = %e, "the Fargate pool agent stopped; this host serves clusters only");
+        }
+    });
+    Some(Ok(zone))
 }

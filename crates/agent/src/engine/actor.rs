@@ -486,9 +486,9 @@ impl Actor {
     pub(super) fn spawn_stop(&mut self, name: &str) {
         let Some(id) = self.rec.container(name).and_then(|c| c.runtime_id.clone()) else { return };
         let def = self.defs.iter().find(|d| d.name.as_deref() == Some(name));
-        let timeout = def.map_or(self.shared.config.default_stop_timeout, |d| {
-            spec::stop_timeout(d, self.shared.config.default_stop_timeout)
-        });
+        let default = self.shared.config.default_stop_timeout;
+        let cap = self.rec.assignment.stop_timeout_cap_seconds.map(Duration::from_secs);
+        let timeout = def.map_or(cap.map_or(default, |c| default.min(c)), |d| spec::stop_timeout(d, default, cap));
         self.kill_at.insert(name.to_string(), Instant::now() + timeout + self.shared.config.stop_grace);
         let runtime = self.shared.runtime.clone();
         let tx = self.me.clone();

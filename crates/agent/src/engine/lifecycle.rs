@@ -36,10 +36,23 @@ impl Actor {
             task_id: self.rec.task_id().to_string(),
             limits,
             confinement,
-            allow_privileged: config.allow_privileged,
+            allow_privileged: config.allow_privileged && !self.rec.assignment.is_fargate(),
             default_stop_timeout: config.default_stop_timeout,
+            stop_timeout_cap: self.rec.assignment.stop_timeout_cap_seconds.map(std::time::Duration::from_secs),
             docker_log_max_bytes: config.docker_log_max_bytes,
+            sandbox: self.sandbox(),
         }
+    }
+
+    /// The sandbox of a Fargate task (none for EC2 tasks, and none on an agent without a sandbox
+    /// runtime, which refuses Fargate tasks when provisioning them).
+    fn sandbox(&self) -> Option<spec::Sandbox> {
+        let a = &self.rec.assignment;
+        if !a.is_fargate() {
+            return None;
+        }
+        let runtime = self.shared.config.sandbox_runtime.clone()?;
+        Some(spec::Sandbox { runtime, storage_bytes: Some(spec::ephemeral_storage_bytes(&a.task, &a.definition)) })
     }
 
     fn limits(&self) -> TaskLimits {
@@ -84,8 +97,12 @@ impl Actor {
             Some(Confinement::Cgroup { parent }) => Some(parent.as_str()),
             _ => None,
         };
+        let sandbox_runtime =
+            if self.rec.assignment.is_fargate() { self.shared.config.sandbox_runtime.as_deref() } else { None };
         NetworkContext {
             cgroup_parent,
+            task_network: self.rec.assignment.network.as_ref(),
+            sandbox_runtime,
             runtime: &*self.shared.runtime,
             config: &self.shared.config.network,
             ports: &self.shared.ports,
@@ -102,6 +119,21 @@ impl Actor {
         let host_policy = self.shared.config.host_policy();
         let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
         let defs = self.defs.clone();
+        if self.rec.assignment.is_fargate() {
+            // A sandbox shares nothing with the host, whatever this agent's opt-ins allow EC2
+            // tasks: the Fargate rules replace the host policy.
+            if self.shared.config.sandbox_runtime.is_none() {
+                return Err(policy::PolicyError::NoSandbox);
+            }
+            let d = &self.rec.assignment.definition;
+            return policy::check_fargate(
+                d.network_mode.as_deref(),
+                d.pid_mode.as_deref(),
+                d.ipc_mode.as_deref(),
+                &vols,
+                &defs,
+            );
+        }
         if !vols.iter().any(|v| v.host.as_ref().is_some_and(|h| h.source_path.is_some())) {
             return policy::check(&host_policy, &vols, &defs, &|_| None);
         }
@@ -253,6 +285,10 @@ impl Actor {
         let vols = self.rec.assignment.definition.volumes.clone().unwrap_or_default();
         let task_labels = self.task_labels();
         spec.binds = volumes::binds(&def, &vols, &ctx.task_id, &task_labels).map_err(|e| e.to_string())?;
+        if ctx.sandbox.is_some() {
+            // Docker volumes only: a bind whose source is a host path never reaches a sandbox.
+            spec.binds.retain(|b| !b.starts_with('/'));
+        }
         spec.volumes_from = volumes::volumes_from(&def, &names);
         let mut att = self.rec.attachment.clone();
         let result = self.rec.network_mode.configure(&self.net_ctx(&task_labels), &def, &names, &mut att, &mut spec);

@@ -110,6 +110,9 @@ pub struct EngineConfig {
     pub resync_interval: Duration,
     /// The task metadata endpoint each container is told about; `None` tells them nothing.
     pub metadata: Option<crate::metadata::MetadataEndpoint>,
+    /// The OCI runtime Fargate tasks run under (`runsc`, on a Fargate pool host); `None` refuses
+    /// them.
+    pub sandbox_runtime: Option<String>,
     pub clock: Clock,
 }
 
@@ -132,6 +135,7 @@ impl EngineConfig {
             task_cleanup_wait: Duration::from_secs(3 * 3600),
             resync_interval: Duration::from_secs(15),
             metadata: None,
+            sandbox_runtime: None,
             clock: system_clock(),
         }
     }

@@ -42,6 +42,57 @@ pub enum PolicyError {
     Capability { container: String, capability: String },
     #[error("the host policy check did not complete")]
     Unchecked,
+    #[error("{what} is not supported on Fargate")]
+    Fargate { what: String },
+    #[error(
+        "this container instance runs no sandbox runtime, so it cannot run Fargate tasks (Fargate pool hosts run `flotilla agent --fargate`)"
+    )]
+    NoSandbox,
+}
+
+/// The one capability a Fargate task may add, as on AWS Fargate.
+pub const FARGATE_CAPABILITY: &str = "SYS_PTRACE";
+
+/// What a Fargate task may not ask for, whatever the agent's opt-ins say: its sandbox shares
+/// nothing with the host. Privileged mode, host bind mounts (Docker volumes and scratch space
+/// only, so never the Docker socket), devices, capabilities beyond SYS_PTRACE, the host's pid or
+/// ipc namespace, and any network mode but awsvpc are refused, as ECS refuses such a definition
+/// for FARGATE, rather than run without them and behave otherwise than written.
+pub fn check_fargate(
+    network_mode: Option<&str>,
+    pid_mode: Option<&str>,
+    ipc_mode: Option<&str>,
+    volumes: &[Volume],
+    defs: &[ContainerDefinition],
+) -> Result<(), PolicyError> {
+    let refuse = |what: String| Err(PolicyError::Fargate { what });
+    match network_mode {
+        Some("awsvpc") => {}
+        other => return refuse(format!("network mode {}", other.unwrap_or("bridge"))),
+    }
+    if pid_mode == Some("host") || ipc_mode == Some("host") {
+        return refuse("the host's pid or ipc namespace (pidMode/ipcMode host)".into());
+    }
+    for v in volumes {
+        if v.host.as_ref().and_then(|h| h.source_path.as_deref()).is_some_and(|p| !p.is_empty()) {
+            return refuse(format!("volume {}: a host path (host.sourcePath)", v.name.clone().unwrap_or_default()));
+        }
+    }
+    for def in defs {
+        let container = def.name.clone().unwrap_or_default();
+        if def.privileged == Some(true) {
+            return refuse(format!("container {container}: privileged mode"));
+        }
+        let linux = def.linux_parameters.as_ref();
+        if linux.and_then(|l| l.devices.as_ref()).is_some_and(|d| !d.is_empty()) {
+            return refuse(format!("container {container}: devices (linuxParameters.devices)"));
+        }
+        let added = linux.and_then(|l| l.capabilities.as_ref()).and_then(|c| c.add.as_ref());
+        if let Some(cap) = added.into_iter().flatten().map(|c| capability_name(c)).find(|c| c != FARGATE_CAPABILITY) {
+            return refuse(format!("container {container}: capability {cap} (only {FARGATE_CAPABILITY} may be added)"));
+        }
+    }
+    Ok(())
 }
 
 /// The instance's opt-ins.
@@ -294,6 +345,38 @@ mod tests {
         ));
         let open = HostPolicy { allow_privileged: true, ..strict };
         assert_eq!(check(&open, &[host("v", "/etc")], &[def, with_caps(&["SYS_ADMIN"])], &no_links), Ok(()));
+    }
+
+    #[test]
+    fn fargate_refuses_what_would_reach_the_host_whatever_the_opt_ins() {
+        let ok = |defs: &[ContainerDefinition], vols: &[Volume]| check_fargate(Some("awsvpc"), None, None, vols, defs);
+        let plain = ContainerDefinition { name: Some("web".into()), ..Default::default() };
+        assert_eq!(ok(std::slice::from_ref(&plain), &[]), Ok(()));
+        assert_eq!(ok(&[with_caps(&["SYS_PTRACE"])], &[]), Ok(()));
+        let scratch = Volume { name: Some("s".into()), ..Default::default() };
+        assert_eq!(ok(&[], &[scratch]), Ok(()));
+        let refused = |r: Result<(), PolicyError>, needle: &str| {
+            let e = r.unwrap_err();
+            assert!(matches!(e, PolicyError::Fargate { .. }) && e.to_string().contains(needle), "{e}");
+        };
+        let privileged = ContainerDefinition { privileged: Some(true), ..plain.clone() };
+        refused(ok(&[privileged], &[]), "privileged");
+        refused(ok(&[], &[host("sock", "/var/run/docker.sock")]), "host path");
+        refused(ok(&[with_caps(&["NET_ADMIN"])], &[]), "NET_ADMIN");
+        let devices = ContainerDefinition {
+            linux_parameters: Some(LinuxParameters {
+                devices: Some(vec![flotilla_model::Device {
+                    host_path: Some("/dev/kvm".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..plain.clone()
+        };
+        refused(ok(&[devices], &[]), "devices");
+        refused(check_fargate(Some("host"), None, None, &[], &[]), "network mode host");
+        refused(check_fargate(None, None, None, &[], &[]), "network mode bridge");
+        refused(check_fargate(Some("awsvpc"), Some("host"), None, &[], &[]), "pid");
     }
 
     #[test]

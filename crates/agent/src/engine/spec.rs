@@ -44,7 +44,34 @@ pub struct SpecContext {
     pub confinement: Confinement,
     pub allow_privileged: bool,
     pub default_stop_timeout: Duration,
+    /// A cap on every container's stop grace (`TaskAssignment::stop_timeout_cap_seconds`).
+    pub stop_timeout_cap: Option<Duration>,
     pub docker_log_max_bytes: Option<u64>,
+    /// The sandbox a Fargate task's containers run in; `None` for EC2 tasks.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// How a Fargate task's containers are held apart from the host (design §11: a sandbox is a
+/// runtime choice, not a second engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// The OCI runtime (`runsc`).
+    pub runtime: String,
+    /// The task's ephemeral storage, as a bound on each container's writable layer.
+    pub storage_bytes: Option<u64>,
+}
+
+/// Fargate's ephemeral storage when the task does not say: 20 GiB.
+pub const FARGATE_DEFAULT_STORAGE_GIB: u64 = 20;
+
+/// A Fargate task's ephemeral storage in bytes: the overrides', else the definition's
+/// `ephemeralStorage.sizeInGiB`, else Fargate's 20 GiB.
+pub fn ephemeral_storage_bytes(task: &flotilla_model::Task, def: &flotilla_model::TaskDefinition) -> u64 {
+    let over = task.overrides.as_ref().and_then(|o| o.ephemeral_storage.as_ref()).and_then(|e| e.size_in_gi_b);
+    let own = task.ephemeral_storage.as_ref().and_then(|e| e.size_in_gi_b);
+    let defined = def.ephemeral_storage.as_ref().and_then(|e| e.size_in_gi_b);
+    let gib = over.or(own).or(defined).and_then(|g| u64::try_from(g).ok()).filter(|g| *g > 0);
+    gib.unwrap_or(FARGATE_DEFAULT_STORAGE_GIB) << 30
 }
 
 /// The last segment of an ARN ("arn:...:task/cluster/ID" -> "ID"), or the whole string.
@@ -101,12 +128,14 @@ pub fn resolve(def: &ContainerDefinition, overrides: Option<&ContainerOverride>)
     def
 }
 
-/// The container's SIGTERM-to-SIGKILL grace: `stopTimeout`, else the agent default (30 s).
-pub fn stop_timeout(def: &ContainerDefinition, default: Duration) -> Duration {
-    match def.stop_timeout {
+/// The container's SIGTERM-to-SIGKILL grace: `stopTimeout`, else the agent default (30 s), and
+/// never more than `cap` (a Spot interruption's warning time) when there is one.
+pub fn stop_timeout(def: &ContainerDefinition, default: Duration, cap: Option<Duration>) -> Duration {
+    let own = match def.stop_timeout {
         Some(s) if s > 0 => Duration::from_secs(s as u64),
         _ => default,
-    }
+    };
+    cap.map_or(own, |cap| own.min(cap))
 }
 
 /// The Docker HEALTHCHECK of a definition's healthCheck, with ECS's defaults (30 s interval, 5 s
@@ -166,6 +195,13 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         .or_else(|| cap.memory_bytes().and_then(|b| i64::try_from(b).ok()));
     let linux = def.linux_parameters.as_ref();
     let caps = linux.and_then(|l| l.capabilities.as_ref());
+    let mut cap_add = caps.and_then(|c| c.add.clone()).unwrap_or_default();
+    let mut privileged = def.privileged.unwrap_or(false);
+    if ctx.sandbox.is_some() {
+        // The policy refused more already; this keeps the spec itself inside the sandbox's rules.
+        privileged = false;
+        cap_add.retain(|c| super::policy::capability_name(c) == super::policy::FARGATE_CAPABILITY);
+    }
     Ok(ContainerSpec {
         name: runtime_name(&ctx.task_id, &name),
         image,
@@ -183,7 +219,7 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         memory_reservation_bytes: def.memory_reservation.filter(|m| *m > 0).map(|m| i64::from(m) * MIB),
         ulimits,
         readonly_rootfs: def.readonly_root_filesystem.unwrap_or(false),
-        privileged: def.privileged.unwrap_or(false),
+        privileged,
         binds: Vec::new(),
         volumes_from: Vec::new(),
         network_mode: None,
@@ -198,12 +234,16 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         dns_servers: def.dns_servers.clone().unwrap_or_default(),
         dns_search: def.dns_search_domains.clone().unwrap_or_default(),
         health_check: def.health_check.as_ref().and_then(health_check),
-        stop_timeout: Some(stop_timeout(def, ctx.default_stop_timeout)),
+        stop_timeout: Some(stop_timeout(def, ctx.default_stop_timeout, ctx.stop_timeout_cap)),
         log_max_bytes: ctx.docker_log_max_bytes,
-        cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        cap_add,
         cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
         init: linux.and_then(|l| l.init_process_enabled),
         shm_size_bytes: linux.and_then(|l| l.shared_memory_size).filter(|s| *s > 0).map(|s| i64::from(s) * MIB),
+        runtime: ctx.sandbox.as_ref().map(|s| s.runtime.clone()),
+        storage_size_bytes: ctx.sandbox.as_ref().and_then(|s| s.storage_bytes),
+        ipv4_address: None,
+        mac_address: None,
     })
 }
 
@@ -222,7 +262,9 @@ mod tests {
             confinement: Confinement::PerContainer,
             allow_privileged: false,
             default_stop_timeout: Duration::from_secs(30),
+            stop_timeout_cap: None,
             docker_log_max_bytes: None,
+            sandbox: None,
         }
     }
 
@@ -316,6 +358,63 @@ mod tests {
         assert!(matches!(build(&ctx(), &def), Err(SpecError::PrivilegedRefused { .. })));
         let allowed = SpecContext { allow_privileged: true, ..ctx() };
         assert!(build(&allowed, &def).unwrap().privileged);
+    }
+
+    #[test]
+    fn a_sandboxed_container_runs_under_the_sandbox_runtime_and_never_privileged() {
+        let sandboxed = SpecContext {
+            allow_privileged: true,
+            sandbox: Some(Sandbox { runtime: "runsc".into(), storage_bytes: Some(20 << 30) }),
+            ..ctx()
+        };
+        let def = ContainerDefinition {
+            name: Some("p".into()),
+            image: Some("i".into()),
+            privileged: Some(true),
+            linux_parameters: Some(flotilla_model::LinuxParameters {
+                capabilities: Some(flotilla_model::KernelCapabilities {
+                    add: Some(vec!["SYS_PTRACE".into(), "CAP_NET_ADMIN".into()]),
+                    drop: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let spec = build(&sandboxed, &def).unwrap();
+        assert_eq!(spec.runtime.as_deref(), Some("runsc"));
+        assert_eq!(spec.storage_size_bytes, Some(20 << 30));
+        assert!(!spec.privileged);
+        assert_eq!(spec.cap_add, vec!["SYS_PTRACE"]);
+        // An EC2 task runs under the daemon's default runtime.
+        assert_eq!(build(&SpecContext { allow_privileged: true, ..ctx() }, &def).unwrap().runtime, None);
+    }
+
+    #[test]
+    fn the_stop_cap_shortens_every_grace_and_lengthens_none() {
+        let def = |t: Option<i32>| ContainerDefinition { stop_timeout: t, ..Default::default() };
+        let cap = Some(Duration::from_secs(10));
+        let default = Duration::from_secs(30);
+        assert_eq!(stop_timeout(&def(Some(120)), default, cap), Duration::from_secs(10));
+        assert_eq!(stop_timeout(&def(None), default, cap), Duration::from_secs(10));
+        assert_eq!(stop_timeout(&def(Some(5)), default, cap), Duration::from_secs(5));
+        assert_eq!(stop_timeout(&def(Some(120)), default, None), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn fargate_storage_defaults_to_20_gib() {
+        use flotilla_model::{EphemeralStorage, Task, TaskDefinition, TaskOverride};
+        let (task, def) = (Task::default(), TaskDefinition::default());
+        assert_eq!(ephemeral_storage_bytes(&task, &def), 20 << 30);
+        let def = TaskDefinition { ephemeral_storage: Some(EphemeralStorage { size_in_gi_b: Some(50) }), ..def };
+        assert_eq!(ephemeral_storage_bytes(&task, &def), 50 << 30);
+        let task = Task {
+            overrides: Some(TaskOverride {
+                ephemeral_storage: Some(EphemeralStorage { size_in_gi_b: Some(100) }),
+                ..Default::default()
+            }),
+            ..task
+        };
+        assert_eq!(ephemeral_storage_bytes(&task, &def), 100 << 30);
     }
 
     #[test]

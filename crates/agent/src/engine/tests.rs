@@ -19,6 +19,9 @@ mod hiccup;
 /// The task metadata endpoint as the engine feeds it.
 mod metadata;
 
+/// Fargate tasks: the sandbox, the Fargate rules, the task's own interface, the stop cap.
+mod fargate;
+
 const CLUSTER: &str = "arn:aws:ecs:local:000000000000:cluster/default";
 const INSTANCE: &str = "arn:aws:ecs:local:000000000000:container-instance/default/i-1";
 const IMAGE: &str = "flotilla/workload:latest";

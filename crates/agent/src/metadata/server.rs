@@ -38,6 +38,8 @@ pub struct MetadataState {
     pub instance_arn: String,
     /// The agent's cluster, for tasks whose assignment does not name it.
     pub cluster_arn: String,
+    /// The instance's availability zone, for tasks whose record does not name theirs.
+    pub availability_zone: Option<String>,
 }
 
 pub fn router(state: MetadataState) -> Router {
@@ -127,7 +129,11 @@ async fn task(State(state): State<MetadataState>, Path((version, token)): Path<(
         Err(resp) => return resp,
     };
     let containers = shape_containers(&state, &rec, None).await;
-    Json(shape::task(&rec, &state.cluster_arn, containers)).into_response()
+    let mut task = shape::task(&rec, &state.cluster_arn, containers);
+    if task.availability_zone.is_none() {
+        task.availability_zone = state.availability_zone.clone();
+    }
+    Json(task).into_response()
 }
 
 async fn container_stats(

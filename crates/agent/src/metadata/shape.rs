@@ -76,6 +76,14 @@ pub struct NetworkMetadata {
     pub network_mode: String,
     #[serde(rename = "IPv4Addresses", skip_serializing_if = "Vec::is_empty")]
     pub ipv4_addresses: Vec<String>,
+    /// The task's own interface (awsvpc tasks whose subnet the control plane knows), as ECS
+    /// describes an ENI.
+    #[serde(rename = "MACAddress", skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(rename = "IPv4SubnetCIDRBlock", skip_serializing_if = "Option::is_none")]
+    pub ipv4_subnet_cidr_block: Option<String>,
+    #[serde(rename = "SubnetGatewayIpv4Address", skip_serializing_if = "Option::is_none")]
+    pub subnet_gateway_ipv4_address: Option<String>,
 }
 
 /// The task, as `${ECS_CONTAINER_METADATA_URI_V4}/task` answers.
@@ -143,7 +151,18 @@ pub fn container(rec: &TaskRecord, c: &ContainerRecord, info: Option<&ContainerI
     };
     let networks = match mode {
         NetworkMode::None => Vec::new(),
-        _ => vec![NetworkMetadata { network_mode: mode.as_str().to_string(), ipv4_addresses }],
+        _ => {
+            let eni = rec.assignment.network.as_ref().filter(|_| mode == NetworkMode::Awsvpc);
+            vec![NetworkMetadata {
+                network_mode: mode.as_str().to_string(),
+                ipv4_addresses,
+                mac_address: eni.map(|n| n.mac_address.clone()),
+                ipv4_subnet_cidr_block: eni.map(|n| n.cidr_block.clone()),
+                subnet_gateway_ipv4_address: eni
+                    .and_then(|n| super::address::first_host(&n.cidr_block))
+                    .map(|gw| format!("{gw}/{}", n_prefix(&rec.assignment.network))),
+            }]
+        }
     };
     ContainerMetadata {
         docker_id: c.runtime_id.clone().or_else(|| info.map(|i| i.id.clone())).unwrap_or_default(),
@@ -180,6 +199,11 @@ pub fn container(rec: &TaskRecord, c: &ContainerRecord, info: Option<&ContainerI
             .collect(),
         networks,
     }
+}
+
+/// The prefix length of the task's subnet ("10.0.0.0/24" -> "24").
+fn n_prefix(n: &Option<flotilla_protocol::TaskNetwork>) -> String {
+    n.as_ref().and_then(|n| n.cidr_block.split_once('/')).map(|(_, p)| p.to_string()).unwrap_or_default()
 }
 
 /// The task, with its containers already shaped; `cluster` is the agent's, the task's own when

@@ -133,6 +133,7 @@ async fn served() -> Served {
         tasks: book,
         instance_arn: INSTANCE.into(),
         cluster_arn: CLUSTER.into(),
+        availability_zone: Some("us-east-1a".into()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -260,6 +261,7 @@ async fn a_forgotten_task_is_not_found() {
         tasks: book,
         instance_arn: INSTANCE.into(),
         cluster_arn: CLUSTER.into(),
+        availability_zone: Some("us-east-1a".into()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -7,6 +7,13 @@
 //! the pause container's namespace (`network_mode: container:<pause>`), so they share the address
 //! and reach each other on localhost. Deprovisioning removes the pause container; the network is
 //! shared by all tasks and stays.
+//!
+//! A task whose assignment carries its own interface (`TaskAssignment::network`: the control
+//! plane knows its subnet, as for every Fargate task) gets it instead: its pause container joins
+//! the Docker network that stands for the subnet (`flotilla-<subnet id>`, the subnet's block with
+//! its first address as the gateway, as in a VPC; made on first use by whichever agent of this
+//! Docker Engine gets there first) at the address and MAC the control plane allocated. Subnet
+//! networks stay too: other tasks, and other agents on the same engine, use them.
 
 use super::{rt, Attachment, NetworkContext, NetworkError};
 use crate::runtime::{labels, ContainerSpec, NetworkSpec, RunState};
@@ -17,14 +24,38 @@ pub(super) fn pause_name(task_id: &str) -> String {
     format!("flotilla-{task_id}.pause")
 }
 
-pub(super) async fn provision(ctx: &NetworkContext<'_>, att: &mut Attachment) -> Result<(), NetworkError> {
-    let network = &ctx.config.awsvpc_network;
+/// The Docker network the task's pause container joins.
+fn network_name(ctx: &NetworkContext<'_>) -> String {
+    match ctx.task_network {
+        Some(n) => n.docker_network(),
+        None => ctx.config.awsvpc_network.clone(),
+    }
+}
+
+/// The network to ensure: the shared awsvpc one, or the task's subnet with its VPC gateway.
+fn network_spec(ctx: &NetworkContext<'_>) -> Result<NetworkSpec, NetworkError> {
     let mut net_labels = std::collections::BTreeMap::new();
     net_labels.insert(labels::MARKER.to_string(), "true".to_string());
-    ctx.runtime
-        .ensure_network(&NetworkSpec { name: network.clone(), labels: net_labels })
-        .await
-        .map_err(rt("create the awsvpc network"))?;
+    let Some(n) = ctx.task_network else {
+        return Ok(NetworkSpec { name: ctx.config.awsvpc_network.clone(), labels: net_labels, ..Default::default() });
+    };
+    let gateway = crate::metadata::address::first_host(&n.cidr_block)
+        .ok_or_else(|| NetworkError::BadSubnet { subnet: n.subnet_id.clone(), cidr: n.cidr_block.clone() })?;
+    net_labels.insert(SUBNET_LABEL.to_string(), n.subnet_id.clone());
+    Ok(NetworkSpec {
+        name: n.docker_network(),
+        labels: net_labels,
+        subnet: Some(n.cidr_block.clone()),
+        gateway: Some(gateway.to_string()),
+    })
+}
+
+/// The label naming the subnet a Flotilla network stands for.
+pub const SUBNET_LABEL: &str = "com.flotilla.subnet-id";
+
+pub(super) async fn provision(ctx: &NetworkContext<'_>, att: &mut Attachment) -> Result<(), NetworkError> {
+    let network = &network_name(ctx);
+    ctx.runtime.ensure_network(&network_spec(ctx)?).await.map_err(rt("create the awsvpc network"))?;
 
     // An earlier attempt (or an earlier agent) may have created the pause container already.
     let existing = ctx
@@ -48,6 +79,7 @@ pub(super) async fn provision(ctx: &NetworkContext<'_>, att: &mut Attachment) ->
 }
 
 async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> {
+    let network = network_name(ctx);
     let image = &ctx.config.pause_image;
     if !ctx.runtime.image_present(image).await.map_err(rt("look up the pause image"))? {
         ctx.runtime.pull_image(image).await.map_err(rt("provide the pause image"))?;
@@ -58,7 +90,11 @@ async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> 
         name: pause_name(ctx.task_id),
         image: image.clone(),
         labels: pause_labels,
-        network_mode: Some(ctx.config.awsvpc_network.clone()),
+        network_mode: Some(network),
+        ipv4_address: ctx.task_network.map(|n| n.ipv4_address.clone()),
+        mac_address: ctx.task_network.map(|n| n.mac_address.clone()),
+        // A sandboxed task's namespace is held from inside its sandbox runtime too.
+        runtime: ctx.sandbox_runtime.map(str::to_string),
         // It only holds the namespace; a small CPU weight keeps it out of the way.
         cpu_shares: Some(2),
         cgroup_parent: ctx.cgroup_parent.map(str::to_string),
@@ -119,6 +155,8 @@ mod tests {
             task_arn: "arn:t1",
             labels: &labels,
             cgroup_parent: Some("/flotilla/t1"),
+            task_network: None,
+            sandbox_runtime: None,
         };
         let mut att = Attachment::default();
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
@@ -135,5 +173,54 @@ mod tests {
         NetworkMode::Awsvpc.deprovision(&ctx, &mut att).await.unwrap();
         NetworkMode::Awsvpc.deprovision(&ctx, &mut att).await.unwrap();
         assert!(runtime.containers().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod subnet_tests {
+    use super::*;
+    use crate::network::{NetworkConfig, NetworkMode, PortAllocator};
+    use crate::runtime::fake::FakeRuntime;
+    use flotilla_protocol::TaskNetwork;
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn a_task_with_its_own_interface_joins_its_subnet_at_its_address() {
+        let runtime = FakeRuntime::new();
+        let config = NetworkConfig::default();
+        runtime.add_image(&config.pause_image);
+        let ports = PortAllocator::new(None);
+        let labels = BTreeMap::from([(labels::TASK.to_string(), "arn:t1".to_string())]);
+        let eni = TaskNetwork {
+            subnet_id: "subnet-0a1".into(),
+            cidr_block: "10.213.0.0/24".into(),
+            ipv4_address: "10.213.0.9".into(),
+            mac_address: "02:00:0a:d5:00:09".into(),
+            interface_id: "eni-1".into(),
+        };
+        let ctx = NetworkContext {
+            runtime: &runtime,
+            config: &config,
+            ports: &ports,
+            task_id: "t1",
+            task_arn: "arn:t1",
+            labels: &labels,
+            cgroup_parent: None,
+            task_network: Some(&eni),
+            sandbox_runtime: Some("runsc"),
+        };
+        let spec = network_spec(&ctx).unwrap();
+        assert_eq!(spec.name, "flotilla-subnet-0a1");
+        assert_eq!((spec.subnet.as_deref(), spec.gateway.as_deref()), (Some("10.213.0.0/24"), Some("10.213.0.1")));
+        let mut att = Attachment::default();
+        NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
+        assert_eq!(att.private_ipv4.as_deref(), Some("10.213.0.9"));
+        let pause = &runtime.containers()[0].spec;
+        assert_eq!(pause.network_mode.as_deref(), Some("flotilla-subnet-0a1"));
+        assert_eq!(pause.mac_address.as_deref(), Some("02:00:0a:d5:00:09"));
+        assert_eq!(pause.runtime.as_deref(), Some("runsc"));
+        let bad = TaskNetwork { cidr_block: "nonsense".into(), ..eni.clone() };
+        let ctx = NetworkContext { task_network: Some(&bad), ..ctx };
+        assert!(matches!(network_spec(&ctx), Err(NetworkError::BadSubnet { .. })));
     }
 }

@@ -93,6 +93,8 @@ mod tests {
             task_arn: "arn:t1",
             labels: &labels,
             cgroup_parent: None,
+            task_network: None,
+            sandbox_runtime: None,
         };
         let def = ContainerDefinition {
             name: Some("web".into()),

@@ -45,6 +45,8 @@ pub enum NetworkError {
     NoFreePort { first: u16, last: u16, container_port: u16 },
     #[error("link {link}: no container {target} in this task")]
     BadLink { link: String, target: String },
+    #[error("subnet {subnet}: {cidr} is not an IPv4 block with room for a gateway")]
+    BadSubnet { subnet: String, cidr: String },
 }
 
 fn rt(step: &'static str) -> impl FnOnce(RuntimeError) -> NetworkError {
@@ -99,6 +101,10 @@ pub struct NetworkContext<'a> {
     /// The task's cgroup, for containers the hooks create (the awsvpc pause container counts
     /// against the task, as in ECS).
     pub cgroup_parent: Option<&'a str>,
+    /// The task's own interface in its subnet, when the control plane allocated one.
+    pub task_network: Option<&'a flotilla_protocol::TaskNetwork>,
+    /// The OCI runtime of a sandboxed (Fargate) task, for the containers the hooks create.
+    pub sandbox_runtime: Option<&'a str>,
 }
 
 /// A task definition's network mode.

@@ -17,8 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EventMessage, HealthConfig, HealthStatusEnum, HostConfig,
-    HostConfigLogConfig, NetworkCreateRequest, PortBinding, ResourcesUlimits, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings, EventMessage, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, NetworkingConfig, PortBinding, ResourcesUlimits,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -30,6 +31,8 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 
 use super::cgroups::DockerCgroups;
+
+mod networks;
 use super::{
     labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
     PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
@@ -88,6 +91,8 @@ pub struct DockerRuntime {
     /// Docker 1.41 lets two networks share a name, so creation is check-then-create under a lock.
     network_lock: Arc<tokio::sync::Mutex<()>>,
     cgroups: Arc<DockerCgroups>,
+    /// Whether the storage driver can bound a container's writable layer, asked once.
+    storage_quota: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl DockerRuntime {
@@ -110,6 +115,8 @@ impl DockerRuntime {
 
     /// Wraps an existing client, negotiating its API version.
     pub async fn from_docker(docker: Docker, timeouts: DockerTimeouts) -> RuntimeResult<Self> {
+        // Fields newer API versions moved (a fixed MAC address) go where an older daemon reads them.
+        let docker = docker.with_request_modifier(super::sandbox::compat);
         let mut docker = timed("version", timeouts.version, docker.negotiate_version()).await?;
         // Our own per-call deadlines apply; bollard's single shared one would cut `stop` short.
         docker.set_timeout(Duration::from_secs(24 * 3600));
@@ -119,6 +126,7 @@ impl DockerRuntime {
             builders: Vec::new(),
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
             cgroups: DockerCgroups::new(PathBuf::from(crate::cgroup::DEFAULT_ROOT), timeouts.cgroup),
+            storage_quota: Arc::new(tokio::sync::OnceCell::new()),
         })
     }
 
@@ -310,7 +318,25 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         cap_drop: non_empty(&spec.cap_drop),
         init: spec.init,
         shm_size: spec.shm_size_bytes,
+        runtime: spec.runtime.clone(),
+        storage_opt: spec.storage_size_bytes.map(|b| HashMap::from([("size".to_string(), b.to_string())])),
         ..HostConfig::default()
+    };
+    // A fixed address (and MAC) on the one network the container joins.
+    let networking_config = match (&spec.network_mode, &spec.ipv4_address, &spec.mac_address) {
+        (Some(network), ip, mac) if ip.is_some() || mac.is_some() => Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                network.clone(),
+                EndpointSettings {
+                    ipam_config: ip
+                        .as_ref()
+                        .map(|ip| EndpointIpamConfig { ipv4_address: Some(ip.clone()), ..Default::default() }),
+                    mac_address: mac.clone(),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        _ => None,
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -332,6 +358,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         }),
         stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         host_config: Some(host_config),
+        networking_config,
         ..ContainerCreateBody::default()
     }
 }
@@ -479,20 +506,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn ensure_network(&self, spec: &NetworkSpec) -> RuntimeResult<String> {
-        let _guard = self.network_lock.lock().await;
-        let t = self.timeouts.network;
-        match timed_on("inspect_network", &spec.name, t, self.docker.inspect_network(&spec.name, None)).await {
-            Ok(n) => return Ok(n.id.unwrap_or_default()),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-        let req = NetworkCreateRequest {
-            name: spec.name.clone(),
-            driver: Some("bridge".into()),
-            labels: Some(hashmap(&spec.labels)),
-            ..NetworkCreateRequest::default()
-        };
-        Ok(timed("create_network", t, self.docker.create_network(req)).await?.id)
+        self.ensure_bridge_network(spec).await
     }
 
     async fn remove_network(&self, name: &str) -> RuntimeResult<()> {
@@ -540,9 +554,29 @@ impl Runtime for DockerRuntime {
 
     async fn create_container(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
         let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let fut = self.docker.create_container(Some(options), create_body(spec));
+        let mut body = create_body(spec);
+        if spec.storage_size_bytes.is_some() && !self.storage_quota().await {
+            if let Some(hc) = body.host_config.as_mut() {
+                hc.storage_opt = None;
+            }
+        }
         let what = format!("image {}", spec.image);
-        Ok(timed_on("create_container", &what, self.timeouts.create, fut).await?.id)
+        let sized = body.host_config.as_ref().is_some_and(|h| h.storage_opt.is_some());
+        let fut = self.docker.create_container(Some(options.clone()), body.clone());
+        match timed_on("create_container", &what, self.timeouts.create, fut).await {
+            Ok(r) => Ok(r.id),
+            // overlay2 on xfs bounds a layer only when xfs is mounted with pquota, which `info`
+            // does not tell: such a refusal runs the container unbounded, as on other drivers.
+            Err(RuntimeError::Failed { message, .. }) if sized && message.contains("storage") => {
+                tracing::warn!(%message, "the storage driver refused a size; the writable layer is unbounded");
+                if let Some(hc) = body.host_config.as_mut() {
+                    hc.storage_opt = None;
+                }
+                let fut = self.docker.create_container(Some(options), body);
+                Ok(timed_on("create_container", &what, self.timeouts.create, fut).await?.id)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn start_container(&self, id: &str) -> RuntimeResult<()> {
@@ -743,105 +777,4 @@ impl Runtime for DockerRuntime {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_daemon_away_is_transient_and_a_bad_request_is_not() {
-        let answer = |status_code: u16, message: &str| DockerError::DockerResponseServerError {
-            status_code,
-            message: message.to_string(),
-        };
-        let refused = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused) };
-        let reset = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionReset) };
-        for e in [
-            refused,
-            reset,
-            DockerError::RequestTimeoutError,
-            DockerError::SocketNotFoundError("/var/run/docker.sock".into()),
-            answer(503, "Service Unavailable"),
-            answer(502, "Bad Gateway"),
-            answer(500, "connection error: desc = \"transport: Error while dialing dial unix /run/containerd/containerd.sock: connect: connection refused\""),
-            answer(500, "daemon is shutting down"),
-        ] {
-            let shown = format!("{e:?}");
-            assert!(map_err("start_container", "c", e).is_transient(), "{shown}");
-        }
-        assert!(map_err("create_container", "image x", answer(404, "No such image: x")).is_not_found());
-        assert!(!map_err("create_container", "image x", answer(404, "No such image: x")).is_transient());
-        assert!(matches!(map_err("create_container", "c", answer(409, "name in use")), RuntimeError::Conflict { .. }));
-        for lasting in [
-            answer(500, "driver failed programming external connectivity: Bind for 0.0.0.0:8080 failed: port is already allocated"),
-            answer(500, "OCI runtime create failed: exec: \"/nonexistent\": no such file or directory"),
-            answer(400, "invalid reference format"),
-        ] {
-            let e = map_err("start_container", "c", lasting);
-            assert!(matches!(e, RuntimeError::Failed { .. }), "{e:?}");
-        }
-    }
-
-    #[test]
-    fn references_split_for_the_pull_api() {
-        assert_eq!(split_reference("busybox"), ("busybox", "latest"));
-        assert_eq!(split_reference("busybox:1.36"), ("busybox", "1.36"));
-        assert_eq!(split_reference("localhost:5000/app"), ("localhost:5000/app", "latest"));
-        assert_eq!(split_reference("localhost:5000/app:v2"), ("localhost:5000/app", "v2"));
-        assert_eq!(split_reference("app@sha256:abc"), ("app@sha256:abc", ""));
-    }
-
-    #[test]
-    fn docker_timestamps_parse_to_epoch_nanoseconds() {
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ns("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(parse_rfc3339_ns("2024-02-29T12:34:56.123456789Z"), Some(1_709_210_096_123_456_789));
-        assert_eq!(parse_rfc3339_ns("not a time"), None);
-        assert_eq!(
-            split_timestamp("2024-02-29T12:34:56Z hello world"),
-            (Some(1_709_210_096_000_000_000), "hello world")
-        );
-        assert_eq!(split_timestamp("plain"), (None, "plain"));
-    }
-
-    #[test]
-    fn the_create_body_carries_ports_limits_and_health() {
-        let spec = ContainerSpec {
-            name: "c".into(),
-            image: "img".into(),
-            port_bindings: vec![
-                super::super::PortBindingSpec {
-                    container_port: 80,
-                    protocol: "tcp".into(),
-                    host_ip: None,
-                    host_port: None,
-                },
-                super::super::PortBindingSpec {
-                    container_port: 53,
-                    protocol: "udp".into(),
-                    host_ip: None,
-                    host_port: Some(5353),
-                },
-            ],
-            memory_bytes: Some(64 << 20),
-            nano_cpus: Some(250_000_000),
-            cgroup_parent: Some("/flotilla/t".into()),
-            health_check: Some(super::super::HealthCheckSpec {
-                test: vec!["CMD".into(), "true".into()],
-                interval: Duration::from_secs(5),
-                timeout: Duration::from_secs(2),
-                retries: 3,
-                start_period: Duration::ZERO,
-            }),
-            ..ContainerSpec::default()
-        };
-        let body = create_body(&spec);
-        let hc = body.host_config.unwrap();
-        let ports = hc.port_bindings.unwrap();
-        assert_eq!(ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(), Some(""));
-        assert_eq!(ports["53/udp"].as_ref().unwrap()[0].host_port.as_deref(), Some("5353"));
-        assert_eq!(hc.memory, Some(64 << 20));
-        assert_eq!((hc.nano_cpus, hc.cgroup_parent.as_deref()), (Some(250_000_000), Some("/flotilla/t")));
-        // The task's cpu is either the cgroup's quota or NanoCpus, never a per-container quota too.
-        assert_eq!((hc.cpu_quota, hc.cpu_period), (None, None));
-        assert_eq!(body.healthcheck.unwrap().interval, Some(5_000_000_000));
-    }
-}
+mod tests;

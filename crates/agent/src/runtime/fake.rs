@@ -586,7 +586,8 @@ impl Runtime for FakeRuntime {
                     !matches!(m, "bridge" | "host" | "none" | "default") && !m.starts_with("container:")
                 });
                 if joins_network {
-                    c.ip = ip;
+                    // A fixed address is the container's own, as Docker gives it.
+                    c.ip = c.spec.ipv4_address.clone().or(ip);
                 }
                 let script = c.script.clone();
                 st.next_port += used;

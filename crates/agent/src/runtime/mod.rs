@@ -13,6 +13,7 @@
 mod cgroups;
 pub mod docker;
 pub mod fake;
+pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -145,6 +146,17 @@ pub struct ContainerSpec {
     pub cap_drop: Vec<String>,
     pub init: Option<bool>,
     pub shm_size_bytes: Option<i64>,
+    /// The OCI runtime to run the container under (`runsc` for a Fargate task's sandbox);
+    /// `None` is the daemon's default (runc).
+    pub runtime: Option<String>,
+    /// A bound on the container's writable layer, applied only where the storage driver can
+    /// enforce it (see `docker::StorageQuota`); elsewhere the layer is unbounded.
+    pub storage_size_bytes: Option<u64>,
+    /// A fixed address on the network `network_mode` names (a task's own interface in its
+    /// subnet); `None` lets the network's IPAM pick.
+    pub ipv4_address: Option<String>,
+    /// The interface's MAC address on that network.
+    pub mac_address: Option<String>,
 }
 
 /// The lifecycle state of a container as the runtime knows it.
@@ -249,11 +261,14 @@ pub struct LogChunk {
     pub line: String,
 }
 
-/// A bridge network to create (awsvpc mode's shared network).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A bridge network to create (awsvpc mode's shared network, or the network of one subnet).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkSpec {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// The IPv4 block (`10.0.0.0/24`) and its gateway; `None` lets Docker pick a free block.
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
 }
 
 /// A named volume to create.
@@ -283,7 +298,9 @@ pub trait Runtime: Send + Sync + 'static {
     /// The image's content ID, reported as the container's imageDigest.
     async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>>;
 
-    /// Creates the network unless it exists; returns its ID.
+    /// Creates the network unless it exists; returns its ID. Another process creating it at
+    /// the same moment is not an error: the one that exists is returned. A network of that name
+    /// with another subnet is `Conflict`.
     async fn ensure_network(&self, spec: &NetworkSpec) -> RuntimeResult<String>;
     async fn remove_network(&self, name: &str) -> RuntimeResult<()>;
     /// Creates the volume unless it exists.

@@ -1,0 +1,131 @@
+//! Fargate tasks against the fake runtime: the sandbox runtime on every container, the Fargate
+//! rules whatever the agent allows EC2 tasks, the task's own interface, and the stop cap.
+
+use super::*;
+use flotilla_model::{HostVolumeProperties, Volume};
+use flotilla_protocol::TaskNetwork;
+
+fn eni() -> TaskNetwork {
+    TaskNetwork {
+        subnet_id: "subnet-f1".into(),
+        cidr_block: "10.213.0.0/24".into(),
+        ipv4_address: "10.213.0.9".into(),
+        mac_address: "02:00:0a:d5:00:09".into(),
+        interface_id: "eni-f1".into(),
+    }
+}
+
+fn fargate(id: &str, containers: Vec<ContainerDefinition>) -> TaskAssignment {
+    let mut a = assignment_in_mode(id, containers, Some("awsvpc"));
+    a.task.launch_type = Some(flotilla_protocol::FARGATE.into());
+    a.definition.cpu = Some("256".into());
+    a.definition.memory = Some("512".into());
+    a.network = Some(eni());
+    a
+}
+
+fn pool_host() -> Harness {
+    // Even an agent that allows everything to EC2 tasks holds Fargate tasks to Fargate's rules.
+    Harness::with(|c| {
+        c.sandbox_runtime = Some("runsc".into());
+        c.allow_privileged = true;
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_container_of_a_fargate_task_runs_in_the_sandbox_at_the_tasks_own_address() {
+    let mut h = pool_host();
+    let task = arn("f1");
+    h.engine.apply(fargate("f1", vec![container("app")])).unwrap();
+    let r = h.status(&task, "RUNNING").await;
+    assert_eq!(h.statuses(&task), vec!["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING"]);
+    assert_eq!(r.private_ipv4.as_deref(), Some("10.213.0.9"));
+    let all = h.fake.task_containers(&task);
+    let app = &all["app"].spec;
+    assert_eq!(app.runtime.as_deref(), Some("runsc"));
+    assert_eq!(app.storage_size_bytes, Some(20 << 30));
+    assert!(!app.privileged);
+    let pause = &all[labels::PAUSE_NAME].spec;
+    assert_eq!(pause.runtime.as_deref(), Some("runsc"));
+    assert_eq!(pause.network_mode.as_deref(), Some("flotilla-subnet-f1"));
+    assert_eq!(
+        (pause.ipv4_address.as_deref(), pause.mac_address.as_deref()),
+        (Some("10.213.0.9"), Some("02:00:0a:d5:00:09"))
+    );
+    assert_eq!(app.network_mode, Some(format!("container:{}", all[labels::PAUSE_NAME].id)));
+
+    h.engine.apply(stopped(fargate("f1", vec![container("app")]))).unwrap();
+    h.status(&task, "STOPPED").await;
+    assert_eq!(h.statuses(&task)[4..], ["DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ec2_task_with_its_own_interface_keeps_the_default_runtime() {
+    let mut h = pool_host();
+    let task = arn("e1");
+    let mut a = assignment_in_mode("e1", vec![container("app")], Some("awsvpc"));
+    a.network = Some(eni());
+    h.engine.apply(a).unwrap();
+    let r = h.status(&task, "RUNNING").await;
+    assert_eq!(r.private_ipv4.as_deref(), Some("10.213.0.9"));
+    let all = h.fake.task_containers(&task);
+    assert_eq!((all["app"].spec.runtime.as_deref(), all[labels::PAUSE_NAME].spec.runtime.as_deref()), (None, None));
+    assert_eq!(all[labels::PAUSE_NAME].spec.network_mode.as_deref(), Some("flotilla-subnet-f1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_would_reach_the_host_stops_a_fargate_task_before_anything_is_created() {
+    let mut h = pool_host();
+    let privileged = ContainerDefinition { privileged: Some(true), ..container("app") };
+    let host_path = Volume {
+        name: Some("sock".into()),
+        host: Some(HostVolumeProperties { source_path: Some("/var/run/docker.sock".into()) }),
+        ..Default::default()
+    };
+    let mut with_host_path = fargate("f3", vec![container("app")]);
+    with_host_path.definition.volumes = Some(vec![host_path]);
+    for (id, a, needle) in [
+        ("f2", fargate("f2", vec![privileged]), "privileged"),
+        ("f3", with_host_path, "host path"),
+        ("f4", assignment("f4", vec![container("app")]), "network mode bridge"),
+    ] {
+        let mut a = a;
+        a.task.launch_type = Some(flotilla_protocol::FARGATE.into());
+        h.engine.apply(a).unwrap();
+        let r = h.status(&arn(id), "STOPPED").await;
+        let reason = r.stopped_reason.clone().unwrap_or_default();
+        assert!(reason.contains("not supported on Fargate") && reason.contains(needle), "{id}: {reason}");
+        assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"));
+    }
+    assert_eq!(h.created(), 0);
+    // An agent without a sandbox runtime refuses Fargate tasks outright.
+    let mut ec2 = Harness::new();
+    ec2.engine.apply(fargate("f5", vec![container("app")])).unwrap();
+    let r = ec2.status(&arn("f5"), "STOPPED").await;
+    assert!(r.stopped_reason.unwrap_or_default().contains("--fargate"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stop_cap_bounds_each_containers_grace() {
+    let mut h = pool_host();
+    let task = arn("f6");
+    let long = ContainerDefinition { stop_timeout: Some(120), ..container("long") };
+    let short = ContainerDefinition { stop_timeout: Some(2), ..container("short") };
+    let mut a = fargate("f6", vec![long, short, container("default")]);
+    a.stop_timeout_cap_seconds = Some(10);
+    h.engine.apply(a.clone()).unwrap();
+    h.status(&task, "RUNNING").await;
+    h.engine.apply(stopped(a)).unwrap();
+    h.status(&task, "STOPPED").await;
+    let graces: std::collections::BTreeMap<String, Duration> = h
+        .fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::StopContainer(name, t) => Some((name, t)),
+            _ => None,
+        })
+        .collect();
+    let secs = |n: &str| graces.iter().find(|(k, _)| k.ends_with(n)).map(|(_, t)| t.as_secs());
+    assert_eq!((secs("long"), secs("short"), secs("default")), (Some(10), Some(2), Some(10)), "{graces:?}");
+}
