@@ -388,11 +388,13 @@ def test_failing_health_check_makes_the_container_and_task_unhealthy(fleet, uid)
 
 
 def eni_address(task: dict) -> tuple[str, str]:
-    """The task's ElasticNetworkInterface attachment id and its privateIPv4Address."""
+    """The task's ElasticNetworkInterface attachment id and its privateIPv4Address; the interface
+    is ATTACHED while the task lives and DELETED once it has stopped, as on ECS."""
     enis = [a for a in task.get("attachments", []) if a["type"] == "ElasticNetworkInterface"]
     assert len(enis) == 1, task.get("attachments")
     details = {d["name"]: d["value"] for d in enis[0]["details"]}
-    assert enis[0]["status"] == "ATTACHED", enis[0]
+    expected = "DELETED" if task["lastStatus"] == "STOPPED" else "ATTACHED"
+    assert enis[0]["status"] == expected, enis[0]
     return enis[0]["id"], details["privateIPv4Address"]
 
 

@@ -112,9 +112,9 @@ def test_target_not_found(ecs, cluster):
 
 def test_unsupported_feature(ecs, uid):
     td = register_td(ecs, f"run-{uid}")
-    # The FARGATE launch type is not built yet: a modeled error, not a fake success.
+    # The EXTERNAL launch type (ECS Anywhere) is not built: a modeled error, not a fake success.
     with pytest.raises(ecs.exceptions.UnsupportedFeatureException) as e:
-        ecs.run_task(taskDefinition=td["taskDefinitionArn"], launchType="FARGATE")
+        ecs.run_task(taskDefinition=td["taskDefinitionArn"], launchType="EXTERNAL")
     assert_error(e, "UnsupportedFeatureException")
 
 

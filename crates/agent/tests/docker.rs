@@ -13,8 +13,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
-use bollard::Docker;
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use flotilla_agent::engine::EngineConfig;
 use flotilla_agent::network::NetworkConfig;
 use flotilla_agent::runtime::docker::{DockerRuntime, DockerTimeouts};
@@ -30,50 +29,8 @@ const WORKLOAD: &str = flotilla_images::WORKLOAD_IMAGE;
 /// Far longer than anything here should take; a hang still fails.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Removes what one test created, on drop (also on panic).
-struct Cleanup {
-    docker: Docker,
-    instance: String,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (docker, instance, network) = (self.docker.clone(), self.instance.clone(), self.network.clone());
-        // Drop cannot await and the test's runtime may be panicking: use a fresh one.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                let filters = HashMap::from([("label".to_string(), vec![format!("{}={instance}", labels::INSTANCE)])]);
-                let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-                for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                    let rm = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                    let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(rm)).await;
-                }
-                // Docker releases a removed container's endpoint a moment later.
-                for attempt in 0..50 {
-                    match docker.remove_network(&network).await {
-                        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                            break
-                        }
-                        Err(e) if attempt == 49 => eprintln!("cleanup: network {network}: {e}"),
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-                let vfilters = HashMap::from([("label".to_string(), vec![format!("{}={instance}", labels::INSTANCE)])]);
-                let voptions =
-                    bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&vfilters).build();
-                if let Ok(list) = docker.list_volumes(Some(voptions)).await {
-                    for v in list.volumes.unwrap_or_default() {
-                        let _ =
-                            docker.remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
-                    }
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
+mod common;
+use common::Cleanup;
 
 struct Agent {
     engine: Engine,

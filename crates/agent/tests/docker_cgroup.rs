@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
 use flotilla_agent::cgroup::{Layout, TaskCgroups, Version, DEFAULT_ROOT};
 use flotilla_agent::engine::EngineConfig;
@@ -28,37 +28,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 const CLUSTER: &str = "arn:aws:ecs:local:000000000000:cluster/agent-cgroup-tests";
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Removes the test's containers and network on drop (also on panic).
-struct Cleanup {
-    docker: Docker,
-    instance: String,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (docker, instance, network) = (self.docker.clone(), self.instance.clone(), self.network.clone());
-        // Drop cannot await, and the test's runtime may be panicking: use a fresh one.
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                let filters = HashMap::from([("label".to_string(), vec![format!("{}={instance}", labels::INSTANCE)])]);
-                let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-                for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                    let rm = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                    let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(rm)).await;
-                }
-                for _ in 0..50 {
-                    if docker.remove_network(&network).await.is_ok() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
+mod common;
+use common::Cleanup;
 
 async fn until(reports: &mut UnboundedReceiver<TaskReport>, task: &str, status: &str) -> TaskReport {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -13,8 +13,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
-use bollard::Docker;
 use flotilla_agent::engine::EngineConfig;
 use flotilla_agent::metadata::address::{bind, ListenChoice};
 use flotilla_agent::metadata::{serve, MetadataEndpoint, MetadataState};
@@ -30,39 +28,8 @@ use tokio::sync::mpsc::unbounded_channel;
 const CLUSTER: &str = "arn:aws:ecs:us-east-1:000000000000:cluster/fargate-tests";
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Removes the test's containers and subnet network, on drop (also on panic).
-struct Cleanup {
-    docker: Docker,
-    instance: String,
-    network: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (docker, instance, network) = (self.docker.clone(), self.instance.clone(), self.network.clone());
-        let done = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                let filters = HashMap::from([("label".to_string(), vec![format!("{}={instance}", labels::INSTANCE)])]);
-                let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-                for c in docker.list_containers(Some(options)).await.unwrap_or_default() {
-                    let rm = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                    let _ = docker.remove_container(c.id.as_deref().unwrap_or_default(), Some(rm)).await;
-                }
-                for attempt in 0..50 {
-                    match docker.remove_network(&network).await {
-                        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                            break
-                        }
-                        Err(e) if attempt == 49 => eprintln!("cleanup: network {network}: {e}"),
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-            });
-        });
-        let _ = done.join();
-    }
-}
+mod common;
+use common::Cleanup;
 
 async fn runtime() -> Arc<DockerRuntime> {
     let runtime = Arc::new(DockerRuntime::connect(DockerTimeouts::default()).await.expect("Docker Engine"));

@@ -36,6 +36,19 @@ fn network(subnets: &[String]) -> NetworkConfiguration {
         .build()
 }
 
+/// RunTask of `fg-app` in cluster `fg` with the FARGATE launch type in `subnets`.
+fn run_fargate(
+    client: &aws_sdk_ecs::Client,
+    subnets: &[String],
+) -> aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder {
+    client
+        .run_task()
+        .cluster("fg")
+        .task_definition("fg-app")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(network(subnets))
+}
+
 fn item(provider: &str, weight: i32) -> CapacityProviderStrategyItem {
     CapacityProviderStrategyItem::builder().capacity_provider(provider).weight(weight).build().unwrap()
 }
@@ -86,15 +99,7 @@ async fn fargate_tasks_run_on_the_pool_with_their_own_addresses() {
     let all = vec![subnet('a'), subnet('b'), subnet('c')];
 
     // No pool host yet: the task waits in PROVISIONING, with no instance, as on ECS.
-    let run = client
-        .run_task()
-        .cluster("fg")
-        .task_definition("fg-app")
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(network(&all))
-        .send()
-        .await
-        .expect("run a Fargate task");
+    let run = run_fargate(&client, &all).send().await.expect("run a Fargate task");
     let first = run.tasks()[0].clone();
     assert_eq!(first.last_status(), Some("PROVISIONING"));
     assert_eq!(first.container_instance_arn(), None);
@@ -167,15 +172,7 @@ async fn fargate_tasks_run_on_the_pool_with_their_own_addresses() {
     assert_eq!(addresses.len(), 5, "every task has its own address: {addresses:?}");
 
     // A task whose only subnet is in a zone with no pool host waits.
-    let run = client
-        .run_task()
-        .cluster("fg")
-        .task_definition("fg-app")
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(network(&[subnet('c')]))
-        .send()
-        .await
-        .expect("run in zone c");
+    let run = run_fargate(&client, &[subnet('c')]).send().await.expect("run in zone c");
     let waiting_arn = run.tasks()[0].task_arn().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let waiting = describe(&client, "fg", std::slice::from_ref(&waiting_arn)).await.pop().unwrap();
@@ -203,15 +200,7 @@ async fn fargate_tasks_run_on_the_pool_with_their_own_addresses() {
 
     // The address of a stopped task is free again: the next task may take it.
     let spot_ip = detail(&gone, "privateIPv4Address").unwrap();
-    let again = client
-        .run_task()
-        .cluster("fg")
-        .task_definition("fg-app")
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(network(&[subnet('a')]))
-        .send()
-        .await
-        .expect("run again");
+    let again = run_fargate(&client, &[subnet('a')]).send().await.expect("run again");
     assert_eq!(detail(&again.tasks()[0], "privateIPv4Address"), Some(spot_ip));
 
     // A subnet created with EC2's CreateSubnet (stored as the EC2 API stores it) gives addresses
@@ -230,17 +219,44 @@ async fn fargate_tasks_run_on_the_pool_with_their_own_addresses() {
     let put = flotilla_store::Txn::new()
         .then(flotilla_store::Op::put(flotilla_hosts::keys::subnet(&created.subnet_id), bytes));
     ctx.store.txn(put).await.expect("store the subnet");
-    let in_created = client
+    let in_created =
+        run_fargate(&client, std::slice::from_ref(&created.subnet_id)).send().await.expect("run in a created subnet");
+    assert_eq!(detail(&in_created.tasks()[0], "privateIPv4Address").as_deref(), Some("172.31.64.4"));
+    assert_eq!(detail(&in_created.tasks()[0], "subnetId"), Some(created.subnet_id.clone()));
+
+    // A whole pool host interrupted: each of its FARGATE_SPOT tasks goes, its FARGATE tasks stay.
+    let run = client
         .run_task()
         .cluster("fg")
         .task_definition("fg-app")
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(network(std::slice::from_ref(&created.subnet_id)))
+        .count(2)
+        .capacity_provider_strategy(item("FARGATE_SPOT", 1))
+        .network_configuration(network(&all))
         .send()
         .await
-        .expect("run in a created subnet");
-    assert_eq!(detail(&in_created.tasks()[0], "privateIPv4Address").as_deref(), Some("172.31.64.4"));
-    assert_eq!(detail(&in_created.tasks()[0], "subnetId"), Some(created.subnet_id.clone()));
+        .expect("run two Spot tasks");
+    let spot_arns: Vec<String> = run.tasks().iter().filter_map(|t| t.task_arn.clone()).collect();
+    eventually("the Spot tasks run", || async {
+        describe(&client, "fg", &spot_arns).await.iter().all(|t| t.last_status() == Some("RUNNING")).then_some(())
+    })
+    .await;
+    let host_id = {
+        let ix = ctx.cache.read();
+        let prefix = format!("instance/{}/", fargate::FARGATE_POOL);
+        let (_, e) = ix.instances.range(prefix.clone()..).next().expect("the pool host");
+        e.value.instance.ec2_instance_id.clone().expect("an instance id")
+    };
+    let mut interrupted =
+        fargate::interrupt(&ctx, fargate::SpotTarget::PoolHost(&host_id), 30).await.expect("interrupt the host");
+    interrupted.sort();
+    let mut expected = spot_arns.clone();
+    expected.sort();
+    assert_eq!(interrupted, expected, "only the host's FARGATE_SPOT tasks");
+    let on_demand_arn = on_demand.task_arn().unwrap().to_string();
+    let still = describe(&client, "fg", std::slice::from_ref(&on_demand_arn)).await.pop().unwrap();
+    assert_eq!(still.desired_status(), Some("RUNNING"));
+    let unknown = fargate::interrupt(&ctx, fargate::SpotTarget::PoolHost("i-00000000000000000"), 30).await;
+    assert!(unknown.unwrap_err().message.contains("is not a Fargate pool host"));
 
     // A service of Fargate tasks keeps its count.
     client
