@@ -65,6 +65,18 @@ def remove_cluster_containers(cluster_arn: str) -> list[str]:
     return ids
 
 
+def remove_task_containers(cluster: str) -> list[str]:
+    """Removes the containers of every task of `cluster`, wherever they run: a Fargate task's
+    containers carry the pool's cluster label, not their task's, so they are found by task ARN."""
+    out = docker("ps", "-a", "--no-trunc", "--filter", "label=com.flotilla.managed",
+                 "--format", '{{.ID}} {{.Label "com.flotilla.task-arn"}}')
+    marker = f":task/{cluster}/"
+    ids = [line.split(" ", 1)[0] for line in out.splitlines() if marker in line]
+    if ids:
+        docker("rm", "--force", "--volumes", *ids, check=False, timeout=120)
+    return ids
+
+
 def docker_time_ns(text: str) -> int:
     """Docker's RFC 3339 timestamps with up to nine fractional digits, as nanoseconds since the epoch."""
     assert text and not text.startswith("0001-"), f"no timestamp: {text!r}"

@@ -25,7 +25,7 @@ from agent_support import (
     docker_available,
     docker_inspect,
     poll,
-    remove_cluster_containers,
+    remove_task_containers,
 )
 from support import AwsCli, ServerProcess, flotilla_bin, make_client
 from workshop_support import err, fill, ok
@@ -85,7 +85,9 @@ def stack(tmp_path_factory):
                 rc = proc.stop()
                 if rc != 0:
                     problems.append(f"flotilla {what} exited {rc} after SIGTERM\n{proc.log_tail()}")
-        remove_cluster_containers(s.cluster_arn if hasattr(s, "cluster_arn") else "")
+        # Agents leave their containers running when they stop; a sandbox left on a subnet's
+        # network would keep its address from the next server's tasks.
+        remove_task_containers(s.cluster)
         rc = s.server.stop()
         if rc != 0:
             problems.append(f"flotilla server exited {rc}\n{s.server.stderr_tail()}")

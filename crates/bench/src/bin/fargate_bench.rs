@@ -47,6 +47,44 @@ struct Bench {
     ecs: ApiClient,
     image: String,
     subnet: String,
+    /// Every task the run started, so that their containers go when it ends, however it ends.
+    started: Started,
+}
+
+/// The tasks a run started. On drop, their containers are removed from the engine: agents leave
+/// containers running when they stop, and a sandbox left on the subnet's network would keep its
+/// address from the next run's tasks.
+#[derive(Default, Clone)]
+struct Started(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if std::sync::Arc::strong_count(&self.0) > 1 {
+            return;
+        }
+        let arns = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let Ok(listing) = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=com.flotilla.managed",
+            "--format",
+            "{{.ID}} {{.Label \"com.flotilla.task-arn\"}}",
+        ]) else {
+            return;
+        };
+        let ids: Vec<&str> = listing
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, arn)| arns.iter().any(|a| a == arn))
+            .map(|(id, _)| id)
+            .collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+    }
 }
 
 impl Bench {
@@ -66,6 +104,7 @@ impl Bench {
         let started = Instant::now();
         let out = self.ecs("RunTask", body).await?;
         let arn = out["tasks"][0]["taskArn"].as_str().context("RunTask placed no task")?.to_string();
+        self.started.0.lock().unwrap_or_else(|e| e.into_inner()).push(arn.clone());
         loop {
             let d = self.ecs("DescribeTasks", json!({"tasks": [arn]})).await?;
             match d["tasks"][0]["lastStatus"].as_str() {
@@ -163,7 +202,7 @@ fn start_agent(bin: &Path, endpoint: &str, token: &str, dir: &Path, fargate: boo
     cmd.args(["agent", "--server", endpoint, "--token", token, "--region", REGION])
         .arg("--data-dir")
         .arg(dir)
-        .env("FLOTILLA_LOG", "warn")
+        .env("FLOTILLA_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -195,7 +234,8 @@ async fn main() -> anyhow::Result<()> {
     let endpoint = format!("http://{}", server.addr);
     let ecs = ApiClient::new(&endpoint, REGION, creds.clone())?;
     let subnet = flotilla_hosts::network::default_vpc(REGION).subnets[0].subnet_id.clone();
-    let bench = Bench { ecs, image: image.clone(), subnet: subnet.clone() };
+    let started = Started::default();
+    let bench = Bench { ecs, image: image.clone(), subnet: subnet.clone(), started: started.clone() };
 
     let ec2_token = mint(&bin, &endpoint, &creds, &["--cluster", "default"])?;
     let pool_token = mint(&bin, &endpoint, &creds, &["--fargate"])?;
@@ -221,21 +261,23 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
 
-    // Warm up both paths (the pool host joins, images and networks exist), and wait for both hosts.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (warm_ec2, warm_fargate) = loop {
-        match (bench.run_one(false).await, bench.run_one(true).await) {
-            (Ok(a), Ok(b)) => break (a.1, b.1),
-            (a, b) if Instant::now() > deadline => bail!(
-                "the agents did not run a warm-up task in 60 s: {:?} / {:?} (logs in {})",
-                a.err(),
-                b.err(),
-                dir.display()
-            ),
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+    // Warm up both paths (both hosts joined, images and networks exist).
+    for fargate in [false, true] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match bench.run_one(fargate).await {
+                Ok((_, arn)) => {
+                    bench.stop(&[arn]).await?;
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => {
+                    bail!("no warm-up task ran in 60 s: {e:#} (logs in {})", dir.display())
+                }
+                // A task placed nowhere yet (the host is still joining) is tried again.
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
         }
-    };
-    bench.stop(&[warm_ec2, warm_fargate]).await?;
+    }
     let network = format!("flotilla-{subnet}");
 
     let mut rows: Vec<(&str, Vec<Duration>)> = Vec::new();
@@ -298,6 +340,8 @@ async fn main() -> anyhow::Result<()> {
         per(before, with_sandboxes),
         per(before_plain, with_plain)
     );
+    drop(bench);
+    drop(started);
     drop(server);
     Ok(())
 }
