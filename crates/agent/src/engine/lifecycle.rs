@@ -103,6 +103,7 @@ impl Actor {
             cgroup_parent,
             task_network: self.rec.assignment.network.as_ref(),
             sandbox_runtime,
+            single_container: self.defs.len() == 1,
             runtime: &*self.shared.runtime,
             config: &self.shared.config.network,
             ports: &self.shared.ports,
