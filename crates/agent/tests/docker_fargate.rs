@@ -162,7 +162,8 @@ impl PoolHost {
         assert_eq!(ep.gateway.as_deref(), Some(format!("10.213.{}.1", self.octet).as_str()));
     }
 
-    /// Checks the task cgroup holds the sandboxes (gVisor's sentry and gofer) to 512 MiB.
+    /// Checks the task cgroup holds the sandboxes (gVisor's sentry and gofer) to 512 MiB and a
+    /// quarter of a core.
     async fn assert_in_the_task_cgroup(&self, id: &str) {
         let host = self.runtime.docker().inspect_container(id, None).await.expect("inspect").host_config.unwrap();
         let parent = host.cgroup_parent.expect("a task cgroup");
@@ -179,6 +180,17 @@ impl PoolHost {
             .map(|p| p.lines().count())
             .sum();
         assert!(procs > 0, "no sandbox process under {dir}");
+        // And to its quarter of a core, set once the first sandbox had booted.
+        let quota = match std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{parent}/cpu.cfs_quota_us")) {
+            Ok(v1) => v1.trim().to_string(),
+            Err(_) => std::fs::read_to_string(format!("/sys/fs/cgroup{parent}/cpu.max"))
+                .expect("the task's CPU quota")
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        assert_eq!(quota, "25000", "{parent}");
     }
 
     /// Checks what the container printed: gVisor's kernel, then its own task's metadata.

@@ -2,6 +2,7 @@
 //! rules whatever the agent allows EC2 tasks, the task's own interface, and the stop cap.
 
 use super::*;
+use crate::cgroup::TaskLimits;
 use flotilla_model::{HostVolumeProperties, Volume};
 use flotilla_protocol::TaskNetwork;
 
@@ -196,4 +197,43 @@ async fn the_stop_cap_bounds_each_containers_grace() {
         .collect();
     let secs = |n: &str| graces.iter().find(|(k, _)| k.ends_with(n)).map(|(_, t)| t.as_secs());
     assert_eq!((secs("long"), secs("short"), secs("default")), (Some(10), Some(2), Some(10)), "{graces:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sandbox_boots_before_the_task_cgroup_gets_its_cpu_quota_and_runs_under_it() {
+    let mut h = pool_host();
+    let task = arn("f9");
+    h.engine.apply(fargate("f9", vec![container("app"), container("side")])).unwrap();
+    h.status(&task, "RUNNING").await;
+    let calls = h.fake.calls();
+    let cgroups: Vec<(usize, TaskLimits)> = calls
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match c {
+            Call::EnsureTaskCgroup(_, limits) => Some((i, *limits)),
+            _ => None,
+        })
+        .collect();
+    let full = TaskLimits { cpu_units: Some(256), memory_mib: Some(512) };
+    // Memory from the start; the CPU quota once the first container has started, before the next.
+    assert_eq!(cgroups.iter().map(|(_, l)| *l).collect::<Vec<_>>(), [TaskLimits { cpu_units: None, ..full }, full]);
+    let starts: Vec<usize> =
+        calls.iter().enumerate().filter(|(_, c)| matches!(c, Call::StartContainer(_))).map(|(i, _)| i).collect();
+    assert_eq!(starts.len(), 3, "pause, app and side: {calls:?}");
+    assert!(starts[1] < cgroups[1].0 && cgroups[1].0 < starts[2], "{calls:?}");
+
+    // An EC2 task's cgroup has its quota from the start.
+    let mut ec2 = Harness::new();
+    ec2.engine.apply(sized(assignment("e2", vec![container("app")]), "256", "512")).unwrap();
+    ec2.status(&arn("e2"), "RUNNING").await;
+    let asked: Vec<TaskLimits> = ec2
+        .fake
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::EnsureTaskCgroup(_, limits) => Some(limits),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, [full]);
 }
