@@ -94,6 +94,8 @@ pub(crate) struct Actor {
     cleanup_at: Option<Instant>,
     resync_at: Instant,
     done: bool,
+    /// Whether this actor has put a sandboxed task's CPU quota on its cgroup (`cap_cpu`).
+    pub(super) cpu_capped: bool,
 }
 
 impl Actor {
@@ -127,6 +129,7 @@ impl Actor {
             cleanup_at: None,
             resync_at,
             done: false,
+            cpu_capped: false,
         }
     }
 

@@ -62,15 +62,25 @@ impl Actor {
     /// Decides how the task is held to its task-level limits: under a task cgroup made now,
     /// before any of its containers (the awsvpc pause container included), or, where the host
     /// will not let the agent make one, by capping each container.
+    ///
+    /// A sandboxed task's cgroup starts with its memory limit only: booting a gVisor sandbox
+    /// (its kernel, before any of the task's code runs) is CPU work that a quota of a fraction of
+    /// a core would stretch by a good part of a second (the platform's work, as Fargate's own
+    /// boot is not the task's vCPU). The quota follows as soon as the task's first container has
+    /// started (`cap_cpu`), before any other container starts and before the task is RUNNING.
     async fn confine(&mut self) -> Result<(), RuntimeError> {
         if self.rec.confinement.is_some() {
             return Ok(());
         }
         let limits = self.limits();
+        let mut at_boot = limits;
+        if self.sandbox().is_some() {
+            at_boot.cpu_units = None;
+        }
         let confinement = if limits.is_empty() {
             Confinement::Unbounded
         } else {
-            match self.shared.runtime.ensure_task_cgroup(self.rec.task_id(), &limits).await {
+            match self.shared.runtime.ensure_task_cgroup(self.rec.task_id(), &at_boot).await {
                 Ok(parent) => Confinement::Cgroup { parent },
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
@@ -103,6 +113,7 @@ impl Actor {
             cgroup_parent,
             task_network: self.rec.assignment.network.as_ref(),
             sandbox_runtime,
+            single_container: self.defs.len() == 1,
             runtime: &*self.shared.runtime,
             config: &self.shared.config.network,
             ports: &self.shared.ports,
@@ -401,9 +412,31 @@ impl Actor {
         }
     }
 
+    /// Puts a sandboxed task's CPU quota on its cgroup, which `confine` left without one while
+    /// the first sandbox booted. Idempotent; once per actor (an agent restart writes it again).
+    async fn cap_cpu(&mut self) -> Result<(), RuntimeError> {
+        if self.cpu_capped || self.sandbox().is_none() {
+            return Ok(());
+        }
+        let limits = self.limits();
+        if matches!(self.rec.confinement, Some(Confinement::Cgroup { .. })) && limits.cpu_units.is_some() {
+            self.shared.runtime.ensure_task_cgroup(self.rec.task_id(), &limits).await?;
+        }
+        self.cpu_capped = true;
+        Ok(())
+    }
+
     async fn start_one(&mut self, name: &str) -> Step {
         let Some(id) = self.rec.container(name).and_then(|c| c.runtime_id.clone()) else { return Step::Done };
-        match self.shared.runtime.start_container(&id).await {
+        let started = self.shared.runtime.start_container(&id).await;
+        if started.is_ok() {
+            if let Err(e) = self.cap_cpu().await {
+                // Never run on without the quota: stopped, the task is retried or fails to start.
+                tracing::warn!(task = %self.rec.arn(), error = %e, "cannot set the task's CPU quota");
+                return Step::Retry(e);
+            }
+        }
+        match started {
             Ok(()) => {
                 self.refresh(name).await;
                 // A container that exited at once still counts as started.
@@ -433,9 +466,14 @@ impl Actor {
 
     /// ACTIVATING: the post-start steps. Bindings and addresses were read when each container
     /// started (`observe`), and load balancer or service discovery registration is the control
-    /// plane's, so nothing is left for the agent; the status is still reported, as ECS does.
+    /// plane's; what is left is making sure a sandboxed task's CPU quota is in place (see
+    /// `confine`). The status is reported, as ECS does.
     pub(super) async fn activate(&mut self) -> Step {
-        Step::Done
+        // Set when the first container started; again after an agent restart, to be sure.
+        match self.cap_cpu().await {
+            Ok(()) => Step::Done,
+            Err(e) => Step::Retry(e),
+        }
     }
 
     /// STOPPING: containers never started are simply marked stopped; running ones are stopped

@@ -3,9 +3,10 @@
 //! One address serves all network modes: the gateway of Docker's default `bridge` network (as
 //! a rule 172.17.0.1), an address of the host itself. Bridge-mode containers route to it as their
 //! gateway; host-mode containers share the host's network namespace, where it is a local
-//! address; awsvpc containers share their pause container's namespace on the `flotilla-awsvpc`
-//! network, whose gateway is the host, which delivers to its own addresses. Listening there and
-//! not on 0.0.0.0 keeps the endpoint off the host's other networks.
+//! address; awsvpc containers are on the `flotilla-awsvpc` network or their subnet's (in their
+//! pause container's namespace, or, a task of one container, holding the interface themselves),
+//! whose gateway is the host, which delivers to its own addresses. Listening there and not on
+//! 0.0.0.0 keeps the endpoint off the host's other networks.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

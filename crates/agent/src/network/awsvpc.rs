@@ -14,6 +14,13 @@
 //! its first address as the gateway, as in a VPC; made on first use by whichever agent of this
 //! Docker Engine gets there first) at the address and MAC the control plane allocated. Subnet
 //! networks stay too: other tasks, and other agents on the same engine, use them.
+//!
+//! Such a task with a single container needs no pause container: there is no one to share the
+//! namespace with, so the container itself joins the subnet's network at the task's address and
+//! MAC (`direct`). For a Fargate task that halves the cost of starting it, since every container
+//! of a Fargate task is a gVisor sandbox and the pause container was a second one. A task whose
+//! pause container an earlier agent already made (found by label when the task is adopted) keeps
+//! it.
 
 use super::{rt, Attachment, NetworkContext, NetworkError};
 use crate::runtime::{labels, ContainerSpec, NetworkSpec, RunState};
@@ -53,9 +60,21 @@ fn network_spec(ctx: &NetworkContext<'_>) -> Result<NetworkSpec, NetworkError> {
 /// The label naming the subnet a Flotilla network stands for.
 pub const SUBNET_LABEL: &str = "com.flotilla.subnet-id";
 
+/// The task's interface when its one container holds it itself, without a pause container:
+/// a task of one container with its own interface, unless a pause container was made for it
+/// already (by an earlier agent, before this path existed).
+fn direct<'a>(ctx: &NetworkContext<'a>, att: &Attachment) -> Option<&'a flotilla_protocol::TaskNetwork> {
+    ctx.task_network.filter(|_| ctx.single_container && att.pause_id.is_none())
+}
+
 pub(super) async fn provision(ctx: &NetworkContext<'_>, att: &mut Attachment) -> Result<(), NetworkError> {
     let network = &network_name(ctx);
     ctx.runtime.ensure_network(&network_spec(ctx)?).await.map_err(rt("create the awsvpc network"))?;
+    if let Some(n) = direct(ctx, att) {
+        // The container gets the address when it is created (`configure`).
+        att.private_ipv4 = Some(n.ipv4_address.clone());
+        return Ok(());
+    }
 
     // An earlier attempt (or an earlier agent) may have created the pause container already.
     let existing = ctx
@@ -103,10 +122,23 @@ async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> 
     ctx.runtime.create_container(&spec).await.map_err(rt("create the pause container"))
 }
 
-pub(super) fn configure(att: &Attachment, spec: &mut ContainerSpec) -> Result<(), NetworkError> {
-    let pause = att.pause_id.as_ref().ok_or(NetworkError::NoAddress { network: "awsvpc".into() })?;
-    spec.network_mode = Some(format!("container:{pause}"));
+pub(super) fn configure(
+    ctx: &NetworkContext<'_>,
+    att: &Attachment,
+    spec: &mut ContainerSpec,
+) -> Result<(), NetworkError> {
+    if let Some(n) = direct(ctx, att) {
+        // The task's interface on the container itself, as the pause container would have it.
+        spec.network_mode = Some(n.docker_network());
+        spec.ipv4_address = Some(n.ipv4_address.clone());
+        spec.mac_address = Some(n.mac_address.clone());
+    } else {
+        let pause = att.pause_id.as_ref().ok_or(NetworkError::NoAddress { network: "awsvpc".into() })?;
+        spec.network_mode = Some(format!("container:{pause}"));
+    }
     // Docker refuses these with a `container:` network mode: the namespace owner decides them.
+    // A container holding the interface itself gets none either, as ECS has none in awsvpc mode
+    // (no host ports: the task is reached at its own address).
     spec.port_bindings.clear();
     spec.links.clear();
     spec.hostname = None;
@@ -157,6 +189,7 @@ mod tests {
             cgroup_parent: Some("/flotilla/t1"),
             task_network: None,
             sandbox_runtime: None,
+            single_container: false,
         };
         let mut att = Attachment::default();
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
@@ -168,7 +201,7 @@ mod tests {
         // The pause container sits in the task's cgroup with the task's containers.
         assert_eq!(runtime.containers()[0].spec.cgroup_parent.as_deref(), Some("/flotilla/t1"));
         let mut spec = ContainerSpec { hostname: Some("x".into()), ..ContainerSpec::default() };
-        configure(&att, &mut spec).unwrap();
+        configure(&ctx, &att, &mut spec).unwrap();
         assert_eq!(spec.network_mode, Some(format!("container:{}", first.pause_id.unwrap())));
         NetworkMode::Awsvpc.deprovision(&ctx, &mut att).await.unwrap();
         NetworkMode::Awsvpc.deprovision(&ctx, &mut att).await.unwrap();
@@ -208,6 +241,7 @@ mod subnet_tests {
             cgroup_parent: None,
             task_network: Some(&eni),
             sandbox_runtime: Some("runsc"),
+            single_container: false,
         };
         let spec = network_spec(&ctx).unwrap();
         assert_eq!(spec.name, "flotilla-subnet-0a1");
@@ -219,6 +253,23 @@ mod subnet_tests {
         assert_eq!(pause.network_mode.as_deref(), Some("flotilla-subnet-0a1"));
         assert_eq!(pause.mac_address.as_deref(), Some("02:00:0a:d5:00:09"));
         assert_eq!(pause.runtime.as_deref(), Some("runsc"));
+        // A task of one container holds the interface itself: no pause container.
+        let one = FakeRuntime::new();
+        let ctx1 = NetworkContext { runtime: &one, single_container: true, ..ctx };
+        let mut att = Attachment::default();
+        NetworkMode::Awsvpc.provision(&ctx1, &mut att).await.unwrap();
+        NetworkMode::Awsvpc.provision(&ctx1, &mut att).await.unwrap();
+        assert_eq!((att.private_ipv4.as_deref(), att.pause_id.as_deref()), (Some("10.213.0.9"), None));
+        assert!(one.containers().is_empty());
+        assert_eq!(one.networks(), vec!["flotilla-subnet-0a1".to_string()]);
+        let mut spec = ContainerSpec { hostname: Some("x".into()), ..ContainerSpec::default() };
+        configure(&ctx1, &att, &mut spec).unwrap();
+        assert_eq!(spec.network_mode.as_deref(), Some("flotilla-subnet-0a1"));
+        assert_eq!(
+            (spec.ipv4_address.as_deref(), spec.mac_address.as_deref(), spec.hostname.as_deref()),
+            (Some("10.213.0.9"), Some("02:00:0a:d5:00:09"), None)
+        );
+        NetworkMode::Awsvpc.deprovision(&ctx1, &mut att).await.unwrap();
         let bad = TaskNetwork { cidr_block: "nonsense".into(), ..eni.clone() };
         let ctx = NetworkContext { task_network: Some(&bad), ..ctx };
         assert!(matches!(network_spec(&ctx), Err(NetworkError::BadSubnet { .. })));

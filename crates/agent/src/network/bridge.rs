@@ -95,6 +95,7 @@ mod tests {
             cgroup_parent: None,
             task_network: None,
             sandbox_runtime: None,
+            single_container: false,
         };
         let def = ContainerDefinition {
             name: Some("web".into()),

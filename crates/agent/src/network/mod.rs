@@ -9,7 +9,8 @@
 //! - `host` and `none`: the host's namespace, or no network at all. See `host.rs`.
 //! - `awsvpc`: each task in its own network namespace with its own address on a Flotilla-managed
 //!   bridge network, held by a per-task pause container that the task's containers join, as ECS
-//!   does with its ENIs. See `awsvpc.rs`.
+//!   does with its ENIs; a task of one container with its own interface in a subnet holds it
+//!   itself, without a pause container. See `awsvpc.rs`.
 
 mod awsvpc;
 mod bridge;
@@ -105,6 +106,9 @@ pub struct NetworkContext<'a> {
     pub task_network: Option<&'a flotilla_protocol::TaskNetwork>,
     /// The OCI runtime of a sandboxed (Fargate) task, for the containers the hooks create.
     pub sandbox_runtime: Option<&'a str>,
+    /// Whether the task has one container: with its own interface, that container holds the
+    /// interface itself, without a pause container (see `awsvpc.rs`).
+    pub single_container: bool,
 }
 
 /// A task definition's network mode.
@@ -160,7 +164,7 @@ impl NetworkMode {
             NetworkMode::Bridge => bridge::configure(ctx, def, names, att, spec),
             NetworkMode::Host => host::configure_host(spec),
             NetworkMode::None => host::configure_none(spec),
-            NetworkMode::Awsvpc => awsvpc::configure(att, spec),
+            NetworkMode::Awsvpc => awsvpc::configure(ctx, att, spec),
         }
     }
 
