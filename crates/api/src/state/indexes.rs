@@ -345,8 +345,7 @@ impl Indexes {
                 }
             }
             // A Fargate task's host is in the pool, not in the task's cluster.
-            let cluster = instance_cluster(inst).map(Arc::from).unwrap_or_else(|| s.cluster.clone());
-            self.mark_instance(&cluster, inst);
+            self.mark_instance(instance_cluster(inst).unwrap_or(&s.cluster), inst);
         }
     }
 }
