@@ -25,14 +25,9 @@ use crate::state::keys;
 /// The most subnets an awsvpcConfiguration may name.
 pub const MAX_SUBNETS: usize = 16;
 
-/// The subnets a task's awsvpcConfiguration names, looked up; an unknown one is refused as ECS
-/// refuses it (EC2 does not know it).
-pub async fn load(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<Subnet>> {
-    Ok(load_read(ctx, config).await?.into_iter().map(|(s, _)| s).collect())
-}
-
-/// [`load`], with the revision each created subnet was read at (see [`Allocation::allocate`]).
-pub async fn load_read(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<(Subnet, Option<Revision>)>> {
+/// The subnets a task's awsvpcConfiguration names, looked up, each created one with the revision
+/// it was read at (see [`Allocation::allocate`]); an unknown one is refused as ECS refuses it.
+pub async fn load(ctx: &Ctx, config: &AwsVpcConfiguration) -> ApiResult<Vec<(Subnet, Option<Revision>)>> {
     let ids = config.subnets.as_deref().unwrap_or_default();
     if ids.is_empty() || ids.len() > MAX_SUBNETS {
         return Err(ApiError::invalid_parameter(format!(

@@ -71,7 +71,7 @@ pub async fn for_launch(
     let Some(config) = awsvpc.filter(|_| def.network_mode.as_deref() == Some("awsvpc")) else {
         return Ok(Interfaces::default());
     };
-    match subnets::load_read(ctx, config).await {
+    match subnets::load(ctx, config).await {
         Ok(read) => {
             let (subnets, revisions) = read.into_iter().unzip();
             Ok(Interfaces { subnets, revisions, strict: fargate })
