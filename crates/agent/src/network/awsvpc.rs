@@ -167,6 +167,7 @@ mod tests {
     use super::*;
     use crate::network::{NetworkConfig, NetworkMode, PortAllocator};
     use crate::runtime::fake::FakeRuntime;
+    use flotilla_protocol::TaskNetwork;
     use std::collections::BTreeMap;
 
     #[tokio::test]
@@ -180,16 +181,8 @@ mod tests {
             (labels::TASK.to_string(), "arn:t1".to_string()),
         ]);
         let ctx = NetworkContext {
-            runtime: &runtime,
-            config: &config,
-            ports: &ports,
-            task_id: "t1",
-            task_arn: "arn:t1",
-            labels: &labels,
             cgroup_parent: Some("/flotilla/t1"),
-            task_network: None,
-            sandbox_runtime: None,
-            single_container: false,
+            ..NetworkContext::for_test(&runtime, &config, &ports, &labels)
         };
         let mut att = Attachment::default();
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
@@ -207,15 +200,6 @@ mod tests {
         NetworkMode::Awsvpc.deprovision(&ctx, &mut att).await.unwrap();
         assert!(runtime.containers().is_empty());
     }
-}
-
-#[cfg(test)]
-mod subnet_tests {
-    use super::*;
-    use crate::network::{NetworkConfig, NetworkMode, PortAllocator};
-    use crate::runtime::fake::FakeRuntime;
-    use flotilla_protocol::TaskNetwork;
-    use std::collections::BTreeMap;
 
     #[tokio::test]
     async fn a_task_with_its_own_interface_joins_its_subnet_at_its_address() {
@@ -232,16 +216,9 @@ mod subnet_tests {
             interface_id: "eni-1".into(),
         };
         let ctx = NetworkContext {
-            runtime: &runtime,
-            config: &config,
-            ports: &ports,
-            task_id: "t1",
-            task_arn: "arn:t1",
-            labels: &labels,
-            cgroup_parent: None,
             task_network: Some(&eni),
             sandbox_runtime: Some("runsc"),
-            single_container: false,
+            ..NetworkContext::for_test(&runtime, &config, &ports, &labels)
         };
         let spec = network_spec(&ctx).unwrap();
         assert_eq!(spec.name, "flotilla-subnet-0a1");

@@ -85,18 +85,7 @@ mod tests {
         let config = NetworkConfig::default();
         let ports = PortAllocator::new(None);
         let labels = BTreeMap::new();
-        let ctx = NetworkContext {
-            runtime: &runtime,
-            config: &config,
-            ports: &ports,
-            task_id: "t1",
-            task_arn: "arn:t1",
-            labels: &labels,
-            cgroup_parent: None,
-            task_network: None,
-            sandbox_runtime: None,
-            single_container: false,
-        };
+        let ctx = NetworkContext::for_test(&runtime, &config, &ports, &labels);
         let def = ContainerDefinition {
             name: Some("web".into()),
             port_mappings: Some(vec![

@@ -111,6 +111,30 @@ pub struct NetworkContext<'a> {
     pub single_container: bool,
 }
 
+impl<'a> NetworkContext<'a> {
+    /// Task `t1` (`arn:t1`) with no cgroup, interface or sandbox: what the unit tests start from.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        runtime: &'a dyn Runtime,
+        config: &'a NetworkConfig,
+        ports: &'a PortAllocator,
+        labels: &'a BTreeMap<String, String>,
+    ) -> Self {
+        NetworkContext {
+            runtime,
+            config,
+            ports,
+            task_id: "t1",
+            task_arn: "arn:t1",
+            labels,
+            cgroup_parent: None,
+            task_network: None,
+            sandbox_runtime: None,
+            single_container: false,
+        }
+    }
+}
+
 /// A task definition's network mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
