@@ -1,0 +1,3 @@
+//! AWS Cloud Map on the control plane: the `servicediscovery` JSON API (namespaces, services,
+//! instances, operations, discovery) and a DNS server answering for private DNS namespaces from
+//! the records of `flotilla-endpoints`, held in memory and fed by the store's watch.
