@@ -15,6 +15,7 @@ pub mod controller;
 pub mod credentials;
 pub mod dispatch;
 pub mod domain;
+pub mod endpoints;
 pub mod error;
 pub mod extensions;
 pub mod faults;

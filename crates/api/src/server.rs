@@ -131,6 +131,9 @@ pub async fn serve_ctx(
 ) -> anyhow::Result<()> {
     let (c, settings) = (ctx.clone(), config.controller);
     let controller = ctx.loops.spawn("controller", move || crate::controller::run(c.clone(), settings));
+    let c = ctx.clone();
+    let registrar =
+        ctx.loops.spawn(crate::endpoints::registrar::LOOP, move || crate::endpoints::registrar::run(c.clone()));
     let (c, retention) = (ctx.clone(), config.stopped_task_retention);
     let reaper = ctx.loops.spawn("reaper", move || crate::reaper::run(c.clone(), retention));
     let (c, capacity) = (ctx.clone(), config.capacity);
@@ -141,6 +144,7 @@ pub async fn serve_ctx(
     let served = crate::tls::serve(listener.into(), router, shutdown).await;
     // Let go of the store before returning, so the data directory can be opened again at once.
     controller.stop().await;
+    registrar.stop().await;
     reaper.stop().await;
     capacity.stop().await;
     for handle in extension_loops {

@@ -9,6 +9,8 @@
 //! server applies it to every service on each pass. Starting and stopping tasks is the service
 //! controller's job; this module only reports.
 
+use std::collections::HashSet;
+
 use flotilla_model::{Service, ServiceEvent, Task, Timestamp};
 use flotilla_store::{Compare, Op, Txn};
 
@@ -24,6 +26,29 @@ pub const STARTED_OK_MS: i64 = 10_000;
 
 /// How many events a service keeps, newest first.
 pub const MAX_EVENTS: usize = 100;
+
+/// An identical event is not repeated within this window, so a service that cannot place a task
+/// says so once a minute rather than on every pass.
+const EVENT_REPEAT_MS: i64 = 60_000;
+
+/// Adds an event, newest first, unless the same message was said within [`EVENT_REPEAT_MS`].
+pub fn push_event(svc: &mut Service, message: &str, now: Timestamp) {
+    let list = svc.events.get_or_insert_with(Vec::new);
+    let recent =
+        list.iter().take_while(|e| e.created_at.is_some_and(|t| now.as_millis() - t.as_millis() < EVENT_REPEAT_MS));
+    if recent.into_iter().any(|e| e.message.as_deref() == Some(message)) {
+        return;
+    }
+    list.insert(
+        0,
+        ServiceEvent {
+            id: Some(uuid::Uuid::new_v4().to_string()),
+            created_at: Some(now),
+            message: Some(message.into()),
+        },
+    );
+    list.truncate(MAX_EVENTS);
+}
 
 fn is_pending(t: &Task) -> bool {
     matches!(t.last_status.as_deref(), Some("PROVISIONING" | "PENDING" | "ACTIVATING"))
@@ -62,6 +87,19 @@ fn settle_ms(svc: &Service) -> i64 {
 
 /// The service as its tasks say it is, or `None` if nothing changed.
 pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnOnce() -> String) -> Option<Service> {
+    settle_with(svc, tasks, &HashSet::new(), now, event_id)
+}
+
+/// [`settle`], where the tasks in `targets_unhealthy` (by ARN) do not count as healthy yet: their
+/// load balancer targets have not all passed their health checks, which a rollout waits for as
+/// ECS's does.
+pub fn settle_with(
+    svc: &Service,
+    tasks: &[&Task],
+    targets_unhealthy: &HashSet<String>,
+    now: Timestamp,
+    event_id: impl FnOnce() -> String,
+) -> Option<Service> {
     let mut out = svc.clone();
     let live = |t: &&&Task| t.desired_status.as_deref() != Some("STOPPED");
     let mut total_running = 0;
@@ -71,7 +109,12 @@ pub fn settle(svc: &Service, tasks: &[&Task], now: Timestamp, event_id: impl FnO
     for d in out.deployments.iter_mut().flatten() {
         let mine = tasks.iter().filter(|t| t.started_by.is_some() && t.started_by == d.id);
         if d.status.as_deref() == Some("PRIMARY") {
-            primary_healthy = mine.clone().filter(live).filter(|t| is_healthy(t, now, settle_ms)).count() as i32;
+            primary_healthy = mine
+                .clone()
+                .filter(live)
+                .filter(|t| is_healthy(t, now, settle_ms))
+                .filter(|t| t.task_arn.as_ref().is_none_or(|a| !targets_unhealthy.contains(a)))
+                .count() as i32;
         }
         let running = mine.clone().filter(live).filter(|t| is_running(t)).count() as i32;
         let pending = mine.filter(live).filter(|t| is_pending(t)).count() as i32;
@@ -134,10 +177,23 @@ pub fn settle_from_cache(ix: &Indexes, key: &str, svc: &Service, now: Timestamp)
     }
     let cluster = key[keys::SERVICE.len()..].split('/').next().unwrap_or("");
     let group = format!("service:{}", svc.service_name.as_deref().unwrap_or(""));
-    let tasks: Vec<Task> =
-        ix.task_index.in_group(cluster, &group).filter_map(|t| ix.tasks.get(t).map(|e| e.value.task())).collect();
+    let balanced = svc.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
+    let mut targets_unhealthy = HashSet::new();
+    let tasks: Vec<Task> = ix
+        .task_index
+        .in_group(cluster, &group)
+        .filter_map(|t| ix.tasks.get(t))
+        .map(|e| {
+            let task = e.value.task();
+            let judged = e.value.hidden.as_ref().and_then(|h| h.target_health.as_ref());
+            if balanced && judged != Some(&crate::state::records::TargetsHealth::Healthy) {
+                targets_unhealthy.insert(task.task_arn.clone().unwrap_or_default());
+            }
+            task
+        })
+        .collect();
     let tasks: Vec<&Task> = tasks.iter().collect();
-    settle(svc, &tasks, now, || uuid::Uuid::new_v4().to_string())
+    settle_with(svc, &tasks, &targets_unhealthy, now, || uuid::Uuid::new_v4().to_string())
 }
 
 /// One pass over every service.

@@ -5,7 +5,7 @@
 
 use flotilla_model::Service;
 
-use super::view::{Health, InstanceState, InstanceView, TaskView};
+use super::view::{Health, InstanceState, InstanceView, Targets, TaskView};
 
 /// Knobs of the controller that are not part of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +60,8 @@ impl Actions {
 
 pub const REASON_SCALE: &str = "Scaling activity initiated by";
 pub const REASON_HEALTH: &str = "Task failed container health checks";
+/// ECS's stoppedReason for a task its target group found unhealthy (followed by the group).
+pub const REASON_TARGET_HEALTH: &str = "Task failed ELB health checks in";
 pub const REASON_DRAINING: &str = "Container instance is being drained";
 pub const REASON_GONE: &str = "Task stopped because its container instance was deregistered";
 pub const REASON_INELIGIBLE: &str =
@@ -75,6 +77,10 @@ pub fn daemon_target(i: &InstanceView, now_ms: i64, settings: &Settings) -> bool
     i.status == InstanceState::Active && i.daemon_eligible && !is_lost(i, now_ms, settings)
 }
 
+/// RUNNING, its containers healthy if they are checked, and healthy in its target groups if it
+/// is in any: what counts toward minimumHealthyPercent.
 pub fn is_healthy(t: &TaskView) -> bool {
-    t.is_running() && (!t.has_health_check || t.health == Health::Healthy)
+    t.is_running()
+        && (!t.has_health_check || t.health == Health::Healthy)
+        && matches!(t.targets, Targets::None | Targets::Healthy)
 }

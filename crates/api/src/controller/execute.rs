@@ -4,7 +4,7 @@
 //! left to the next pass, which sees the new state and decides again.
 
 use flotilla_model::arn::short_id;
-use flotilla_model::{PlacementStrategy, Service, ServiceEvent, TaskDefinition, Timestamp};
+use flotilla_model::{PlacementStrategy, Service, TaskDefinition};
 use flotilla_store::{Compare, Op, Txn};
 
 use super::reconcile::{Actions, Launch, Stop};
@@ -15,14 +15,10 @@ use crate::domain::launch::{self as launching, Placement, Shared, Spec};
 use crate::domain::lookup;
 use crate::domain::stop::stop_by_key;
 use crate::error::ApiResult;
-use crate::service_status::MAX_EVENTS;
+use crate::service_status::push_event;
 use crate::state::cache::Entry;
 use crate::state::codec::encode;
 use crate::state::keys;
-
-/// An identical event is not repeated within this window, so a service that cannot place a task
-/// says so once a minute rather than on every pass.
-const EVENT_REPEAT_MS: i64 = 60_000;
 
 /// What one pass did for a service, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -217,23 +213,4 @@ async fn write_service(
     // A conflict means someone else changed the service; the next pass starts from theirs.
     ctx.commit(txn).await?;
     Ok(())
-}
-
-/// Adds an event, newest first, unless the same message was said within [`EVENT_REPEAT_MS`].
-pub fn push_event(svc: &mut Service, message: &str, now: Timestamp) {
-    let list = svc.events.get_or_insert_with(Vec::new);
-    let recent =
-        list.iter().take_while(|e| e.created_at.is_some_and(|t| now.as_millis() - t.as_millis() < EVENT_REPEAT_MS));
-    if recent.into_iter().any(|e| e.message.as_deref() == Some(message)) {
-        return;
-    }
-    list.insert(
-        0,
-        ServiceEvent {
-            id: Some(uuid::Uuid::new_v4().to_string()),
-            created_at: Some(now),
-            message: Some(message.into()),
-        },
-    );
-    list.truncate(MAX_EVENTS);
 }

@@ -6,12 +6,14 @@ use std::collections::HashMap;
 use flotilla_model::{Service, Task};
 use flotilla_scheduler::{Constraint, Request};
 
-use super::view::{Health, InstanceState, InstanceView, TaskView};
+use super::actions::REASON_TARGET_HEALTH;
+use super::view::{Health, InstanceState, InstanceView, Targets, TaskView};
 use crate::context::Ctx;
 use crate::domain::launch::required_attributes;
 use crate::domain::lookup;
 use crate::state::cache::range_prefix;
 use crate::state::keys;
+use crate::state::records::TargetsHealth;
 
 fn ms(t: Option<flotilla_model::Timestamp>) -> Option<i64> {
     t.map(|t| t.as_millis())
@@ -23,7 +25,10 @@ pub fn task_view(t: &Task) -> TaskView {
         deployment: t.started_by.clone(),
         last_status: t.last_status.clone().unwrap_or_default(),
         desired_stopped: t.desired_status.as_deref() == Some("STOPPED"),
+        // A task stopped for failing its target group's health check failed its health check,
+        // for back-off and the circuit breaker alike.
         health: match t.health_status.as_deref() {
+            _ if t.stopped_reason.as_deref().is_some_and(|r| r.starts_with(REASON_TARGET_HEALTH)) => Health::Unhealthy,
             Some("HEALTHY") => Health::Healthy,
             Some("UNHEALTHY") => Health::Unhealthy,
             _ => Health::Unknown,
@@ -36,12 +41,14 @@ pub fn task_view(t: &Task) -> TaskView {
         started_at_ms: ms(t.started_at),
         stopped_at_ms: ms(t.stopped_at).or(ms(t.execution_stopped_at)),
         stop_code: t.stop_code.clone(),
+        targets: Targets::None,
     }
 }
 
 /// The service's tasks, stopped ones included (they carry the failure history).
 pub fn service_tasks(ctx: &Ctx, cluster: &str, svc: &Service) -> Vec<TaskView> {
     let group = format!("service:{}", svc.service_name.as_deref().unwrap_or(""));
+    let balanced = svc.load_balancers.as_ref().is_some_and(|l| !l.is_empty());
     let ix = ctx.cache.read();
     ix.task_index
         .in_group(cluster, &group)
@@ -50,6 +57,15 @@ pub fn service_tasks(ctx: &Ctx, cluster: &str, svc: &Service) -> Vec<TaskView> {
             // A Fargate task's host is its pool host, which ECS does not show.
             let mut view = task_view(&e.value.task());
             view.instance = e.value.summary.instance.as_deref().map(String::from);
+            view.targets = match e.value.hidden.as_ref().and_then(|h| h.target_health.clone()) {
+                Some(TargetsHealth::Healthy) => Targets::Healthy,
+                Some(TargetsHealth::Unhealthy { target_group_arn, port, reason }) => {
+                    Targets::Unhealthy { target_group_arn, port, reason }
+                }
+                Some(TargetsHealth::Initial) => Targets::Waiting,
+                None if balanced => Targets::Waiting,
+                None => Targets::None,
+            };
             view
         })
         .collect()

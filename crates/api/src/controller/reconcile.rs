@@ -12,7 +12,7 @@ use flotilla_model::arn::short_id;
 use flotilla_model::Service;
 
 use super::deployment::{self, Limits};
-use super::view::{Health, InstanceState, InstanceView, TaskView};
+use super::view::{Health, InstanceState, InstanceView, Targets, TaskView};
 use crate::domain::capacity;
 
 pub use super::actions::*;
@@ -80,6 +80,25 @@ pub fn reconcile(
             actions.stop.push(Stop { task: t.arn.clone(), reason: REASON_HEALTH.into() });
             actions.events.push(format!(
                 "(service {}) (task {}) failed container health checks.",
+                svc.service_name.as_deref().unwrap_or(""),
+                short_id(&t.arn)
+            ));
+        }
+    }
+
+    // ... and so are tasks their target group found unhealthy.
+    let balanced: Vec<&TaskView> =
+        tasks.iter().filter(|t| t.is_live() && t.is_running() && !stopping.contains(t.arn.as_str())).collect();
+    for t in balanced {
+        let past_grace = t.started_at_ms.is_none_or(|s| now_ms >= s + grace_ms);
+        if let (Targets::Unhealthy { target_group_arn, port, reason }, true) = (&t.targets, past_grace) {
+            stopping.insert(&t.arn);
+            actions.stop.push(Stop {
+                task: t.arn.clone(),
+                reason: format!("{REASON_TARGET_HEALTH} (target-group {target_group_arn})"),
+            });
+            actions.events.push(format!(
+                "(service {}) (task {}) (port {port}) is unhealthy in (target-group {target_group_arn}) due to (reason {reason}).",
                 svc.service_name.as_deref().unwrap_or(""),
                 short_id(&t.arn)
             ));

@@ -70,6 +70,7 @@ fn task(n: usize, deployment: &str, status: &str, on: usize) -> TaskView {
         created_at_ms: n as i64,
         started_at_ms: (status == "RUNNING").then_some(NOW - 60_000),
         stopped_at_ms: None,
+        targets: super::view::Targets::None,
         stop_code: None,
     }
 }

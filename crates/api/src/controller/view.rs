@@ -30,6 +30,22 @@ pub enum Health {
     Unhealthy,
 }
 
+/// How a task's load balancer target groups judge it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// The task is in no target group.
+    None,
+    /// Registered (or about to be) and not yet healthy in every group.
+    Waiting,
+    Healthy,
+    /// Unhealthy in a group: which, on which port, and ELB's reason.
+    Unhealthy {
+        target_group_arn: String,
+        port: u16,
+        reason: String,
+    },
+}
+
 /// One task of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskView {
@@ -49,6 +65,7 @@ pub struct TaskView {
     pub started_at_ms: Option<i64>,
     pub stopped_at_ms: Option<i64>,
     pub stop_code: Option<String>,
+    pub targets: Targets,
 }
 
 impl TaskView {

@@ -65,3 +65,18 @@ pub async fn subnet(ctx: &Ctx, id: &str) -> ApiResult<Option<(flotilla_hosts::ne
     let read: Option<Read<flotilla_hosts::network::Subnet>> = get(ctx, &keys::subnet(id)).await?;
     Ok(read.map(|r| (r.value, Some(r.revision))))
 }
+
+/// The attribute an agent advertises its host's address in (`flotilla agent --host-address`).
+pub const HOST_ADDRESS_ATTRIBUTE: &str = "flotilla.host-address";
+
+/// Where other hosts reach a container instance's published ports: the address its agent
+/// advertises, loopback when it advertises none (an agent on the control plane's own machine).
+pub fn address(instance: &flotilla_model::ContainerInstance) -> String {
+    instance
+        .attributes
+        .iter()
+        .flatten()
+        .find(|a| a.name.as_deref() == Some(HOST_ADDRESS_ATTRIBUTE))
+        .and_then(|a| a.value.clone())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}

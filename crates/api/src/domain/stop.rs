@@ -35,12 +35,23 @@ pub async fn stop_capped(
             rec.hidden.get_or_insert_with(Default::default).stop_timeout_cap_seconds = Some(cap);
         }
         request_stop(&mut rec.task, placed, stop_code, reason, ctx.now());
+        hold_while_draining(&mut rec, ctx.clock.now_ms());
         let txn = Txn::new().when(Compare::unchanged(key, entry.revision)).then(Op::put(key, encode(&rec)));
         if ctx.commit(txn).await?.is_some() {
             return Ok(Some((rec.task, true)));
         }
     }
     Err(ApiError::server("The task kept changing while it was stopped; try again."))
+}
+
+/// A running task registered in target groups or Cloud Map goes DEACTIVATING: its agent is not
+/// told to stop it until the registrar has deregistered it and its targets have drained.
+fn hold_while_draining(rec: &mut crate::state::records::TaskRecord, now_ms: i64) {
+    let running = rec.task.last_status.as_deref() == Some("RUNNING");
+    if let Some(h) = rec.hidden.as_mut().filter(|h| running && !h.endpoints.is_empty()) {
+        h.deactivating_since_ms = Some(now_ms);
+        rec.task.last_status = Some("DEACTIVATING".into());
+    }
 }
 
 /// Marks a task to stop. A task no host holds yet (`placed` false) stops at once; one on a host

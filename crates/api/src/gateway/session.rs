@@ -133,7 +133,15 @@ fn assignment(ctx: &Ctx, instance_arn: &str, key: &str, definitions: &mut Defini
     if summary.instance.as_deref() != Some(instance_arn) {
         return None;
     }
-    let task = entry.value.to_json(true);
+    let mut task = entry.value.to_json(true);
+    // A DEACTIVATING task is asked to stop only once it has drained: until then the agent is
+    // told to keep it running.
+    let held = entry.value.hidden.as_ref().is_some_and(|h| h.deactivating_since_ms.is_some());
+    if held {
+        let mut value: serde_json::Value = serde_json::from_str(task.get()).ok()?;
+        value["desiredStatus"] = serde_json::Value::String("RUNNING".into());
+        task = serde_json::value::to_raw_value(&value).ok()?;
+    }
     let arns = serde_json::from_str::<Arns>(task.get()).ok()?;
     let (family, revision) = match ctx.arns.parse(&arns.definition?) {
         Ok(Resource::TaskDefinition { family, revision }) => (family, revision),
@@ -153,7 +161,7 @@ fn assignment(ctx: &Ctx, instance_arn: &str, key: &str, definitions: &mut Defini
     let reserved_ports = summary.reservation.as_ref().map(|r| r.ports.clone()).unwrap_or_default();
     Some(Pushed {
         arn,
-        desired: summary.desired.clone(),
+        desired: if held { Arc::from("RUNNING") } else { summary.desired.clone() },
         assignment: RawAssignment {
             task,
             definition,
@@ -182,7 +190,10 @@ async fn push_changes(
             ix.tasks
                 .get(&key)
                 .filter(|e| e.value.summary.instance.as_deref() == Some(target.instance_arn.as_str()))
-                .map(|e| e.value.summary.desired.clone())
+                .map(|e| match e.value.hidden.as_ref().is_some_and(|h| h.deactivating_since_ms.is_some()) {
+                    true => Arc::from("RUNNING"),
+                    false => e.value.summary.desired.clone(),
+                })
         };
         if desired.is_some() && sent.get(&key).map(String::as_str) == desired.as_deref() {
             continue;

@@ -17,6 +17,7 @@ use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::domain::capacity::{self, Capacity};
 use crate::domain::fargate;
 use crate::domain::tags::validate_tags;
+use crate::endpoints;
 use crate::error::{ApiError, ApiResult};
 use crate::idempotency;
 use crate::pagination::page;
@@ -105,17 +106,30 @@ fn check_network(network_mode: &str, has_config: bool) -> ApiResult<()> {
     }
 }
 
-fn refuse_unsupported(load_balancers: bool, registries: bool, service_connect: bool) -> ApiResult<()> {
-    let what = if load_balancers {
-        "Load balancers"
-    } else if registries {
-        "Service registries"
-    } else if service_connect {
-        "Service Connect"
-    } else {
+fn refuse_service_connect(config: Option<&flotilla_model::ServiceConnectConfiguration>) -> ApiResult<()> {
+    match config {
+        Some(c) if c.enabled != Some(false) => {
+            Err(ApiError::unsupported("Service Connect is not supported by Flotilla yet; use serviceRegistries."))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks `loadBalancers` and `serviceRegistries` against the task definition `td_arn`.
+async fn check_endpoints(
+    ctx: &Ctx,
+    td_arn: &str,
+    load_balancers: &[flotilla_model::LoadBalancer],
+    registries: &[flotilla_model::ServiceRegistry],
+) -> ApiResult<()> {
+    if load_balancers.is_empty() && registries.is_empty() {
         return Ok(());
-    };
-    Err(ApiError::unsupported(format!("{what} are not supported by Flotilla yet.")))
+    }
+    let td = task_definitions::lookup(ctx, td_arn).ok_or_else(|| ApiError::client("TaskDefinition not found."))?;
+    let def = &td.value.definition;
+    let mode = def.network_mode.clone().unwrap_or_else(|| "bridge".into());
+    endpoints::validate::load_balancers(ctx, load_balancers, def, &mode).await?;
+    endpoints::validate::registries(ctx, registries, def, &mode).await
 }
 
 fn present(svc: &Service, with_tags: bool) -> Service {
@@ -131,11 +145,7 @@ fn present(svc: &Service, with_tags: bool) -> Service {
 pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateServiceResponse> {
     check_create_service(&req)?;
     validate_tags(req.tags.as_deref().unwrap_or_default())?;
-    refuse_unsupported(
-        req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()),
-        req.service_registries.as_ref().is_some_and(|l| !l.is_empty()),
-        req.service_connect_configuration.is_some(),
-    )?;
+    refuse_service_connect(req.service_connect_configuration.as_ref())?;
     if let Some(c) = &req.deployment_controller {
         if c.r#type.as_deref() != Some("ECS") {
             return Err(ApiError::unsupported("Only the ECS deployment controller is supported by Flotilla."));
@@ -196,6 +206,9 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
         fargate::platform_version(req.platform_version.as_deref())?;
     }
     check_network(&network_mode, req.network_configuration.is_some())?;
+    let load_balancers = req.load_balancers.clone().unwrap_or_default();
+    let registries = req.service_registries.clone().unwrap_or_default();
+    check_endpoints(ctx, &td_arn, &load_balancers, &registries).await?;
     let key = keys::service(&cluster, &name);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let existing = ctx.cache.read().services.get(&key).cloned();
@@ -213,8 +226,8 @@ pub async fn create(ctx: &Ctx, req: CreateServiceRequest) -> ApiResult<CreateSer
             service_arn: Some(ctx.arns.service(&cluster, &name)),
             service_name: Some(name.clone()),
             cluster_arn: cluster_entry.value.cluster_arn.clone(),
-            load_balancers: Some(Vec::new()),
-            service_registries: Some(Vec::new()),
+            load_balancers: Some(load_balancers.clone()),
+            service_registries: Some(registries.clone()),
             status: Some("ACTIVE".into()),
             desired_count: Some(if daemon { 0 } else { req.desired_count.unwrap_or(0) }),
             running_count: Some(0),
@@ -340,11 +353,7 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
     let (cluster, _) = active_cluster(ctx, req.cluster.as_deref())?;
     let given = req.service.clone().unwrap_or_default();
     check_update_service(&req)?;
-    refuse_unsupported(
-        req.load_balancers.as_ref().is_some_and(|l| !l.is_empty()),
-        req.service_registries.as_ref().is_some_and(|l| !l.is_empty()),
-        req.service_connect_configuration.is_some(),
-    )?;
+    refuse_service_connect(req.service_connect_configuration.as_ref())?;
     if req.desired_count.is_some_and(|d| d < 0) {
         return Err(ApiError::invalid_parameter("desiredCount must be 0 or greater."));
     }
@@ -403,6 +412,17 @@ pub async fn update(ctx: &Ctx, req: UpdateServiceRequest) -> ApiResult<UpdateSer
             check_network(&mode, req.network_configuration.is_some() || svc.network_configuration.is_some())?;
             new_revision |= svc.task_definition.as_deref() != Some(arn.as_str());
             svc.task_definition = Some(arn);
+        }
+        if req.load_balancers.is_some() || req.service_registries.is_some() || req.task_definition.is_some() {
+            let load_balancers = req.load_balancers.clone().or(svc.load_balancers.clone()).unwrap_or_default();
+            let registries = req.service_registries.clone().or(svc.service_registries.clone()).unwrap_or_default();
+            check_endpoints(ctx, svc.task_definition.as_deref().unwrap_or_default(), &load_balancers, &registries)
+                .await?;
+            // New tasks carry the new configuration: a change starts a deployment, as on ECS.
+            new_revision |= svc.load_balancers.as_ref() != Some(&load_balancers)
+                || svc.service_registries.as_ref() != Some(&registries);
+            svc.load_balancers = Some(load_balancers);
+            svc.service_registries = Some(registries);
         }
         if let Some(d) = req.desired_count {
             svc.desired_count = Some(d);

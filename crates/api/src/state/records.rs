@@ -60,6 +60,17 @@ pub struct Hidden {
     /// A cap on the containers' stop grace (a Spot interruption's warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout_cap_seconds: Option<u64>,
+    /// What the task is registered in (target groups, Cloud Map services), written in the same
+    /// transaction as the registrations, so they are undone exactly whatever the service became.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<Registered>,
+    /// Since when the task drains (DEACTIVATING): its agent is not told to stop it until its
+    /// targets are drained and its Cloud Map instances gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivating_since_ms: Option<i64>,
+    /// How its target groups judge it, as the registrar last read their health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_health: Option<TargetsHealth>,
 }
 
 impl TaskRecord {
@@ -92,4 +103,29 @@ pub enum Record {
     CapacityProvider(flotilla_model::CapacityProvider),
     /// An instance's placement counter: how many placements it has taken.
     Placement(u64),
+}
+
+/// One registration a task holds, kept on the task (`Hidden::endpoints`) by `crate::endpoints`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Registered {
+    /// A target in an ELBv2 target group.
+    Target { target_group_arn: String, target_group_id: String, id: String, port: u16 },
+    /// An instance of a Cloud Map service.
+    Instance { service_id: String, instance_id: String },
+}
+
+/// How a task's target groups judge it: the worst of its targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum TargetsHealth {
+    /// Not every target has passed a check yet.
+    Initial,
+    Healthy,
+    /// One of its targets is unhealthy: which, and ELB's description of why.
+    Unhealthy {
+        target_group_arn: String,
+        port: u16,
+        reason: String,
+    },
 }
