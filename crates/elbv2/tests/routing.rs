@@ -57,6 +57,33 @@ async fn a_load_balancer_is_created_provisioning_and_described_from_its_record()
     assert!(nlb.one("LoadBalancerArn").contains(":loadbalancer/net/tcp/"));
     assert_eq!(nlb.all("SubnetId"), [vpc.subnets[1].subnet_id.clone()]);
 
+    // A subnet made with CreateSubnet (as the EC2 API stores it) is as good as a default one.
+    let mut custom = vpc.subnets[0].clone();
+    custom.subnet_id = "subnet-0custom0000000000".into();
+    custom.cidr_block = "172.31.200.0/24".into();
+    custom.default_for_az = false;
+    s.put(&flotilla_hosts::keys::subnet(&custom.subnet_id), &custom).await;
+    let mixed = s
+        .call(
+            "CreateLoadBalancer",
+            &[
+                ("Name", "mixed"),
+                ("Subnets.member.1", &custom.subnet_id),
+                ("Subnets.member.2", &vpc.subnets[2].subnet_id),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(mixed.all("SubnetId"), [custom.subnet_id.clone(), vpc.subnets[2].subnet_id.clone()]);
+    assert_eq!(mixed.all("ZoneName"), ["us-east-1a", "us-east-1c"]);
+    let same_zone = s
+        .call(
+            "CreateLoadBalancer",
+            &[("Name", "x"), ("Subnets.member.1", &custom.subnet_id), ("Subnets.member.2", &vpc.subnets[0].subnet_id)],
+        )
+        .await;
+    assert_eq!(same_zone.code(), "InvalidConfigurationRequest");
+
     let bad = [
         (vec![("Name", "-bad")], "ValidationError"),
         (vec![("Name", "x"), ("Subnets.member.1", "subnet-nope")], "SubnetNotFound"),
@@ -76,12 +103,24 @@ async fn a_load_balancer_is_created_provisioning_and_described_from_its_record()
     let tags = s.call("DescribeTags", &[("ResourceArns.member.1", &arn)]).await.ok();
     assert_eq!((tags.one("Key"), tags.one("Value")), ("team".into(), "a".into()));
 
-    // Paging.
-    let p1 = s.call("DescribeLoadBalancers", &[("PageSize", "1")]).await.ok();
-    let marker = p1.one("NextMarker");
-    let p2 = s.call("DescribeLoadBalancers", &[("PageSize", "1"), ("Marker", &marker)]).await.ok();
-    assert_ne!(p1.one("LoadBalancerArn"), p2.one("LoadBalancerArn"));
-    assert!(p2.all("NextMarker").is_empty());
+    // Paging: every load balancer once, one per page.
+    let mut seen = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut params = vec![("PageSize", "1")];
+        if let Some(m) = &marker {
+            params.push(("Marker", m));
+        }
+        let page = s.call("DescribeLoadBalancers", &params).await.ok();
+        seen.extend(page.all("LoadBalancerArn"));
+        match page.all("NextMarker").first() {
+            Some(m) => marker = Some(m.clone()),
+            None => break,
+        }
+    }
+    let all = s.call("DescribeLoadBalancers", &[]).await.ok().all("LoadBalancerArn");
+    assert_eq!(all.len(), 3);
+    assert_eq!(seen, all);
     s.stop().await;
 }
 
