@@ -427,3 +427,20 @@ async fn attributes_have_defaults_and_refuse_unknown_keys_in_terraforms_wording(
     assert!(attrs.body.contains("<Key>idle_timeout.timeout_seconds</Key><Value>60</Value>"));
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_calls_are_routed_by_action_and_version() {
+    let s = Server::start_with(flotilla_api::AuthMode::Disabled).await;
+    // Only ELBv2 has CreateTargetGroup: no version needed.
+    let tg = s.unsigned("Action=CreateTargetGroup&Name=dev&Protocol=HTTP&Port=80").await.ok();
+    assert!(tg.body.contains("<CreateTargetGroupResult>"), "{}", tg.body);
+    // Classic ELB has DescribeLoadBalancers too: ELBv2 answers it when the version says so.
+    let v2 = s.unsigned("Action=DescribeLoadBalancers&Version=2015-12-01").await.ok();
+    assert!(v2.body.contains("<DescribeLoadBalancersResult>"), "{}", v2.body);
+    let ambiguous = s.unsigned("Action=DescribeLoadBalancers").await;
+    assert!(!ambiguous.body.contains("<DescribeLoadBalancersResult>"), "{}", ambiguous.body);
+    let classic = s.unsigned("Action=DescribeLoadBalancers&Version=2012-06-01").await;
+    assert_eq!(classic.code(), "InvalidAction");
+    assert!(classic.one("Message").contains("Classic Load Balancers"));
+    s.stop().await;
+}

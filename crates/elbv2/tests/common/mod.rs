@@ -67,13 +67,17 @@ impl Answer {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_with(AuthMode::Verify).await
+    }
+
+    pub async fn start_with(auth: AuthMode) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let credentials = RootCredentials {
             access_key_id: "AKIDELBTEST".into(),
             secret_access_key: "elb-test-secret-0123456789abcdef".into(),
         };
         let config = ServerConfig {
-            auth: AuthMode::Verify,
+            auth,
             extensions: flotilla_api::Extensions::new([flotilla_elbv2::api::extension()]),
             ..ServerConfig::new(dir.path().to_path_buf(), credentials.clone())
         };
@@ -106,6 +110,18 @@ impl Server {
             .expect("sign");
         let resp =
             reqwest::Client::new().post(&self.url).headers(headers).body(body.to_string()).send().await.expect("send");
+        Answer { status: resp.status().as_u16(), body: resp.text().await.expect("body") }
+    }
+
+    /// POSTs a form body unsigned (servers with authentication disabled route it by its action).
+    pub async fn unsigned(&self, body: &str) -> Answer {
+        let resp = reqwest::Client::new()
+            .post(&self.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("send");
         Answer { status: resp.status().as_u16(), body: resp.text().await.expect("body") }
     }
 
