@@ -140,6 +140,10 @@ def test_alb_with_groups_listener_and_rules(elbv2, subnets, uid):
     assert api_now["LoadBalancerArns"] == []
     elbv2.delete_target_group(TargetGroupArn=api["TargetGroupArn"])
 
+    moved = elbv2.set_subnets(LoadBalancerArn=lb_arn, Subnets=subnets[1:3])["AvailabilityZones"]
+    assert sorted(z["SubnetId"] for z in moved) == subnets[1:3]
+    assert elbv2.set_ip_address_type(LoadBalancerArn=lb_arn, IpAddressType="ipv4")["IpAddressType"] == "ipv4"
+
     elbv2.delete_load_balancer(LoadBalancerArn=lb_arn)
     with pytest.raises(ClientError) as e:
         elbv2.describe_listeners(ListenerArns=[listener["ListenerArn"]])

@@ -84,6 +84,33 @@ async fn a_load_balancer_is_created_provisioning_and_described_from_its_record()
         .await;
     assert_eq!(same_zone.code(), "InvalidConfigurationRequest");
 
+    // Network settings change after creation.
+    let moved = s
+        .call(
+            "SetSubnets",
+            &[
+                ("LoadBalancerArn", &arn),
+                ("Subnets.member.1", &vpc.subnets[1].subnet_id),
+                ("Subnets.member.2", &vpc.subnets[2].subnet_id),
+            ],
+        )
+        .await
+        .ok();
+    assert_eq!(moved.all("ZoneName"), ["us-east-1b", "us-east-1c"]);
+    let record: LoadBalancer = s.get(&key).await.unwrap();
+    assert_eq!(record.zones.len(), 2);
+    let sg = s
+        .call("SetSecurityGroups", &[("LoadBalancerArn", &arn), ("SecurityGroups.member.1", &vpc.security_group_id)])
+        .await
+        .ok();
+    assert_eq!(sg.all("member"), [vpc.security_group_id.clone()]);
+    let bad_sg =
+        s.call("SetSecurityGroups", &[("LoadBalancerArn", &arn), ("SecurityGroups.member.1", "sg-nope")]).await;
+    assert_eq!(bad_sg.code(), "InvalidSecurityGroup");
+    let dual = s.call("SetIpAddressType", &[("LoadBalancerArn", &arn), ("IpAddressType", "dualstack")]).await;
+    assert_eq!(dual.code(), "ValidationError");
+    s.call("SetIpAddressType", &[("LoadBalancerArn", &arn), ("IpAddressType", "ipv4")]).await.ok();
+
     let bad = [
         (vec![("Name", "-bad")], "ValidationError"),
         (vec![("Name", "x"), ("Subnets.member.1", "subnet-nope")], "SubnetNotFound"),

@@ -46,7 +46,7 @@ async fn subnet(ctx: &Ctx, id: &str) -> Result<Subnet> {
 }
 
 /// The `(zone, subnet)` pairs of `Subnets` or `SubnetMappings`, and their VPC.
-async fn zones(ctx: &Ctx, p: &Params, kind: LoadBalancerType) -> Result<(Vec<(String, String)>, String)> {
+pub(super) async fn zones(ctx: &Ctx, p: &Params, kind: LoadBalancerType) -> Result<(Vec<(String, String)>, String)> {
     let named = p.list("Subnets")?;
     let mappings = p.structs("SubnetMappings")?;
     if !named.is_empty() && !mappings.is_empty() {
@@ -93,7 +93,7 @@ async fn zones(ctx: &Ctx, p: &Params, kind: LoadBalancerType) -> Result<(Vec<(St
     Ok((pairs, subnets[0].vpc_id.clone()))
 }
 
-fn security_groups(ctx: &Ctx, p: &Params, kind: LoadBalancerType) -> Result<Vec<String>> {
+pub(super) fn security_groups(ctx: &Ctx, p: &Params, kind: LoadBalancerType) -> Result<Vec<String>> {
     let vpc = default_vpc(&ctx.arns.region);
     let given = p.list("SecurityGroups")?;
     if let Some(bad) = given.iter().find(|g| **g != vpc.security_group_id) {

@@ -19,6 +19,7 @@ mod conditions;
 mod errors;
 mod limits;
 mod listeners;
+mod load_balancer_settings;
 mod load_balancers;
 mod paging;
 mod reply;
@@ -66,6 +67,9 @@ const ACTIONS: &[&str] = &[
     "DeleteLoadBalancer",
     "DescribeLoadBalancerAttributes",
     "ModifyLoadBalancerAttributes",
+    "SetSubnets",
+    "SetSecurityGroups",
+    "SetIpAddressType",
     "CreateTargetGroup",
     "DescribeTargetGroups",
     "ModifyTargetGroup",
@@ -112,6 +116,9 @@ async fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Result<Xml> {
         "DeleteLoadBalancer" => load_balancers::delete(ctx, p).await,
         "DescribeLoadBalancerAttributes" => load_balancers::describe_attributes(ctx, p).await,
         "ModifyLoadBalancerAttributes" => load_balancers::modify_attributes(ctx, p).await,
+        "SetSubnets" => load_balancer_settings::set_subnets(ctx, p).await,
+        "SetSecurityGroups" => load_balancer_settings::set_security_groups(ctx, p).await,
+        "SetIpAddressType" => load_balancer_settings::set_ip_address_type(ctx, p).await,
         "CreateTargetGroup" => target_groups::create(ctx, p).await,
         "DescribeTargetGroups" => target_groups::describe(ctx, p).await,
         "ModifyTargetGroup" => target_groups::modify(ctx, p).await,
