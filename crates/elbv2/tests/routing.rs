@@ -103,7 +103,7 @@ async fn a_load_balancer_is_created_provisioning_and_described_from_its_record()
         .call("SetSecurityGroups", &[("LoadBalancerArn", &arn), ("SecurityGroups.member.1", &vpc.security_group_id)])
         .await
         .ok();
-    assert_eq!(sg.all("member"), [vpc.security_group_id.clone()]);
+    assert_eq!(sg.all("member"), std::slice::from_ref(&vpc.security_group_id));
     let bad_sg =
         s.call("SetSecurityGroups", &[("LoadBalancerArn", &arn), ("SecurityGroups.member.1", "sg-nope")]).await;
     assert_eq!(bad_sg.code(), "InvalidSecurityGroup");
