@@ -2,3 +2,7 @@
 //! groups, listeners, rules, targets, health) served on the control plane's listener, and what
 //! load balancer nodes talk to (their configuration, built from the records of
 //! `flotilla-endpoints`, and the health they report). The nodes themselves are `flotilla-lb`.
+//!
+//! [`api::extension`] is the API, registered with the server as an `Extension`.
+
+pub mod api;

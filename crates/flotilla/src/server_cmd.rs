@@ -156,8 +156,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             scaling_period: std::time::Duration::from_secs(args.scaling_period_seconds),
             provisioning_timeout: std::time::Duration::from_secs(args.provisioning_timeout_seconds),
         },
-        // EC2 and Auto Scaling on the same listener, routed by the SigV4 service name.
-        extensions: flotilla_autoscaling::api::extensions(),
+        // EC2, Auto Scaling and ELBv2 on the same listener, routed by the SigV4 service name.
+        extensions: flotilla_api::Extensions::new(
+            flotilla_autoscaling::api::extensions().0.into_iter().chain([flotilla_elbv2::api::extension()]),
+        ),
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

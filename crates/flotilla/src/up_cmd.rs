@@ -64,8 +64,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         controller: Default::default(),
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
         capacity: Default::default(),
-        // EC2 and Auto Scaling on the same listener, routed by the SigV4 service name.
-        extensions: flotilla_autoscaling::api::extensions(),
+        // EC2, Auto Scaling and ELBv2 on the same listener, routed by the SigV4 service name.
+        extensions: flotilla_api::Extensions::new(
+            flotilla_autoscaling::api::extensions().0.into_iter().chain([flotilla_elbv2::api::extension()]),
+        ),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
