@@ -17,6 +17,7 @@
 
 pub mod cgroup;
 pub mod disk;
+pub mod dns;
 pub mod engine;
 pub mod hollow;
 pub mod logs;

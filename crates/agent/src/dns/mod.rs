@@ -1,0 +1,166 @@
+//! The agent's DNS forwarder: how every task's containers resolve Cloud Map names with no
+//! configuration of their own.
+//!
+//! The control plane answers DNS for Cloud Map private namespaces and forwards every other name
+//! to its host's resolvers (`flotilla server --dns-listen`). The agent, given that server's
+//! address (`flotilla agent --dns-server ADDR`), runs a small forwarder on addresses the
+//! containers reach, and gives each task container that resolver. Without `--dns-server`, none of
+//! this runs and containers keep Docker's default resolver.
+//!
+//! Where it listens, port 53, UDP and TCP:
+//! - the gateway of Docker's default bridge (as a rule 172.17.0.1), an address of the host. Bridge
+//!   containers route to it as their gateway. awsvpc containers, on `flotilla-awsvpc` or a
+//!   subnet's `flotilla-<subnet-id>` network, reach it through their own network's gateway,
+//!   which is the host too, and the host takes packets for any of its addresses on any
+//!   interface; the task metadata endpoint relies on the same (see `metadata::address`). One
+//!   socket thus serves every network, including subnet networks another agent makes later, and
+//!   nothing listens on the host's other networks (no open resolver on 0.0.0.0).
+//! - a loopback address, 127.0.0.153, for host-mode containers, which share the host's network
+//!   namespace (and may not route to docker0 when the host has no bridge at all).
+//!
+//! How containers get it: Docker's `HostConfig.Dns`, set by the network hooks (`network`) unless
+//! the task definition gives its own `dnsServers`, which win. Docker then writes each container's
+//! resolv.conf itself, with the host's `search` and `options` lines, in every mode it allows:
+//! - bridge: `nameserver 172.17.0.1`.
+//! - host: `nameserver 127.0.0.153` (Docker only warns about a loopback server in host mode).
+//! - awsvpc: the pause container (or the task's one container holding its interface) is on a
+//!   user-defined network, so its resolv.conf names Docker's embedded DNS, 127.0.0.11, which
+//!   answers container names on the network and forwards everything else to the configured
+//!   server from the container's own namespace, i.e. to the forwarder through the network's
+//!   gateway. The task's other containers join the pause container's namespace and share its
+//!   resolv.conf (Docker refuses `Dns` on them).
+//! - Fargate: awsvpc tasks under gVisor (`runsc --network=host`, where the sandbox uses its
+//!   namespace's real network stack, so the embedded DNS's redirect in that namespace applies).
+//! - none: no network, no resolver.
+//!
+//! A per-task resolv.conf bind-mounted on /etc/resolv.conf was the alternative; `Dns` wins
+//! because Docker keeps search domains and options as on the host, awsvpc tasks keep the embedded
+//! DNS, there is no host path to bind (Fargate sandboxes take no host paths) and nothing to clean
+//! up. The forwarder relays plain DNS messages only: containers see no credential of the agent or
+//! the control plane.
+
+mod packet;
+mod tcp;
+#[cfg(test)]
+mod tests;
+mod udp;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::network::NetworkMode;
+
+/// The port resolv.conf servers are asked on; it cannot name another.
+pub const DNS_PORT: u16 = 53;
+/// Where host-mode containers find the forwarder: a loopback address of its own, apart from the
+/// host's own stub resolvers (127.0.0.53, 127.0.0.1).
+pub const HOST_MODE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 153);
+/// How long a query waits for the control plane before the client gets SERVFAIL. Below the 5 s
+/// a glibc resolver waits itself, so that it hears the failure rather than timing out.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The resolver each network mode's containers are given; `None` leaves Docker's default.
+/// Part of `NetworkConfig`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskResolvers {
+    /// For bridge and awsvpc (and so Fargate) containers: the forwarder on the bridge's gateway.
+    pub bridge: Option<IpAddr>,
+    /// For host-mode containers: the forwarder on its loopback address.
+    pub host: Option<IpAddr>,
+}
+
+impl TaskResolvers {
+    /// The server for a container in `mode`.
+    pub fn for_mode(&self, mode: NetworkMode) -> Option<IpAddr> {
+        match mode {
+            NetworkMode::Bridge | NetworkMode::Awsvpc => self.bridge,
+            NetworkMode::Host => self.host,
+            NetworkMode::None => None,
+        }
+    }
+}
+
+/// The running forwarder: its sockets' tasks, stopped when it is dropped.
+pub struct Forwarder {
+    addrs: Vec<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Listens on each of `listen` (UDP and TCP on the same address) and relays to `upstream`.
+    /// An address that cannot be bound is logged and left out, so one missing interface does
+    /// not cost the others; `local_addrs` says which are served.
+    pub async fn bind(upstream: SocketAddr, listen: &[SocketAddr], timeout: Duration) -> Forwarder {
+        let mut fwd = Forwarder { addrs: Vec::new(), tasks: Vec::new() };
+        for &addr in listen {
+            if let Err(e) = fwd.bind_one(upstream, addr, timeout).await {
+                tracing::warn!(%addr, error = %e, "cannot listen for DNS; containers there keep Docker's resolver");
+            }
+        }
+        fwd
+    }
+
+    async fn bind_one(&mut self, upstream: SocketAddr, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+        let udp = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
+        let bound = udp.local_addr()?;
+        // TCP on the same port as UDP (which matters when the port was 0).
+        let tcp = tokio::net::TcpListener::bind(bound).await?;
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = udp::serve(udp, upstream, timeout).await {
+                tracing::warn!(addr = %bound, error = %e, "the DNS forwarder stopped");
+            }
+        }));
+        self.tasks.push(tokio::spawn(tcp::serve(tcp, upstream, timeout)));
+        self.addrs.push(bound);
+        Ok(())
+    }
+
+    /// The addresses served.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Whether `ip` is served.
+    fn serves(&self, ip: IpAddr) -> bool {
+        self.addrs.iter().any(|a| a.ip() == ip)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts the forwarder for the agent's tasks: on the bridge gateway (`None` when Docker has
+/// none) and on [`HOST_MODE_ADDRESS`], port 53, relaying to the control plane's DNS server
+/// `upstream`. Returns it with the resolvers the network hooks give containers: only addresses
+/// actually served, so a port taken (by another agent on this host, say) leaves those
+/// containers with Docker's default rather than with no resolver.
+pub async fn start_for_tasks(upstream: SocketAddr, bridge_gateway: Option<IpAddr>) -> (Forwarder, TaskResolvers) {
+    start_on(upstream, bridge_gateway, DNS_PORT).await
+}
+
+/// `start_for_tasks` on another port (0 in unit tests, which must not take port 53).
+async fn start_on(upstream: SocketAddr, bridge_gateway: Option<IpAddr>, port: u16) -> (Forwarder, TaskResolvers) {
+    let host = IpAddr::V4(HOST_MODE_ADDRESS);
+    let listen: Vec<SocketAddr> =
+        bridge_gateway.into_iter().chain([host]).map(|ip| SocketAddr::new(ip, port)).collect();
+    if bridge_gateway.is_none() {
+        tracing::warn!(
+            "the Docker bridge network has no IPv4 gateway: bridge and awsvpc containers keep Docker's resolver"
+        );
+    }
+    let fwd = Forwarder::bind(upstream, &listen, DEFAULT_TIMEOUT).await;
+    let resolvers = TaskResolvers {
+        bridge: bridge_gateway.filter(|ip| fwd.serves(*ip)),
+        host: Some(host).filter(|ip| fwd.serves(*ip)),
+    };
+    tracing::info!(%upstream, listen = ?fwd.local_addrs(), "DNS forwarder for task containers");
+    (fwd, resolvers)
+}
