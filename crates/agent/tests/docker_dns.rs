@@ -184,8 +184,11 @@ async fn containers_in_every_network_mode_resolve_the_control_planes_names_throu
     };
     let awsvpc_network = format!("flotilla-test-{}", &id[..12]);
     let docker = runtime.docker().clone();
-    let _cleanup = [awsvpc_network.clone(), eni.docker_network()]
-        .map(|network| Cleanup { docker: docker.clone(), instance: instance.clone(), network });
+    let _cleanup = [awsvpc_network.clone(), eni.docker_network()].map(|network| Cleanup {
+        docker: docker.clone(),
+        instance: instance.clone(),
+        network,
+    });
     let data = tempfile::tempdir().expect("data dir");
     let mut config = EngineConfig::new(data.path(), CLUSTER, &instance);
     config.pull_behavior = PullBehavior::IfNotPresent;
@@ -201,7 +204,10 @@ async fn containers_in_every_network_mode_resolve_the_control_planes_names_throu
         ("2 host", (assignment("host", vec![probe.clone()], None), format!("nameserver {HOST_MODE_ADDRESS}"))),
         // Docker's embedded DNS, which forwards to the agent from the task's namespace.
         ("3 awsvpc", (assignment("awsvpc", vec![probe.clone(), holder], None), "nameserver 127.0.0.11".into())),
-        ("4 awsvpc, own interface", (assignment("awsvpc", vec![probe.clone()], Some(eni)), "nameserver 127.0.0.11".into())),
+        (
+            "4 awsvpc, own interface",
+            (assignment("awsvpc", vec![probe.clone()], Some(eni)), "nameserver 127.0.0.11".into()),
+        ),
     ]);
     let mut resolved = 0;
     for (case, (a, nameserver)) in cases {

@@ -104,10 +104,12 @@ impl Forwarder {
     }
 
     async fn bind_one(&mut self, upstream: SocketAddr, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
-        let udp = Arc::new(tokio::net::UdpSocket::bind(addr).await?);
+        let udp = Arc::new(tokio::net::UdpSocket::from_std(shared(addr, socket2::Type::DGRAM)?.into())?);
         let bound = udp.local_addr()?;
         // TCP on the same port as UDP (which matters when the port was 0).
-        let tcp = tokio::net::TcpListener::bind(bound).await?;
+        let tcp = shared(bound, socket2::Type::STREAM)?;
+        tcp.listen(1024)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp.into())?;
         self.tasks.push(tokio::spawn(async move {
             if let Err(e) = udp::serve(udp, upstream, timeout).await {
                 tracing::warn!(addr = %bound, error = %e, "the DNS forwarder stopped");
@@ -123,10 +125,32 @@ impl Forwarder {
         &self.addrs
     }
 
+    /// Stops serving and waits until the sockets are closed.
+    pub async fn stop(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
     /// Whether `ip` is served.
     fn serves(&self, ip: IpAddr) -> bool {
         self.addrs.iter().any(|a| a.ip() == ip)
     }
+}
+
+/// A socket bound to `addr` with SO_REUSEPORT: every agent of a host (`flotilla up` runs a
+/// cluster agent and a Fargate pool agent on one Docker Engine) serves port 53 on the same
+/// gateway, the kernel spreading clients over them, and one agent stopping leaves the others
+/// serving. Only sockets of the same user may share a port, and another program holding it
+/// without the option still refuses the bind.
+fn shared(addr: SocketAddr, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 impl Drop for Forwarder {
@@ -140,8 +164,9 @@ impl Drop for Forwarder {
 /// Starts the forwarder for the agent's tasks: on the bridge gateway (`None` when Docker has
 /// none) and on [`HOST_MODE_ADDRESS`], port 53, relaying to the control plane's DNS server
 /// `upstream`. Returns it with the resolvers the network hooks give containers: only addresses
-/// actually served, so a port taken (by another agent on this host, say) leaves those
-/// containers with Docker's default rather than with no resolver.
+/// actually served, so a port another program holds leaves those containers with Docker's
+/// default rather than with no resolver. Other agents of the host share the port (see
+/// `shared`); they are expected to serve the same control plane.
 pub async fn start_for_tasks(upstream: SocketAddr, bridge_gateway: Option<IpAddr>) -> (Forwarder, TaskResolvers) {
     start_on(upstream, bridge_gateway, DNS_PORT).await
 }

@@ -152,3 +152,24 @@ async fn resolvers_name_only_addresses_served() {
     assert_eq!(both.for_mode(NetworkMode::Awsvpc), Some(gateway));
     assert_eq!(both.for_mode(NetworkMode::Bridge), Some(gateway));
 }
+
+#[tokio::test]
+async fn two_agents_share_one_listening_address() {
+    let (upstream, _up) = echoing_upstream().await;
+    let first = Forwarder::bind(upstream, &["127.0.0.1:0".parse().unwrap()], WAIT).await;
+    let at = first.local_addrs()[0];
+    let second = Forwarder::bind(upstream, &[at], WAIT).await;
+    assert_eq!(second.local_addrs(), &[at]);
+    // With the first gone, the second still answers there.
+    first.stop().await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for id in 0..4 {
+        let r = ask(&client, at, &query(id, "w.test")).await;
+        assert_eq!(packet::id(&r), Some(id));
+    }
+    // A port held by a socket without SO_REUSEPORT is refused, and left out.
+    let plain = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let taken = plain.local_addr().unwrap();
+    let third = Forwarder::bind(upstream, &[taken], WAIT).await;
+    assert!(third.local_addrs().is_empty());
+}
