@@ -137,7 +137,7 @@ pub async fn run_agent(
     // Held until the agent stops: dropping it stops the forwarder.
     let _dns = match options.dns_server {
         Some(upstream) => {
-            let (forwarder, resolvers) = crate::dns::start_for_tasks(upstream, gateway).await;
+            let (forwarder, resolvers) = crate::dns::start_for_tasks(upstream, gateway, &registration.data_dir).await;
             config.network.dns = resolvers;
             Some(forwarder)
         }

@@ -5,8 +5,9 @@
 //! agent does (port 53 on the Docker bridge's gateway and on 127.0.0.153). Containers in bridge,
 //! host and awsvpc mode (with a pause container on the shared awsvpc network, and a task of one
 //! container holding its own interface in a subnet network, as Fargate tasks do) each read their
-//! resolv.conf and resolve the name with the workload's `resolve` step, a plain stub resolver. A
-//! definition's own `dnsServers` still wins.
+//! resolv.conf and resolve the name with the workload's `resolve` step, a plain stub resolver;
+//! awsvpc containers once with the agent's resolv.conf mounted, once through Docker's embedded
+//! DNS (the fallback). A definition's own `dnsServers` still wins.
 //!
 //! This file has one test: the forwarder needs port 53 on the gateway, which one process can hold
 //! at a time. The images are built under tags of their own (`:dns-tests`), since the workload's
@@ -167,7 +168,8 @@ async fn containers_in_every_network_mode_resolve_the_control_planes_names_throu
     }
     let gateway = runtime.bridge_gateway().await.expect("inspect the bridge").expect("a bridge gateway");
     let (upstream, answered) = control_plane_dns().await;
-    let (_forwarder, resolvers) = start_for_tasks(upstream, Some(gateway)).await;
+    let data = tempfile::tempdir().expect("data dir");
+    let (_forwarder, resolvers) = start_for_tasks(upstream, Some(gateway), data.path()).await;
     assert_eq!(resolvers.bridge, Some(gateway), "the forwarder listens on {gateway}:53 (taken? not root?)");
     assert_eq!(resolvers.host, Some(HOST_MODE_ADDRESS.into()), "the forwarder listens on {HOST_MODE_ADDRESS}:53");
 
@@ -189,24 +191,24 @@ async fn containers_in_every_network_mode_resolve_the_control_planes_names_throu
         instance: instance.clone(),
         network,
     });
-    let data = tempfile::tempdir().expect("data dir");
     let mut config = EngineConfig::new(data.path(), CLUSTER, &instance);
     config.pull_behavior = PullBehavior::IfNotPresent;
-    config.network = NetworkConfig { awsvpc_network, pause_image: PAUSE.into(), dns: resolvers, ..Default::default() };
+    config.network =
+        NetworkConfig { awsvpc_network, pause_image: PAUSE.into(), dns: resolvers.clone(), ..Default::default() };
     config.default_stop_timeout = Duration::from_secs(2);
     let (tx, mut reports) = unbounded_channel();
-    let engine = Engine::new(config, runtime.clone(), tx);
+    let engine = Engine::new(config.clone(), runtime.clone(), tx);
 
     let probe = workload("probe", &["cat", "/etc/resolv.conf", "then", "resolve", NAME]);
     let holder = ContainerDefinition { essential: Some(false), ..workload("holder", &["sleep", "inf"]) };
     let cases = BTreeMap::from([
         ("1 bridge", (assignment("bridge", vec![probe.clone()], None), format!("nameserver {gateway}"))),
         ("2 host", (assignment("host", vec![probe.clone()], None), format!("nameserver {HOST_MODE_ADDRESS}"))),
-        // Docker's embedded DNS, which forwards to the agent from the task's namespace.
-        ("3 awsvpc", (assignment("awsvpc", vec![probe.clone(), holder], None), "nameserver 127.0.0.11".into())),
+        // The agent's resolv.conf, mounted.
+        ("3 awsvpc", (assignment("awsvpc", vec![probe.clone(), holder], None), format!("nameserver {gateway}"))),
         (
             "4 awsvpc, own interface",
-            (assignment("awsvpc", vec![probe.clone()], Some(eni)), "nameserver 127.0.0.11".into()),
+            (assignment("awsvpc", vec![probe.clone()], Some(eni)), format!("nameserver {gateway}")),
         ),
     ]);
     let mut resolved = 0;
@@ -219,6 +221,21 @@ async fn containers_in_every_network_mode_resolve_the_control_planes_names_throu
         // Each answer came from the fake control plane (through the forwarder): nothing else knows the name.
         assert!(answered.load(Ordering::SeqCst) >= resolved, "{case}: the control plane answered");
     }
+
+    // Without the agent's resolv.conf (it could not be written), awsvpc containers resolve
+    // through Docker's embedded DNS, which forwards to the agent from the task's namespace.
+    let other_data = tempfile::tempdir().expect("data dir");
+    let mut embedded = EngineConfig { data_dir: other_data.path().into(), ..config.clone() };
+    embedded.network.dns.resolv_conf = None;
+    let (tx, mut embedded_reports) = unbounded_channel();
+    let embedded_engine = Engine::new(embedded, runtime.clone(), tx);
+    let holder = ContainerDefinition { essential: Some(false), ..workload("holder", &["sleep", "inf"]) };
+    let a = assignment("awsvpc", vec![probe.clone(), holder], None);
+    let (code, lines) = run_probe(&embedded_engine, &runtime, &mut embedded_reports, a).await;
+    assert!(lines.contains(&"nameserver 127.0.0.11".to_string()), "{lines:#?}");
+    assert!(lines.contains(&ADDRESS.to_string()), "{NAME} resolves to {ADDRESS}: {lines:#?}");
+    assert_eq!(code, Some(0), "{lines:#?}");
+    embedded_engine.shutdown().await;
 
     // A definition's own dnsServers win over the agent's resolver.
     let own = ContainerDefinition {

@@ -18,34 +18,36 @@
 //! - a loopback address, 127.0.0.153, for host-mode containers, which share the host's network
 //!   namespace (and may not route to docker0 when the host has no bridge at all).
 //!
-//! How containers get it: Docker's `HostConfig.Dns`, set by the network hooks (`network`) unless
-//! the task definition gives its own `dnsServers`, which win. Docker then writes each container's
-//! resolv.conf itself, with the host's `search` and `options` lines, in every mode it allows:
-//! - bridge: `nameserver 172.17.0.1`.
-//! - host: `nameserver 127.0.0.153` (Docker only warns about a loopback server in host mode).
-//! - awsvpc: the pause container (or the task's one container holding its interface) is on a
-//!   user-defined network, so its resolv.conf names Docker's embedded DNS, 127.0.0.11, which
-//!   answers container names on the network and forwards everything else to the configured
-//!   server from the container's own namespace, i.e. to the forwarder through the network's
-//!   gateway. The task's other containers join the pause container's namespace and share its
-//!   resolv.conf (Docker refuses `Dns` on them).
-//! - Fargate: awsvpc tasks under gVisor (`runsc --network=host`, where the sandbox uses its
-//!   namespace's real network stack, so the embedded DNS's redirect in that namespace applies).
+//! How containers get it, unless the task definition names its own `dnsServers` (or mounts its
+//! own /etc/resolv.conf), which win:
+//! - bridge: Docker's `HostConfig.Dns`; Docker writes the container's resolv.conf itself
+//!   (`nameserver 172.17.0.1`), with the host's `search` and `options` lines.
+//! - host: the same, `nameserver 127.0.0.153` (Docker only warns about a loopback server there).
+//! - awsvpc, Fargate's included: a resolv.conf the agent writes once into its data directory
+//!   (`resolv`: the gateway as nameserver, the host's search domains and options), bind-mounted
+//!   read-only on /etc/resolv.conf of each of the task's containers. `Dns` would not do: these
+//!   containers are on user-defined networks, where Docker always names its embedded DNS,
+//!   127.0.0.11, a loopback address reached through iptables rules in the task's namespace, which
+//!   a gVisor sandbox's own network stack does not pass through (google/gvisor#768, #7469); the
+//!   gateway is reached from a sandbox like any address (the metadata endpoint is, from Fargate
+//!   tasks). The containers joined to a pause container's namespace would also only inherit its
+//!   resolv.conf, and Docker refuses `Dns` on them. Should the file not be written, `Dns` on the
+//!   pause container (or the task's one container holding its interface) is the fallback: the
+//!   embedded DNS forwards to the gateway from the task's namespace, which works under runc.
 //! - none: no network, no resolver.
 //!
-//! A per-task resolv.conf bind-mounted on /etc/resolv.conf was the alternative; `Dns` wins
-//! because Docker keeps search domains and options as on the host, awsvpc tasks keep the embedded
-//! DNS, there is no host path to bind (Fargate sandboxes take no host paths) and nothing to clean
-//! up. The forwarder relays plain DNS messages only: containers see no credential of the agent or
-//! the control plane.
+//! The forwarder relays plain DNS messages only: containers see no credential of the agent or
+//! the control plane, and the mounted file holds nothing but resolver settings.
 
 mod packet;
+pub mod resolv;
 mod tcp;
 #[cfg(test)]
 mod tests;
 mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,12 +66,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The resolver each network mode's containers are given; `None` leaves Docker's default.
 /// Part of `NetworkConfig`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskResolvers {
     /// For bridge and awsvpc (and so Fargate) containers: the forwarder on the bridge's gateway.
     pub bridge: Option<IpAddr>,
     /// For host-mode containers: the forwarder on its loopback address.
     pub host: Option<IpAddr>,
+    /// The resolv.conf naming `bridge` that awsvpc containers get on /etc/resolv.conf (see
+    /// `resolv`); without it they get `bridge` through Docker's embedded DNS instead.
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl TaskResolvers {
@@ -167,12 +172,22 @@ impl Drop for Forwarder {
 /// actually served, so a port another program holds leaves those containers with Docker's
 /// default rather than with no resolver. Other agents of the host share the port (see
 /// `shared`); they are expected to serve the same control plane.
-pub async fn start_for_tasks(upstream: SocketAddr, bridge_gateway: Option<IpAddr>) -> (Forwarder, TaskResolvers) {
-    start_on(upstream, bridge_gateway, DNS_PORT).await
+/// The resolv.conf for awsvpc containers is written into `data_dir`.
+pub async fn start_for_tasks(
+    upstream: SocketAddr,
+    bridge_gateway: Option<IpAddr>,
+    data_dir: &Path,
+) -> (Forwarder, TaskResolvers) {
+    start_on(upstream, bridge_gateway, data_dir, DNS_PORT).await
 }
 
 /// `start_for_tasks` on another port (0 in unit tests, which must not take port 53).
-async fn start_on(upstream: SocketAddr, bridge_gateway: Option<IpAddr>, port: u16) -> (Forwarder, TaskResolvers) {
+async fn start_on(
+    upstream: SocketAddr,
+    bridge_gateway: Option<IpAddr>,
+    data_dir: &Path,
+    port: u16,
+) -> (Forwarder, TaskResolvers) {
     let host = IpAddr::V4(HOST_MODE_ADDRESS);
     let listen: Vec<SocketAddr> =
         bridge_gateway.into_iter().chain([host]).map(|ip| SocketAddr::new(ip, port)).collect();
@@ -182,10 +197,15 @@ async fn start_on(upstream: SocketAddr, bridge_gateway: Option<IpAddr>, port: u1
         );
     }
     let fwd = Forwarder::bind(upstream, &listen, DEFAULT_TIMEOUT).await;
-    let resolvers = TaskResolvers {
-        bridge: bridge_gateway.filter(|ip| fwd.serves(*ip)),
-        host: Some(host).filter(|ip| fwd.serves(*ip)),
-    };
+    let bridge = bridge_gateway.filter(|ip| fwd.serves(*ip));
+    let resolv_conf = bridge.and_then(|ip| match resolv::write(data_dir, ip) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            tracing::warn!(dir = %data_dir.display(), error = %e, "cannot write the awsvpc tasks' resolv.conf; they resolve through Docker's embedded DNS");
+            None
+        }
+    });
+    let resolvers = TaskResolvers { bridge, host: Some(host).filter(|ip| fwd.serves(*ip)), resolv_conf };
     tracing::info!(%upstream, listen = ?fwd.local_addrs(), "DNS forwarder for task containers");
     (fwd, resolvers)
 }

@@ -138,8 +138,10 @@ async fn resolvers_name_only_addresses_served() {
     // awsvpc containers keep Docker's resolver; host mode's loopback address is served.
     let (upstream, _up) = echoing_upstream().await;
     let gateway: IpAddr = "192.0.2.1".parse().unwrap();
-    let (fwd, resolvers) = start_on(upstream, Some(gateway), 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (fwd, resolvers) = start_on(upstream, Some(gateway), dir.path(), 0).await;
     assert_eq!(resolvers.bridge, None);
+    assert_eq!(resolvers.resolv_conf, None, "no resolv.conf naming an address not served");
     assert_eq!(resolvers.host, Some(IpAddr::V4(HOST_MODE_ADDRESS)));
     assert_eq!(fwd.local_addrs().len(), 1);
     // What the host-mode address is given answers.
@@ -148,7 +150,13 @@ async fn resolvers_name_only_addresses_served() {
     assert_eq!(packet::id(&r), Some(3));
     assert_eq!(resolvers.for_mode(NetworkMode::Host), resolvers.host);
     assert_eq!(resolvers.for_mode(NetworkMode::None), None);
-    let both = TaskResolvers { bridge: Some(gateway), host: None };
+    // Served on the loopback address as if it were the gateway: the awsvpc resolv.conf names it.
+    let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+    let (_fwd, resolvers) = start_on(upstream, Some(loopback), dir.path(), 0).await;
+    assert_eq!(resolvers.bridge, Some(loopback));
+    let file = resolvers.resolv_conf.expect("a resolv.conf");
+    assert!(std::fs::read_to_string(file).unwrap().contains("nameserver 127.0.0.1\n"));
+    let both = TaskResolvers { bridge: Some(gateway), ..TaskResolvers::default() };
     assert_eq!(both.for_mode(NetworkMode::Awsvpc), Some(gateway));
     assert_eq!(both.for_mode(NetworkMode::Bridge), Some(gateway));
 }

@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(spec.network_mode.as_deref(), Some("flotilla-subnet-0a1"));
         // Holding the interface itself, it holds the agent's resolver too (see `crate::dns`).
         let with_dns = NetworkConfig {
-            dns: crate::dns::TaskResolvers { bridge: Some("172.17.0.1".parse().unwrap()), host: None },
+            dns: crate::dns::TaskResolvers { bridge: Some("172.17.0.1".parse().unwrap()), ..Default::default() },
             ..config.clone()
         };
         let ctx_dns = NetworkContext { config: &with_dns, ..ctx1 };

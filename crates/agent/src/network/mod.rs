@@ -194,12 +194,7 @@ impl NetworkMode {
             NetworkMode::None => host::configure_none(spec)?,
             NetworkMode::Awsvpc => awsvpc::configure(ctx, att, spec)?,
         }
-        // A container whose namespace is another's (awsvpc's pause container) takes that one's
-        // resolver; Docker refuses `Dns` on it.
-        let joined = spec.network_mode.as_deref().is_some_and(|m| m.starts_with("container:"));
-        if !joined {
-            give_resolver(ctx, self, spec);
-        }
+        give_resolver(ctx, self, spec);
         Ok(())
     }
 
@@ -224,12 +219,25 @@ impl NetworkMode {
     }
 }
 
-/// Gives a container the agent's resolver for `mode`, unless its definition named its own.
+/// Gives a container the agent's resolver for `mode` (see `crate::dns`), unless its definition
+/// named its own servers or mounts its own /etc/resolv.conf: awsvpc containers the agent's
+/// resolv.conf, mounted (or, without one, `Dns`, which their network's embedded DNS forwards
+/// to); the others `Dns`, from which Docker writes their resolv.conf.
 fn give_resolver(ctx: &NetworkContext<'_>, mode: NetworkMode, spec: &mut ContainerSpec) {
-    if spec.dns_servers.is_empty() {
-        if let Some(ip) = ctx.config.dns.for_mode(mode) {
-            spec.dns_servers.push(ip.to_string());
-        }
+    const TARGET: &str = "/etc/resolv.conf";
+    let Some(ip) = ctx.config.dns.for_mode(mode) else { return };
+    let mounts_own = spec.binds.iter().any(|b| b.split(':').nth(1) == Some(TARGET));
+    if mounts_own || !spec.dns_servers.is_empty() {
+        return;
+    }
+    if let (NetworkMode::Awsvpc, Some(file)) = (mode, &ctx.config.dns.resolv_conf) {
+        spec.binds.push(format!("{}:{TARGET}:ro", file.display()));
+        return;
+    }
+    // Docker refuses `Dns` on a container in another's namespace (awsvpc's pause container's);
+    // that one's resolver is theirs.
+    if !spec.network_mode.as_deref().is_some_and(|m| m.starts_with("container:")) {
+        spec.dns_servers.push(ip.to_string());
     }
 }
 
@@ -258,8 +266,9 @@ mod tests {
         let resolvers = crate::dns::TaskResolvers {
             bridge: Some("172.17.0.1".parse().unwrap()),
             host: Some("127.0.0.153".parse().unwrap()),
+            resolv_conf: None,
         };
-        let config = NetworkConfig { dns: resolvers, ..NetworkConfig::default() };
+        let config = NetworkConfig { dns: resolvers.clone(), ..NetworkConfig::default() };
         runtime.add_image(&config.pause_image);
         let ports = PortAllocator::new(None);
         let labels = BTreeMap::new();
@@ -281,6 +290,24 @@ mod tests {
         NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
         assert_eq!(runtime.containers()[0].spec.dns_servers, vec!["172.17.0.1"]);
         assert!(servers(NetworkMode::Awsvpc, &["10.0.0.2"], &mut att).is_empty());
+        // With the agent's resolv.conf, every awsvpc container mounts it instead (the pause
+        // container's resolver is Docker's embedded DNS, which a sandbox may not reach).
+        let with_file = NetworkConfig {
+            dns: crate::dns::TaskResolvers { resolv_conf: Some("/data/resolv.conf".into()), ..resolvers.clone() },
+            ..config.clone()
+        };
+        let ctx_file = NetworkContext { config: &with_file, ..ctx };
+        let mut spec = ContainerSpec::default();
+        NetworkMode::Awsvpc.configure(&ctx_file, &def, &names, &mut att, &mut spec).unwrap();
+        assert_eq!((spec.binds, spec.dns_servers), (vec!["/data/resolv.conf:/etc/resolv.conf:ro".to_string()], vec![]));
+        // A task mounting its own keeps it.
+        let own = vec!["vol:/etc/resolv.conf".to_string()];
+        let mut spec = ContainerSpec { binds: own.clone(), ..Default::default() };
+        NetworkMode::Awsvpc.configure(&ctx_file, &def, &names, &mut att, &mut spec).unwrap();
+        assert_eq!(spec.binds, own);
+        let mut spec = ContainerSpec { binds: own.clone(), ..Default::default() };
+        NetworkMode::Bridge.configure(&ctx_file, &def, &names, &mut att, &mut spec).unwrap();
+        assert!(spec.dns_servers.is_empty());
         // Without a forwarder, nothing changes.
         let plain = NetworkConfig::default();
         let ctx = NetworkContext { config: &plain, ..ctx };
