@@ -445,6 +445,8 @@ mod tests {
         );
         assert_eq!(parse(&words("sleep inf")).unwrap(), vec![Step::Sleep(None)]);
         assert_eq!(parse(&[]).unwrap(), vec![Step::Help]);
+        assert_eq!(parse(&words("resolve web.ns.test")).unwrap(), vec![Step::Resolve("web.ns.test".into())]);
+        assert!(parse(&words("resolve")).is_err());
     }
 
     #[test]

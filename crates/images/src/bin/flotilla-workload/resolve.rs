@@ -94,3 +94,33 @@ fn skip_name(msg: &[u8], mut pos: usize) -> Result<usize, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_names_each_label_and_asks_for_a() {
+        let q = query(0x0102, "web.ns.test.").unwrap();
+        assert_eq!(&q[..4], &[1, 2, 1, 0], "ID and RD");
+        assert_eq!(&q[12..], b"\x03web\x02ns\x04test\x00\x00\x01\x00\x01");
+        assert!(query(1, "a..b").is_err());
+        assert!(query(1, &"x".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn answers_give_the_a_records_or_name_the_failure() {
+        let mut msg = query(7, "web.ns.test").unwrap();
+        msg[2] |= 0x80;
+        msg[7] = 2; // two answers: a CNAME-like record to skip, then an A record
+        msg.extend_from_slice(&[0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 9, 0, 2, 0xc0, 12]);
+        msg.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 9, 0, 4, 10, 1, 2, 3]);
+        assert_eq!(answers(&msg), Ok(vec![Ipv4Addr::new(10, 1, 2, 3)]));
+        let mut nx = query(7, "nope.test").unwrap();
+        nx[3] = 0x83;
+        assert_eq!(answers(&nx), Err("response code 3".to_string()));
+        let mut cut = msg.clone();
+        cut.truncate(cut.len() - 2);
+        assert!(answers(&cut).is_err());
+    }
+}
