@@ -52,6 +52,16 @@ fn first_question_end(msg: &[u8]) -> Option<usize> {
     (end <= msg.len()).then_some(end)
 }
 
+/// Whether `answer` carries the question of `query` (names compared without regard to case, as
+/// servers may change it). A query without one well-formed question has nothing to compare.
+pub fn same_question(query: &[u8], answer: &[u8]) -> bool {
+    let Some(end) = first_question_end(query) else { return true };
+    let Some(theirs) = answer.get(HEADER_LEN..end) else { return false };
+    let (ours, split) = (&query[HEADER_LEN..end], end - HEADER_LEN - 4);
+    // The name without regard to case; type and class exactly.
+    theirs[..split].eq_ignore_ascii_case(&ours[..split]) && theirs[split..] == ours[split..]
+}
+
 /// Writes into `out` (cleared first) the answer `rcode` to `query`: same ID, opcode and RD flag,
 /// QR and RA set, and the query's question when it has one. `false` (and `out` empty) when the
 /// query has no whole header.
@@ -99,6 +109,21 @@ pub(crate) mod tests {
         assert_eq!(out[3], 0x82, "RA and SERVFAIL");
         assert_eq!(&out[4..6], &[0, 1]);
         assert_eq!(&out[HEADER_LEN..], &q[HEADER_LEN..]);
+    }
+
+    #[test]
+    fn an_answer_must_carry_the_querys_question() {
+        let q = query(1, "web.ns.test");
+        let mut a = query(2, "WEB.ns.test");
+        a.extend_from_slice(&[0xc0, 12]);
+        assert!(same_question(&q, &a), "IDs are not compared here, case is ignored");
+        assert!(!same_question(&q, &query(1, "web.ns.tesu")));
+        let mut other_type = query(1, "web.ns.test");
+        let n = other_type.len();
+        other_type[n - 3] = 28;
+        assert!(!same_question(&q, &other_type), "AAAA is not A");
+        assert!(!same_question(&q, &q[..20]));
+        assert!(same_question(&q[..11], &a), "no question to compare");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 //!
 //! Clients' IDs may collide (every container's resolver counts on its own), so each query goes
 //! upstream under an ID of the forwarder's choosing: the index of its slot in a table of queries
-//! in flight, XORed with a random key, and the answer's ID finds the slot again. The upstream
-//! socket is connected, so the kernel drops datagrams from anyone but the upstream server.
+//! in flight and the slot's generation, XORed with a random key, and the answer's ID finds the
+//! slot again. An answer arriving after its query timed out must not reach the next query in the
+//! same slot: freed slots are reused oldest first, the generation changes the ID, and an answer
+//! whose question is not the query's is dropped. The upstream socket is connected, so the kernel
+//! drops datagrams from anyone but the upstream server.
 //! Slots, their copies of the queries (kept to build a SERVFAIL) and the receive buffers are
 //! reused, so a steady stream of queries allocates nothing. A query unanswered after `timeout`
 //! gets SERVFAIL, so a client's resolver moves on at once instead of waiting out its own
@@ -22,7 +25,9 @@ use tokio::time::Instant;
 use super::packet;
 
 /// Queries in flight per listening socket; beyond this a query is answered SERVFAIL at once.
-const MAX_IN_FLIGHT: usize = 4096;
+/// A slot's index takes the low 12 bits of the upstream ID, its generation the high 4.
+const MAX_IN_FLIGHT: usize = 1 << INDEX_BITS;
+const INDEX_BITS: u32 = 12;
 /// Large enough for any UDP DNS message (EDNS allows up to 65535 in theory).
 const BUF: usize = 65535;
 
@@ -38,20 +43,21 @@ struct Slot {
 /// The queries in flight.
 struct Table {
     slots: Vec<Slot>,
-    free: Vec<usize>,
+    /// Oldest freed first, so a slot rests as long as possible before its next query.
+    free: VecDeque<usize>,
     deadlines: VecDeque<(Instant, usize, u32)>,
     key: u16,
 }
 
 impl Table {
     fn new() -> Table {
-        Table { slots: Vec::new(), free: Vec::new(), deadlines: VecDeque::new(), key: rand::random() }
+        Table { slots: Vec::new(), free: VecDeque::new(), deadlines: VecDeque::new(), key: rand::random() }
     }
 
     /// Takes a slot for `query` from `client`; the upstream ID, or `None` when full.
     fn insert(&mut self, client: SocketAddr, query: &[u8], deadline: Instant) -> Option<u16> {
         let client_id = packet::id(query)?;
-        let index = match self.free.pop() {
+        let index = match self.free.pop_front() {
             Some(i) => i,
             None if self.slots.len() < MAX_IN_FLIGHT => {
                 self.slots.push(Slot { live: false, generation: 0, client, client_id: 0, query: Vec::new() });
@@ -66,20 +72,24 @@ impl Table {
         slot.query.clear();
         slot.query.extend_from_slice(query);
         self.deadlines.push_back((deadline, index, slot.generation));
-        Some(index as u16 ^ self.key)
+        let generation = (slot.generation as u16 & 0xf) << INDEX_BITS;
+        Some((index as u16 | generation) ^ self.key)
     }
 
-    /// The live slot an upstream ID names.
-    fn find(&self, upstream_id: u16) -> Option<usize> {
-        let index = usize::from(upstream_id ^ self.key);
-        self.slots.get(index).filter(|s| s.live).map(|_| index)
+    /// The live slot an upstream ID names, if `answer` answers its query's question.
+    fn find(&self, upstream_id: u16, answer: &[u8]) -> Option<usize> {
+        let raw = upstream_id ^ self.key;
+        let index = usize::from(raw & ((1 << INDEX_BITS) - 1));
+        let slot = self.slots.get(index)?;
+        let current = slot.live && (slot.generation as u16 & 0xf) == raw >> INDEX_BITS;
+        (current && packet::same_question(&slot.query, answer)).then_some(index)
     }
 
     fn release(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         slot.live = false;
         slot.generation = slot.generation.wrapping_add(1);
-        self.free.push(index);
+        self.free.push_back(index);
     }
 
     /// The next deadline still worth waiting for.
@@ -141,7 +151,7 @@ pub async fn serve(listen: Arc<UdpSocket>, upstream: SocketAddr, timeout: Durati
                 // deadline answers that query.
                 let Ok(n) = r else { continue };
                 let msg = &mut answer[..n];
-                let Some(index) = packet::id(msg).and_then(|id| table.find(id)) else { continue };
+                let Some(index) = packet::id(msg).and_then(|id| table.find(id, msg)) else { continue };
                 let slot = &table.slots[index];
                 packet::set_id(msg, slot.client_id);
                 let _ = listen.send_to(msg, slot.client).await;
@@ -177,13 +187,16 @@ mod tests {
         let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let q = packet::tests::query(9, "a.b");
         let first = t.insert(client, &q, now).unwrap();
-        let i = t.find(first).unwrap();
+        let i = t.find(first, &q).unwrap();
         assert_eq!(t.slots[i].client_id, 9);
+        assert_eq!(t.find(first, &packet::tests::query(9, "c.d")), None, "another question's answer");
         t.release(i);
-        assert_eq!(t.find(first), None, "an answer after release finds nothing");
+        assert_eq!(t.find(first, &q), None, "an answer after release finds nothing");
         let later = now + Duration::from_secs(1);
         let second = t.insert(client, &q, later).unwrap();
-        assert_eq!(second, first, "the freed slot is taken again");
+        assert_ne!(second, first, "the freed slot is taken again, under another ID");
+        assert_eq!(t.find(first, &q), None, "the late answer to the first query finds nothing");
+        assert_eq!(t.find(second, &q), Some(i));
         // The first query's deadline is stale: the next one is the second query's.
         assert_eq!(t.next_deadline(), Some(later));
         assert_eq!(t.pop_expired(now), None);
