@@ -89,7 +89,7 @@ async fn an_upstream_that_stays_silent_gives_servfail() {
 }
 
 #[tokio::test]
-async fn answers_and_garbage_sent_to_the_forwarder_are_dropped() {
+async fn answers_garbage_and_oversized_queries_sent_to_the_forwarder_are_dropped() {
     let (upstream, _up) = echoing_upstream().await;
     let fwd = Forwarder::bind(upstream, &["127.0.0.1:0".parse().unwrap()], WAIT).await;
     let at = fwd.local_addrs()[0];
@@ -98,6 +98,9 @@ async fn answers_and_garbage_sent_to_the_forwarder_are_dropped() {
     answer[2] |= 0x80;
     client.send_to(&answer, at).await.unwrap();
     client.send_to(&[1, 2, 3], at).await.unwrap();
+    let mut huge = query(3, "z.test");
+    huge.resize(5000, 0);
+    client.send_to(&huge, at).await.unwrap();
     // The next real query's answer is the first thing back.
     let r = ask(&client, at, &query(2, "y.test")).await;
     assert_eq!(packet::id(&r), Some(2));

@@ -30,6 +30,10 @@ const MAX_IN_FLIGHT: usize = 1 << INDEX_BITS;
 const INDEX_BITS: u32 = 12;
 /// Large enough for any UDP DNS message (EDNS allows up to 65535 in theory).
 const BUF: usize = 65535;
+/// The largest query relayed. Real ones are a few hundred bytes (a name of at most 255 and an
+/// EDNS record); the bound keeps the slots' copies (at most `MAX_IN_FLIGHT` of them) from
+/// growing to megabytes at a misbehaving container's wish.
+const MAX_QUERY: usize = 4096;
 
 struct Slot {
     live: bool,
@@ -130,7 +134,7 @@ pub async fn serve(listen: Arc<UdpSocket>, upstream: SocketAddr, timeout: Durati
             r = listen.recv_from(&mut query) => {
                 let Ok((n, client)) = r else { continue };
                 let msg = &mut query[..n];
-                if !packet::is_query(msg) {
+                if !packet::is_query(msg) || n > MAX_QUERY {
                     continue;
                 }
                 match table.insert(client, msg, Instant::now() + timeout) {
