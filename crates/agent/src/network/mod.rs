@@ -11,6 +11,9 @@
 //!   bridge network, held by a per-task pause container that the task's containers join, as ECS
 //!   does with its ENIs; a task of one container with its own interface in a subnet holds it
 //!   itself, without a pause container. See `awsvpc.rs`.
+//!
+//! With the agent's DNS forwarder running (`--dns-server`), `configure` also gives each container
+//! the resolver for its mode, unless the definition names its own (see `crate::dns`).
 
 mod awsvpc;
 mod bridge;
