@@ -6,8 +6,9 @@
 //! fake for tests), shapes them with the network mode hooks (`network`), holds each task
 //! to its task-level cpu and memory in a per-task cgroup (`cgroup`), keeps their output
 //! (`logs`), tells each container about its task through the task metadata endpoint
-//! (`metadata`), and reports every state change back as a `flotilla_protocol::TaskReport`. `hollow`
-//! runs many simulated agents over the same session for tests and benchmarks at scale.
+//! (`metadata`), lets them resolve names through the control plane's DNS (`dns`: a forwarder
+//! they are pointed at), and reports every state change back as a
+//! `flotilla_protocol::TaskReport`. `hollow` runs many simulated agents over the same session for tests and benchmarks at scale.
 //!
 //! Fargate tasks go through the same engine (design §11: a sandbox is a runtime choice): on a
 //! Fargate pool host (`flotilla agent --fargate`) each of their containers runs under gVisor's
@@ -17,6 +18,7 @@
 
 pub mod cgroup;
 pub mod disk;
+pub mod dns;
 pub mod engine;
 pub mod hollow;
 pub mod logs;

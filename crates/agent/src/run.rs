@@ -31,6 +31,9 @@ pub struct AgentOptions {
     pub default_stop_timeout: Option<std::time::Duration>,
     /// Where the task metadata endpoint listens (`--metadata-listen`; see `metadata::address`).
     pub metadata_listen: ListenChoice,
+    /// The control plane's DNS server (`--dns-server`): task containers get the agent's
+    /// forwarder to it as their resolver (see `dns`); `None` leaves Docker's default.
+    pub dns_server: Option<std::net::SocketAddr>,
     /// The OCI runtime Fargate tasks run under (`runsc` on a Fargate pool host, `--fargate`): the
     /// agent checks at start that a sandbox under it starts, and refuses to run otherwise.
     pub sandbox_runtime: Option<String>,
@@ -131,6 +134,15 @@ pub async fn run_agent(
         tracing::info!(%addr, "task metadata endpoint");
         config.metadata = Some(MetadataEndpoint { base_url: format!("http://{addr}") });
     }
+    // Held until the agent stops: dropping it stops the forwarder.
+    let _dns = match options.dns_server {
+        Some(upstream) => {
+            let (forwarder, resolvers) = crate::dns::start_for_tasks(upstream, gateway, &registration.data_dir).await;
+            config.network.dns = resolvers;
+            Some(forwarder)
+        }
+        None => None,
+    };
     let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());
     let (metadata_stop, metadata_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = metadata_listener {

@@ -95,6 +95,14 @@ pub struct AgentArgs {
     /// or a free one when another agent holds it), `ADDR:PORT`, or `off`.
     #[arg(long, env = "FLOTILLA_METADATA_LISTEN", value_name = "WHERE", default_value = "gateway")]
     pub metadata_listen: flotilla_agent::metadata::address::ListenChoice,
+    /// The control plane's DNS server (`flotilla server --dns-listen`), as ADDR:PORT. Given, the
+    /// agent forwards DNS to it from port 53 on the Docker bridge's gateway (bridge and awsvpc
+    /// containers, Fargate's included) and on 127.0.0.153 (host-mode containers), and gives every
+    /// task container that resolver unless its definition names `dnsServers`, so containers
+    /// resolve Cloud Map names with no configuration. Not given: no forwarder, and containers
+    /// keep Docker's default resolver.
+    #[arg(long, env = "FLOTILLA_DNS_SERVER", value_name = "ADDR")]
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 fn parse_pull(s: &str) -> Result<flotilla_agent::PullBehavior, String> {
@@ -200,6 +208,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 join_token: args.token.clone(),
                 default_stop_timeout: Some(std::time::Duration::from_secs(args.container_stop_timeout)),
                 metadata_listen: args.metadata_listen,
+                dns_server: args.dns_server,
                 sandbox_runtime: args.fargate.then(|| flotilla_agent::runtime::sandbox::RUNSC.to_string()),
             };
             flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())

@@ -36,8 +36,9 @@ struct Cli {
 enum Command {
     /// Run the control plane: the ECS API on a durable embedded store.
     Server(server_cmd::ServerArgs),
+    // Boxed: the agent's many flags would make every `Command` as large as they are.
     /// Join a cluster as a container instance (or, with --simulate N, as N hollow ones).
-    Agent(agent_cmd::AgentArgs),
+    Agent(Box<agent_cmd::AgentArgs>),
     /// Everything on this machine: the control plane and a local agent on the local Docker Engine.
     Up(up_cmd::UpArgs),
     /// Print a task's container output (stdout and stderr), also after it stopped; --follow streams.
@@ -73,7 +74,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server_cmd::run(args).await,
-            Command::Agent(args) => agent_cmd::run(args).await,
+            Command::Agent(args) => agent_cmd::run(*args).await,
             Command::Up(args) => up_cmd::run(args).await,
             Command::Logs(args) => logs_cmd::run(args).await,
             Command::Token(args) => token_cmd::run(args).await,

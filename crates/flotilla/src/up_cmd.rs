@@ -128,6 +128,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ec2_instance_id: None,
         container_stop_timeout: 30,
         metadata_listen: Default::default(),
+        dns_server: None,
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,
@@ -263,6 +264,7 @@ async fn start_fargate_agent(
         host_ip: args.host_ip.clone(),
         join_token,
         metadata_listen: args.metadata_listen,
+        dns_server: args.dns_server,
         sandbox_runtime: Some(RUNSC.to_string()),
         ..Default::default()
     };

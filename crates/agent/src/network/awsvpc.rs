@@ -105,7 +105,7 @@ async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> 
     }
     let mut pause_labels = ctx.labels.clone();
     pause_labels.insert(labels::CONTAINER.to_string(), labels::PAUSE_NAME.to_string());
-    let spec = ContainerSpec {
+    let mut spec = ContainerSpec {
         name: pause_name(ctx.task_id),
         image: image.clone(),
         labels: pause_labels,
@@ -119,6 +119,8 @@ async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> 
         cgroup_parent: ctx.cgroup_parent.map(str::to_string),
         ..ContainerSpec::default()
     };
+    // The task's containers share its resolv.conf (see `crate::dns`).
+    super::give_resolver(ctx, super::NetworkMode::Awsvpc, &mut spec);
     ctx.runtime.create_container(&spec).await.map_err(rt("create the pause container"))
 }
 
@@ -242,6 +244,16 @@ mod tests {
         let mut spec = ContainerSpec { hostname: Some("x".into()), ..ContainerSpec::default() };
         configure(&ctx1, &att, &mut spec).unwrap();
         assert_eq!(spec.network_mode.as_deref(), Some("flotilla-subnet-0a1"));
+        // Holding the interface itself, it holds the agent's resolver too (see `crate::dns`).
+        let with_dns = NetworkConfig {
+            dns: crate::dns::TaskResolvers { bridge: Some("172.17.0.1".parse().unwrap()), ..Default::default() },
+            ..config.clone()
+        };
+        let ctx_dns = NetworkContext { config: &with_dns, ..ctx1 };
+        let mut resolved = ContainerSpec { dns_servers: vec!["10.0.0.2".into()], ..ContainerSpec::default() };
+        let def = flotilla_model::ContainerDefinition::default();
+        NetworkMode::Awsvpc.configure(&ctx_dns, &def, &BTreeMap::new(), &mut att.clone(), &mut resolved).unwrap();
+        assert_eq!(resolved.dns_servers, vec!["172.17.0.1"]);
         assert_eq!(
             (spec.ipv4_address.as_deref(), spec.mac_address.as_deref(), spec.hostname.as_deref()),
             (Some("10.213.0.9"), Some("02:00:0a:d5:00:09"), None)

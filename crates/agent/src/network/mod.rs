@@ -11,6 +11,9 @@
 //!   bridge network, held by a per-task pause container that the task's containers join, as ECS
 //!   does with its ENIs; a task of one container with its own interface in a subnet holds it
 //!   itself, without a pause container. See `awsvpc.rs`.
+//!
+//! With the agent's DNS forwarder running (`--dns-server`), `configure` also gives each container
+//! the resolver for its mode, unless the definition names its own (see `crate::dns`).
 
 mod awsvpc;
 mod bridge;
@@ -62,6 +65,9 @@ pub struct NetworkConfig {
     /// The host address bridge-mode ports are published on; `None` is every address, as in ECS.
     /// A local single-machine setup (and the tests) may keep them on 127.0.0.1.
     pub host_ip: Option<String>,
+    /// The resolver task containers are given, per network mode, unless their definition names
+    /// its own `dnsServers` (the agent's DNS forwarder; see `crate::dns`). Empty: Docker's default.
+    pub dns: crate::dns::TaskResolvers,
 }
 
 impl Default for NetworkConfig {
@@ -70,6 +76,7 @@ impl Default for NetworkConfig {
             awsvpc_network: DEFAULT_AWSVPC_NETWORK.into(),
             pause_image: DEFAULT_PAUSE_IMAGE.into(),
             host_ip: None,
+            dns: crate::dns::TaskResolvers::default(),
         }
     }
 }
@@ -185,11 +192,13 @@ impl NetworkMode {
         spec: &mut ContainerSpec,
     ) -> Result<(), NetworkError> {
         match self {
-            NetworkMode::Bridge => bridge::configure(ctx, def, names, att, spec),
-            NetworkMode::Host => host::configure_host(spec),
-            NetworkMode::None => host::configure_none(spec),
-            NetworkMode::Awsvpc => awsvpc::configure(ctx, att, spec),
+            NetworkMode::Bridge => bridge::configure(ctx, def, names, att, spec)?,
+            NetworkMode::Host => host::configure_host(spec)?,
+            NetworkMode::None => host::configure_none(spec)?,
+            NetworkMode::Awsvpc => awsvpc::configure(ctx, att, spec)?,
         }
+        give_resolver(ctx, self, spec);
+        Ok(())
     }
 
     /// The container's networkBindings once it runs.
@@ -213,6 +222,28 @@ impl NetworkMode {
     }
 }
 
+/// Gives a container the agent's resolver for `mode` (see `crate::dns`), unless its definition
+/// named its own servers or mounts its own /etc/resolv.conf: awsvpc containers the agent's
+/// resolv.conf, mounted (or, without one, `Dns`, which their network's embedded DNS forwards
+/// to); the others `Dns`, from which Docker writes their resolv.conf.
+fn give_resolver(ctx: &NetworkContext<'_>, mode: NetworkMode, spec: &mut ContainerSpec) {
+    const TARGET: &str = "/etc/resolv.conf";
+    let Some(ip) = ctx.config.dns.for_mode(mode) else { return };
+    let mounts_own = spec.binds.iter().any(|b| b.split(':').nth(1) == Some(TARGET));
+    if mounts_own || !spec.dns_servers.is_empty() {
+        return;
+    }
+    if let (NetworkMode::Awsvpc, Some(file)) = (mode, &ctx.config.dns.resolv_conf) {
+        spec.binds.push(format!("{}:{TARGET}:ro", file.display()));
+        return;
+    }
+    // Docker refuses `Dns` on a container in another's namespace (awsvpc's pause container's);
+    // that one's resolver is theirs.
+    if !spec.network_mode.as_deref().is_some_and(|m| m.starts_with("container:")) {
+        spec.dns_servers.push(ip.to_string());
+    }
+}
+
 /// The protocol of a port mapping, lower-cased as Docker wants it.
 fn protocol(p: Option<&str>) -> String {
     p.unwrap_or("tcp").to_ascii_lowercase()
@@ -227,5 +258,64 @@ mod tests {
         assert_eq!(NetworkMode::parse(None).unwrap(), NetworkMode::Bridge);
         assert_eq!(NetworkMode::parse(Some("awsvpc")).unwrap(), NetworkMode::Awsvpc);
         assert!(matches!(NetworkMode::parse(Some("nat")), Err(NetworkError::Unsupported(_))));
+    }
+
+    /// Every mode's containers get the agent's resolver for that mode, except where the
+    /// definition names its own or the namespace is another container's.
+    #[tokio::test]
+    async fn containers_get_the_agents_resolver_for_their_mode() {
+        use crate::runtime::fake::FakeRuntime;
+        let runtime = FakeRuntime::new();
+        let resolvers = crate::dns::TaskResolvers {
+            bridge: Some("172.17.0.1".parse().unwrap()),
+            host: Some("127.0.0.153".parse().unwrap()),
+            resolv_conf: None,
+        };
+        let config = NetworkConfig { dns: resolvers.clone(), ..NetworkConfig::default() };
+        runtime.add_image(&config.pause_image);
+        let ports = PortAllocator::new(None);
+        let labels = BTreeMap::new();
+        let ctx = NetworkContext::for_test(&runtime, &config, &ports, &labels);
+        let def = ContainerDefinition::default();
+        let names = BTreeMap::new();
+        let servers = |mode: NetworkMode, given: &[&str], att: &mut Attachment| {
+            let mut spec =
+                ContainerSpec { dns_servers: given.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+            mode.configure(&ctx, &def, &names, att, &mut spec).unwrap();
+            spec.dns_servers
+        };
+        let mut att = Attachment::default();
+        assert_eq!(servers(NetworkMode::Bridge, &[], &mut att), vec!["172.17.0.1"]);
+        assert_eq!(servers(NetworkMode::Bridge, &["10.0.0.2"], &mut att), vec!["10.0.0.2"], "the definition wins");
+        assert_eq!(servers(NetworkMode::Host, &[], &mut att), vec!["127.0.0.153"]);
+        assert!(servers(NetworkMode::None, &[], &mut att).is_empty());
+        // awsvpc: the pause container holds the resolver; the task's containers join it.
+        NetworkMode::Awsvpc.provision(&ctx, &mut att).await.unwrap();
+        assert_eq!(runtime.containers()[0].spec.dns_servers, vec!["172.17.0.1"]);
+        assert!(servers(NetworkMode::Awsvpc, &["10.0.0.2"], &mut att).is_empty());
+        // With the agent's resolv.conf, every awsvpc container mounts it instead (the pause
+        // container's resolver is Docker's embedded DNS, which a sandbox may not reach).
+        let with_file = NetworkConfig {
+            dns: crate::dns::TaskResolvers { resolv_conf: Some("/data/resolv.conf".into()), ..resolvers.clone() },
+            ..config.clone()
+        };
+        let ctx_file = NetworkContext { config: &with_file, ..ctx };
+        let mut spec = ContainerSpec::default();
+        NetworkMode::Awsvpc.configure(&ctx_file, &def, &names, &mut att, &mut spec).unwrap();
+        assert_eq!((spec.binds, spec.dns_servers), (vec!["/data/resolv.conf:/etc/resolv.conf:ro".to_string()], vec![]));
+        // A task mounting its own keeps it.
+        let own = vec!["vol:/etc/resolv.conf".to_string()];
+        let mut spec = ContainerSpec { binds: own.clone(), ..Default::default() };
+        NetworkMode::Awsvpc.configure(&ctx_file, &def, &names, &mut att, &mut spec).unwrap();
+        assert_eq!(spec.binds, own);
+        let mut spec = ContainerSpec { binds: own.clone(), ..Default::default() };
+        NetworkMode::Bridge.configure(&ctx_file, &def, &names, &mut att, &mut spec).unwrap();
+        assert!(spec.dns_servers.is_empty());
+        // Without a forwarder, nothing changes.
+        let plain = NetworkConfig::default();
+        let ctx = NetworkContext { config: &plain, ..ctx };
+        let mut spec = ContainerSpec::default();
+        NetworkMode::Bridge.configure(&ctx, &def, &names, &mut att, &mut spec).unwrap();
+        assert!(spec.dns_servers.is_empty());
     }
 }

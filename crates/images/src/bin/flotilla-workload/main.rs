@@ -6,6 +6,7 @@
 //! compiled statically by the images crate's build script, so nothing here may depend on a crate.
 
 mod http;
+mod resolve;
 mod signals;
 
 use std::fs;
@@ -32,6 +33,8 @@ steps:
                                    no shell) and the body printed as one line
   healthcheck URL|PATH             exit 0 if the URL answers 2xx/3xx or the file exists, else 1
   connect HOST:PORT [--timeout S]  exit 0 once a TCP connection succeeds (retries for S, default 5)
+  resolve NAME                     ask /etc/resolv.conf's first nameserver for NAME's A records, print
+                                   each address; exit 1 if there are none
   trap-term [--delay S] [--code C] wait for SIGTERM/SIGINT, print it, wait S, exit C (default 0)
   ignore-term                      ignore SIGTERM/SIGINT and sleep until killed
   fail-health [--after S] [--file PATH]
@@ -56,6 +59,7 @@ enum Step {
     Fetch(String),
     Healthcheck(String),
     Connect { target: String, timeout: Duration },
+    Resolve(String),
     TrapTerm { delay: Duration, code: u8 },
     IgnoreTerm,
     FailHealth { file: PathBuf, after: Duration },
@@ -125,6 +129,7 @@ fn parse_step(words: &[String]) -> Result<Step, String> {
             let timeout = opts.seconds("--timeout")?.unwrap_or(Duration::from_secs(5));
             Step::Connect { target: opts.positional("HOST:PORT")?, timeout }
         }
+        "resolve" => Step::Resolve(opts.positional("NAME")?),
         "trap-term" => {
             let delay = opts.seconds("--delay")?.unwrap_or_default();
             let code = opts.flag("--code")?.map(|c| c.parse()).transpose().map_err(|_| "--code: not 0-255")?;
@@ -298,6 +303,15 @@ fn run(step: Step, is_last: bool) -> u8 {
         }
         Step::Healthcheck(target) => healthcheck(&target),
         Step::Connect { target, timeout } => connect(&target, timeout),
+        Step::Resolve(name) => match resolve::resolve(&name) {
+            Ok(addrs) => {
+                for a in addrs {
+                    println!("{a}");
+                }
+                0
+            }
+            Err(e) => fail(format!("resolve {name}: {e}")),
+        },
         Step::TrapTerm { delay, code } => {
             signals::install(OnTerm::Record);
             println!("waiting for SIGTERM");
@@ -431,6 +445,8 @@ mod tests {
         );
         assert_eq!(parse(&words("sleep inf")).unwrap(), vec![Step::Sleep(None)]);
         assert_eq!(parse(&[]).unwrap(), vec![Step::Help]);
+        assert_eq!(parse(&words("resolve web.ns.test")).unwrap(), vec![Step::Resolve("web.ns.test".into())]);
+        assert!(parse(&words("resolve")).is_err());
     }
 
     #[test]
