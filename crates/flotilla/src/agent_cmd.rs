@@ -103,6 +103,12 @@ pub struct AgentArgs {
     /// keep Docker's default resolver.
     #[arg(long, env = "FLOTILLA_DNS_SERVER", value_name = "ADDR")]
     pub dns_server: Option<std::net::SocketAddr>,
+    /// The address other hosts (load balancer nodes, Cloud Map clients) reach this host's
+    /// published ports at, advertised as the attribute `flotilla.host-address`: instance targets
+    /// and bridge-mode Cloud Map records point there [default: --host-ip when it names one
+    /// address, else 127.0.0.1, right when everything runs on one machine]
+    #[arg(long, env = "FLOTILLA_HOST_ADDRESS", value_name = "IP")]
+    pub host_address: Option<std::net::IpAddr>,
 }
 
 fn parse_pull(s: &str) -> Result<flotilla_agent::PullBehavior, String> {
@@ -172,6 +178,22 @@ impl AgentArgs {
         }
     }
 
+    /// `--attribute`s, with `flotilla.host-address` added unless one of them sets it.
+    fn attributes_with_host_address(&self) -> Vec<(String, Option<String>)> {
+        let mut out = self.attributes.clone();
+        let key = flotilla_api::domain::hosts::HOST_ADDRESS_ATTRIBUTE;
+        let given = self.host_address.map(|a| a.to_string()).or_else(|| {
+            self.host_ip
+                .as_deref()
+                .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok_and(|a| !a.is_unspecified()))
+                .map(String::from)
+        });
+        if let (Some(address), false) = (given, out.iter().any(|(k, _)| k == key)) {
+            out.push((key.to_string(), Some(address)));
+        }
+        out
+    }
+
     pub fn registration(&self, docker_version: &str) -> RegistrationConfig {
         RegistrationConfig {
             cluster: self.cluster().to_string(),
@@ -181,7 +203,7 @@ impl AgentArgs {
                 .clone()
                 .unwrap_or_else(|| default_zone(&self.region, self.fargate)),
             instance_type: self.instance_type.clone(),
-            attributes: self.attributes.clone(),
+            attributes: self.attributes_with_host_address(),
             cpu: self.cpu,
             memory: self.memory,
             memory_reserved_mib: self.memory_reserved,

@@ -129,6 +129,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         container_stop_timeout: 30,
         metadata_listen: Default::default(),
         dns_server: None,
+        host_address: None,
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,
