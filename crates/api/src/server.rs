@@ -211,8 +211,11 @@ async fn agent_ws(
         None => Principal::Root,
     };
     match gateway::admit(&app.ctx, uri.query()) {
-        // An instance's key opens that instance's session and no other.
-        Ok(target) if matches!(&principal, Principal::Instance { instance_arn, .. } if *instance_arn != target.instance_arn) =>
+        // An instance's key opens that instance's session and no other; a load balancer node's
+        // opens none.
+        Ok(target)
+            if matches!(&principal, Principal::Instance { instance_arn, .. } if *instance_arn != target.instance_arn)
+                || matches!(principal, Principal::LoadBalancerNode { .. }) =>
         {
             let e = identity::access_denied(format!(
                 "These credentials may not open the session of container instance {}.",

@@ -2,3 +2,5 @@
 //! groups, listeners, rules, targets, health) served on the control plane's listener, and what
 //! load balancer nodes talk to (their configuration, built from the records of
 //! `flotilla-endpoints`, and the health they report). The nodes themselves are `flotilla-lb`.
+
+pub mod nodes;

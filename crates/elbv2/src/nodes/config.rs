@@ -1,0 +1,147 @@
+//! What a load balancer node serves, built whole from one listing of `elbv2/` (load balancers,
+//! listeners, rules, target groups, targets and their health) and the control plane's cache
+//! (where instance targets live).
+//!
+//! Addresses: an `ip` target is `IP:PORT`. An `instance` target (`i-...`) names the EC2 instance
+//! id of a container instance; its address is, in order:
+//! 1. the `bindIP` of a task's network binding on that instance for the target's port, when the
+//!    agent published the port on one address (agents started with `--host-ip`, as `flotilla up`
+//!    and the `local` host provisioner start them);
+//! 2. otherwise `127.0.0.1`: the agent published the port on every address, and with the
+//!    control plane, agents and nodes on one machine (the case today) loopback reaches it.
+//!
+//! The address the gateway saw the agent connect from is not recorded anywhere the control
+//! plane's records keep today, so hosts on other machines that publish on every address are not
+//! reachable yet (see the module's report). An instance target whose container instance is
+//! unknown (or deregistered) is left out: there is nowhere to send it traffic.
+
+use std::collections::HashMap;
+
+use flotilla_api::{ApiError, ApiResult, Ctx};
+use flotilla_endpoints::codec::decode;
+use flotilla_endpoints::elb::{
+    Listener, LoadBalancer, NodeConfig, NodeTarget, Rule, Target, TargetGroup, TargetHealth, TargetType,
+};
+use flotilla_endpoints::keys;
+use serde::de::DeserializeOwned;
+
+use super::records::NODE_PREFIX;
+
+/// The address of an instance target whose port is published on every address.
+pub const LOOPBACK: &str = "127.0.0.1";
+
+fn read<T: DeserializeOwned>(key: &str, value: &[u8]) -> ApiResult<T> {
+    decode(value).map_err(|e| ApiError::server(format!("The record {key} does not decode: {e}")))
+}
+
+/// Builds the configuration every node serves, at the store's current revision.
+pub async fn build_config(ctx: &Ctx) -> ApiResult<NodeConfig> {
+    let listing = ctx.store.list("elbv2/").await?;
+    let mut config = NodeConfig {
+        revision: listing.revision as i64,
+        load_balancers: Vec::new(),
+        listeners: Vec::new(),
+        rules: Vec::new(),
+        target_groups: Vec::new(),
+        targets: Vec::new(),
+    };
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    let mut health: HashMap<String, TargetHealth> = HashMap::new();
+    for kv in &listing.kvs {
+        let key = kv.key.as_str();
+        if let Some(rest) = key.strip_prefix(keys::TARGET_HEALTH) {
+            health.insert(rest.to_string(), read(key, &kv.value)?);
+        } else if let Some(rest) = key.strip_prefix(keys::TARGET) {
+            let group = rest.split('/').next().unwrap_or_default().to_string();
+            targets.push((group, read(key, &kv.value)?));
+        } else if key.starts_with(keys::LOAD_BALANCER) {
+            config.load_balancers.push(read::<LoadBalancer>(key, &kv.value)?);
+        } else if key.starts_with(keys::LISTENER) {
+            config.listeners.push(read::<Listener>(key, &kv.value)?);
+        } else if key.starts_with(keys::RULE) {
+            config.rules.push(read::<Rule>(key, &kv.value)?);
+        } else if key.starts_with(keys::TARGET_GROUP) {
+            config.target_groups.push(read::<TargetGroup>(key, &kv.value)?);
+        } else if !key.starts_with(NODE_PREFIX) {
+            // Another record the ELBv2 API keeps (attributes, tags...): nothing a node serves.
+            continue;
+        }
+    }
+    let kinds: HashMap<&str, TargetType> =
+        config.target_groups.iter().map(|g| (g.id.as_str(), g.target_type)).collect();
+    let resolver = Resolver::new(ctx);
+    for (group, target) in targets {
+        let kind = kinds.get(group.as_str()).copied().unwrap_or(TargetType::Ip);
+        let address = match kind {
+            TargetType::Instance => match resolver.instance(&target.id, target.port) {
+                Some(host) => format!("{host}:{}", target.port),
+                None => continue,
+            },
+            TargetType::Ip => format!("{}:{}", target.id, target.port),
+            // Lambda and ALB targets are not served by nodes.
+            TargetType::Lambda | TargetType::Alb => continue,
+        };
+        let health_key = format!("{group}/{}:{}", target.id, target.port);
+        let health = health.get(&health_key).map(|h| h.state);
+        config.targets.push(NodeTarget { target_group_id: group, target, address, health });
+    }
+    Ok(config)
+}
+
+/// Finds where an instance target's port is published, from the cache's container instances
+/// and the tasks placed on them.
+struct Resolver {
+    /// Container instance ARN by EC2 instance id, registered instances only.
+    instances: HashMap<String, String>,
+    /// `(container instance ARN, host port)` -> the bind address of a task's binding there.
+    bindings: HashMap<(String, u16), String>,
+}
+
+impl Resolver {
+    fn new(ctx: &Ctx) -> Self {
+        let ix = ctx.cache.read();
+        let mut instances = HashMap::new();
+        let mut bindings = HashMap::new();
+        for entry in ix.instances.values() {
+            let ci = &entry.value.instance;
+            if ci.status.as_deref() == Some("INACTIVE") {
+                continue;
+            }
+            let (Some(ec2), Some(arn)) = (ci.ec2_instance_id.clone(), ci.container_instance_arn.clone()) else {
+                continue;
+            };
+            // Only the tasks of instances that may be targets are decoded.
+            for task_key in ix.task_index.by_instance.get(arn.as_str()).into_iter().flatten() {
+                let Some(task) = ix.tasks.get(task_key) else { continue };
+                if task.value.summary.desired.as_ref() != "RUNNING" {
+                    continue;
+                }
+                let task = task.value.task();
+                for binding in task.containers.iter().flatten().flat_map(|c| c.network_bindings.iter().flatten()) {
+                    let (Some(port), Some(ip)) = (binding.host_port, binding.bind_ip.as_deref()) else { continue };
+                    let specific = ip.parse::<std::net::IpAddr>().is_ok_and(|a| !a.is_unspecified());
+                    if specific && (0..=i32::from(u16::MAX)).contains(&port) {
+                        bindings.insert((arn.clone(), port as u16), ip.to_string());
+                    }
+                }
+            }
+            instances.insert(ec2, arn);
+        }
+        Resolver { instances, bindings }
+    }
+
+    /// The host address of the container instance `ec2_instance_id` for `port`, if it is known.
+    fn instance(&self, ec2_instance_id: &str, port: u16) -> Option<String> {
+        let arn = self.instances.get(ec2_instance_id)?;
+        Some(self.bindings.get(&(arn.clone(), port)).cloned().unwrap_or_else(|| LOOPBACK.to_string()))
+    }
+}
+
+/// Whether two configurations serve the same thing (their revisions aside).
+pub fn same_content(a: &NodeConfig, b: &NodeConfig) -> bool {
+    a.load_balancers == b.load_balancers
+        && a.listeners == b.listeners
+        && a.rules == b.rules
+        && a.target_groups == b.target_groups
+        && a.targets == b.targets
+}
