@@ -9,8 +9,9 @@
 //!   reports writes nothing. Draining targets are left alone: their health says `draining`
 //!   whatever the checks find.
 //! - draining: a `Draining` target that every live node lists with 0 open connections is
-//!   deleted with its health record, before its `until_ms`. A node that does not list it (it
-//!   has not seen it draining yet) holds it.
+//!   deleted with its health record, before its `until_ms`. Live here also counts the nodes
+//!   whose record says they were heard from (a config fetch) within `LIVE_MS`, reported or not.
+//!   A node that does not list the target (it has not seen it draining yet) holds it.
 //!
 //! A target that no node reports on keeps whatever record it has (none: `initial`). The reports
 //! are this server's memory only: after a restart, nodes fill it again within one report.
@@ -24,7 +25,7 @@ use flotilla_endpoints::elb::{HealthObservation, HealthState, NodeReport, Regist
 use flotilla_endpoints::keys;
 use flotilla_store::{Compare, Op, Txn};
 
-use super::records::LIVE_MS;
+use super::records::{self, LIVE_MS};
 
 /// `(target group id, target id, port)`.
 type TargetRef = (String, String, u16);
@@ -69,6 +70,12 @@ impl Reports {
         let touched: Vec<TargetRef> = latest.health.keys().cloned().collect();
         let emptied: Vec<TargetRef> =
             latest.draining.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k.clone()).collect();
+        // The nodes heard from lately, reports or not: one that fetched its configuration but has
+        // not reported yet may still hold connections.
+        let heard: Vec<String> = match emptied.is_empty() {
+            true => Vec::new(),
+            false => records::list(ctx).await?.into_iter().filter(|n| n.is_live(now)).map(|n| n.id).collect(),
+        };
         // Decide under the lock, write after it.
         let (verdicts, drained) = {
             let mut nodes = flotilla_api::locks::lock(&self.nodes);
@@ -76,8 +83,13 @@ impl Reports {
             nodes.retain(|_, l| now - l.at_ms < LIVE_MS);
             let verdicts: Vec<(TargetRef, HealthObservation)> =
                 touched.into_iter().filter_map(|t| verdict(&nodes, &t).map(|v| (t, v))).collect();
-            let drained: Vec<TargetRef> =
-                emptied.into_iter().filter(|t| nodes.values().all(|l| l.draining.get(t) == Some(&0))).collect();
+            let drained: Vec<TargetRef> = emptied
+                .into_iter()
+                .filter(|t| {
+                    nodes.values().all(|l| l.draining.get(t) == Some(&0))
+                        && heard.iter().all(|id| nodes.get(id).is_some_and(|l| l.draining.get(t) == Some(&0)))
+                })
+                .collect();
             (verdicts, drained)
         };
         let mut outcome = Outcome::default();

@@ -262,8 +262,10 @@ pub fn target(id: &str, port: u16, registration: Registration) -> Target {
     Target { id: id.into(), port, availability_zone: None, registered_at_ms: 0, registration, task_arn: None }
 }
 
-/// Writes a target group and one target in it.
+/// Writes a target group and one target in it, in one transaction.
 pub async fn register(server: &Server, group: &TargetGroup, t: &Target) {
-    server.put(&keys::target_group(&group.id), group).await;
-    server.put(&keys::target(&group.id, &t.id, t.port), t).await;
+    let txn = Txn::new()
+        .then(Op::put(keys::target_group(&group.id), serde_json::to_vec(group).unwrap()))
+        .then(Op::put(keys::target(&group.id, &t.id, t.port), serde_json::to_vec(t).unwrap()));
+    server.ctx.commit(txn).await.expect("commit");
 }
