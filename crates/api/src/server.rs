@@ -200,6 +200,7 @@ async fn agent_ws(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: http::Extensions,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -223,7 +224,9 @@ async fn agent_ws(
             ));
             protocol::error_response(&request_id, &e)
         }
-        Ok(target) => {
+        Ok(mut target) => {
+            // Where load balancer nodes reach the instance (absent behind the TLS listener).
+            target.peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
             let (ctx, sessions) = (app.ctx.clone(), app.sessions.clone());
             ws.read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
                 .on_upgrade(move |socket| gateway::run_session(ctx, sessions, socket, target))

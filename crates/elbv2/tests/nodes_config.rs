@@ -1,6 +1,7 @@
 //! The configuration nodes long-poll for: 304 while nothing they serve changes (writes elsewhere
 //! do not count), 200 as soon as a target is registered; instance targets resolve to where their
-//! instance publishes the port; load balancers turn active once a node is live.
+//! instance publishes the port (a task's bind address, else the agent's address, else
+//! loopback); load balancers turn active once a node is live.
 
 mod nodes_support;
 
@@ -78,11 +79,19 @@ async fn instance_targets_resolve_to_where_their_instance_publishes_the_port() {
     let addresses: Vec<&str> = c.targets.iter().map(|t| t.address.as_str()).collect();
     assert_eq!(addresses, vec!["127.0.0.1:32768"]);
 
+    // Once the gateway has seen the agent connect from a host: that host.
+    let instance_key = ecs_keys::instance("default", instance_arn.rsplit('/').next().unwrap());
+    let peer: std::net::IpAddr = "10.9.8.7".parse().unwrap();
+    flotilla_api::gateway::set_agent_address(&server.ctx, &instance_key, peer).await.expect("address");
+    let c = config(&server.fetch(&node, c.revision, 10).await);
+    let addresses: Vec<&str> = c.targets.iter().map(|t| t.address.as_str()).collect();
+    assert_eq!(addresses, vec!["10.9.8.7:32768"]);
+
     // A running task on the instance publishing the port on one address: that address.
     let task = Task {
         task_arn: Some(format!("arn:aws:ecs:us-east-1:000000000000:task/default/{}", "0".repeat(32))),
         cluster_arn: Some("arn:aws:ecs:us-east-1:000000000000:cluster/default".into()),
-        container_instance_arn: Some(instance_arn),
+        container_instance_arn: Some(instance_arn.clone()),
         last_status: Some("RUNNING".into()),
         desired_status: Some("RUNNING".into()),
         launch_type: Some("EC2".into()),

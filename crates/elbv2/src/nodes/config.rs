@@ -7,13 +7,14 @@
 //! 1. the `bindIP` of a task's network binding on that instance for the target's port, when the
 //!    agent published the port on one address (agents started with `--host-ip`, as `flotilla up`
 //!    and the `local` host provisioner start them);
-//! 2. otherwise `127.0.0.1`: the agent published the port on every address, and with the
-//!    control plane, agents and nodes on one machine (the case today) loopback reaches it.
+//! 2. the address the agent's session came from, as the gateway recorded it (`127.0.0.1` when
+//!    it connected over loopback): the port is published on every address of that host;
+//! 3. otherwise `127.0.0.1`: no session was seen (or the listener is TLS, which does not tell
+//!    the gateway the peer's address); control plane, agents and nodes on one machine is the
+//!    case this covers.
 //!
-//! The address the gateway saw the agent connect from is not recorded anywhere the control
-//! plane's records keep today, so hosts on other machines that publish on every address are not
-//! reachable yet (see the module's report). An instance target whose container instance is
-//! unknown (or deregistered) is left out: there is nowhere to send it traffic.
+//! An instance target whose container instance is unknown (or deregistered) is left out: there
+//! is nowhere to send it traffic.
 
 use std::collections::HashMap;
 
@@ -91,8 +92,8 @@ pub async fn build_config(ctx: &Ctx) -> ApiResult<NodeConfig> {
 /// Finds where an instance target's port is published, from the cache's container instances
 /// and the tasks placed on them.
 struct Resolver {
-    /// Container instance ARN by EC2 instance id, registered instances only.
-    instances: HashMap<String, String>,
+    /// Container instance ARN and agent address by EC2 instance id, registered instances only.
+    instances: HashMap<String, (String, Option<String>)>,
     /// `(container instance ARN, host port)` -> the bind address of a task's binding there.
     bindings: HashMap<(String, u16), String>,
 }
@@ -125,15 +126,16 @@ impl Resolver {
                     }
                 }
             }
-            instances.insert(ec2, arn);
+            instances.insert(ec2, (arn, entry.value.agent_address.clone()));
         }
         Resolver { instances, bindings }
     }
 
     /// The host address of the container instance `ec2_instance_id` for `port`, if it is known.
     fn instance(&self, ec2_instance_id: &str, port: u16) -> Option<String> {
-        let arn = self.instances.get(ec2_instance_id)?;
-        Some(self.bindings.get(&(arn.clone(), port)).cloned().unwrap_or_else(|| LOOPBACK.to_string()))
+        let (arn, agent) = self.instances.get(ec2_instance_id)?;
+        let bound = self.bindings.get(&(arn.clone(), port)).cloned();
+        Some(bound.or_else(|| agent.clone()).unwrap_or_else(|| LOOPBACK.to_string()))
     }
 }
 
