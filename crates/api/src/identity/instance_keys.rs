@@ -7,11 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use flotilla_store::{Compare, Op, Store, Txn};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::node_keys::{self, NodeKey};
-use super::{access_denied, Principal};
+use super::{access_denied, random, Principal};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::state::codec::{decode, encode};
@@ -46,11 +45,6 @@ impl std::fmt::Debug for InstanceKey {
 
 fn key(access_key_id: &str) -> String {
     format!("{KEY_PREFIX}{access_key_id}")
-}
-
-pub(crate) fn random(len: usize, alphabet: &[u8]) -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
 }
 
 /// Issues a new key pair for the instance and stores it.

@@ -47,6 +47,13 @@ impl Principal {
     }
 }
 
+/// `len` characters drawn from `alphabet` by the OS's generator: key ids and secrets.
+pub(crate) fn random(len: usize, alphabet: &[u8]) -> String {
+    use rand::Rng;
+    let mut rng = rand::rngs::OsRng;
+    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
+}
+
 pub fn access_denied(message: impl Into<String>) -> ApiError {
     ApiError::new("AccessDeniedException", message)
 }

@@ -7,7 +7,7 @@
 use flotilla_store::{Compare, Op, Txn};
 use serde::{Deserialize, Serialize};
 
-use super::instance_keys::random;
+use super::random;
 use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::state::codec::encode;
