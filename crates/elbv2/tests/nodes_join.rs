@@ -111,3 +111,35 @@ async fn bad_expired_revoked_and_cluster_tokens_join_nothing() {
     assert_eq!(unsigned.status, 400, "{}", unsigned.body);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_key_opens_no_agent_session() {
+    let server = Server::start().await;
+    let (_, key) = server.join_node().await;
+    let registration =
+        flotilla_model::RegisterContainerInstanceRequest { cluster: Some("default".into()), ..Default::default() };
+    let out = flotilla_api::handlers::container_instances::register(&server.ctx, registration).await.expect("register");
+    let arn = out.container_instance.unwrap().container_instance_arn.unwrap();
+    let path = format!(
+        "{}?{}=default&{}={}",
+        flotilla_protocol::AGENT_WS_PATH,
+        flotilla_protocol::query::CLUSTER,
+        flotilla_protocol::query::CONTAINER_INSTANCE,
+        arn.replace(':', "%3A").replace('/', "%2F")
+    );
+    let upgrade = || {
+        let mut h = http::HeaderMap::new();
+        h.insert("connection", "upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("sec-websocket-version", "13".parse().unwrap());
+        h.insert("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+        h
+    };
+    let refused = server.call_with(http::Method::GET, &path, Some(&key), None, upgrade(), "").await;
+    assert_eq!((refused.status, code(&refused).as_str()), (400, "AccessDeniedException"), "{}", refused.body);
+    // The same request signed by the root key pair opens the session: the refusal is the key's.
+    let root = server.root.clone();
+    let opened = server.call_with(http::Method::GET, &path, Some(&root), None, upgrade(), "").await;
+    assert_eq!(opened.status, 101, "{}", opened.body);
+    server.stop().await;
+}

@@ -122,6 +122,19 @@ impl Server {
         target: Option<&str>,
         body: &str,
     ) -> Reply {
+        self.call_with(method, path, creds, target, http::HeaderMap::new(), body).await
+    }
+
+    /// [`Self::call`] with extra headers (unsigned ones).
+    pub async fn call_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        creds: Option<&Credentials>,
+        target: Option<&str>,
+        extra: http::HeaderMap,
+        body: &str,
+    ) -> Reply {
         let url = format!("{}{path}", self.url);
         let mut headers = http::HeaderMap::new();
         let content_type = if target.is_some() { "application/x-amz-json-1.1" } else { "application/json" };
@@ -133,6 +146,7 @@ impl Server {
             let params = SigningParams { credentials, region: REGION, service: "ecs", time: SystemTime::now() };
             flotilla_sigv4::sign(&method, &url.parse().unwrap(), &mut headers, body.as_bytes(), &params).expect("sign");
         }
+        headers.extend(extra);
         let resp = reqwest::Client::new()
             .request(method, &url)
             .headers(headers)
@@ -141,7 +155,10 @@ impl Server {
             .send()
             .await
             .expect("send");
-        Reply { status: resp.status().as_u16(), body: resp.text().await.expect("body") }
+        let status = resp.status().as_u16();
+        // A switched protocol has no HTTP body to wait for.
+        let body = if status == 101 { String::new() } else { resp.text().await.expect("body") };
+        Reply { status, body }
     }
 
     /// Mints a join token through `/v1/tokens` as the root principal: `(id, token)`.
