@@ -143,3 +143,19 @@ async fn a_node_key_opens_no_agent_session() {
     assert_eq!(opened.status, 101, "{}", opened.body);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flotilla_up_mints_a_node_key_in_process() {
+    let server = Server::start().await;
+    let creds = nodes::local_credentials(&server.ctx, Some("lbn-00000000000000aa"), "127.0.0.1").await.expect("mint");
+    assert_eq!(creds.node_id, "lbn-00000000000000aa");
+    let record: NodeRecord = server.get(&nodes::node_key("lbn-00000000000000aa")).await.expect("node record");
+    assert_eq!(record.token_id, None);
+    let key = flotilla_sigv4::Credentials::new(&creds.access_key_id, &creds.secret_access_key);
+    assert_eq!(server.fetch(&key, 0, 0).await.status, 200);
+    let bad = nodes::local_credentials(&server.ctx, None, "localhost").await.unwrap_err();
+    assert!(bad.message.contains("advertiseAddress"), "{}", bad.message);
+    let bad = nodes::local_credentials(&server.ctx, Some("x"), "127.0.0.1").await.unwrap_err();
+    assert!(bad.message.contains("nodeId"), "{}", bad.message);
+    server.stop().await;
+}

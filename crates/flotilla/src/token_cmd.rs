@@ -63,10 +63,13 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
             };
             let path = format!("/v1/tokens?cluster={}&ttlSeconds={ttl}", encode(&cluster));
             let v = endpoint.json(Method::POST, &path).await?;
+            let what = match lb {
+                true => "load balancer nodes".to_string(),
+                false => format!("cluster {}", field(&v, "cluster")),
+            };
             eprintln!(
-                "Join token {} for cluster {}, valid until {}:",
+                "Join token {} for {what}, valid until {}:",
                 field(&v, "id"),
-                field(&v, "cluster"),
                 crate::logs_cmd::rfc3339((v["expiresAt"].as_f64().unwrap_or(0.0) * 1000.0) as i64)
             );
             println!("{}", field(&v, "token"));

@@ -26,8 +26,6 @@ use flotilla_endpoints::elb::{
 use flotilla_endpoints::keys;
 use serde::de::DeserializeOwned;
 
-use super::records::NODE_PREFIX;
-
 /// The address of an instance target whose port is published on every address.
 pub const LOOPBACK: &str = "127.0.0.1";
 
@@ -63,10 +61,9 @@ pub async fn build_config(ctx: &Ctx) -> ApiResult<NodeConfig> {
             config.rules.push(read::<Rule>(key, &kv.value)?);
         } else if key.starts_with(keys::TARGET_GROUP) {
             config.target_groups.push(read::<TargetGroup>(key, &kv.value)?);
-        } else if !key.starts_with(NODE_PREFIX) {
-            // Another record the ELBv2 API keeps (attributes, tags...): nothing a node serves.
-            continue;
         }
+        // Anything else (the nodes' own records under NODE_PREFIX, whatever else the ELBv2 API
+        // keeps) is nothing a node serves.
     }
     let kinds: HashMap<&str, TargetType> =
         config.target_groups.iter().map(|g| (g.id.as_str(), g.target_type)).collect();
