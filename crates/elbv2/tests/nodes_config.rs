@@ -53,6 +53,11 @@ async fn a_long_poll_waits_out_unrelated_writes_and_answers_a_registration() {
     // No node has reported on it: no health yet (initial).
     assert_eq!(changed.targets[0].health, None);
 
+    // A revision from another store's history (the control plane's data was replaced) gets the
+    // configuration at once rather than waiting for this store to catch up.
+    let elsewhere = config(&server.fetch(&node, 1_000_000, 20).await);
+    assert_eq!(elsewhere.revision, changed.revision);
+
     let bad = server.call(http::Method::GET, "/v1/lb/config?wait=soon", Some(&node), None, "").await;
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("wait"), "{}", bad.body);

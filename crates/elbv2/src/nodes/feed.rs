@@ -6,6 +6,9 @@
 //! only grow; after a restart the first build takes the store's current revision, which makes
 //! every node refetch once.
 //!
+//! A node asking for changes after a revision the store has not reached yet got it from another
+//! store (the control plane's data was replaced): it gets the current configuration at once.
+//!
 //! Waiting nodes wake on the cache's change notices (every applied revision), and the rebuild
 //! is shared: a waiter that finds the configuration already built at the store's revision takes
 //! it as is.
@@ -64,7 +67,9 @@ impl Feed {
         let mut changes = self.ctx.cache.changes();
         loop {
             let config = self.current().await?;
-            if config.revision > after {
+            // A revision beyond the store's own comes from another store's history (the control
+            // plane's data was replaced): the node's configuration means nothing here.
+            if config.revision > after || after > self.ctx.store.revision() as i64 {
                 return Ok(Some(config));
             }
             tokio::select! {
