@@ -1,5 +1,5 @@
-//! Request authentication: SigV4 against the root key pair or a joined agent's instance key
-//! (`identity::instance_keys`), answering who signed ([`Principal`]). What each principal may do
+//! Request authentication: SigV4 against the root key pair, a joined agent's instance key
+//! (`identity::instance_keys`) or a load balancer node's key (`identity::node_keys`), answering who signed ([`Principal`]). What each principal may do
 //! is checked where the request is served.
 
 use std::sync::Arc;
@@ -92,7 +92,10 @@ impl Authenticator {
             if akid == self.root.access_key_id {
                 Some(self.root.secret_access_key.clone())
             } else {
-                self.keyring.get(akid).map(|k| k.secret_access_key.clone())
+                self.keyring
+                    .get(akid)
+                    .map(|k| k.secret_access_key.clone())
+                    .or_else(|| self.keyring.node(akid).map(|k| k.secret_access_key.clone()))
             }
         });
         let verified = verifier
@@ -100,6 +103,9 @@ impl Authenticator {
             .map_err(|e: AuthError| ApiError::new(e.code(), e.message()))?;
         if verified.access_key_id == self.root.access_key_id {
             return Ok(Principal::Root);
+        }
+        if let Some(node) = self.keyring.node(&verified.access_key_id) {
+            return Ok(Principal::LoadBalancerNode { node_id: node.node_id.clone() });
         }
         let record = self.keyring.get(&verified.access_key_id).ok_or_else(|| {
             ApiError::new("UnrecognizedClientException", "The security token included in the request is invalid.")

@@ -161,6 +161,9 @@ async fn enroll(ctx: &Ctx, signer: &TokenSigner, method: &Method, body: &[u8]) -
     }
     let JoinRequest { token, mut registration } = decode(body)?;
     let record = tokens::check(ctx, signer, &token).await?;
+    if record.cluster == tokens::LOAD_BALANCER_NODES {
+        return Err(access_denied("The join token is for load balancer nodes, which join at /v1/lb/join."));
+    }
     if let Some(asked) = registration.cluster.as_deref() {
         let (asked, _) = crate::domain::lookup::host_cluster(ctx, Some(asked))?;
         if asked != record.cluster {

@@ -204,6 +204,7 @@ async fn agent_ws(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: http::Extensions,
     ws: axum::extract::ws::WebSocketUpgrade,
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -215,8 +216,11 @@ async fn agent_ws(
         None => Principal::Root,
     };
     match gateway::admit(&app.ctx, uri.query()) {
-        // An instance's key opens that instance's session and no other.
-        Ok(target) if matches!(&principal, Principal::Instance { instance_arn, .. } if *instance_arn != target.instance_arn) =>
+        // An instance's key opens that instance's session and no other; a load balancer node's
+        // opens none.
+        Ok(target)
+            if matches!(&principal, Principal::Instance { instance_arn, .. } if *instance_arn != target.instance_arn)
+                || matches!(principal, Principal::LoadBalancerNode { .. }) =>
         {
             let e = identity::access_denied(format!(
                 "These credentials may not open the session of container instance {}.",
@@ -224,7 +228,9 @@ async fn agent_ws(
             ));
             protocol::error_response(&request_id, &e)
         }
-        Ok(target) => {
+        Ok(mut target) => {
+            // Where load balancer nodes reach the instance (absent behind the TLS listener).
+            target.peer = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
             let (ctx, sessions) = (app.ctx.clone(), app.sessions.clone());
             ws.read_buffer_size(flotilla_protocol::SESSION_READ_BUFFER)
                 .on_upgrade(move |socket| gateway::run_session(ctx, sessions, socket, target))

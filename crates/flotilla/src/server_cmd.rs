@@ -158,7 +158,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         // EC2, Auto Scaling and ELBv2 on the same listener, routed by the SigV4 service name.
         extensions: flotilla_api::Extensions::new(
-            flotilla_autoscaling::api::extensions().0.into_iter().chain([flotilla_elbv2::api::extension()]),
+            flotilla_autoscaling::api::extensions()
+                .0
+                .into_iter()
+                .chain([flotilla_elbv2::api::extension_with_nodes(&credentials.secret_access_key)]),
         ),
     };
     if args.disable_auth {

@@ -23,14 +23,17 @@ pub struct TokenArgs {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum TokenCommand {
-    /// Mint a token that lets one agent join CLUSTER (or, with --fargate, the Fargate pool);
-    /// prints the token.
+    /// Mint a token that lets one agent join CLUSTER (or, with --fargate, the Fargate pool; with
+    /// --lb, a load balancer node); prints the token.
     Create {
-        #[arg(long, required_unless_present = "fargate", conflicts_with = "fargate")]
+        #[arg(long, required_unless_present_any = ["fargate", "lb"], conflicts_with_all = ["fargate", "lb"])]
         cluster: Option<String>,
         /// For a Fargate pool host (`flotilla agent --fargate`) instead of a cluster's instance.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "lb")]
         fargate: bool,
+        /// For a load balancer node (`flotilla lb`) instead of a cluster's instance.
+        #[arg(long)]
+        lb: bool,
         /// How long the token may be used to join, in seconds.
         #[arg(long, value_name = "SECONDS", default_value_t = 24 * 3600)]
         ttl: u64,
@@ -52,17 +55,21 @@ fn field<'a>(v: &'a serde_json::Value, name: &str) -> &'a str {
 pub async fn run(args: TokenArgs) -> anyhow::Result<()> {
     let endpoint = Endpoint::resolve(args.server, args.region)?;
     match args.command {
-        TokenCommand::Create { cluster, fargate, ttl } => {
-            let cluster = match fargate {
-                true => flotilla_protocol::FARGATE_POOL.to_string(),
-                false => cluster.unwrap_or_default(),
+        TokenCommand::Create { cluster, fargate, lb, ttl } => {
+            let cluster = match (fargate, lb) {
+                (true, _) => flotilla_protocol::FARGATE_POOL.to_string(),
+                (_, true) => flotilla_api::identity::tokens::LOAD_BALANCER_NODES.to_string(),
+                _ => cluster.unwrap_or_default(),
             };
             let path = format!("/v1/tokens?cluster={}&ttlSeconds={ttl}", encode(&cluster));
             let v = endpoint.json(Method::POST, &path).await?;
+            let what = match lb {
+                true => "load balancer nodes".to_string(),
+                false => format!("cluster {}", field(&v, "cluster")),
+            };
             eprintln!(
-                "Join token {} for cluster {}, valid until {}:",
+                "Join token {} for {what}, valid until {}:",
                 field(&v, "id"),
-                field(&v, "cluster"),
                 crate::logs_cmd::rfc3339((v["expiresAt"].as_f64().unwrap_or(0.0) * 1000.0) as i64)
             );
             println!("{}", field(&v, "token"));

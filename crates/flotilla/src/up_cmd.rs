@@ -66,7 +66,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         capacity: Default::default(),
         // EC2, Auto Scaling and ELBv2 on the same listener, routed by the SigV4 service name.
         extensions: flotilla_api::Extensions::new(
-            flotilla_autoscaling::api::extensions().0.into_iter().chain([flotilla_elbv2::api::extension()]),
+            flotilla_autoscaling::api::extensions()
+                .0
+                .into_iter()
+                .chain([flotilla_elbv2::api::extension_with_nodes(&credentials.secret_access_key)]),
         ),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

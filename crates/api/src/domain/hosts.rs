@@ -70,13 +70,16 @@ pub async fn subnet(ctx: &Ctx, id: &str) -> ApiResult<Option<(flotilla_hosts::ne
 pub const HOST_ADDRESS_ATTRIBUTE: &str = "flotilla.host-address";
 
 /// Where other hosts reach a container instance's published ports: the address its agent
-/// advertises, loopback when it advertises none (an agent on the control plane's own machine).
-pub fn address(instance: &flotilla_model::ContainerInstance) -> String {
-    instance
+/// advertises, else the address its session came from, else loopback (an agent on the control
+/// plane's own machine).
+pub fn address(record: &crate::state::records::InstanceRecord) -> String {
+    record
+        .instance
         .attributes
         .iter()
         .flatten()
         .find(|a| a.name.as_deref() == Some(HOST_ADDRESS_ATTRIBUTE))
         .and_then(|a| a.value.clone())
+        .or_else(|| record.agent_address.clone())
         .unwrap_or_else(|| "127.0.0.1".into())
 }

@@ -145,7 +145,7 @@ fn facts_and_endpoints(
     let network_mode = def.value.definition.network_mode.clone().unwrap_or_else(|| "bridge".into());
     let host = cached.summary.instance.as_deref().and_then(|arn| instance_in(&ix, arn));
     let fargate = rec.hidden.as_ref().is_some_and(|h| h.host.is_some());
-    let ec2 = host.filter(|_| !fargate).and_then(|i| i.ec2_instance_id.clone());
+    let ec2 = host.filter(|_| !fargate).and_then(|i| i.instance.ec2_instance_id.clone());
     let address = host.map(crate::domain::hosts::address).unwrap_or_else(|| "127.0.0.1".into());
     // The address allocated in its subnet, or the one its agent reported on its interface.
     let ip = rec.hidden.as_ref().and_then(|h| h.network.as_ref()).map(|n| n.ipv4_address.clone()).or_else(|| {
@@ -170,10 +170,13 @@ fn facts_and_endpoints(
 }
 
 /// The container instance an ARN names, in indexes already held.
-fn instance_in<'a>(ix: &'a crate::state::indexes::Indexes, arn: &str) -> Option<&'a flotilla_model::ContainerInstance> {
+fn instance_in<'a>(
+    ix: &'a crate::state::indexes::Indexes,
+    arn: &str,
+) -> Option<&'a crate::state::records::InstanceRecord> {
     let (_, rest) = arn.split_once(":container-instance/")?;
     let (cluster, id) = rest.split_once('/')?;
-    ix.instances.get(&keys::instance(cluster, id)).map(|e| &e.value.instance)
+    ix.instances.get(&keys::instance(cluster, id)).map(|e| &*e.value)
 }
 
 async fn get<T: serde::de::DeserializeOwned>(ctx: &Ctx, key: &str) -> ApiResult<Option<(T, Revision)>> {

@@ -24,7 +24,7 @@ use crate::error::ApiError;
 use crate::state::keys;
 
 pub use logs::Sessions;
-pub use presence::mark_all_disconnected;
+pub use presence::{mark_all_disconnected, set_agent_address};
 pub use session::run_session;
 
 /// Who a session request says it is, once checked against the store.
@@ -33,6 +33,8 @@ pub struct SessionTarget {
     pub cluster: String,
     pub instance_arn: String,
     pub instance_key: String,
+    /// The address the session's connection came from, when the listener knows it.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Checks the upgrade request's query: the cluster and the container instance must exist and
@@ -71,6 +73,7 @@ pub fn admit(ctx: &Ctx, query: Option<&str>) -> Result<SessionTarget, ApiError> 
         cluster: cluster_name,
         instance_arn: entry.value.instance.container_instance_arn.clone().unwrap_or_default(),
         instance_key: key,
+        peer: None,
     })
 }
 

@@ -26,6 +26,28 @@ pub async fn set_connected(ctx: &Ctx, key: &str, connected: bool) -> ApiResult<(
     Ok(())
 }
 
+/// Records the address an instance's agent connected from (the loopback address as
+/// `127.0.0.1`, whatever its form); does nothing if the record already says so or is gone.
+pub async fn set_agent_address(ctx: &Ctx, key: &str, peer: std::net::IpAddr) -> ApiResult<()> {
+    let address = match peer.to_canonical() {
+        a if a.is_loopback() => "127.0.0.1".to_string(),
+        a => a.to_string(),
+    };
+    for _ in 0..MAX_CAS_ATTEMPTS {
+        let Some(entry) = ctx.cache.read().instances.get(key).cloned() else { return Ok(()) };
+        if entry.value.agent_address.as_deref() == Some(address.as_str()) {
+            return Ok(());
+        }
+        let mut rec = (*entry.value).clone();
+        rec.agent_address = Some(address.clone());
+        let txn = Txn::new().when(Compare::unchanged(key, entry.revision)).then(Op::put(key, encode(&rec)));
+        if ctx.commit(txn).await?.is_some() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// At start no agent is connected yet, whatever the store says from before a restart.
 pub async fn mark_all_disconnected(ctx: &Ctx) -> ApiResult<()> {
     let connected: Vec<String> = {
@@ -39,4 +61,28 @@ pub async fn mark_all_disconnected(ctx: &Ctx) -> ApiResult<()> {
         set_connected(ctx, &key, false).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{test_ctx, Clock};
+    use crate::state::records::InstanceRecord;
+
+    #[tokio::test]
+    async fn the_agent_address_is_written_on_change_and_loopback_reads_as_127_0_0_1() {
+        let ctx = test_ctx(Clock::fixed(0)).await;
+        let key = keys::instance("default", "abc");
+        let rec = InstanceRecord { instance: Default::default(), agent_address: None };
+        ctx.commit(Txn::new().then(Op::put(key.clone(), encode(&rec)))).await.unwrap();
+        let read =
+            || ctx.cache.read().instances.get(&key).map(|e| (e.value.agent_address.clone(), e.revision)).unwrap();
+        set_agent_address(&ctx, &key, "::1".parse().unwrap()).await.unwrap();
+        let (address, revision) = read();
+        assert_eq!(address.as_deref(), Some("127.0.0.1"));
+        set_agent_address(&ctx, &key, "127.0.0.1".parse().unwrap()).await.unwrap();
+        assert_eq!(read().1, revision, "the same address is not written again");
+        set_agent_address(&ctx, &key, "::ffff:10.1.2.3".parse().unwrap()).await.unwrap();
+        assert_eq!(read().0.as_deref(), Some("10.1.2.3"));
+    }
 }

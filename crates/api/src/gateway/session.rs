@@ -244,6 +244,11 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
     if let Err(e) = set_connected(&ctx, &target.instance_key, true).await {
         tracing::warn!(error = %e, "could not mark the agent connected");
     }
+    if let Some(peer) = target.peer {
+        if let Err(e) = super::presence::set_agent_address(&ctx, &target.instance_key, peer).await {
+            tracing::warn!(error = %e, "could not record the agent's address");
+        }
+    }
     let mut sent = Sent::new();
     let mut definitions = Definitions::new();
     let mut timeline = ctx.clock.now_ms().max(0) as u64 * 1000;

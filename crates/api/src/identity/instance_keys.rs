@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use flotilla_store::{Compare, Op, Store, Txn};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{access_denied, Principal};
+use super::node_keys::{self, NodeKey};
+use super::{access_denied, random, Principal};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::state::codec::{decode, encode};
@@ -47,11 +47,6 @@ fn key(access_key_id: &str) -> String {
     format!("{KEY_PREFIX}{access_key_id}")
 }
 
-fn random(len: usize, alphabet: &[u8]) -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
-}
-
 /// Issues a new key pair for the instance and stores it.
 pub async fn issue(ctx: &Ctx, cluster: &str, instance_arn: &str, token_id: &str) -> ApiResult<InstanceKey> {
     let record = InstanceKey {
@@ -67,20 +62,29 @@ pub async fn issue(ctx: &Ctx, cluster: &str, instance_arn: &str, token_id: &str)
     Ok(record)
 }
 
-/// Instance keys by access key id, read through from the store (keys are immutable once issued,
-/// so a copy never goes stale; whether the instance is still registered is asked each time).
+/// Instance and load balancer node keys by access key id, read through from the store (keys are
+/// immutable once issued, so a copy never goes stale; whether the instance is still registered
+/// is asked each time).
 pub struct Keyring {
     store: Arc<dyn Store>,
     keys: RwLock<HashMap<String, Arc<InstanceKey>>>,
+    nodes: RwLock<HashMap<String, Arc<NodeKey>>>,
 }
 
 impl Keyring {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Keyring { store, keys: RwLock::default() }
+        Keyring { store, keys: RwLock::default(), nodes: RwLock::default() }
     }
 
-    /// Loads `access_key_id` from the store if it is an instance key not seen yet.
+    /// Loads `access_key_id` from the store if it is an instance or node key not seen yet.
     pub async fn load(&self, access_key_id: &str) -> ApiResult<()> {
+        if access_key_id.starts_with(node_keys::ACCESS_KEY_PREFIX) && self.node(access_key_id).is_none() {
+            if let Some(kv) = self.store.get(&node_keys::key(access_key_id)).await? {
+                let record: NodeKey = decode(&kv.key, &kv.value).map_err(|e| ApiError::server(e.to_string()))?;
+                crate::locks::write(&self.nodes).insert(access_key_id.to_string(), Arc::new(record));
+            }
+            return Ok(());
+        }
         if !access_key_id.starts_with(ACCESS_KEY_PREFIX) || self.get(access_key_id).is_some() {
             return Ok(());
         }
@@ -93,6 +97,11 @@ impl Keyring {
 
     pub fn get(&self, access_key_id: &str) -> Option<Arc<InstanceKey>> {
         crate::locks::read(&self.keys).get(access_key_id).cloned()
+    }
+
+    /// A load balancer node's key, once loaded.
+    pub fn node(&self, access_key_id: &str) -> Option<Arc<NodeKey>> {
+        crate::locks::read(&self.nodes).get(access_key_id).cloned()
     }
 
     /// The principal of a verified instance key, if its instance is still registered.

@@ -19,6 +19,10 @@ pub const KEY_PREFIX: &str = "identity/token/";
 pub const DEFAULT_TTL_SECS: u64 = 24 * 3600;
 /// The longest lifetime accepted: a token is a bearer secret, so it should not outlive a year.
 pub const MAX_TTL_SECS: u64 = 365 * 24 * 3600;
+/// The "cluster" of a token for load balancer nodes (`flotilla token create --lb`): like the
+/// Fargate pool's, a name no cluster can take (it holds a dot), so the token's signature binds
+/// it to load balancer nodes and it can never register a container instance.
+pub const LOAD_BALANCER_NODES: &str = "elbv2.nodes";
 
 /// A token's stored record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +111,10 @@ pub async fn create(ctx: &Ctx, signer: &TokenSigner, cluster: &str, ttl_secs: u6
         // The first token for the Fargate pool brings the pool into being.
         crate::domain::fargate::ensure_pool(ctx).await?;
     }
-    let (cluster, _) = crate::domain::lookup::host_cluster(ctx, Some(cluster))?;
+    let cluster = match cluster {
+        LOAD_BALANCER_NODES => cluster.to_string(),
+        _ => crate::domain::lookup::host_cluster(ctx, Some(cluster))?.0,
+    };
     let now = ctx.clock.now_ms();
     let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     // Whole seconds, so the expiry in the token and in the record agree.

@@ -18,6 +18,10 @@ pub struct TaskDefinitionRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
     pub instance: ContainerInstance,
+    /// The IP address the agent's latest session came from, as the gateway saw it (kept out of
+    /// ECS's shape): where load balancer nodes reach the instance's published ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<String>,
 }
 
 /// What a placed task holds on its container instance until it stops.

@@ -330,6 +330,7 @@ mod tests {
                 ]),
                 ..Default::default()
             },
+            agent_address: None,
         }
     }
 

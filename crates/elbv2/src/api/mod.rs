@@ -52,13 +52,23 @@ pub const SIGNING_NAME: &str = "elasticloadbalancing";
 
 type Result<T> = std::result::Result<T, QueryError>;
 
-/// The ELBv2 API, to register with the server (`ServerConfig::extensions`).
+/// The ELBv2 API alone, to register with the server (`ServerConfig::extensions`): no node
+/// routes or loops.
 pub fn extension() -> Arc<dyn Extension> {
-    Arc::new(ElbApi)
+    Arc::new(ElbApi { nodes: None })
+}
+
+/// The ELBv2 API with what load balancer nodes need: `/v1/lb/*` (join tokens are checked with
+/// `root_secret`, the key that signs them) and the draining and load balancer state loops.
+pub fn extension_with_nodes(root_secret: &str) -> Arc<dyn Extension> {
+    Arc::new(ElbApi { nodes: Some(root_secret.to_string()) })
 }
 
 /// The ELBv2 API.
-pub struct ElbApi;
+pub struct ElbApi {
+    /// The root secret, when the server also serves load balancer nodes.
+    nodes: Option<String>,
+}
 
 /// The actions served, as the metrics label them.
 const ACTIONS: &[&str] = &[
@@ -193,6 +203,21 @@ impl Extension for ElbApi {
         })
     }
 
+    fn start(&self, ctx: &flotilla_api::Ctx) -> Vec<flotilla_api::supervisor::LoopHandle> {
+        match &self.nodes {
+            Some(_) => crate::nodes::start(ctx),
+            None => Vec::new(),
+        }
+    }
+
+    fn routes(
+        &self,
+        ctx: &flotilla_api::Ctx,
+        auth: Option<Arc<flotilla_api::auth::Authenticator>>,
+    ) -> Option<axum::Router> {
+        self.nodes.as_deref().map(|secret| crate::nodes::routes(ctx, auth, secret))
+    }
+
     fn error(&self, _signing_name: &'static str, request_id: &str, error: &ApiError) -> Response<Body> {
         reply::server_error(request_id, error)
     }
@@ -204,7 +229,7 @@ mod tests {
 
     #[test]
     fn claims_only_unambiguous_actions_without_a_version() {
-        let api = ElbApi;
+        let api = ElbApi { nodes: None };
         assert_eq!(api.claims("CreateTargetGroup", None), Some(SIGNING_NAME));
         assert_eq!(api.claims("CreateLoadBalancer", None), None);
         assert_eq!(api.claims("DescribeTags", None), None);
