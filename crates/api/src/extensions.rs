@@ -48,6 +48,13 @@ pub trait Extension: Send + Sync + 'static {
     /// `version`, when the request gives one), if this extension has it.
     fn claims(&self, action: &str, version: Option<&str>) -> Option<&'static str>;
 
+    /// For unsigned JSON requests: the signing name of the service whose `X-Amz-Target` prefix
+    /// (the part before the `.`, e.g. `Route53AutoNaming_v20170314`) is `prefix`, if this
+    /// extension has it. JSON services other than ECS override this.
+    fn claims_target(&self, _prefix: &str) -> Option<&'static str> {
+        None
+    }
+
     /// Serves one request.
     fn handle<'a>(&'a self, request: ExtensionRequest<'a>) -> BoxFuture<'a, ExtensionResponse>;
 
@@ -100,6 +107,14 @@ impl Extensions {
     pub fn by_action(&self, body: &[u8]) -> Option<(&Arc<dyn Extension>, &'static str)> {
         let (action, version) = action_of(body)?;
         self.0.iter().find_map(|e| e.claims(&action, version.as_deref()).map(|n| (e, n)))
+    }
+}
+
+impl Extensions {
+    /// For unsigned JSON requests: the extension whose service has this `X-Amz-Target`.
+    pub fn by_target(&self, target: &str) -> Option<(&Arc<dyn Extension>, &'static str)> {
+        let (prefix, _) = target.split_once('.')?;
+        self.0.iter().find_map(|e| e.claims_target(prefix).map(|n| (e, n)))
     }
 }
 
