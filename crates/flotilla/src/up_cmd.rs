@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// Publish bridge-mode host ports on this address only [default: 127.0.0.1]
     #[arg(long, default_value = "127.0.0.1")]
     pub host_ip: String,
+    /// Where Cloud Map's private DNS namespaces are served (UDP and TCP).
+    #[arg(long, env = "FLOTILLA_DNS_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8053")]
+    pub dns_listen: SocketAddr,
     #[command(flatten)]
     pub tls: crate::server_cmd::TlsArgs,
 }
@@ -64,8 +67,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         controller: Default::default(),
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
         capacity: Default::default(),
-        // EC2 and Auto Scaling on the same listener, routed by the SigV4 service name.
-        extensions: flotilla_autoscaling::api::extensions(),
+        // EC2, Auto Scaling and Cloud Map on the same listener, routed by the SigV4 service name.
+        extensions: crate::server_cmd::extensions(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -74,9 +77,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Auto Scaling groups launch their hosts as local agent processes.
     let server = {
         let (endpoint, ca, stop) = (endpoint.clone(), ca.clone(), stopped(stop_rx.clone()));
+        let dns = Some(args.dns_listen);
         tokio::spawn(async move {
             let local = flotilla_autoscaling::provision::ProvisionerKind::Local;
-            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, stop).await
+            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, dns, stop).await
         })
     };
 
