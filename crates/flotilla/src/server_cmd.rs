@@ -211,5 +211,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => flotilla_api::tls::Listening::Plain(listener),
     };
     let provisioner = args.provisioner.clone().unwrap_or_default();
-    serve_with_hosts(config, listening, &endpoint, ca_file, &provisioner, args.dns_listen, crate::shutdown_signal()).await
+    serve_with_hosts(config, listening, &endpoint, ca_file, &provisioner, args.dns_listen, crate::shutdown_signal())
+        .await
 }

@@ -44,7 +44,9 @@ async fn resources_live_and_die_in_order() {
     let (code, _) = server.fail("DeleteNamespace", json!({"Id": ns})).await;
     assert_eq!(code, "ResourceInUse");
 
-    server.call("RegisterInstance", json!({"ServiceId": svc_id, "InstanceId": "i-1", "Attributes": {"color": "blue"}})).await;
+    server
+        .call("RegisterInstance", json!({"ServiceId": svc_id, "InstanceId": "i-1", "Attributes": {"color": "blue"}}))
+        .await;
     let found = server.call("DiscoverInstances", json!({"NamespaceName": "shop", "ServiceName": "cart"})).await;
     assert_eq!(found["Instances"][0]["Attributes"]["color"], "blue");
     let revision = found["InstancesRevision"].as_u64().unwrap();
@@ -60,7 +62,8 @@ async fn resources_live_and_die_in_order() {
     server.call("DeleteNamespace", json!({"Id": ns})).await;
     let (code, _) = server.fail("GetNamespace", json!({"Id": ns})).await;
     assert_eq!(code, "NamespaceNotFound");
-    let ops = server.call("ListOperations", json!({"Filters": [{"Name": "TYPE", "Values": ["DELETE_NAMESPACE"]}]})).await;
+    let ops =
+        server.call("ListOperations", json!({"Filters": [{"Name": "TYPE", "Values": ["DELETE_NAMESPACE"]}]})).await;
     assert_eq!(ops["Operations"].as_array().unwrap().len(), 1);
     server.stop().await;
 }

@@ -18,7 +18,10 @@ use serde_json::json;
 
 async fn setup(server: &Server) -> String {
     let op = server
-        .call("CreatePrivateDnsNamespace", json!({"Name": "Corp.Local", "Vpc": "vpc-1", "Properties": {"DnsProperties": {"SOA": {"TTL": 42}}}}))
+        .call(
+            "CreatePrivateDnsNamespace",
+            json!({"Name": "Corp.Local", "Vpc": "vpc-1", "Properties": {"DnsProperties": {"SOA": {"TTL": 42}}}}),
+        )
         .await;
     let got = server.call("GetOperation", json!({"OperationId": op["OperationId"]})).await;
     assert_eq!(got["Operation"]["Status"], "SUCCESS");
@@ -46,7 +49,10 @@ async fn setup(server: &Server) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_follow_the_cloud_map_records() {
     let server = Server::start(AuthMode::Verify).await;
-    let settings = Settings { udp_threads: 1, upstreams: Some(Upstreams { servers: vec![], timeout: Duration::from_millis(200) }) };
+    let settings = Settings {
+        udp_threads: 1,
+        upstreams: Some(Upstreams { servers: vec![], timeout: Duration::from_millis(200) }),
+    };
     let dns = dns::start(&server.ctx, "127.0.0.1:0".parse().unwrap(), settings).await.expect("dns");
     let addr = dns.local_addr();
     let svc = setup(&server).await;
@@ -83,13 +89,22 @@ async fn answers_follow_the_cloud_map_records() {
     assert!(nodata.answers.is_empty() && nodata.authorities.len() == 1);
 
     // Unhealthy instances leave the answer; with none healthy, the unhealthy ones come back.
-    server.call("UpdateInstanceCustomHealthStatus", json!({"ServiceId": svc, "InstanceId": "task1", "Status": "UNHEALTHY"})).await;
+    server
+        .call(
+            "UpdateInstanceCustomHealthStatus",
+            json!({"ServiceId": svc, "InstanceId": "task1", "Status": "UNHEALTHY"}),
+        )
+        .await;
     await_addresses(addr, "api.corp.local.", &["10.1.0.2", "10.1.0.3"]).await;
     for t in ["task2", "task3"] {
-        server.call("UpdateInstanceCustomHealthStatus", json!({"ServiceId": svc, "InstanceId": t, "Status": "UNHEALTHY"})).await;
+        server
+            .call("UpdateInstanceCustomHealthStatus", json!({"ServiceId": svc, "InstanceId": t, "Status": "UNHEALTHY"}))
+            .await;
     }
     await_addresses(addr, "api.corp.local.", &["10.1.0.1", "10.1.0.2", "10.1.0.3"]).await;
-    server.call("UpdateInstanceCustomHealthStatus", json!({"ServiceId": svc, "InstanceId": "task3", "Status": "HEALTHY"})).await;
+    server
+        .call("UpdateInstanceCustomHealthStatus", json!({"ServiceId": svc, "InstanceId": "task3", "Status": "HEALTHY"}))
+        .await;
     await_addresses(addr, "api.corp.local.", &["10.1.0.3"]).await;
 
     server.call("DeregisterInstance", json!({"ServiceId": svc, "InstanceId": "task3"})).await;
@@ -117,12 +132,19 @@ async fn names_outside_the_namespaces_are_forwarded() {
             let mut m = hickory_proto::op::Message::response(q.metadata.id, q.metadata.op_code);
             m.add_queries(q.queries.iter().cloned());
             let name = q.queries[0].name.clone();
-            m.add_answer(hickory_proto::rr::Record::from_rdata(name, 60, RData::A(hickory_proto::rr::rdata::A([192, 0, 2, 7].into()))));
+            m.add_answer(hickory_proto::rr::Record::from_rdata(
+                name,
+                60,
+                RData::A(hickory_proto::rr::rdata::A([192, 0, 2, 7].into())),
+            ));
             let _ = upstream.send_to(&m.to_vec().unwrap(), peer).await;
         }
     });
     let server = Server::start(AuthMode::Verify).await;
-    let settings = Settings { udp_threads: 2, upstreams: Some(Upstreams { servers: vec![upstream_addr], timeout: Duration::from_secs(2) }) };
+    let settings = Settings {
+        udp_threads: 2,
+        upstreams: Some(Upstreams { servers: vec![upstream_addr], timeout: Duration::from_secs(2) }),
+    };
     let dns = dns::start(&server.ctx, "127.0.0.1:0".parse().unwrap(), settings).await.expect("dns");
     let got = udp(dns.local_addr(), &query("www.example.org.", RecordType::A, false)).await;
     assert_eq!(addresses(&got), vec!["192.0.2.7"]);

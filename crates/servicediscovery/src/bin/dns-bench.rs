@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_api::{AuthMode, Clock, Ctx, RootCredentials, ServerConfig};
-use flotilla_endpoints::cloudmap::{DnsConfig, DnsRecord, HealthStatus, Instance, Namespace, NamespaceType, RecordType, RoutingPolicy, Service};
+use flotilla_endpoints::cloudmap::{
+    DnsConfig, DnsRecord, HealthStatus, Instance, Namespace, NamespaceType, RecordType, RoutingPolicy, Service,
+};
 use flotilla_endpoints::{codec, keys};
 use flotilla_servicediscovery::dns::{self, forward::Upstreams, Settings};
 use flotilla_store::{Op, Txn};
@@ -35,7 +37,8 @@ fn args() -> Args {
     let mut a = Args { services: 50, instances: 8, seconds: 10, server_cpu: 0, client_cpu: 1, changes: 200 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
-        let value = pair.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{} needs a number", pair[0]));
+        let value =
+            pair.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{} needs a number", pair[0]));
         match pair[0].as_str() {
             "--services" => a.services = value as usize,
             "--instances" => a.instances = value as usize,
@@ -89,7 +92,10 @@ async fn write_records(ctx: &Ctx, a: &Args) {
         let mut txn = Txn::new().then(Op::put(keys::service(&svc.id), codec::encode(&svc)));
         let count = if s == a.services { 1 } else { a.instances };
         for i in 0..count {
-            txn = txn.then(Op::put(keys::instance(&svc.id, &format!("i{i}")), codec::encode(&instance(&svc.id, i, &ip(s, i)))));
+            txn = txn.then(Op::put(
+                keys::instance(&svc.id, &format!("i{i}")),
+                codec::encode(&instance(&svc.id, i, &ip(s, i))),
+            ));
         }
         commit(ctx, txn).await;
     }
@@ -99,7 +105,10 @@ fn instance(service_id: &str, i: usize, address: &str) -> Instance {
     Instance {
         id: format!("i{i}"),
         service_id: service_id.into(),
-        attributes: BTreeMap::from([("AWS_INSTANCE_IPV4".into(), address.into()), ("AWS_INSTANCE_PORT".into(), "8080".into())]),
+        attributes: BTreeMap::from([
+            ("AWS_INSTANCE_IPV4".into(), address.into()),
+            ("AWS_INSTANCE_PORT".into(), "8080".into()),
+        ]),
         health: HealthStatus::Healthy,
         creator_request_id: None,
         task_arn: None,
@@ -183,7 +192,14 @@ fn ask(addr: SocketAddr, name: &str) -> Option<Vec<String>> {
     let mut buf = [0u8; 4096];
     let n = socket.recv(&mut buf).ok()?;
     let m = Message::from_vec(&buf[..n]).ok()?;
-    let mut v: Vec<String> = m.answers.iter().filter_map(|r| match &r.data { RData::A(a) => Some(a.0.to_string()), _ => None }).collect();
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect();
     v.sort();
     Some(v)
 }
@@ -262,7 +278,8 @@ async fn main() {
     let dir: PathBuf = std::env::temp_dir().join(format!("dns-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     std::fs::write(dir.join("queries.txt"), query_file(&a)).expect("queries");
-    let credentials = RootCredentials { access_key_id: "AKIDBENCH".into(), secret_access_key: "bench-secret-0123456789".into() };
+    let credentials =
+        RootCredentials { access_key_id: "AKIDBENCH".into(), secret_access_key: "bench-secret-0123456789".into() };
     let config = ServerConfig { auth: AuthMode::Verify, ..ServerConfig::new(dir.join("store"), credentials) };
     let ctx = flotilla_api::server::open(&config, Clock::system()).await.expect("control plane store");
     write_records(&ctx, &a).await;
@@ -271,7 +288,8 @@ async fn main() {
         a.services, a.instances, a.services * (2 + a.instances), a.server_cpu, a.client_cpu, a.seconds
     );
 
-    let settings = Settings { udp_threads: 1, upstreams: Some(Upstreams { servers: vec![], timeout: Duration::from_secs(1) }) };
+    let settings =
+        Settings { udp_threads: 1, upstreams: Some(Upstreams { servers: vec![], timeout: Duration::from_secs(1) }) };
     let server = dns::start(&ctx, "127.0.0.1:0".parse().unwrap(), settings).await.expect("flotilla dns");
     pin_thread("dns-udp-0", a.server_cpu);
     wait_ready(server.local_addr());
@@ -286,7 +304,10 @@ async fn main() {
     let _ = nsd.kill();
     let _ = nsd.wait();
 
-    println!("queries/s per core: flotilla {flotilla:.0}, nsd {reference:.0}; flotilla/nsd = {:.2}x", flotilla / reference);
+    println!(
+        "queries/s per core: flotilla {flotilla:.0}, nsd {reference:.0}; flotilla/nsd = {:.2}x",
+        flotilla / reference
+    );
     let delays = propagation(&ctx, server.local_addr(), &a).await;
     println!(
         "change-to-answer over {} changes (store commit -> UDP answer changed): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

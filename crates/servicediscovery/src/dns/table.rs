@@ -111,7 +111,7 @@ pub enum Node {
     /// `<service>.<namespace>`.
     Service(Arc<ServiceNode>),
     /// `<instance>.<service>.<namespace>`: its own A/AAAA records.
-    Instance { zone: usize, endpoint: Endpoint, a_ttl: Option<u32>, aaaa_ttl: Option<u32> },
+    Instance { zone: usize, endpoint: Box<Endpoint>, a_ttl: Option<u32>, aaaa_ttl: Option<u32> },
     /// A name with nothing of its own but names below it (`_tcp.<namespace>` for `_x._tcp`):
     /// NODATA rather than NXDOMAIN.
     Empty(usize),
@@ -206,9 +206,10 @@ impl Table {
                 };
                 let a_ttl = node.ttl.get(&RecordTypeKey::A).or(node.ttl.get(&RecordTypeKey::Srv)).copied();
                 let aaaa_ttl = node.ttl.get(&RecordTypeKey::Aaaa).or(node.ttl.get(&RecordTypeKey::Srv)).copied();
-                table
-                    .names
-                    .insert(host_key, Node::Instance { zone: *zone, endpoint: endpoint.clone(), a_ttl, aaaa_ttl });
+                table.names.insert(
+                    host_key,
+                    Node::Instance { zone: *zone, endpoint: Box::new(endpoint.clone()), a_ttl, aaaa_ttl },
+                );
                 if healthy(svc, i) {
                     node.healthy.push(endpoint);
                 } else {

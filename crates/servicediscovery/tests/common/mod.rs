@@ -59,10 +59,20 @@ impl Server {
         headers.insert("content-type", "application/x-amz-json-1.1".parse().unwrap());
         headers.insert("x-amz-target", format!("Route53AutoNaming_v20170314.{op}").parse().unwrap());
         if signed {
-            let params =
-                SigningParams { credentials: &self.root, region: REGION, service: "servicediscovery", time: SystemTime::now() };
-            flotilla_sigv4::sign(&http::Method::POST, &self.url.parse().unwrap(), &mut headers, body.as_bytes(), &params)
-                .expect("sign");
+            let params = SigningParams {
+                credentials: &self.root,
+                region: REGION,
+                service: "servicediscovery",
+                time: SystemTime::now(),
+            };
+            flotilla_sigv4::sign(
+                &http::Method::POST,
+                &self.url.parse().unwrap(),
+                &mut headers,
+                body.as_bytes(),
+                &params,
+            )
+            .expect("sign");
         }
         let resp = reqwest::Client::new().post(&self.url).headers(headers).body(body).send().await.expect("send");
         let status = resp.status().as_u16();
@@ -106,7 +116,8 @@ pub async fn udp(server: SocketAddr, q: &Message) -> Message {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(&q.to_vec().unwrap(), server).await.unwrap();
     let mut buf = vec![0u8; 65535];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await.expect("answer").unwrap();
+    let (n, _) =
+        tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await.expect("answer").unwrap();
     let m = Message::from_vec(&buf[..n]).unwrap();
     assert_eq!(m.metadata.id, q.metadata.id);
     m
