@@ -154,11 +154,14 @@ fn free_port() -> u16 {
 
 fn start_nsd(dir: &Path, a: &Args, port: u16) -> Child {
     std::fs::write(dir.join("bench.zone"), zone_file(a)).expect("zone");
+    // Response rate limiting off (its default would drop a benchmark's single client) and minimal
+    // responses on (no NS records in authority), so both servers send the same answers.
     let d = dir.display();
     let conf = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  server-count: 1\n  username: \"\"\n  chroot: \"\"\n  \
          zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  zonelistfile: \"{d}/zone.list\"\n  \
-         xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  logfile: \"{d}/nsd.log\"\n  verbosity: 0\n\
+         xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n  logfile: \"{d}/nsd.log\"\n  verbosity: 0\n  \
+         rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n  minimal-responses: yes\n\
          remote-control:\n  control-enable: no\nzone:\n  name: {ZONE}\n  zonefile: \"{d}/bench.zone\"\n"
     );
     std::fs::write(dir.join("nsd.conf"), conf).expect("conf");

@@ -1,9 +1,10 @@
 //! The DNS server for private DNS namespaces. `table` compiles the Cloud Map records into an
 //! in-memory name map that `follow` keeps current from the store's watch; `answer` answers one
-//! query from it; `forward` relays names outside every namespace to the host's resolvers;
+//! query from it (`fast` caches fixed answers per responder thread); `forward` relays names outside every namespace to the host's resolvers;
 //! `server` runs the UDP and TCP listeners.
 
 pub mod answer;
+pub mod fast;
 pub mod follow;
 pub mod forward;
 pub mod server;

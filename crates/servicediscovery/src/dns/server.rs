@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::answer::{self, Outcome};
+use super::fast;
 use super::follow::{self, Shared};
 use super::forward::Upstreams;
 use super::table::Table;
@@ -95,7 +96,9 @@ fn udp_loop(
     rt: tokio::runtime::Handle,
 ) {
     let mut buf = [0u8; 4096];
+    let mut out = Vec::with_capacity(4096);
     let mut rng = rand::thread_rng();
+    let mut cache = fast::Cache::default();
     let socket = Arc::new(socket);
     while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match socket.recv_from(&mut buf) {
@@ -107,16 +110,28 @@ fn udp_loop(
             }
         };
         let query = &buf[..n];
+        let current = table.load();
+        cache.follow(&current);
+        let plain = fast::parse(query);
+        if let Some(p) = &plain {
+            if cache.answer(p, query, &mut out) {
+                let _ = socket.send_to(&out, peer);
+                continue;
+            }
+        }
         let Ok(request) = Message::from_vec(query) else {
             if let Some(reply) = format_error(query) {
                 let _ = socket.send_to(&reply, peer);
             }
             continue;
         };
-        match answer::answer(&table.load(), &request, &mut rng) {
+        match answer::answer(&current, &request, &mut rng) {
             Outcome::Answer(m) => {
                 if let Some(bytes) = answer::encode(&m, answer::udp_limit(&request)) {
                     let _ = socket.send_to(&bytes, peer);
+                    if let Some(p) = plain.filter(|p| fast::fixed(&current, &p.key)) {
+                        cache.insert(p, &bytes);
+                    }
                 }
             }
             Outcome::Forward => {
