@@ -4,7 +4,10 @@
 //! the DNS answer that shows it, over many changes.
 //!
 //! Needs `nsd`, `dnsperf` and `taskset` on PATH (Debian: `apt-get install nsd dnsperf`).
-//! Usage: `dns-bench [--services N] [--instances N] [--seconds S] [--server-cpu C] [--client-cpu C] [--changes N]`
+//! The two servers take turns for `--rounds` rounds (the machine may be shared: alternating spreads
+//! other load over both) and each one's median is compared.
+//! Usage: `dns-bench [--services N] [--instances N] [--seconds S] [--rounds N] [--server-cpu C]
+//! [--client-cpu C] [--changes N]`
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -31,10 +34,11 @@ struct Args {
     server_cpu: usize,
     client_cpu: usize,
     changes: usize,
+    rounds: usize,
 }
 
 fn args() -> Args {
-    let mut a = Args { services: 50, instances: 8, seconds: 10, server_cpu: 0, client_cpu: 1, changes: 200 };
+    let mut a = Args { services: 50, instances: 8, seconds: 10, server_cpu: 0, client_cpu: 1, changes: 200, rounds: 3 };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
         let value =
@@ -46,6 +50,7 @@ fn args() -> Args {
             "--server-cpu" => a.server_cpu = value as usize,
             "--client-cpu" => a.client_cpu = value as usize,
             "--changes" => a.changes = value as usize,
+            "--rounds" => a.rounds = value.max(1) as usize,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -239,6 +244,11 @@ fn pin_thread(name: &str, cpu: usize) {
     }
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -296,19 +306,23 @@ async fn main() {
     let server = dns::start(&ctx, "127.0.0.1:0".parse().unwrap(), settings).await.expect("flotilla dns");
     pin_thread("dns-udp-0", a.server_cpu);
     wait_ready(server.local_addr());
-    println!("flotilla (1 UDP responder thread):");
-    let flotilla = dnsperf(&dir, &a, server.local_addr().port());
-
     let nsd_port = free_port();
     let mut nsd = start_nsd(&dir, &a, nsd_port);
     wait_ready(SocketAddr::from(([127, 0, 0, 1], nsd_port)));
-    println!("nsd (server-count 1):");
-    let reference = dnsperf(&dir, &a, nsd_port);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 1..=a.rounds {
+        println!("round {round}: flotilla (1 UDP responder thread)");
+        ours.push(dnsperf(&dir, &a, server.local_addr().port()));
+        println!("round {round}: nsd (server-count 1)");
+        theirs.push(dnsperf(&dir, &a, nsd_port));
+    }
     let _ = nsd.kill();
     let _ = nsd.wait();
+    let (flotilla, reference) = (median(ours), median(theirs));
 
     println!(
-        "queries/s per core: flotilla {flotilla:.0}, nsd {reference:.0}; flotilla/nsd = {:.2}x",
+        "queries/s per core (median of {} rounds): flotilla {flotilla:.0}, nsd {reference:.0}; flotilla/nsd = {:.2}x",
+        a.rounds,
         flotilla / reference
     );
     let delays = propagation(&ctx, server.local_addr(), &a).await;

@@ -90,11 +90,16 @@ pub fn fixed(table: &Table, key: &str) -> bool {
     }
 }
 
+/// What else than the name an answer depends on: query type, UDP size limit, EDNS.
+type Variant = (u16, usize, bool);
+
 /// One responder thread's answers for one table.
 #[derive(Default)]
 pub struct Cache {
     table: Option<Arc<Table>>,
-    answers: HashMap<(String, u16, usize, bool), Vec<u8>>,
+    /// By name, then (type, size limit, EDNS) to the encoded answer.
+    answers: HashMap<String, Vec<(Variant, Vec<u8>)>>,
+    entries: usize,
 }
 
 /// How many answers a thread keeps before starting over.
@@ -106,12 +111,15 @@ impl Cache {
         if !self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
             self.table = Some(table.clone());
             self.answers.clear();
+            self.entries = 0;
         }
     }
 
     /// The cached answer to `query`, patched for it, into `out`.
     pub fn answer(&self, plain: &Plain, query: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some(cached) = self.answers.get(&(plain.key.clone(), plain.qtype, plain.limit, plain.edns)) else {
+        let want = (plain.qtype, plain.limit, plain.edns);
+        let Some((_, cached)) = self.answers.get(plain.key.as_str()).and_then(|v| v.iter().find(|(k, _)| *k == want))
+        else {
             return false;
         };
         out.clear();
@@ -121,10 +129,12 @@ impl Cache {
     }
 
     pub fn insert(&mut self, plain: Plain, answer: &[u8]) {
-        if self.answers.len() >= MAX_ENTRIES {
+        if self.entries >= MAX_ENTRIES {
             self.answers.clear();
+            self.entries = 0;
         }
-        self.answers.insert((plain.key, plain.qtype, plain.limit, plain.edns), answer.to_vec());
+        self.entries += 1;
+        self.answers.entry(plain.key).or_default().push(((plain.qtype, plain.limit, plain.edns), answer.to_vec()));
     }
 }
 

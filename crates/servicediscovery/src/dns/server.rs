@@ -69,6 +69,10 @@ impl DnsServer {
 fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
+    // Room for bursts (as NSD asks for): a full receive buffer drops queries silently. Best
+    // effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(1 << 20);
+    let _ = socket.set_send_buffer_size(1 << 20);
     socket.bind(&addr.into())?;
     socket.set_read_timeout(Some(POLL))?;
     Ok(socket.into())
