@@ -148,6 +148,35 @@ mod tests {
         assert_eq!(signing_name_of(&headers), None);
     }
 
+    struct JsonService;
+
+    impl Extension for JsonService {
+        fn signing_names(&self) -> &'static [&'static str] {
+            &["servicediscovery"]
+        }
+        fn claims(&self, _action: &str, _version: Option<&str>) -> Option<&'static str> {
+            None
+        }
+        fn claims_target(&self, prefix: &str) -> Option<&'static str> {
+            (prefix == "Route53AutoNaming_v20170314").then_some("servicediscovery")
+        }
+        fn handle<'a>(&'a self, _request: ExtensionRequest<'a>) -> BoxFuture<'a, ExtensionResponse> {
+            unreachable!("routing only")
+        }
+        fn error(&self, _: &'static str, _: &str, _: &ApiError) -> Response<Body> {
+            unreachable!("routing only")
+        }
+    }
+
+    #[test]
+    fn unsigned_json_requests_go_to_the_extension_claiming_their_target_prefix() {
+        let extensions = Extensions::new([Arc::new(JsonService) as Arc<dyn Extension>]);
+        let found = extensions.by_target("Route53AutoNaming_v20170314.ListNamespaces").map(|(_, n)| n);
+        assert_eq!(found, Some("servicediscovery"));
+        assert!(extensions.by_target("AmazonEC2ContainerServiceV20141113.ListClusters").is_none());
+        assert!(extensions.by_target("no-dot").is_none());
+    }
+
     #[test]
     fn the_action_comes_from_a_form_body_only() {
         assert_eq!(
