@@ -48,6 +48,13 @@ pub trait Extension: Send + Sync + 'static {
     /// `version`, when the request gives one), if this extension has it.
     fn claims(&self, action: &str, version: Option<&str>) -> Option<&'static str>;
 
+    /// For unsigned JSON requests: the signing name of the service whose `X-Amz-Target` prefix
+    /// (the part before the `.`, e.g. `Route53AutoNaming_v20170314`) is `prefix`, if this
+    /// extension has it. JSON services other than ECS override this.
+    fn claims_target(&self, _prefix: &str) -> Option<&'static str> {
+        None
+    }
+
     /// Serves one request.
     fn handle<'a>(&'a self, request: ExtensionRequest<'a>) -> BoxFuture<'a, ExtensionResponse>;
 
@@ -103,6 +110,14 @@ impl Extensions {
     }
 }
 
+impl Extensions {
+    /// For unsigned JSON requests: the extension whose service has this `X-Amz-Target`.
+    pub fn by_target(&self, target: &str) -> Option<(&Arc<dyn Extension>, &'static str)> {
+        let (prefix, _) = target.split_once('.')?;
+        self.0.iter().find_map(|e| e.claims_target(prefix).map(|n| (e, n)))
+    }
+}
+
 /// The `Action` and `Version` of a form body, if it has an action.
 pub fn action_of(body: &[u8]) -> Option<(String, Option<String>)> {
     let params = flotilla_query::Params::parse(body, flotilla_query::Dialect::Ec2);
@@ -131,6 +146,35 @@ mod tests {
         assert_eq!(signing_name_of(&headers), Some("autoscaling"));
         headers.insert(axum::http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(signing_name_of(&headers), None);
+    }
+
+    struct JsonService;
+
+    impl Extension for JsonService {
+        fn signing_names(&self) -> &'static [&'static str] {
+            &["servicediscovery"]
+        }
+        fn claims(&self, _action: &str, _version: Option<&str>) -> Option<&'static str> {
+            None
+        }
+        fn claims_target(&self, prefix: &str) -> Option<&'static str> {
+            (prefix == "Route53AutoNaming_v20170314").then_some("servicediscovery")
+        }
+        fn handle<'a>(&'a self, _request: ExtensionRequest<'a>) -> BoxFuture<'a, ExtensionResponse> {
+            unreachable!("routing only")
+        }
+        fn error(&self, _: &'static str, _: &str, _: &ApiError) -> Response<Body> {
+            unreachable!("routing only")
+        }
+    }
+
+    #[test]
+    fn unsigned_json_requests_go_to_the_extension_claiming_their_target_prefix() {
+        let extensions = Extensions::new([Arc::new(JsonService) as Arc<dyn Extension>]);
+        let found = extensions.by_target("Route53AutoNaming_v20170314.ListNamespaces").map(|(_, n)| n);
+        assert_eq!(found, Some("servicediscovery"));
+        assert!(extensions.by_target("AmazonEC2ContainerServiceV20141113.ListClusters").is_none());
+        assert!(extensions.by_target("no-dot").is_none());
     }
 
     #[test]

@@ -331,8 +331,10 @@ fn extension_for(
     }
     let found = match crate::extensions::signing_name_of(headers) {
         Some(name) => app.extensions.by_signing_name(name),
-        None if !headers.contains_key("x-amz-target") => app.extensions.by_action(body),
-        None => None,
+        None => match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+            None => app.extensions.by_action(body),
+            Some(target) => app.extensions.by_target(target),
+        },
     };
     found.map(|(e, n)| (e.clone(), n))
 }
@@ -357,7 +359,11 @@ async fn serve_extension(
         },
         None => Principal::Root,
     };
-    let action = crate::extensions::action_of(body).map(|(a, _)| a).unwrap_or_default();
+    // A JSON service names its operation in `X-Amz-Target`, a query service in `Action`.
+    let action = match headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        Some(target) => target.rsplit('.').next().unwrap_or_default().to_string(),
+        None => crate::extensions::action_of(body).map(|(a, _)| a).unwrap_or_default(),
+    };
     if let Err(e) = principal.require_root(&format!("{signing_name}:{action}")) {
         return extension.error(signing_name, &request_id, &e);
     }

@@ -96,10 +96,8 @@ async fn instance_targets_resolve_to_the_address_their_instance_advertises() {
         target_id: Some(instance_arn.clone()),
         ..Default::default()
     };
-    let put = flotilla_model::PutAttributesRequest {
-        cluster: Some("default".into()),
-        attributes: Some(vec![attribute]),
-    };
+    let put =
+        flotilla_model::PutAttributesRequest { cluster: Some("default".into()), attributes: Some(vec![attribute]) };
     flotilla_api::handlers::attributes::put(&server.ctx, put).await.expect("put attributes");
     let next = config(&server.fetch(&node, c.revision, 10).await);
     assert!(next.revision > c.revision);

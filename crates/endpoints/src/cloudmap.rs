@@ -131,3 +131,53 @@ pub const IPV6: &str = "AWS_INSTANCE_IPV6";
 pub const PORT: &str = "AWS_INSTANCE_PORT";
 pub const CNAME: &str = "AWS_INSTANCE_CNAME";
 pub const INIT_HEALTH_STATUS: &str = "AWS_INIT_HEALTH_STATUS";
+
+/// `Operation.Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationType {
+    CreateNamespace,
+    DeleteNamespace,
+    UpdateNamespace,
+    UpdateService,
+    RegisterInstance,
+    DeregisterInstance,
+}
+
+/// `Operation.Status`. Flotilla applies a change in the transaction that records its operation,
+/// so operations are stored as `Success`; the other states exist for completeness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OperationStatus {
+    Submitted,
+    Pending,
+    Success,
+    Fail,
+}
+
+/// One asynchronous Cloud Map operation under [`crate::keys::operation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Operation {
+    pub id: String,
+    pub kind: OperationType,
+    pub status: OperationStatus,
+    /// `NAMESPACE`, `SERVICE`, `INSTANCE` to the ids the operation acted on.
+    pub targets: BTreeMap<String, String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// What a `CreatorRequestId` was used for, under [`crate::keys::creator_request`]: a retry with
+/// the same id gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatorRequest {
+    /// The operation the request started, for asynchronous requests.
+    #[serde(default)]
+    pub operation_id: Option<String>,
+    /// The namespace, service or instance id the request created.
+    pub resource_id: String,
+}

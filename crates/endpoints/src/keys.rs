@@ -22,6 +22,15 @@ pub const NAMESPACE: &str = "servicediscovery/namespace/";
 pub const SERVICE: &str = "servicediscovery/service/";
 /// Cloud Map instances by service id, then instance id.
 pub const INSTANCE: &str = "servicediscovery/instance/";
+/// Cloud Map operations by id.
+pub const OPERATION: &str = "servicediscovery/operation/";
+/// Namespace ids by namespace name (names are unique across namespaces): the key a create
+/// compares absent so two namespaces never share a name.
+pub const NAMESPACE_NAME: &str = "servicediscovery/namespace-name/";
+/// Service ids by namespace id, then service name (unique within a namespace).
+pub const SERVICE_NAME: &str = "servicediscovery/service-name/";
+/// [`crate::cloudmap::CreatorRequest`]s by kind of request, then `CreatorRequestId`.
+pub const CREATOR_REQUEST: &str = "servicediscovery/creator-request/";
 
 pub fn load_balancer(id: &str) -> String {
     format!("{LOAD_BALANCER}{id}")
@@ -67,4 +76,18 @@ pub fn instances_of(service_id: &str) -> String {
 }
 pub fn instance(service_id: &str, instance_id: &str) -> String {
     format!("{INSTANCE}{service_id}/{instance_id}")
+}
+pub fn operation(id: &str) -> String {
+    format!("{OPERATION}{id}")
+}
+pub fn namespace_name(name: &str) -> String {
+    format!("{NAMESPACE_NAME}{name}")
+}
+pub fn service_name(namespace_id: &str, name: &str) -> String {
+    format!("{SERVICE_NAME}{namespace_id}/{name}")
+}
+/// `kind` names the request (`namespace`, `service`, `instance/<service id>`), so one id may be
+/// reused across kinds as AWS allows.
+pub fn creator_request(kind: &str, request_id: &str) -> String {
+    format!("{CREATOR_REQUEST}{kind}/{request_id}")
 }

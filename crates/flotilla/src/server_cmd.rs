@@ -45,22 +45,36 @@ pub struct ServerArgs {
     /// a JSON document on stdin). Without one, launches fail with a scaling activity saying so.
     #[arg(long, env = "FLOTILLA_PROVISIONER", value_name = "local|simulate|command:PATH", value_parser = parse_provisioner)]
     pub provisioner: Option<ProvisionerKind>,
+    /// Serve Cloud Map's private DNS namespaces on this address (UDP and TCP) [default: off]
+    #[arg(long, env = "FLOTILLA_DNS_LISTEN", value_name = "ADDR")]
+    pub dns_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub tls: TlsArgs,
+}
+
+/// The services served beside ECS: EC2 and Auto Scaling, ELBv2 (with its nodes, whose join tokens
+/// `root_secret` signs) and Cloud Map, routed by the SigV4
+/// service name (or, unsigned, by action or `X-Amz-Target`).
+pub fn extensions(root_secret: &str) -> flotilla_api::Extensions {
+    let mut extensions = flotilla_autoscaling::api::extensions();
+    extensions.0.push(flotilla_elbv2::api::extension_with_nodes(root_secret));
+    extensions.0.push(flotilla_servicediscovery::extension());
+    extensions
 }
 
 fn parse_provisioner(s: &str) -> Result<ProvisionerKind, String> {
     s.parse()
 }
 
-/// Opens the control plane, starts the Auto Scaling group loop with `provisioner`, and serves
-/// until `shutdown`.
+/// Opens the control plane, starts the Auto Scaling group loop with `provisioner` and the Cloud
+/// Map DNS server on `dns` (if given), and serves until `shutdown`.
 pub async fn serve_with_hosts(
     config: ServerConfig,
     listening: flotilla_api::tls::Listening,
     endpoint: &str,
     ca: Option<PathBuf>,
     provisioner: &ProvisionerKind,
+    dns: Option<SocketAddr>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let ctx = flotilla_api::server::open(&config, flotilla_api::Clock::system()).await?;
@@ -73,8 +87,19 @@ pub async fn serve_with_hosts(
         data_dir: config.data_dir.clone(),
     };
     let groups = flotilla_autoscaling::start(&ctx, provisioner, cp)?;
+    let dns = match dns {
+        Some(addr) => {
+            let server = flotilla_servicediscovery::dns::start(&ctx, addr, Default::default()).await?;
+            eprintln!("Cloud Map DNS (private namespaces) on {} (UDP and TCP).", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
     let served = flotilla_api::server::serve_ctx(ctx, &config, listening, shutdown).await;
     groups.stop().await;
+    if let Some(dns) = dns {
+        dns.stop().await;
+    }
     served
 }
 
@@ -156,13 +181,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             scaling_period: std::time::Duration::from_secs(args.scaling_period_seconds),
             provisioning_timeout: std::time::Duration::from_secs(args.provisioning_timeout_seconds),
         },
-        // EC2, Auto Scaling and ELBv2 on the same listener, routed by the SigV4 service name.
-        extensions: flotilla_api::Extensions::new(
-            flotilla_autoscaling::api::extensions()
-                .0
-                .into_iter()
-                .chain([flotilla_elbv2::api::extension_with_nodes(&credentials.secret_access_key)]),
-        ),
+        // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
+        // service name.
+        extensions: extensions(&credentials.secret_access_key),
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");
@@ -193,5 +214,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => flotilla_api::tls::Listening::Plain(listener),
     };
     let provisioner = args.provisioner.clone().unwrap_or_default();
-    serve_with_hosts(config, listening, &endpoint, ca_file, &provisioner, crate::shutdown_signal()).await
+    serve_with_hosts(config, listening, &endpoint, ca_file, &provisioner, args.dns_listen, crate::shutdown_signal())
+        .await
 }

@@ -33,6 +33,9 @@ pub struct UpArgs {
     /// Publish bridge-mode host ports on this address only [default: 127.0.0.1]
     #[arg(long, default_value = "127.0.0.1")]
     pub host_ip: String,
+    /// Where Cloud Map's private DNS namespaces are served (UDP and TCP).
+    #[arg(long, env = "FLOTILLA_DNS_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8053")]
+    pub dns_listen: SocketAddr,
     #[command(flatten)]
     pub tls: crate::server_cmd::TlsArgs,
 }
@@ -64,13 +67,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         controller: Default::default(),
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
         capacity: Default::default(),
-        // EC2, Auto Scaling and ELBv2 on the same listener, routed by the SigV4 service name.
-        extensions: flotilla_api::Extensions::new(
-            flotilla_autoscaling::api::extensions()
-                .0
-                .into_iter()
-                .chain([flotilla_elbv2::api::extension_with_nodes(&credentials.secret_access_key)]),
-        ),
+        // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
+        // service name.
+        extensions: crate::server_cmd::extensions(&credentials.secret_access_key),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -79,9 +78,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     // Auto Scaling groups launch their hosts as local agent processes.
     let server = {
         let (endpoint, ca, stop) = (endpoint.clone(), ca.clone(), stopped(stop_rx.clone()));
+        let dns = Some(args.dns_listen);
         tokio::spawn(async move {
             let local = flotilla_autoscaling::provision::ProvisionerKind::Local;
-            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, stop).await
+            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, dns, stop).await
         })
     };
 

@@ -1,0 +1,13 @@
+//! The DNS server for private DNS namespaces. `table` compiles the Cloud Map records into an
+//! in-memory name map that `follow` keeps current from the store's watch; `answer` answers one
+//! query from it (`fast` caches fixed answers per responder thread); `forward` relays names outside every namespace to the host's resolvers;
+//! `server` runs the UDP and TCP listeners.
+
+pub mod answer;
+pub mod fast;
+pub mod follow;
+pub mod forward;
+pub mod server;
+pub mod table;
+
+pub use server::{serve, start, DnsServer, Settings};
