@@ -235,9 +235,13 @@ async fn register(
                 told.push(target_group_arn.clone());
             }
             Registered::Instance { service_id, instance_id } => {
-                let Some((service, _)) = get::<cloudmap::Service>(ctx, &ekeys::service(service_id)).await? else {
+                let skey = ekeys::service(service_id);
+                let Some((service, srev)) = get::<cloudmap::Service>(ctx, &skey).await? else {
                     continue;
                 };
+                // Rewriting the service moves its InstancesRevision, and a DeleteService racing
+                // this registration fails its compare instead of leaving the instance behind.
+                txn = txn.when(Compare::unchanged(&skey, srev)).then(Op::put(&skey, codec::encode(&service)));
                 let instance = Instance {
                     id: instance_id.clone(),
                     service_id: service.id.clone(),
@@ -345,6 +349,10 @@ async fn deregister(
     for r in held {
         match r {
             Registered::Instance { service_id, instance_id } => {
+                let skey = ekeys::service(service_id);
+                if let Some((service, srev)) = get::<cloudmap::Service>(ctx, &skey).await? {
+                    txn = txn.when(Compare::unchanged(&skey, srev)).then(Op::put(&skey, codec::encode(&service)));
+                }
                 txn = txn.then(Op::delete(ekeys::instance(service_id, instance_id)));
             }
             Registered::Target { target_group_arn, target_group_id, id, port } => {
