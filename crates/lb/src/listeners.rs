@@ -114,13 +114,14 @@ async fn serve(node: Arc<Node>, addr: SocketAddr, protocol: Protocol, mut stop: 
         let stop = stop.clone();
         match protocol {
             Protocol::Http => connections.spawn(http_connection(node, addr.port(), stream, remote, stop)),
-            Protocol::Tcp => connections.spawn(tcp_connection(node, addr.port(), stream)),
+            Protocol::Tcp => connections.spawn(tcp_connection(node, addr.port(), stream, stop)),
         };
         // Reap finished connections so the set does not grow with every client.
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
-    // HTTP connections end after their request in flight; TCP ones run to their end.
+    // HTTP connections end after their request in flight; TCP ones are cut (as NLB does when
+    // a listener goes).
     while connections.join_next().await.is_some() {}
 }
 
@@ -143,7 +144,7 @@ async fn http_connection(
     }
 }
 
-async fn tcp_connection(node: Arc<Node>, port: u16, mut client: TcpStream) {
+async fn tcp_connection(node: Arc<Node>, port: u16, mut client: TcpStream, mut stop: watch::Receiver<bool>) {
     let table = node.table.load_full();
     let Some(listener) = table.listeners.get(&port) else { return };
     listener.metrics.requests.inc();
@@ -161,5 +162,8 @@ async fn tcp_connection(node: Arc<Node>, port: u16, mut client: TcpStream) {
     };
     let _ = upstream.set_nodelay(true);
     // Copies both ways; an end of stream on one side shuts the other's write half (half-close).
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+        _ = stop.changed() => {}
+    }
 }

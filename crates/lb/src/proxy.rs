@@ -122,10 +122,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, tunneling: bool) {
 /// Adds ALB's `X-Forwarded-*` headers: the client's address appended to `X-Forwarded-For`.
 fn forwarded(headers: &mut HeaderMap, client: SocketAddr, port: u16) {
     let ip = client.ip().to_canonical();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
-        _ => ip.to_string(),
-    };
+    let mut xff = String::new();
+    // Several X-Forwarded-For lines are one list, as if joined by commas.
+    for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+        if !prior.trim().is_empty() {
+            xff.push_str(prior.trim());
+            xff.push_str(", ");
+        }
+    }
+    xff.push_str(&ip.to_string());
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }

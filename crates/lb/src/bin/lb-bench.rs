@@ -170,7 +170,7 @@ fn node_config(port: u16, backends: &[SocketAddr]) -> NodeConfig {
 
 fn haproxy_config(port: u16, threads: usize, backends: &[SocketAddr]) -> String {
     let mut cfg = format!(
-        "global\n  nbthread {threads}\n  maxconn 20000\n\ndefaults\n  mode http\n  option http-keep-alive\n  option forwardfor\n  \
+        "global\n  nbthread {threads}\n  maxconn 4096\n\ndefaults\n  mode http\n  option http-keep-alive\n  option forwardfor\n  \
          timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\nfrontend fe\n  bind 127.0.0.1:{port}\n  \
          default_backend be\n\nbackend be\n  balance roundrobin\n  http-reuse always\n"
     );
@@ -278,7 +278,6 @@ fn main() -> anyhow::Result<()> {
         .arg("-f")
         .arg(&cfg_path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .context("starting haproxy (apt-get install haproxy)")?;
     let haproxy_result =
