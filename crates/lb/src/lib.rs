@@ -16,6 +16,7 @@ mod proxy;
 mod rules;
 mod table;
 mod targets;
+mod upstream;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -77,9 +78,11 @@ pub async fn run_node(
     let mut listeners = listeners::Listeners::new(node.clone(), settings.bind);
     let mut checks = health::Checks::default();
     tokio::pin!(shutdown);
+    let mut prune = tokio::time::interval(upstream::POOL_IDLE / 2);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = prune.tick() => node.prune_pools(),
             changed = config_rx.changed() => {
                 if changed.is_err() {
                     break;

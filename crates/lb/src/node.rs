@@ -2,30 +2,20 @@
 //! the metrics and the pooled client to targets; and the report of what it judged.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use flotilla_endpoints::elb::{HealthObservation, NodeConfig, NodeReport};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::table::{compile, Table};
 use crate::targets::SlotBook;
 
-/// Idle upstream connections close before common backends close them (Node.js: 5 s), which
-/// keeps the pool from reusing a connection the target is closing.
-const POOL_IDLE: Duration = Duration::from_secs(4);
-
 pub struct Node {
     node_id: String,
     pub(crate) table: ArcSwap<Table>,
     slots: SlotBook,
     pub(crate) metrics: Metrics,
-    pub(crate) client: Client<HttpConnector, Incoming>,
     /// Woken when a target's health changes.
     pub(crate) health_changed: Arc<Notify>,
     applied: watch::Sender<i64>,
@@ -33,16 +23,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(node_id: &str) -> Arc<Node> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(POOL_IDLE).build(connector);
         Arc::new(Node {
             node_id: node_id.to_string(),
             table: ArcSwap::from_pointee(Table::empty()),
             slots: SlotBook::default(),
             metrics: Metrics::new(),
-            client,
             health_changed: Arc::new(Notify::new()),
             applied: watch::channel(0).0,
         })
@@ -92,6 +77,11 @@ impl Node {
             .map(|s| (s.key.group_id.clone(), s.key.target_id.clone(), s.key.port, s.open_connections()))
             .collect();
         NodeReport { node_id: self.node_id.clone(), health, draining_connections }
+    }
+
+    /// Closes upstream connections idle for too long.
+    pub(crate) fn prune_pools(&self) {
+        self.slots.each(|slot| slot.pool.prune());
     }
 
     /// The Prometheus text exposition of the node's metrics.

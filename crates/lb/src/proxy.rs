@@ -21,6 +21,7 @@ use hyper_util::rt::TokioIo;
 use crate::node::Node;
 use crate::rules::{RedirectInput, RequestView, RouteAction};
 use crate::targets::Outstanding;
+use crate::upstream;
 
 pub type ProxyBody = Either<Tracked, Full<Bytes>>;
 
@@ -30,10 +31,23 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// A target's response body, counted as an outstanding request until it is sent in full.
+/// A target's response body, counted as an outstanding request until it is sent in full; its
+/// connection goes back to the target's pool when the body ended.
 pub struct Tracked {
     inner: Incoming,
-    _outstanding: Outstanding,
+    outstanding: Outstanding,
+    connection: Option<upstream::Sender>,
+    ended: bool,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.ended || self.inner.is_end_stream() {
+            if let Some(sender) = self.connection.take() {
+                self.outstanding.slot.pool.put(sender);
+            }
+        }
+    }
 }
 
 impl Body for Tracked {
@@ -41,7 +55,11 @@ impl Body for Tracked {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -150,7 +168,7 @@ pub async fn handle(
         return Ok(error_page(StatusCode::SERVICE_UNAVAILABLE));
     };
     listener.metrics.requests.inc();
-    let resp = route(&node, &listener, client, req).await;
+    let resp = route(&listener, client, req).await;
     if resp.status().is_server_error() {
         listener.metrics.http_5xx.inc();
     }
@@ -158,7 +176,6 @@ pub async fn handle(
 }
 
 async fn route(
-    node: &Node,
     listener: &crate::table::ListenerRoute,
     client: SocketAddr,
     req: Request<Incoming>,
@@ -201,13 +218,12 @@ async fn route(
             let Some(group) = RouteAction::pick_group(groups, *total_weight) else {
                 return error_page(StatusCode::SERVICE_UNAVAILABLE);
             };
-            forward(node, listener, group, client, req).await
+            forward(listener, group, client, req).await
         }
     }
 }
 
 async fn forward(
-    node: &Node,
     listener: &crate::table::ListenerRoute,
     group: &crate::table::Group,
     client: SocketAddr,
@@ -222,31 +238,39 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, tunneling);
     forwarded(&mut parts.headers, client, listener.port);
-    let mut uri = Uri::builder().scheme("http").authority(target.authority.clone());
-    if let Some(pq) = parts.uri.path_and_query() {
-        uri = uri.path_and_query(pq.clone());
+    // A connection of our own: the request line carries the path only.
+    if parts.uri.scheme().is_some() {
+        let pq = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
+        parts.uri = match pq.parse::<Uri>() {
+            Ok(u) => u,
+            Err(_) => return error_page(StatusCode::BAD_REQUEST),
+        };
     }
-    parts.uri = match uri.build() {
-        Ok(u) => u,
-        Err(_) => return error_page(StatusCode::BAD_REQUEST),
-    };
+    if !parts.headers.contains_key(header::HOST) {
+        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+            parts.headers.insert(header::HOST, host);
+        }
+    }
     parts.version = http::Version::HTTP_11;
     let outstanding = Outstanding::request(&target.slot);
     let started = Instant::now();
-    let sent = tokio::time::timeout(listener.idle_timeout, node.client.request(Request::from_parts(parts, body))).await;
-    let mut resp = match sent {
+    let sent =
+        tokio::time::timeout(listener.idle_timeout, upstream::send(&target, Request::from_parts(parts, body))).await;
+    let (mut resp, connection) = match sent {
         Err(_) => return error_page(StatusCode::GATEWAY_TIMEOUT),
         Ok(Err(e)) => {
             tracing::debug!(target_addr = %target.addr, error = %e, "target failed");
             return error_page(StatusCode::BAD_GATEWAY);
         }
-        Ok(Ok(resp)) => resp,
+        Ok(Ok(answer)) => answer,
     };
     group.metrics.response_time.observe(started.elapsed().as_secs_f64());
     if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
         let target_upgrade = hyper::upgrade::on(&mut resp);
         let tunnel = Outstanding::tunnel(&target.slot);
         drop(outstanding);
+        // The connection is the tunnel's now, not the pool's.
+        drop(connection);
         tokio::spawn(async move {
             let _tunnel = tunnel;
             let (Ok(down), Ok(up)) = (client_upgrade.await, target_upgrade.await) else { return };
@@ -259,5 +283,8 @@ async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, Either::Left(Tracked { inner: body, _outstanding: outstanding }))
+    Response::from_parts(
+        parts,
+        Either::Left(Tracked { inner: body, outstanding, connection: Some(connection), ended: false }),
+    )
 }

@@ -31,6 +31,8 @@ pub struct TargetSlot {
     pub detail: Mutex<(Option<String>, Option<String>)>,
     /// Whether this node has finished a health check of the target yet.
     pub checked: std::sync::atomic::AtomicBool,
+    /// Idle keep-alive connections to the target.
+    pub pool: crate::upstream::Pool,
 }
 
 fn encode(s: HealthState) -> u8 {
@@ -64,6 +66,7 @@ impl TargetSlot {
             tunnels: AtomicU32::new(0),
             detail: Mutex::new((None, None)),
             checked: std::sync::atomic::AtomicBool::new(false),
+            pool: crate::upstream::Pool::default(),
         }
     }
 
@@ -94,6 +97,13 @@ impl SlotBook {
     pub fn slot(&self, key: &TargetKey, initial: HealthState) -> Arc<TargetSlot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.entry(key.clone()).or_insert_with(|| Arc::new(TargetSlot::new(key.clone(), initial))).clone()
+    }
+
+    /// Runs `f` on every slot.
+    pub fn each(&self, f: impl Fn(&TargetSlot)) {
+        for slot in self.slots.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            f(slot);
+        }
     }
 
     /// Forgets the slots not in `keep` (still referenced ones live on in their requests).
@@ -171,7 +181,7 @@ impl Chooser {
 
 /// Counts a request or tunnel against its target until dropped.
 pub struct Outstanding {
-    slot: Arc<TargetSlot>,
+    pub slot: Arc<TargetSlot>,
     tunnel: bool,
 }
 

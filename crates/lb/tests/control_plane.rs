@@ -80,7 +80,8 @@ async fn serve() -> (Arc<Server>, String) {
                     let s = s.clone();
                     async move { Ok::<_, std::convert::Infallible>(s.answer(req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -109,7 +110,11 @@ async fn joins_once_then_polls_and_reports_signed() {
     assert_eq!(config.revision, 5);
     assert!(plane.fetch(5).await.unwrap().is_none(), "304: nothing newer");
     plane
-        .report(NodeReport { node_id: "lbn-1".into(), health: vec![], draining_connections: vec![("tg".into(), "10.0.0.9".into(), 80, 0)] })
+        .report(NodeReport {
+            node_id: "lbn-1".into(),
+            health: vec![],
+            draining_connections: vec![("tg".into(), "10.0.0.9".into(), 80, 0)],
+        })
         .await
         .unwrap();
     assert_eq!(server.reports.lock().unwrap()[0].draining_connections.len(), 1);
@@ -125,6 +130,7 @@ async fn joins_once_then_polls_and_reports_signed() {
 #[tokio::test]
 async fn no_token_and_no_saved_pair_is_an_error_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let err = HttpControlPlane::enroll("http://127.0.0.1:9", "us-east-1", dir.path(), None, "10.0.0.5").await.err().unwrap();
+    let err =
+        HttpControlPlane::enroll("http://127.0.0.1:9", "us-east-1", dir.path(), None, "10.0.0.5").await.err().unwrap();
     assert!(err.to_string().contains("--token"), "{err}");
 }

@@ -20,16 +20,22 @@ use flotilla_lb::{ControlPlane, Node, NodeSettings};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
+/// The flotilla binary's allocator, so the node measured here allocates as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     backends: usize,
     connections: usize,
     threads: usize,
     duration: u64,
     proxy_threads: usize,
+    /// Measure only `direct`, `haproxy` or `flotilla`.
+    only: Option<String>,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut o = Options { backends: 4, connections: 64, threads: 2, duration: 10, proxy_threads: 2 };
+    let mut o = Options { backends: 4, connections: 64, threads: 2, duration: 10, proxy_threads: 2, only: None };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || -> anyhow::Result<usize> {
@@ -44,9 +50,10 @@ fn options() -> anyhow::Result<Options> {
             "--threads" => o.threads = value()?,
             "--duration" => o.duration = value()? as u64,
             "--proxy-threads" => o.proxy_threads = value()?,
+            "--only" => o.only = Some(args.next().context("--only needs direct, haproxy or flotilla")?),
             "-h" | "--help" => {
                 println!(
-                    "lb-bench [--backends N] [--connections C] [--threads T] [--duration SECONDS] [--proxy-threads P]"
+                    "lb-bench [--backends N] [--connections C] [--threads T] [--duration SECONDS] [--proxy-threads P] [--only direct|haproxy|flotilla]"
                 );
                 std::process::exit(0);
             }
@@ -253,6 +260,41 @@ fn wait_listening(port: u16) -> anyhow::Result<()> {
     bail!("nothing listens on {port}")
 }
 
+fn run_haproxy(o: &Options, backends: &[SocketAddr]) -> anyhow::Result<Figures> {
+    let port = free_port()?;
+    let cfg_path = std::env::temp_dir().join(format!("lb-bench-haproxy-{}.cfg", std::process::id()));
+    std::fs::write(&cfg_path, haproxy_config(port, o.proxy_threads, backends))?;
+    let mut haproxy = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting haproxy (apt-get install haproxy)")?;
+    let result = wait_listening(port).and_then(|_| wrk(&format!("http://127.0.0.1:{port}/"), o));
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+    let _ = std::fs::remove_file(&cfg_path);
+    result
+}
+
+fn run_flotilla(o: &Options, backends: &[SocketAddr]) -> anyhow::Result<Figures> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(o.proxy_threads).enable_all().build()?;
+    let port = free_port()?;
+    let node = Node::new("bench");
+    let mut settings = NodeSettings::new("bench");
+    settings.bind = "127.0.0.1".parse()?;
+    let control: Arc<dyn ControlPlane> = Arc::new(Fixed(node_config(port, backends)));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = runtime.spawn(flotilla_lb::run_node(node, settings, control, async move {
+        let _ = stopped.await;
+    }));
+    let result = wait_listening(port).and_then(|_| wrk(&format!("http://127.0.0.1:{port}/"), o));
+    let _ = stop.send(());
+    let _ = runtime.block_on(task);
+    result
+}
+
 fn main() -> anyhow::Result<()> {
     let o = options()?;
     // The backends get their own runtime so that they do not share the node's threads.
@@ -267,52 +309,29 @@ fn main() -> anyhow::Result<()> {
         "lb-bench: {} backends, wrk -t{} -c{} -d{}s, proxies with {} threads",
         o.backends, o.threads, o.connections, o.duration, o.proxy_threads
     );
-
-    let direct = wrk(&format!("http://{}/", backends[0]), &o)?;
-
-    let haproxy_port = free_port()?;
-    let cfg_path = std::env::temp_dir().join(format!("lb-bench-haproxy-{}.cfg", std::process::id()));
-    std::fs::write(&cfg_path, haproxy_config(haproxy_port, o.proxy_threads, &backends))?;
-    let mut haproxy = Command::new("haproxy")
-        .arg("-db")
-        .arg("-f")
-        .arg(&cfg_path)
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting haproxy (apt-get install haproxy)")?;
-    let haproxy_result =
-        wait_listening(haproxy_port).and_then(|_| wrk(&format!("http://127.0.0.1:{haproxy_port}/"), &o));
-    let _ = haproxy.kill();
-    let _ = haproxy.wait();
-    let _ = std::fs::remove_file(&cfg_path);
-    let haproxy = haproxy_result?;
-
-    let node_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(o.proxy_threads).enable_all().build()?;
-    let lb_port = free_port()?;
-    let node = Node::new("bench");
-    let mut settings = NodeSettings::new("bench");
-    settings.bind = "127.0.0.1".parse()?;
-    let control: Arc<dyn ControlPlane> = Arc::new(Fixed(node_config(lb_port, &backends)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = node_rt.spawn(flotilla_lb::run_node(node, settings, control, async move {
-        let _ = stopped.await;
-    }));
-    wait_listening(lb_port)?;
-    let flotilla = wrk(&format!("http://127.0.0.1:{lb_port}/"), &o)?;
-    let _ = stop.send(());
-    let _ = node_rt.block_on(task);
-
+    let wanted = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
+    let mut results: Vec<(&str, Figures)> = Vec::new();
+    if wanted("direct") {
+        results.push(("direct", wrk(&format!("http://{}/", backends[0]), &o)?));
+    }
+    if wanted("haproxy") {
+        results.push(("haproxy", run_haproxy(&o, &backends)?));
+    }
+    if wanted("flotilla") {
+        results.push(("flotilla", run_flotilla(&o, &backends)?));
+    }
     println!("{:<10} {:>12} {:>10} {:>10}", "", "requests/s", "p50 ms", "p99 ms");
-    for (name, f) in [("direct", direct), ("haproxy", haproxy), ("flotilla", flotilla)] {
+    for (name, f) in &results {
         println!("{name:<10} {:>12.0} {:>10.3} {:>10.3}", f.rps, f.p50_ms, f.p99_ms);
     }
+    let [(_, direct), (_, haproxy), (_, flotilla)] = results[..] else { return Ok(()) };
     println!(
         "flotilla/haproxy: requests/s {:.2}x (goal >= 1.0x), p99 {:.2}x (goal <= 1.2x)",
         flotilla.rps / haproxy.rps,
         flotilla.p99_ms / haproxy.p99_ms
     );
     println!(
-        "added over direct: haproxy p50 +{:.3} ms p99 +{:.3} ms; flotilla p50 +{:.3} ms p99 +{:.3} ms",
+        "added over direct: haproxy p50 +{:.3} ms p99 {:+.3} ms; flotilla p50 +{:.3} ms p99 {:+.3} ms",
         haproxy.p50_ms - direct.p50_ms,
         haproxy.p99_ms - direct.p99_ms,
         flotilla.p50_ms - direct.p50_ms,
