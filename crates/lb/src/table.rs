@@ -244,3 +244,179 @@ fn action(actions: &[Action], groups: &HashMap<&str, Arc<Group>>, used: &mut Has
         )),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use flotilla_endpoints::elb::*;
+    use http::HeaderMap;
+
+    use super::*;
+
+    const LB: &str = "arn:lb";
+
+    fn group(id: &str, enabled: bool) -> TargetGroup {
+        TargetGroup {
+            id: id.into(),
+            arn: format!("arn:tg/{id}"),
+            name: id.into(),
+            protocol: Some("HTTP".into()),
+            protocol_version: None,
+            port: Some(80),
+            vpc_id: None,
+            target_type: TargetType::Ip,
+            health_check: HealthCheck {
+                enabled,
+                protocol: "HTTP".into(),
+                port: "8081".into(),
+                path: Some("/".into()),
+                interval_seconds: 30,
+                timeout_seconds: 5,
+                healthy_threshold: 5,
+                unhealthy_threshold: 2,
+                matcher: None,
+            },
+            attributes: BTreeMap::new(),
+            load_balancer_arns: vec![],
+            tags: vec![],
+            created_at_ms: 0,
+        }
+    }
+
+    fn target(group: &str, address: &str) -> NodeTarget {
+        let (ip, port) = address.split_once(':').unwrap_or((address, "80"));
+        NodeTarget {
+            target_group_id: group.into(),
+            target: Target {
+                id: ip.into(),
+                port: port.parse().unwrap(),
+                availability_zone: None,
+                registered_at_ms: 0,
+                registration: Registration::Registered,
+                task_arn: None,
+            },
+            address: address.into(),
+            health: None,
+        }
+    }
+
+    fn fwd(groups: &[(&str, u32)]) -> Action {
+        Action::Forward {
+            groups: groups
+                .iter()
+                .map(|(g, w)| WeightedGroup { target_group_arn: format!("arn:tg/{g}"), weight: *w })
+                .collect(),
+            stickiness_seconds: None,
+            single: false,
+        }
+    }
+
+    fn rule(priority: u32, conditions: Vec<Condition>, action: Action) -> flotilla_endpoints::elb::Rule {
+        flotilla_endpoints::elb::Rule {
+            id: format!("r{priority}"),
+            arn: format!("arn:rule/{priority}"),
+            listener_arn: "arn:l1".into(),
+            priority,
+            conditions,
+            actions: vec![action],
+            tags: vec![],
+        }
+    }
+
+    fn config() -> NodeConfig {
+        NodeConfig {
+            revision: 7,
+            load_balancers: vec![],
+            listeners: vec![Listener {
+                id: "l1".into(),
+                arn: "arn:l1".into(),
+                load_balancer_arn: LB.into(),
+                protocol: "HTTP".into(),
+                port: 8080,
+                default_actions: vec![fwd(&[("a", 1)])],
+                tags: vec![],
+            }],
+            rules: vec![
+                rule(20, vec![Condition::PathPattern { values: vec!["/x*".into()] }], fwd(&[("b", 1)])),
+                rule(10, vec![Condition::PathPattern { values: vec!["/xy".into()] }], fwd(&[("a", 0), ("c", 5)])),
+                rule(5, vec![Condition::SourceIp { values: vec!["not-a-cidr".into()] }], fwd(&[("b", 1)])),
+            ],
+            target_groups: vec![group("a", true), group("b", false), group("c", true), group("unused", true)],
+            targets: vec![
+                target("a", "10.0.0.1:80"),
+                target("b", "10.0.0.2:80"),
+                target("c", "10.0.0.3:80"),
+                target("unused", "10.0.0.4:80"),
+                target("a", "not-an-address"),
+            ],
+        }
+    }
+
+    fn routed<'a>(table: &'a Table, path: &str) -> &'a RouteAction {
+        let headers = HeaderMap::new();
+        let view =
+            RequestView { method: "GET", path, query: None, headers: &headers, source: "10.9.9.9".parse().unwrap() };
+        table.listeners[&8080].route(&view).unwrap()
+    }
+
+    fn group_of(action: &RouteAction) -> String {
+        match action {
+            RouteAction::Forward { groups, total_weight } => {
+                RouteAction::pick_group(groups, *total_weight).unwrap().id.clone()
+            }
+            other => panic!("not a forward: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rules_run_by_priority_with_the_default_last() {
+        let table = compile(&config(), &SlotBook::default(), &Metrics::new());
+        assert_eq!(table.revision, 7);
+        assert_eq!(table.listeners[&8080].rules.len(), 3, "the rule with a bad CIDR is left out");
+        for _ in 0..20 {
+            assert_eq!(group_of(routed(&table, "/xy")), "c", "weight 0 never gets a request");
+        }
+        assert_eq!(group_of(routed(&table, "/xz")), "b");
+        assert_eq!(group_of(routed(&table, "/other")), "a");
+        assert_eq!(table.ports(), HashMap::from([(8080, Protocol::Http)]));
+    }
+
+    #[test]
+    fn checks_cover_used_groups_with_checks_on_at_the_check_port() {
+        let table = compile(&config(), &SlotBook::default(), &Metrics::new());
+        let mut checked: Vec<_> =
+            table.checks.iter().map(|(s, _)| (s.key.group_id.clone(), s.addr.to_string())).collect();
+        checked.sort();
+        // b has its checks off (its target serves as healthy); `unused` has no listener.
+        assert_eq!(
+            checked,
+            vec![("a".to_string(), "10.0.0.1:8081".to_string()), ("c".to_string(), "10.0.0.3:8081".to_string())]
+        );
+        let b = match routed(&table, "/xz") {
+            RouteAction::Forward { groups, .. } => groups[0].0.clone(),
+            _ => unreachable!(),
+        };
+        assert_eq!(b.chooser.targets[0].slot.state(), HealthState::Healthy);
+    }
+
+    #[test]
+    fn slots_survive_a_swap_and_go_with_their_target() {
+        let slots = SlotBook::default();
+        let metrics = Metrics::new();
+        let first = compile(&config(), &slots, &metrics);
+        let slot = first.checks[0].1.clone();
+        slot.set_state(HealthState::Unhealthy, Some("Target.Timeout".into()), None);
+        let mut next = config();
+        next.revision = 8;
+        let second = compile(&next, &slots, &metrics);
+        let again = second.checks.iter().find(|(s, _)| s.key == slot.key).unwrap().1.clone();
+        assert!(Arc::ptr_eq(&slot, &again), "the same slot, judgement kept");
+        next.targets.retain(|t| t.target.id != slot.key.target_id);
+        next.revision = 9;
+        let third = compile(&next, &slots, &metrics);
+        assert!(third.checks.iter().all(|(s, _)| s.key != slot.key));
+        let fresh = slots.slot(&slot.key, HealthState::Initial);
+        assert!(!Arc::ptr_eq(&slot, &fresh), "a target that left starts afresh when it comes back");
+    }
+}

@@ -228,3 +228,29 @@ async fn answers_502_503_and_504_as_alb_does() {
     );
     node.stop().await;
 }
+
+#[tokio::test]
+async fn reuses_keep_alive_connections_to_targets() {
+    let web = Backend::start("web").await;
+    let port = free_port();
+    let cfg = config(
+        1,
+        vec![listener("l1", port, "HTTP", forward("web"))],
+        vec![],
+        vec![target_group("web", "HTTP")],
+        vec![target("web", web.addr, Some(HealthState::Healthy))],
+    );
+    let node = Running::start(cfg).await;
+    until_listening(port).await;
+    // Ten clients one after the other, each on its own connection to the node.
+    for _ in 0..10 {
+        assert_eq!(get(port, "/", &[]).await.2, "web");
+    }
+    assert_eq!(web.hits(), 10);
+    assert_eq!(
+        web.proxied_connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pooled connection served all"
+    );
+    node.stop().await;
+}

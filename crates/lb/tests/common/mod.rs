@@ -138,6 +138,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub health: AtomicU16,
     pub hits: AtomicUsize,
+    /// Connections that carried a request other than a health check.
+    pub proxied_connections: AtomicUsize,
     pub release: Notify,
     pub stream: Mutex<Option<http_body_util::channel::Channel<Bytes>>>,
 }
@@ -152,6 +154,7 @@ impl Backend {
             addr: listener.local_addr().unwrap(),
             health: AtomicU16::new(200),
             hits: AtomicUsize::new(0),
+            proxied_connections: AtomicUsize::new(0),
             release: Notify::new(),
             stream: Mutex::new(None),
         });
@@ -161,8 +164,12 @@ impl Backend {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let b = b.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
+                    let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let b = b.clone();
+                        if req.uri().path() != "/health" && !counted.swap(true, Ordering::SeqCst) {
+                            b.proxied_connections.fetch_add(1, Ordering::SeqCst);
+                        }
                         async move { Ok::<_, std::convert::Infallible>(b.answer(req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
