@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 /// Where a node keeps its id and key pair, under its data directory.
 pub const CREDENTIALS_FILE: &str = "lb-credentials.json";
+/// The node's id alone, kept beside the key pair: a node that lost its key pair (or had it
+/// revoked) joins again under the same id.
+pub const NODE_ID_FILE: &str = "lb-node-id";
 pub const JOIN_PATH: &str = "/v1/lb/join";
 pub const CONFIG_PATH: &str = "/v1/lb/config";
 pub const REPORT_PATH: &str = "/v1/lb/report";
@@ -126,11 +129,13 @@ impl HttpControlPlane {
             region,
             NodeCredentials { node_id: String::new(), access_key_id: String::new(), secret_access_key: String::new() },
         )?;
+        let previous = std::fs::read_to_string(data_dir.join(NODE_ID_FILE)).ok();
+        let previous = previous.as_deref().map(str::trim).filter(|id| !id.is_empty());
         let resp = plane
             .http
             .post(format!("{}{JOIN_PATH}", plane.server))
             .timeout(Duration::from_secs(30))
-            .json(&JoinRequest { token, node_id: None, advertise_address })
+            .json(&JoinRequest { token, node_id: previous, advertise_address })
             .send()
             .await
             .with_context(|| format!("joining at {}", plane.server))?;
@@ -141,6 +146,8 @@ impl HttpControlPlane {
         }
         let creds: NodeCredentials = serde_json::from_slice(&body).context("the join answer does not decode")?;
         creds.save(data_dir).with_context(|| format!("saving the node's credentials in {}", data_dir.display()))?;
+        std::fs::write(data_dir.join(NODE_ID_FILE), &creds.node_id)
+            .with_context(|| format!("saving the node's id in {}", data_dir.display()))?;
         HttpControlPlane::new(server, region, creds)
     }
 

@@ -97,6 +97,7 @@ async fn joins_once_then_polls_and_reports_signed() {
     let join = server.join_bodies.lock().unwrap()[0].clone();
     assert_eq!(join["token"], "tok-123");
     assert_eq!(join["advertiseAddress"], "10.0.0.5");
+    assert!(join.get("nodeId").is_none(), "a first join has no previous id");
     let saved = NodeCredentials::load(dir.path()).unwrap();
     assert_eq!((saved.node_id.as_str(), saved.access_key_id.as_str()), ("lbn-1", "AKIDNODE"));
     #[cfg(unix)]
@@ -125,6 +126,13 @@ async fn joins_once_then_polls_and_reports_signed() {
     assert_eq!(again.node_id(), "lbn-1");
     assert!(again.fetch(0).await.unwrap().is_some());
     assert_eq!(server.joins.load(Ordering::SeqCst), 1);
+
+    // Without its key pair the node joins again, under its previous id.
+    std::fs::remove_file(dir.path().join("lb-credentials.json")).unwrap();
+    HttpControlPlane::enroll(&url, "us-east-1", dir.path(), Some("tok-456"), "10.0.0.5").await.unwrap();
+    let rejoin = server.join_bodies.lock().unwrap()[1].clone();
+    assert_eq!(rejoin["nodeId"], "lbn-1");
+    assert_eq!(rejoin["token"], "tok-456");
 }
 
 #[tokio::test]

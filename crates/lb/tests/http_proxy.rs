@@ -84,7 +84,8 @@ async fn adds_forwarding_headers_and_strips_hop_by_hop_ones() {
         vec![target_group("web", "HTTP")],
         vec![target("web", web.addr, Some(HealthState::Healthy))],
     );
-    let node = Running::start(cfg).await;
+    let metrics_port = free_port();
+    let node = Running::start_with(cfg, Some(format!("127.0.0.1:{metrics_port}").parse().unwrap())).await;
     until_listening(port).await;
     let (status, headers, body) = get(
         port,
@@ -108,6 +109,11 @@ async fn adds_forwarding_headers_and_strips_hop_by_hop_ones() {
     let metrics = node.node.metrics_text();
     assert!(metrics.contains("flotilla_lb_requests_total{load_balancer=\"web\""), "{metrics}");
     assert!(metrics.contains("flotilla_lb_target_response_seconds_count{target_group=\"tg-web\"} 1"), "{metrics}");
+    until_listening(metrics_port).await;
+    let (status, headers, served) = get(metrics_port, "/metrics", &[]).await;
+    assert_eq!(status.as_u16(), 200);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(served.contains("flotilla_lb_target_requests_total{target_group=\"tg-web\"} 1"), "{served}");
     node.stop().await;
 }
 

@@ -64,10 +64,16 @@ pub struct Running {
 
 impl Running {
     pub async fn start(config: NodeConfig) -> Running {
+        Running::start_with(config, None).await
+    }
+
+    /// A node that also serves its metrics at `metrics`.
+    pub async fn start_with(config: NodeConfig, metrics: Option<SocketAddr>) -> Running {
         let control = FakeControl::new();
         let node = Node::new("node-1");
         let mut settings = NodeSettings::new("node-1");
         settings.bind = "127.0.0.1".parse().unwrap();
+        settings.metrics_listen = metrics;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let revision = config.revision;
         control.set(config);
