@@ -132,7 +132,8 @@ async fn http_connection(
     remote: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let service = service_fn(move |req| crate::proxy::handle(node.clone(), port, remote, req));
+    let conn = Arc::new(crate::proxy::Conn::new(node, port, remote));
+    let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
     let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

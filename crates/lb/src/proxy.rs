@@ -137,49 +137,60 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, tunneling: bool) {
     }
 }
 
-/// Adds ALB's `X-Forwarded-*` headers: the client's address appended to `X-Forwarded-For`.
-fn forwarded(headers: &mut HeaderMap, client: SocketAddr, port: u16) {
-    let ip = client.ip().to_canonical();
-    let mut xff = String::new();
-    // Several X-Forwarded-For lines are one list, as if joined by commas.
-    for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
-        if !prior.trim().is_empty() {
-            xff.push_str(prior.trim());
-            xff.push_str(", ");
-        }
-    }
-    xff.push_str(&ip.to_string());
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(port));
+/// One client connection to an HTTP listener, and what every request on it shares.
+pub struct Conn {
+    pub node: Arc<Node>,
+    pub port: u16,
+    pub peer: SocketAddr,
+    /// The client's address and the listener's port as header values, made once.
+    peer_ip: HeaderValue,
+    port_value: HeaderValue,
 }
 
-/// Serves one request received on the HTTP listener at `port`.
-pub async fn handle(
-    node: Arc<Node>,
-    port: u16,
-    client: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let table = node.table.load_full();
-    let Some(listener) = table.listeners.get(&port).cloned() else {
+impl Conn {
+    pub fn new(node: Arc<Node>, port: u16, peer: SocketAddr) -> Conn {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_canonical().to_string()).expect("an IP is a header value");
+        Conn { node, port, peer, peer_ip, port_value: HeaderValue::from(port) }
+    }
+
+    /// Adds ALB's `X-Forwarded-*` headers: the client's address appended to `X-Forwarded-For`.
+    fn forwarded(&self, headers: &mut HeaderMap) {
+        let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+            let mut xff = String::new();
+            // Several X-Forwarded-For lines are one list, as if joined by commas.
+            for prior in headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()) {
+                if !prior.trim().is_empty() {
+                    xff.push_str(prior.trim());
+                    xff.push_str(", ");
+                }
+            }
+            xff.push_str(self.peer_ip.to_str().unwrap_or(""));
+            HeaderValue::from_str(&xff).unwrap_or_else(|_| self.peer_ip.clone())
+        } else {
+            self.peer_ip.clone()
+        };
+        headers.insert(X_FORWARDED_FOR.clone(), xff);
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PORT.clone(), self.port_value.clone());
+    }
+}
+
+/// Serves one request received on a connection to an HTTP listener.
+pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+    let table = conn.node.table.load_full();
+    let Some(listener) = table.listeners.get(&conn.port) else {
         return Ok(error_page(StatusCode::SERVICE_UNAVAILABLE));
     };
     listener.metrics.requests.inc();
-    let resp = route(&listener, client, req).await;
+    let resp = route(&conn, listener, req).await;
     if resp.status().is_server_error() {
         listener.metrics.http_5xx.inc();
     }
     Ok(resp)
 }
 
-async fn route(
-    listener: &crate::table::ListenerRoute,
-    client: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
+async fn route(conn: &Conn, listener: &crate::table::ListenerRoute, req: Request<Incoming>) -> Response<ProxyBody> {
+    let client = conn.peer;
     let action = {
         let view = RequestView {
             method: req.method().as_str(),
@@ -218,15 +229,15 @@ async fn route(
             let Some(group) = RouteAction::pick_group(groups, *total_weight) else {
                 return error_page(StatusCode::SERVICE_UNAVAILABLE);
             };
-            forward(listener, group, client, req).await
+            forward(conn, listener, group, req).await
         }
     }
 }
 
 async fn forward(
+    conn: &Conn,
     listener: &crate::table::ListenerRoute,
     group: &crate::table::Group,
-    client: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let Some(target) = group.chooser.choose().cloned() else {
@@ -237,7 +248,7 @@ async fn forward(
     let client_upgrade = tunneling.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, tunneling);
-    forwarded(&mut parts.headers, client, listener.port);
+    conn.forwarded(&mut parts.headers);
     // A connection of our own: the request line carries the path only.
     if parts.uri.scheme().is_some() {
         let pq = parts.uri.path_and_query().map(|pq| pq.as_str()).unwrap_or("/");
