@@ -17,6 +17,7 @@ mod rules;
 mod table;
 mod targets;
 mod upstream;
+mod workers;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,11 +43,18 @@ pub struct NodeSettings {
     pub bind: IpAddr,
     /// Where to serve Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Threads serving client connections (each its own single-threaded runtime).
+    pub workers: usize,
 }
 
 impl NodeSettings {
     pub fn new(node_id: &str) -> NodeSettings {
-        NodeSettings { node_id: node_id.to_string(), bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED), metrics_listen: None }
+        NodeSettings {
+            node_id: node_id.to_string(),
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            metrics_listen: None,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
     }
 }
 
@@ -75,7 +83,8 @@ pub async fn run_node(
         tracing::info!(%addr, "serving metrics");
         tasks.spawn(metrics_loop(node.clone(), listener));
     }
-    let mut listeners = listeners::Listeners::new(node.clone(), settings.bind);
+    let workers = workers::Workers::start(settings.workers)?;
+    let mut listeners = listeners::Listeners::new(node.clone(), settings.bind, workers.handles.clone());
     let mut checks = health::Checks::default();
     tokio::pin!(shutdown);
     let mut prune = tokio::time::interval(upstream::POOL_IDLE / 2);
@@ -100,6 +109,7 @@ pub async fn run_node(
     tasks.abort_all();
     checks.stop();
     listeners.close().await;
+    workers.stop().await;
     Ok(())
 }
 

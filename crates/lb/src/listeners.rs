@@ -12,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -28,19 +29,21 @@ const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 struct Running {
     protocol: Protocol,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop per worker thread.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The listeners open now, by port.
 pub struct Listeners {
     node: Arc<Node>,
     bind: IpAddr,
+    workers: Vec<Handle>,
     running: HashMap<u16, Running>,
 }
 
 impl Listeners {
-    pub fn new(node: Arc<Node>, bind: IpAddr) -> Listeners {
-        Listeners { node, bind, running: HashMap::new() }
+    pub fn new(node: Arc<Node>, bind: IpAddr, workers: Vec<Handle>) -> Listeners {
+        Listeners { node, bind, workers, running: HashMap::new() }
     }
 
     /// Opens the ports in `wanted` not open yet (or open with another protocol), closes the rest.
@@ -58,8 +61,13 @@ impl Listeners {
                 continue;
             }
             let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(serve(self.node.clone(), SocketAddr::new(self.bind, port), protocol, stopped));
-            self.running.insert(port, Running { protocol, stop, task });
+            let addr = SocketAddr::new(self.bind, port);
+            let tasks = self
+                .workers
+                .iter()
+                .map(|w| w.spawn(serve(self.node.clone(), addr, protocol, stopped.clone())))
+                .collect();
+            self.running.insert(port, Running { protocol, stop, tasks });
         }
     }
 
@@ -67,7 +75,9 @@ impl Listeners {
     pub async fn close(&mut self) {
         for (_, r) in self.running.drain() {
             let _ = r.stop.send(true);
-            let _ = r.task.await;
+            for task in r.tasks {
+                let _ = task.await;
+            }
         }
     }
 }
@@ -75,6 +85,8 @@ impl Listeners {
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    // Each worker thread binds the port; the kernel spreads connections over them.
+    socket.set_reuseport(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(1024)

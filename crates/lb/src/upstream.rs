@@ -21,10 +21,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Sender = SendRequest<Incoming>;
 
-/// One target's idle connections.
+/// Shards of a pool: a connection serves requests of the worker thread that opened it.
+const SHARDS: usize = 16;
+
+type Idle = Mutex<Vec<(Sender, Instant)>>;
+
+/// One target's idle connections, per worker thread (a connection's task runs on the worker
+/// that opened it, and a request from another thread would hop to it and back).
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<(Sender, Instant)>>,
+    shards: [Idle; SHARDS],
 }
 
 impl std::fmt::Debug for Pool {
@@ -34,8 +40,12 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    fn shard(&self) -> &Idle {
+        &self.shards[crate::workers::current() % SHARDS]
+    }
+
     fn take(&self) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shard().lock().unwrap_or_else(|e| e.into_inner());
         while let Some((sender, at)) = idle.pop() {
             if at.elapsed() < POOL_IDLE && !sender.is_closed() {
                 return Some(sender);
@@ -47,16 +57,18 @@ impl Pool {
     /// Gives a connection back after its response ended.
     pub fn put(&self, sender: Sender) {
         if !sender.is_closed() {
-            self.idle.lock().unwrap_or_else(|e| e.into_inner()).push((sender, Instant::now()));
+            self.shard().lock().unwrap_or_else(|e| e.into_inner()).push((sender, Instant::now()));
         }
     }
 
     /// Closes the connections idle for longer than [`POOL_IDLE`].
     pub fn prune(&self) {
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(s, at)| at.elapsed() < POOL_IDLE && !s.is_closed());
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(s, at)| at.elapsed() < POOL_IDLE && !s.is_closed());
+        }
     }
 }
 

@@ -253,10 +253,8 @@ async fn reuses_keep_alive_connections_to_targets() {
         assert_eq!(get(port, "/", &[]).await.2, "web");
     }
     assert_eq!(web.hits(), 10);
-    assert_eq!(
-        web.proxied_connections.load(std::sync::atomic::Ordering::SeqCst),
-        1,
-        "one pooled connection served all"
-    );
+    // Each worker thread keeps its own connections to the target.
+    let opened = web.proxied_connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((1..=WORKERS).contains(&opened), "{opened} connections for 10 requests");
     node.stop().await;
 }

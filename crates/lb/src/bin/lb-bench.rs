@@ -279,11 +279,13 @@ fn run_haproxy(o: &Options, backends: &[SocketAddr]) -> anyhow::Result<Figures> 
 }
 
 fn run_flotilla(o: &Options, backends: &[SocketAddr]) -> anyhow::Result<Figures> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(o.proxy_threads).enable_all().build()?;
+    // The node's own loops (configuration, health checks); its workers serve the traffic.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let port = free_port()?;
     let node = Node::new("bench");
     let mut settings = NodeSettings::new("bench");
     settings.bind = "127.0.0.1".parse()?;
+    settings.workers = o.proxy_threads;
     let control: Arc<dyn ControlPlane> = Arc::new(Fixed(node_config(port, backends)));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = runtime.spawn(flotilla_lb::run_node(node, settings, control, async move {

@@ -54,6 +54,9 @@ impl ControlPlane for FakeControl {
     }
 }
 
+/// Worker threads of the nodes under test.
+pub const WORKERS: usize = 2;
+
 /// A node serving on 127.0.0.1, stopped when dropped.
 pub struct Running {
     pub node: Arc<Node>,
@@ -74,6 +77,7 @@ impl Running {
         let mut settings = NodeSettings::new("node-1");
         settings.bind = "127.0.0.1".parse().unwrap();
         settings.metrics_listen = metrics;
+        settings.workers = WORKERS;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let revision = config.revision;
         control.set(config);
