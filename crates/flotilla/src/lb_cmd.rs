@@ -32,6 +32,9 @@ pub struct LbArgs {
     /// Serve Prometheus metrics at ADDR:PORT (`GET /metrics`).
     #[arg(long, env = "FLOTILLA_LB_METRICS_LISTEN", value_name = "ADDR:PORT")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Threads serving client connections [default: one per core]
+    #[arg(long, env = "FLOTILLA_LB_WORKERS")]
+    pub workers: Option<usize>,
     /// Region of the control plane (used in request signatures).
     #[arg(long, env = "FLOTILLA_REGION", default_value = "us-east-1")]
     pub region: String,
@@ -65,5 +68,8 @@ pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     let mut settings = NodeSettings::new(control.node_id());
     settings.bind = args.bind;
     settings.metrics_listen = args.metrics_listen;
+    if let Some(n) = args.workers {
+        settings.workers = n.max(1);
+    }
     flotilla_lb::run(settings, Arc::new(control), crate::shutdown_signal()).await
 }
