@@ -121,13 +121,21 @@ async fn fetch_loop(
     let mut after = 0;
     let mut backoff = Duration::from_millis(250);
     loop {
+        let asked = tokio::time::Instant::now();
         match control.fetch(after).await {
             Ok(Some(config)) => {
                 after = config.revision;
                 backoff = Duration::from_millis(250);
                 tx.send_replace(Some(config));
             }
-            Ok(None) => backoff = Duration::from_millis(250),
+            Ok(None) => {
+                backoff = Duration::from_millis(250);
+                // A control plane that answers "nothing new" at once instead of waiting must
+                // not be asked in a tight loop.
+                if asked.elapsed() < Duration::from_millis(500) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "control plane unreachable; serving the last configuration");
                 tokio::time::sleep(backoff).await;
