@@ -4,7 +4,9 @@
 //! and reports them. A slow control plane never slows a request in flight.
 //!
 //! [`run`] drives a node until shutdown: it long-polls its [`ControlPlane`] for configurations,
-//! opens and closes listener ports to match, checks targets and reports what it judges.
+//! opens and closes listener ports to match, checks targets and reports what it judges. Client
+//! connections are served on the node's own worker threads (`NodeSettings::workers`, one
+//! single-threaded runtime each); the caller's runtime runs the control loops and checks.
 
 pub mod control;
 mod health;
