@@ -61,9 +61,27 @@ fn route_address(server: &str) -> IpAddr {
 pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let advertise = args.advertise_address.unwrap_or_else(|| route_address(&args.server));
-    let control =
-        HttpControlPlane::enroll(&args.server, &args.region, &data_dir, args.token.as_deref(), &advertise.to_string())
-            .await?;
+    // A node started before its server waits for it; a refused join or a missing token ends here.
+    let mut backoff = std::time::Duration::from_secs(1);
+    let control = loop {
+        match HttpControlPlane::enroll(
+            &args.server,
+            &args.region,
+            &data_dir,
+            args.token.as_deref(),
+            &advertise.to_string(),
+        )
+        .await
+        {
+            Ok(control) => break control,
+            Err(e) if e.downcast_ref::<reqwest::Error>().is_some() => {
+                tracing::warn!(server = %args.server, error = %format!("{e:#}"), retry_in = ?backoff, "control plane unreachable");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     tracing::info!(node_id = control.node_id(), server = %args.server, "load balancer node joined");
     let mut settings = NodeSettings::new(control.node_id());
     settings.bind = args.bind;
