@@ -6,8 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::Request;
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{Either, Empty};
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::Response;
 use hyper_util::rt::TokioIo;
@@ -19,7 +21,9 @@ use crate::targets::RouteTarget;
 pub const POOL_IDLE: Duration = Duration::from_secs(4);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub type Sender = SendRequest<Incoming>;
+/// What goes to a target: the client's body, or none for a request that may be replayed.
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+pub type Sender = SendRequest<UpstreamBody>;
 
 /// Shards of a pool: a connection serves requests of the worker thread that opened it.
 const SHARDS: usize = 16;
@@ -100,14 +104,28 @@ async fn connect(target: &RouteTarget) -> Result<Sender, UpstreamError> {
     Ok(sender)
 }
 
-/// Sends `req` to `target` on an idle connection or a new one; a pooled connection that turns
-/// out closed before the request went out is replaced, never a request sent twice.
+fn idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+/// Sends `req` to `target` on an idle connection or a new one. A pooled connection found closed
+/// before the request went out is replaced. One the target closed as the request went out
+/// (hyper's "connection closed before message completed": the target timed out the idle
+/// connection at that moment) is retried once on a new connection, for idempotent requests
+/// without a body only, which are safe to send twice.
 pub async fn send(
     target: &Arc<RouteTarget>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
+    let (parts, body) = req.into_parts();
+    let replay = (idempotent(&parts.method) && body.is_end_stream())
+        .then(|| (parts.method.clone(), parts.uri.clone(), parts.version, parts.headers.clone()));
+    let body = if replay.is_some() { Either::Right(Empty::new()) } else { Either::Left(body) };
+    let mut req = Request::from_parts(parts, body);
+    let mut fresh_only = false;
     loop {
-        let (mut sender, reused) = match target.slot.pool.take() {
+        let pooled = if fresh_only { None } else { target.slot.pool.take() };
+        let (mut sender, reused) = match pooled {
             Some(s) => (s, true),
             None => (connect(target).await?, false),
         };
@@ -116,10 +134,27 @@ pub async fn send(
         }
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) if reused => req = unsent,
-                _ => return Err(UpstreamError::Http(e.into_error())),
-            },
+            Err(mut e) => {
+                if let Some(unsent) = e.take_message() {
+                    if reused {
+                        req = unsent;
+                        continue;
+                    }
+                }
+                let error = e.into_error();
+                match &replay {
+                    Some((method, uri, version, headers)) if reused && !fresh_only && error.is_incomplete_message() => {
+                        let mut again = Request::new(Either::Right(Empty::new()));
+                        *again.method_mut() = method.clone();
+                        *again.uri_mut() = uri.clone();
+                        *again.version_mut() = *version;
+                        *again.headers_mut() = headers.clone();
+                        req = again;
+                        fresh_only = true;
+                    }
+                    _ => return Err(UpstreamError::Http(error)),
+                }
+            }
         }
     }
 }

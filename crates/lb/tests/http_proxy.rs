@@ -258,3 +258,71 @@ async fn reuses_keep_alive_connections_to_targets() {
     assert!((1..=WORKERS).contains(&opened), "{opened} connections for 10 requests");
     node.stop().await;
 }
+
+/// A target that answers the first request of each connection and closes the connection when a
+/// second one arrives, as a target whose keep-alive timeout fires just then does.
+async fn one_request_per_connection() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                let mut answered = false;
+                loop {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        continue;
+                    }
+                    if answered {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh").await.unwrap();
+                    answered = true;
+                    seen.clear();
+                }
+            });
+        }
+    });
+    (addr, dropped)
+}
+
+#[tokio::test]
+async fn replays_an_idempotent_request_the_target_closed_under_it_but_not_a_post() {
+    let (addr, dropped) = one_request_per_connection().await;
+    let port = free_port();
+    let cfg = config(
+        1,
+        vec![listener("l1", port, "HTTP", forward("web"))],
+        vec![],
+        vec![target_group("web", "HTTP")],
+        vec![target("web", addr, Some(HealthState::Healthy))],
+    );
+    let node = Running::start(cfg).await;
+    until_listening(port).await;
+    // One client connection: its requests run on one worker, which reuses its pooled connection.
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = http::Request::get("/").header("host", "x").body(http_body_util::Full::new(Bytes::new())).unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(&resp.into_body().collect().await.unwrap().to_bytes()[..], b"fresh");
+    }
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst) >= 1, "no request met a closing connection");
+    let req = http::Request::post("/").header("host", "x").body(http_body_util::Full::new(Bytes::from("x"))).unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 502, "a POST is never sent twice");
+    node.stop().await;
+}
