@@ -48,11 +48,13 @@ impl Pool {
         &self.shards[crate::workers::current() % SHARDS]
     }
 
-    fn take(&self) -> Option<Sender> {
+    /// The most recently used live connection, and how long it sat idle.
+    fn take(&self) -> Option<(Sender, Duration)> {
         let mut idle = self.shard().lock().unwrap_or_else(|e| e.into_inner());
         while let Some((sender, at)) = idle.pop() {
-            if at.elapsed() < POOL_IDLE && !sender.is_closed() {
-                return Some(sender);
+            let waited = at.elapsed();
+            if waited < POOL_IDLE && !sender.is_closed() {
+                return Some((sender, waited));
             }
         }
         None
@@ -108,6 +110,20 @@ fn idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
 }
 
+/// A request goes out again only on a connection idle at least this long: targets close kept-alive
+/// connections after an idle timeout (a second or more in practice), so one in steady use is not
+/// closing and its requests need no copy.
+const REPLAY_IDLE: Duration = Duration::from_millis(250);
+
+fn copy(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
+    let mut again = Request::new(Either::Right(Empty::new()));
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    again
+}
+
 /// Sends `req` to `target` on an idle connection or a new one. A pooled connection found closed
 /// before the request went out is replaced. One the target closed as the request went out
 /// (hyper's "connection closed before message completed": the target timed out the idle
@@ -118,37 +134,32 @@ pub async fn send(
     req: Request<Incoming>,
 ) -> Result<(Response<Incoming>, Sender), UpstreamError> {
     let (parts, body) = req.into_parts();
-    let replay = (idempotent(&parts.method) && body.is_end_stream())
-        .then(|| (parts.method.clone(), parts.uri.clone(), parts.version, parts.headers.clone()));
-    let body = if replay.is_some() { Either::Right(Empty::new()) } else { Either::Left(body) };
+    let replayable = idempotent(&parts.method) && body.is_end_stream();
+    let body = if replayable { Either::Right(Empty::new()) } else { Either::Left(body) };
     let mut req = Request::from_parts(parts, body);
     let mut fresh_only = false;
     loop {
         let pooled = if fresh_only { None } else { target.slot.pool.take() };
-        let (mut sender, reused) = match pooled {
-            Some(s) => (s, true),
-            None => (connect(target).await?, false),
+        let (mut sender, idle) = match pooled {
+            Some((s, idle)) => (s, Some(idle)),
+            None => (connect(target).await?, None),
         };
-        if reused && sender.ready().await.is_err() {
+        if idle.is_some() && sender.ready().await.is_err() {
             continue;
         }
+        let replay = (replayable && idle.is_some_and(|d| d >= REPLAY_IDLE)).then(|| copy(&req));
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, sender)),
             Err(mut e) => {
                 if let Some(unsent) = e.take_message() {
-                    if reused {
+                    if idle.is_some() {
                         req = unsent;
                         continue;
                     }
                 }
                 let error = e.into_error();
-                match &replay {
-                    Some((method, uri, version, headers)) if reused && !fresh_only && error.is_incomplete_message() => {
-                        let mut again = Request::new(Either::Right(Empty::new()));
-                        *again.method_mut() = method.clone();
-                        *again.uri_mut() = uri.clone();
-                        *again.version_mut() = *version;
-                        *again.headers_mut() = headers.clone();
+                match replay {
+                    Some(again) if error.is_incomplete_message() => {
                         req = again;
                         fresh_only = true;
                     }

@@ -315,6 +315,8 @@ async fn replays_an_idempotent_request_the_target_closed_under_it_but_not_a_post
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     for _ in 0..3 {
+        // Idle long enough that the node keeps a copy to send again (REPLAY_IDLE).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let req = http::Request::get("/").header("host", "x").body(http_body_util::Full::new(Bytes::new())).unwrap();
         let resp = sender.send_request(req).await.unwrap();
         assert_eq!(resp.status().as_u16(), 200);
