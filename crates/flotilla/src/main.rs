@@ -3,6 +3,7 @@
 //! `flotilla up` runs both on one machine; `flotilla logs` prints a task's container output.
 
 mod agent_cmd;
+mod lb_cmd;
 mod listen;
 mod logs_cmd;
 mod server_cmd;
@@ -47,6 +48,8 @@ enum Command {
     Token(token_cmd::TokenArgs),
     /// Spot instances: send a host an interruption notice.
     Spot(spot_cmd::SpotArgs),
+    /// Run a load balancer node: serve the listeners of the ELBv2 load balancers assigned to it.
+    Lb(lb_cmd::LbArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Command::Logs(args) => logs_cmd::run(args).await,
             Command::Token(args) => token_cmd::run(args).await,
             Command::Spot(args) => spot_cmd::run(args).await,
+            Command::Lb(args) => lb_cmd::run(args).await,
         }
     })
 }

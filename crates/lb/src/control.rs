@@ -1,0 +1,208 @@
+//! The node's side of the control plane contract: join once with a token (`POST /v1/lb/join`)
+//! for a key pair kept in the data directory, then long-poll the configuration
+//! (`GET /v1/lb/config?after=REV&wait=S`, SigV4-signed as `ecs`) and send reports
+//! (`POST /v1/lb/report`). Behind the [`ControlPlane`] trait so a node can also be fed in-process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, bail, Context as _};
+use flotilla_endpoints::elb::{NodeConfig, NodeReport};
+use flotilla_sigv4::{sign, Credentials, SigningParams};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde::{Deserialize, Serialize};
+
+/// Where a node keeps its id and key pair, under its data directory.
+pub const CREDENTIALS_FILE: &str = "lb-credentials.json";
+/// The node's id alone, kept beside the key pair: a node that lost its key pair (or had it
+/// revoked) joins again under the same id.
+pub const NODE_ID_FILE: &str = "lb-node-id";
+pub const JOIN_PATH: &str = "/v1/lb/join";
+pub const CONFIG_PATH: &str = "/v1/lb/config";
+pub const REPORT_PATH: &str = "/v1/lb/report";
+/// How long one configuration poll waits on the server for a change.
+pub const LONG_POLL_SECONDS: u64 = 20;
+
+/// Where a node gets its configuration and sends what it observes.
+#[async_trait::async_trait]
+pub trait ControlPlane: Send + Sync {
+    /// A configuration newer than revision `after`, or `None` when none came within the
+    /// control plane's wait (the node asks again).
+    async fn fetch(&self, after: i64) -> anyhow::Result<Option<NodeConfig>>;
+    /// Sends the node's health judgements and draining connection counts.
+    async fn report(&self, report: NodeReport) -> anyhow::Result<()>;
+}
+
+/// The node's identity as the control plane knows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCredentials {
+    pub node_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("node_id", &self.node_id)
+            .field("access_key_id", &self.access_key_id)
+            .finish()
+    }
+}
+
+impl NodeCredentials {
+    /// The saved credentials of a node that joined before, if any.
+    pub fn load(dir: &Path) -> Option<NodeCredentials> {
+        serde_json::from_slice(&std::fs::read(dir.join(CREDENTIALS_FILE)).ok()?).ok()
+    }
+
+    /// Keeps the credentials in `dir` (mode 0600), atomically.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!("{CREDENTIALS_FILE}.tmp"));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(tmp, dir.join(CREDENTIALS_FILE))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinRequest<'a> {
+    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<&'a str>,
+    advertise_address: &'a str,
+}
+
+/// The HTTP control plane of a `flotilla server`.
+pub struct HttpControlPlane {
+    server: String,
+    region: String,
+    credentials: NodeCredentials,
+    http: reqwest::Client,
+}
+
+impl HttpControlPlane {
+    pub fn new(server: &str, region: &str, credentials: NodeCredentials) -> anyhow::Result<HttpControlPlane> {
+        // No overall timeout: each call sets its own (the long poll waits on purpose).
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+        Ok(HttpControlPlane {
+            server: server.trim_end_matches('/').to_string(),
+            region: region.to_string(),
+            credentials,
+            http,
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.credentials.node_id
+    }
+
+    /// The node's control plane: with the key pair saved in `data_dir` by an earlier join, else
+    /// by joining with `token` (and saving what it earns).
+    pub async fn enroll(
+        server: &str,
+        region: &str,
+        data_dir: &Path,
+        token: Option<&str>,
+        advertise_address: &str,
+    ) -> anyhow::Result<HttpControlPlane> {
+        if let Some(saved) = NodeCredentials::load(data_dir) {
+            return HttpControlPlane::new(server, region, saved);
+        }
+        let Some(token) = token else {
+            bail!("no saved credentials in {} and no join token (--token or FLOTILLA_LB_TOKEN)", data_dir.display());
+        };
+        let plane = HttpControlPlane::new(
+            server,
+            region,
+            NodeCredentials { node_id: String::new(), access_key_id: String::new(), secret_access_key: String::new() },
+        )?;
+        let previous = std::fs::read_to_string(data_dir.join(NODE_ID_FILE)).ok();
+        let previous = previous.as_deref().map(str::trim).filter(|id| !id.is_empty());
+        let resp = plane
+            .http
+            .post(format!("{}{JOIN_PATH}", plane.server))
+            .timeout(Duration::from_secs(30))
+            .json(&JoinRequest { token, node_id: previous, advertise_address })
+            .send()
+            .await
+            .with_context(|| format!("joining at {}", plane.server))?;
+        let status = resp.status();
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("join refused ({status}): {}", String::from_utf8_lossy(&body));
+        }
+        let creds: NodeCredentials = serde_json::from_slice(&body).context("the join answer does not decode")?;
+        creds.save(data_dir).with_context(|| format!("saving the node's credentials in {}", data_dir.display()))?;
+        std::fs::write(data_dir.join(NODE_ID_FILE), &creds.node_id)
+            .with_context(|| format!("saving the node's id in {}", data_dir.display()))?;
+        HttpControlPlane::new(server, region, creds)
+    }
+
+    fn signed(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
+        let url = format!("{}{path_and_query}", self.server);
+        let uri: Uri = url.parse().map_err(|e| anyhow!("bad server URL {url}: {e}"))?;
+        let mut headers = HeaderMap::new();
+        if !body.is_empty() {
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        let creds =
+            Credentials::new(self.credentials.access_key_id.clone(), self.credentials.secret_access_key.clone());
+        let params =
+            SigningParams { credentials: &creds, region: &self.region, service: "ecs", time: SystemTime::now() };
+        sign(&method, &uri, &mut headers, &body, &params).map_err(|e| anyhow!("signing: {e}"))?;
+        Ok(self.http.request(method, url).headers(headers).body(body).timeout(timeout))
+    }
+}
+
+#[async_trait::async_trait]
+impl ControlPlane for HttpControlPlane {
+    async fn fetch(&self, after: i64) -> anyhow::Result<Option<NodeConfig>> {
+        let path = format!("{CONFIG_PATH}?after={after}&wait={LONG_POLL_SECONDS}");
+        let req = self.signed(Method::GET, &path, Vec::new(), Duration::from_secs(LONG_POLL_SECONDS + 15))?;
+        let resp = req.send().await.context("fetching the configuration")?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            bail!("configuration refused ({status}): {}", String::from_utf8_lossy(&body));
+        }
+        let config: NodeConfig = serde_json::from_slice(&body).context("the configuration does not decode")?;
+        Ok((config.revision > after).then_some(config))
+    }
+
+    async fn report(&self, report: NodeReport) -> anyhow::Result<()> {
+        let body = serde_json::to_vec(&report)?;
+        let resp = self.signed(Method::POST, REPORT_PATH, body, Duration::from_secs(10))?.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            bail!("report refused ({status}): {}", String::from_utf8_lossy(&resp.bytes().await.unwrap_or_default()));
+        }
+        Ok(())
+    }
+}
+
+/// The default data directory of a node.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from(".flotilla-lb")
+}
