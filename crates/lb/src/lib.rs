@@ -100,7 +100,7 @@ pub async fn run_node(
                 }
                 let Some(config) = config_rx.borrow_and_update().clone() else { continue };
                 let table = node.apply(&config);
-                tracing::info!(revision = config.revision, listeners = table.listeners.len(), "configuration applied");
+                tracing::info!(revision = table.revision, listeners = table.listeners.len(), "configuration applied");
                 listeners.reconcile(&table.ports());
                 checks.reconcile(&table.checks, &node.health_changed);
                 // Targets may have come or gone: the control plane hears of it now.

@@ -34,7 +34,7 @@ impl Node {
     }
 
     /// Compiles `config` and swaps it in; requests in flight keep the table they started with.
-    pub fn apply(&self, config: &NodeConfig) -> Arc<Table> {
+    pub(crate) fn apply(&self, config: &NodeConfig) -> Arc<Table> {
         let table = Arc::new(compile(config, &self.slots, &self.metrics));
         self.table.store(table.clone());
         self.applied.send_replace(config.revision);

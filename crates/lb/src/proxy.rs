@@ -270,7 +270,7 @@ async fn forward(
     let (mut resp, connection) = match sent {
         Err(_) => return error_page(StatusCode::GATEWAY_TIMEOUT),
         Ok(Err(e)) => {
-            tracing::debug!(target_addr = %target.addr, error = %e, "target failed");
+            tracing::debug!(group = %group.id, target_addr = %target.addr, error = %e, "target failed");
             return error_page(StatusCode::BAD_GATEWAY);
         }
         Ok(Ok(answer)) => answer,

@@ -28,7 +28,6 @@ pub enum Protocol {
 #[derive(Debug)]
 pub struct Group {
     pub id: String,
-    pub arn: String,
     pub chooser: Chooser,
     pub metrics: GroupMetrics,
 }
@@ -49,7 +48,6 @@ pub struct Rule {
 pub struct ListenerRoute {
     pub port: u16,
     pub protocol: Protocol,
-    pub load_balancer: String,
     pub rules: Vec<Rule>,
     /// How long a target may stay silent before the client gets a 504.
     pub idle_timeout: Duration,
@@ -139,12 +137,8 @@ pub fn compile(config: &NodeConfig, slots: &SlotBook, metrics: &Metrics) -> Tabl
                 t.slot.set_state(HealthState::Healthy, None, None);
             }
         }
-        let group = Group {
-            id: tg.id.clone(),
-            arn: tg.arn.clone(),
-            chooser: Chooser::new(algorithm, targets),
-            metrics: metrics.group(&tg.name),
-        };
+        let group =
+            Group { id: tg.id.clone(), chooser: Chooser::new(algorithm, targets), metrics: metrics.group(&tg.name) };
         groups.insert(tg.arn.as_str(), Arc::new(group));
         group_targets.insert(tg.id.as_str(), members);
     }
@@ -192,7 +186,6 @@ pub fn compile(config: &NodeConfig, slots: &SlotBook, metrics: &Metrics) -> Tabl
             Arc::new(ListenerRoute {
                 port: l.port,
                 protocol,
-                load_balancer: lb_name.clone(),
                 rules: compiled,
                 idle_timeout,
                 metrics: metrics.listener(&lb_name, l.port),
