@@ -131,8 +131,8 @@ def stack(tmp_path_factory):
 
 
 def target_group(s, name: str, protocol: str = "HTTP", target_type: str = "instance", **extra) -> str:
-    args = {"Name": name, "Protocol": protocol, "Port": 80, "VpcId": "vpc-flotilla", "TargetType": target_type}
-    args.update(HEALTH if protocol == "HTTP" else {"HealthCheckIntervalSeconds": 5})
+    args = {"Name": name, "Protocol": protocol, "Port": 80, "TargetType": target_type}
+    args.update(HEALTH if protocol == "HTTP" else {"HealthCheckIntervalSeconds": 5, "HealthCheckTimeoutSeconds": 2})
     args.update(extra)
     arn = s.elb.create_target_group(**args)["TargetGroups"][0]["TargetGroupArn"]
     s.elb.modify_target_group_attributes(
@@ -159,11 +159,12 @@ def definition(s, family: str, body: str, mode: str = "bridge") -> str:
         "name": "app",
         "image": WORKLOAD_IMAGE,
         "memory": 32,
+        "cpu": 64,
         "essential": True,
         "command": ["serve", "8080", "--body", body],
         "portMappings": [port],
     }
-    return s.ecs.register_task_definition(family=family, networkMode=mode, containerDefinitions=[c], cpu="64")[
+    return s.ecs.register_task_definition(family=family, networkMode=mode, containerDefinitions=[c])[
         "taskDefinition"
     ]["taskDefinitionArn"]
 
@@ -357,15 +358,19 @@ def test_a_target_that_fails_its_health_check_is_replaced(stack):
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
     )
     name = f"sick-{uid}"
-    service(s, name, definition(s, name, "sick"), tg, 1)
+    # The grace period keeps the task (and its unhealthy target) in place long enough to look at.
+    service(s, name, definition(s, name, "sick"), tg, 1, healthCheckGracePeriodSeconds=20)
 
     def unhealthy():
         d = s.elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
-        return d if d and d[0]["TargetHealth"]["State"] == "unhealthy" else None
+        sick = [x for x in d if x["TargetHealth"]["State"] == "unhealthy"]
+        return sick or None
 
-    (desc,) = poll(unhealthy, TASK_TIMEOUT * 2, "an unhealthy target", s.diagnostics)
+    (desc, *_) = poll(unhealthy, TASK_TIMEOUT * 2, "an unhealthy target", s.diagnostics)
     assert desc["TargetHealth"]["Reason"] == "Target.ResponseCodeMismatch", desc
     assert desc["TargetHealth"]["Description"] == "Health checks failed with these codes: [200]", desc
+    # Within the grace period the task stays.
+    assert s.ecs.list_tasks(cluster=s.cluster, serviceName=name, desiredStatus="STOPPED")["taskArns"] == []
     said = poll(
         lambda: (lambda e: e if any("is unhealthy in (target-group" in m for m in e) else None)(events(s, name)),
         60, "the unhealthy event", s.diagnostics,
