@@ -39,6 +39,13 @@ pub fn push_event(svc: &mut Service, message: &str, now: Timestamp) {
     if recent.into_iter().any(|e| e.message.as_deref() == Some(message)) {
         return;
     }
+    push_event_always(svc, message, now);
+}
+
+/// Adds an event, newest first, even if the same message was just said: for events that tell of
+/// separate happenings in the same words (each target registered, each task drained).
+pub fn push_event_always(svc: &mut Service, message: &str, now: Timestamp) {
+    let list = svc.events.get_or_insert_with(Vec::new);
     list.insert(
         0,
         ServiceEvent {

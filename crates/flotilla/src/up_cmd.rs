@@ -131,13 +131,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ec2_instance_id: None,
         container_stop_timeout: 30,
         metadata_listen: Default::default(),
-        dns_server: None,
+        // Containers resolve Cloud Map names through the agent's forwarder to this DNS server.
+        dns_server: Some(args.dns_listen),
         host_address: None,
     };
     let options = flotilla_agent::run::AgentOptions {
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
         host_ip: Some(args.host_ip.clone()),
+        dns_server: Some(args.dns_listen),
         join_token,
         ..Default::default()
     };
@@ -164,6 +166,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
     };
 
+    // A load balancer node in this process, joined with a token like any other node; its
+    // listeners open on the address host ports are published on.
+    let lb = if ca.is_some() {
+        Err("over TLS, run `flotilla lb --server URL --token ...` beside it".to_string())
+    } else {
+        let lb_dir = data_dir.join("lb");
+        let token = match lb_dir.join(flotilla_lb::control::CREDENTIALS_FILE).exists() {
+            true => Ok(None),
+            false => mint(flotilla_api::identity::tokens::LOAD_BALANCER_NODES).await,
+        };
+        start_lb_node(&endpoint, &args, &lb_dir, token, stopped(stop_rx.clone())).await
+    };
+
     if source == CredentialSource::Generated {
         eprintln!(
             "Generated a root key pair and saved it in {} (mode 0600).",
@@ -184,6 +199,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         flotilla_images::WORKLOAD_IMAGE,
         flotilla_images::PAUSE_IMAGE
     );
+    match &lb {
+        Ok(()) => eprintln!(
+            "Load balancers created with `aws elbv2` are served here: listeners open on {}, and \
+             NAME-ID.{}.elb.localhost names resolve to this host in curl and browsers.",
+            args.host_ip, args.region
+        ),
+        Err(why) => eprintln!("No load balancer node in this process: {why}"),
+    }
     match &fargate {
         Some(Ok(zone)) => eprintln!(
             "This host serves the Fargate pool too: FARGATE tasks run here in gVisor sandboxes (runsc), in zone {zone}."
@@ -279,4 +302,29 @@ async fn start_fargate_agent(
         }
     });
     Some(Ok(zone))
+}
+
+/// Joins and runs the in-process load balancer node (`flotilla lb`'s work) until `stop`.
+async fn start_lb_node(
+    endpoint: &str,
+    args: &UpArgs,
+    dir: &std::path::Path,
+    token: anyhow::Result<Option<String>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let token = token.map_err(|e| format!("the control plane would not mint a node token ({e:#})"))?;
+    let bind: std::net::IpAddr =
+        args.host_ip.parse().map_err(|_| format!("--host-ip {} is not an address", args.host_ip))?;
+    let advertise = if bind.is_unspecified() { "127.0.0.1".to_string() } else { bind.to_string() };
+    let control = flotilla_lb::HttpControlPlane::enroll(endpoint, &args.region, dir, token.as_deref(), &advertise)
+        .await
+        .map_err(|e| format!("the node could not join ({e:#})"))?;
+    let mut settings = flotilla_lb::NodeSettings::new(control.node_id());
+    settings.bind = bind;
+    tokio::spawn(async move {
+        if let Err(e) = flotilla_lb::run(settings, std::sync::Arc::new(control), stop).await {
+            tracing::warn!(error = %format!("{e:#}"), "load balancer node stopped");
+        }
+    });
+    Ok(())
 }

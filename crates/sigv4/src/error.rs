@@ -71,7 +71,7 @@ pub enum AuthError {
 
 fn skew_text(max_skew: Duration) -> String {
     let secs = max_skew.as_secs();
-    if secs % 60 == 0 {
+    if secs.is_multiple_of(60) {
         format!("{} min.", secs / 60)
     } else {
         format!("{secs} sec.")

@@ -419,21 +419,21 @@ async fn tell(ctx: &Ctx, key: &str, notes: &Notes) -> ApiResult<()> {
         let name = svc.service_name.clone().unwrap_or_default();
         let now = ctx.now();
         for (tg, n) in &notes.registered {
-            crate::service_status::push_event(
+            crate::service_status::push_event_always(
                 &mut svc,
                 &format!("(service {name}) registered {n} targets in (target-group {tg})"),
                 now,
             );
         }
         for (tg, n) in &notes.deregistered {
-            crate::service_status::push_event(
+            crate::service_status::push_event_always(
                 &mut svc,
                 &format!("(service {name}) deregistered {n} targets in (target-group {tg})"),
                 now,
             );
         }
         if notes.draining_tasks > 0 {
-            crate::service_status::push_event(
+            crate::service_status::push_event_always(
                 &mut svc,
                 &format!("(service {name}) has begun draining connections on {} tasks.", notes.draining_tasks),
                 now,
