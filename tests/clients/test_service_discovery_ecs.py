@@ -276,6 +276,10 @@ def test_an_awsvpc_service_is_registered_as_a_records(stack, vpc):
     assert all(i["HealthStatus"] == "HEALTHY" and i["NamespaceName"] == s.namespace for i in cli.values()), cli
     assert {i["Attributes"]["AWS_INSTANCE_IPV4"] for i in cli.values()} == ips
 
+    res = s.aws("servicediscovery", "list-instances", "--service-id", arn.rsplit("/", 1)[1])
+    assert res.ok, res.error
+    assert {i["Id"]: i["Attributes"] for i in res.data["Instances"]} == found
+
     rcode, answer = dns(s.dns_port, f"{name}.{s.namespace}")
     assert rcode == 0 and sorted(answer) == sorted(ips), (rcode, answer, ips)
     assert dns(s.dns_port, f"nobody.{s.namespace}")[0] == 3  # NXDOMAIN inside the namespace
