@@ -214,6 +214,12 @@ def running(s, service: str, n: int) -> list[dict]:
     )
 
 
+def a_records(s, service: str) -> tuple[int, list[str]]:
+    """The response code and sorted addresses the server's DNS answers for `service`."""
+    rcode, answer = dns(s.dns_port, f"{service}.{s.namespace}")
+    return rcode, sorted(answer)
+
+
 def discovered(s, service: str) -> dict[str, dict]:
     """DiscoverInstances (boto3): instance id -> attributes."""
     out = s.data.discover_instances(NamespaceName=s.namespace, ServiceName=service, MaxResults=100)
@@ -280,8 +286,8 @@ def test_an_awsvpc_service_is_registered_as_a_records(stack, vpc):
     assert res.ok, res.error
     assert {i["Id"]: i["Attributes"] for i in res.data["Instances"]} == found
 
-    rcode, answer = dns(s.dns_port, f"{name}.{s.namespace}")
-    assert rcode == 0 and sorted(answer) == sorted(ips), (rcode, answer, ips)
+    # The DNS server follows the store's watch: it may trail the API by a moment.
+    poll(lambda: a_records(s, name) == (0, sorted(ips)), 10, "the two addresses in DNS")
     assert dns(s.dns_port, f"nobody.{s.namespace}")[0] == 3  # NXDOMAIN inside the namespace
 
 
@@ -304,6 +310,7 @@ def test_a_bridge_service_is_registered_as_srv_records_with_host_ports(stack):
     assert {k: v["AWS_INSTANCE_PORT"] for k, v in found.items()} == ports, found
     assert all(v["AWS_INSTANCE_IPV4"] == "127.0.0.1" for v in found.values()), found  # the agent's --host-ip
 
+    poll(lambda: len(dns(s.dns_port, f"{name}.{s.namespace}", SRV)[1]) == 2, 10, "two SRV records")
     rcode, answer = dns(s.dns_port, f"{name}.{s.namespace}", SRV)
     assert rcode == 0, rcode
     assert sorted(str(p) for p, _ in answer) == sorted(ports.values()), (answer, ports)
@@ -426,7 +433,7 @@ def test_a_client_task_resolves_the_service_through_a_rolling_deployment(stack, 
 
     final = running(s, name, 2)
     final_ips = sorted(ip_of(t) for t in final)
-    assert sorted(dns(s.dns_port, f"{name}.{s.namespace}")[1]) == final_ips
+    assert a_records(s, name) == (0, final_ips)
     assert set(discovered(s, name)) == {task_id(t) for t in final}
     assert client_resolves(s, name) == final_ips
 
@@ -456,6 +463,8 @@ def test_a_killed_task_leaves_dns_and_is_replaced(stack, vpc):
     stopped = describe(s, victim)
     assert stopped["stopCode"] == "EssentialContainerExited", stopped
     late = [v for v in w.violations if v[1] == task_id(victim)[-8:]]
+    at = {k: stopped[k].timestamp() for k in ("stoppingAt", "executionStoppedAt", "stoppedAt") if k in stopped}
+    print("killed task: " + ", ".join(f"{k} {v - at['stoppedAt']:+.3f}s" for k, v in at.items()))
     print(f"answers naming the killed task after it was STOPPED: {late}")
     assert [v for v in w.violations if v[1] != task_id(victim)[-8:]] == [], w.violations[:8]
     # Once gone from the answers, the killed task's address stays gone unless a new task holds it.
@@ -467,7 +476,7 @@ def test_a_killed_task_leaves_dns_and_is_replaced(stack, vpc):
 
     final = running(s, name, 2)
     final_ips = sorted(ip_of(t) for t in final)
-    assert sorted(dns(s.dns_port, f"{name}.{s.namespace}")[1]) == final_ips
+    assert a_records(s, name) == (0, final_ips)
     assert set(discovered(s, name)) == {task_id(t) for t in final}
     assert set(listed(s, vpc[1])) == {task_id(t) for t in final}
     assert client_resolves(s, name) == final_ips
