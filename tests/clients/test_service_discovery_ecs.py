@@ -207,7 +207,9 @@ def task_id(task: dict) -> str:
 
 def running(s, service: str, n: int) -> list[dict]:
     return poll(
-        lambda: (lambda t: t if len(t) == n else None)([t for t in tasks(s, service) if t["lastStatus"] == "RUNNING" and t["desiredStatus"] == "RUNNING"]),
+        lambda: (lambda t: t if len(t) == n else None)(
+            [t for t in tasks(s, service) if t["lastStatus"] == "RUNNING" and t["desiredStatus"] == "RUNNING"]
+        ),
         TASK_TIMEOUT,
         f"{n} RUNNING tasks of {service}",
         s.diagnostics,
@@ -480,6 +482,81 @@ def test_a_killed_task_leaves_dns_and_is_replaced(stack, vpc):
     assert set(discovered(s, name)) == {task_id(t) for t in final}
     assert set(listed(s, vpc[1])) == {task_id(t) for t in final}
     assert client_resolves(s, name) == final_ips
+
+
+def test_cloud_map_health_follows_the_container_health_check(stack):
+    """A task registers as soon as it is RUNNING, UNHEALTHY until its health check passes, and
+    DNS leaves it out while another instance is healthy; a task whose check starts failing is
+    left out too, and replaced."""
+    s, name = stack, f"hc-{uuid.uuid4().hex[:6]}"
+    arn = registry(s, name, "A")
+    td = s.ecs.register_task_definition(
+        family=name,
+        networkMode="awsvpc",
+        containerDefinitions=[{
+            "name": "app", "image": WORKLOAD_IMAGE, "memory": 32, "cpu": 64, "essential": True,
+            # Healthy while /tmp/healthy exists; `fail-health --after 0` run beside it removes it.
+            "command": ["fail-health", "--after", "3600"],
+            "healthCheck": {"command": ["CMD", "/flotilla-workload", "healthcheck", "/tmp/healthy"],
+                            "interval": 5, "timeout": 2, "retries": 1, "startPeriod": 0},
+        }],
+    )["taskDefinition"]["taskDefinitionArn"]
+    s.ecs.create_service(
+        cluster=s.cluster, serviceName=name, taskDefinition=td, desiredCount=2,
+        networkConfiguration={"awsvpcConfiguration": {"subnets": s.subnets}},
+        serviceRegistries=[{"registryArn": arn}],
+    )
+    sid = arn.rsplit("/", 1)[1]
+
+    def health() -> dict[str, str]:
+        return s.sd.get_instances_health_status(ServiceId=sid)["Status"]
+
+    # Registered while RUNNING but not yet healthy: UNHEALTHY in Cloud Map.
+    early = poll(lambda: (lambda h: h if h else None)(health()), TASK_TIMEOUT, "instances registered", s.diagnostics)
+    assert "UNHEALTHY" in early.values(), early
+    first = running(s, name, 2)
+    both = sorted(ip_of(t) for t in first)
+    poll(lambda: set(health().values()) == {"HEALTHY"} and len(health()) == 2, 60, "both HEALTHY", s.diagnostics)
+    poll(lambda: a_records(s, name) == (0, both), 10, "both addresses in DNS")
+
+    victim, other = first
+    (cid,) = docker("ps", "-q", "--filter", f"label={TASK_LABEL}={victim['taskArn']}",
+                    "--filter", "label=com.flotilla.container-name=app").split()
+    docker("exec", "-d", cid, "/flotilla-workload", "fail-health", "--after", "0")
+    w, seen = Watch(s, name), {"victim unhealthy": False, "newcomer unhealthy": False}
+
+    def settled(answer, running_ips, found):
+        # Health before and after a fresh DNS query: a victim only goes HEALTHY -> UNHEALTHY ->
+        # deregistered, a newcomer only UNHEALTHY -> HEALTHY, so a state seen on both sides held
+        # while DNS answered. The DNS server follows the store a moment behind: one retry.
+        before = health()
+        for attempt in range(2):
+            ans = set(a_records(s, name)[1])
+            after = health()
+            sick = {i for i in before if before[i] == after.get(i) == "UNHEALTHY"}
+            wrong = [i for i in sick if i in w.seen and ip_of(w.seen[i]) in ans] if other_healthy(after) else []
+            if not wrong:
+                break
+            time.sleep(0.2)
+        assert not wrong, ("an UNHEALTHY instance answered beside a healthy one", ans, after)
+        seen["victim unhealthy"] |= task_id(victim) in sick
+        newcomers = [i for i in after if i not in (task_id(victim), task_id(other))]
+        seen["newcomer unhealthy"] |= any(i in sick for i in newcomers)
+        return (newcomers and after.get(newcomers[0]) == "HEALTHY" and len(ans) == 2
+                and ans == running_ips and ip_of(other) in ans)
+
+    def other_healthy(h: dict[str, str]) -> bool:
+        return h.get(task_id(other)) == "HEALTHY"
+
+    w.until(settled, TASK_TIMEOUT, "the sick task replaced by a healthy one")
+    w.report()
+    print(f"health transitions observed: {seen}")
+    assert seen["newcomer unhealthy"], seen
+    assert w.violations == [], w.violations[:8]
+    stopped = describe(s, victim)
+    assert stopped["desiredStatus"] == "STOPPED", stopped
+    assert task_id(victim) not in health()
+    s.ecs.update_service(cluster=s.cluster, service=name, desiredCount=0)
 
 
 def describe(s, task: dict) -> dict:
