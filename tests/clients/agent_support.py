@@ -106,9 +106,17 @@ class AgentProcess:
     Fargate pool, its metadata endpoint on a port of its own), with its own data directory."""
 
     def __init__(
-        self, server_env: dict[str, str], cluster: str, data_dir: Path, log_path: Path, fargate: bool = False
+        self,
+        server_env: dict[str, str],
+        cluster: str,
+        data_dir: Path,
+        log_path: Path,
+        fargate: bool = False,
+        dns_server: str | None = None,
     ):
         self.server_env = dict(server_env)
+        # The control plane's DNS (`flotilla server --dns-listen`), passed as `--dns-server`.
+        self.dns_server = dns_server
         self.cluster = cluster
         self.fargate = fargate
         self.data_dir = Path(data_dir)
@@ -153,6 +161,7 @@ class AgentProcess:
                     "127.0.0.1",
                     "--token",
                     token,
+                    *(["--dns-server", self.dns_server] if self.dns_server else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
