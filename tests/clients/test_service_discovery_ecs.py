@@ -441,11 +441,10 @@ def test_a_client_task_resolves_the_service_through_a_rolling_deployment(stack, 
 
 
 def test_a_killed_task_leaves_dns_and_is_replaced(stack, vpc):
-    """A task whose essential container dies stops on its own: the agent reports it STOPPED and
-    only then does the registrar deregister it, so for a few tens of milliseconds DescribeTasks
-    says STOPPED while its address is still answered (found by this test, see the report printed).
-    What is asserted: the address goes, never comes back for that task, and the answers end equal
-    to the replacement's and the survivor's addresses."""
+    """A task whose essential container dies stops on its own: its Cloud Map instance goes in the
+    same write that records it STOPPED, so no answer names it once DescribeTasks shows it
+    stopped; the address never comes back for that task, and the answers end equal to the
+    replacement's and the survivor's addresses."""
     s, (name, _) = stack, vpc
     w = Watch(s, name)
     w.once()
@@ -467,8 +466,8 @@ def test_a_killed_task_leaves_dns_and_is_replaced(stack, vpc):
     late = [v for v in w.violations if v[1] == task_id(victim)[-8:]]
     at = {k: stopped[k].timestamp() for k in ("stoppingAt", "executionStoppedAt", "stoppedAt") if k in stopped}
     print("killed task: " + ", ".join(f"{k} {v - at['stoppedAt']:+.3f}s" for k, v in at.items()))
-    print(f"answers naming the killed task after it was STOPPED: {late}")
-    assert [v for v in w.violations if v[1] != task_id(victim)[-8:]] == [], w.violations[:8]
+    assert late == [], f"answers named the killed task after it was STOPPED: {late}"
+    assert w.violations == [], w.violations[:8]
     # Once gone from the answers, the killed task's address stays gone unless a new task holds it.
     into, out = w.presence(ip_of(victim), 0.0)
     assert out is not None, "the killed task's address never left the DNS answer"

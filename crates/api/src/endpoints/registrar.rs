@@ -446,3 +446,29 @@ async fn tell(ctx: &Ctx, key: &str, notes: &Notes) -> ApiResult<()> {
     }
     Ok(())
 }
+
+/// For a task that stopped on its own (its essential container exited), in the transaction that
+/// records it STOPPED: its Cloud Map instances go with it, so DNS never answers a task that
+/// DescribeTasks already shows stopped. (A stop ECS orders deregisters first, before the agent
+/// is told.) Its targets are left to the registrar, which drains them.
+pub async fn deregister_instances_on_stop(ctx: &Ctx, rec: &mut TaskRecord, mut txn: Txn) -> ApiResult<Txn> {
+    if rec.task.last_status.as_deref() != Some("STOPPED") {
+        return Ok(txn);
+    }
+    let Some(hidden) = rec.hidden.as_mut() else { return Ok(txn) };
+    let mut kept = Vec::new();
+    for r in std::mem::take(&mut hidden.endpoints) {
+        match &r {
+            Registered::Instance { service_id, instance_id } => {
+                let skey = ekeys::service(service_id);
+                if let Some((service, srev)) = get::<cloudmap::Service>(ctx, &skey).await? {
+                    txn = txn.when(Compare::unchanged(&skey, srev)).then(Op::put(&skey, codec::encode(&service)));
+                }
+                txn = txn.then(Op::delete(ekeys::instance(service_id, instance_id)));
+            }
+            Registered::Target { .. } => kept.push(r),
+        }
+    }
+    hidden.endpoints = kept;
+    Ok(txn)
+}

@@ -227,7 +227,9 @@ async fn record_report(ctx: &Ctx, target: &SessionTarget, report: &TaskReport) -
         let mut rec = entry.value.record();
         let Some(task) = apply_report(&rec.task, report) else { return Ok(()) };
         rec.task = task;
-        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision)).then(Op::put(&key, encode(&rec)));
+        let txn = Txn::new().when(Compare::unchanged(&key, entry.revision));
+        let txn = crate::endpoints::registrar::deregister_instances_on_stop(ctx, &mut rec, txn).await?;
+        let txn = txn.then(Op::put(&key, encode(&rec)));
         if ctx.commit(txn).await?.is_some() {
             return Ok(());
         }

@@ -20,7 +20,9 @@ pub const CAPACITY_PROVIDER: &str = "capacityprovider/";
 /// Whether the cache skips `key`: identity records, read through the store, and the records of
 /// the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their own.
 pub fn uncached(key: &str) -> bool {
-    key.starts_with(IDENTITY) || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
+    key.starts_with(IDENTITY)
+        || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
+        || flotilla_endpoints::keys::ROOTS.iter().any(|r| key.starts_with(r))
 }
 
 pub fn cluster(name: &str) -> String {

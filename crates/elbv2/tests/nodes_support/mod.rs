@@ -218,7 +218,7 @@ impl Server {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        for _ in 0..400 {
+        for _ in 0..1200 {
             if f().await {
                 return;
             }
