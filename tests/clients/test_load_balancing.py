@@ -234,6 +234,7 @@ def test_an_alb_with_path_and_host_rules_in_front_of_two_bridge_services(stack):
     service(s, f"api-{uid}", definition(s, f"api-{uid}", "api"), api_tg, 1)
     web_targets = wait_healthy(s, web_tg, 2)
     wait_healthy(s, api_tg, 1)
+    s.elb.get_waiter("target_in_service").wait(TargetGroupArn=web_tg, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     # Dynamic host ports: two targets on the one instance, on two ports Docker chose.
     assert len({t["Target"]["Port"] for t in web_targets}) == 2, web_targets
     assert all(t["Target"]["Id"].startswith("i-") for t in web_targets), web_targets
