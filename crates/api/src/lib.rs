@@ -29,6 +29,7 @@ pub mod logs_api;
 pub mod metrics;
 pub mod pagination;
 pub mod protocol;
+pub mod query_reply;
 pub mod reaper;
 pub mod server;
 pub mod service_status;

@@ -12,7 +12,6 @@ mod autoscaling;
 mod ec2;
 mod paging;
 mod records;
-mod reply;
 mod time;
 
 use std::sync::Arc;

@@ -22,7 +22,6 @@ mod listeners;
 mod load_balancer_settings;
 mod load_balancers;
 mod paging;
-mod reply;
 mod routing;
 mod rules;
 mod shapes;
@@ -152,7 +151,7 @@ async fn dispatch(ctx: &Ctx, action: &str, p: &Params) -> Result<Xml> {
         "DescribeTags" => tags::describe(ctx, p).await,
         "DescribeAccountLimits" => limits::describe_account_limits(p),
         "DescribeSSLPolicies" => limits::describe_ssl_policies(p),
-        other => Err(reply::invalid_action(other)),
+        other => Err(flotilla_api::query_reply::invalid_action(other)),
     }
 }
 
@@ -199,7 +198,7 @@ impl Extension for ElbApi {
                 Ok(()) => dispatch(r.ctx, &action, &p).await,
                 Err(e) => Err(e),
             };
-            reply::respond(&action, operation, r.request_id, result)
+            flotilla_api::query_reply::respond(DIALECT, &action, operation, r.request_id, result)
         })
     }
 
@@ -219,7 +218,7 @@ impl Extension for ElbApi {
     }
 
     fn error(&self, _signing_name: &'static str, request_id: &str, error: &ApiError) -> Response<Body> {
-        reply::server_error(request_id, error)
+        flotilla_api::query_reply::server_error(DIALECT, request_id, error)
     }
 }
 

@@ -15,8 +15,8 @@ use flotilla_api::{ApiError, Ctx, Extension, ExtensionRequest, ExtensionResponse
 use flotilla_query::{Dialect, Params, Xml};
 use futures::future::BoxFuture;
 
-use super::reply::{invalid_action, respond, server_error};
 use super::Result;
+use flotilla_api::query_reply::{invalid_action, respond, server_error};
 
 pub const VERSION: &str = "2011-01-01";
 pub const DIALECT: Dialect = Dialect::Query { xmlns: "http://autoscaling.amazonaws.com/doc/2011-01-01/" };

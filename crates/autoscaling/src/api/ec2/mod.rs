@@ -15,8 +15,8 @@ use flotilla_api::{ApiError, Ctx, Extension, ExtensionRequest, ExtensionResponse
 use flotilla_query::{Dialect, Params, QueryError, Xml};
 use futures::future::BoxFuture;
 
-use super::reply::{invalid_action, respond, server_error};
 use super::Result;
+use flotilla_api::query_reply::{invalid_action, respond, server_error};
 
 pub const VERSION: &str = "2016-11-15";
 

@@ -1,13 +1,16 @@
-//! What both services share between a handler's result and the HTTP answer: the dialect's
-//! envelope or error document, the operation label for metrics, and errors the server raised
-//! before the handler (signatures, authorization) restated in the service's own codes.
+//! What the query-protocol extensions (EC2, Auto Scaling, ELBv2) share between a handler's result
+//! and the HTTP answer: the dialect's envelope or error document, the operation label for
+//! metrics, and errors the server raised before the handler (signatures, authorization) restated
+//! in the service's own codes.
 
 use axum::body::Body;
 use axum::http::Response;
-use flotilla_api::{ApiError, ExtensionResponse};
 use flotilla_query::{Dialect, QueryError, Xml};
 
-use super::Result;
+use crate::error::ApiError;
+use crate::extensions::ExtensionResponse;
+
+type Result<T> = std::result::Result<T, QueryError>;
 
 /// The answer to one request: the result (written inside the envelope) or its error.
 pub fn respond(
