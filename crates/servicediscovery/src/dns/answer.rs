@@ -1,8 +1,11 @@
 //! Answering one query from a [`Table`]: Route 53's choice of records for a Cloud Map service
 //! (up to eight healthy instances, a random subset if more, the unhealthy ones when none is
 //! healthy; one random instance for WEIGHTED), SRV targets with their addresses in the additional
-//! section, NXDOMAIN/NODATA with the namespace's SOA, and the size rules of UDP (512 bytes, or the
+//! section, a load balancer's name with every node's address (A or AAAA), NXDOMAIN/NODATA with
+//! the zone's SOA, and the size rules of UDP (512 bytes, or the
 //! client's EDNS0 size, else TC so the client retries over TCP).
+
+use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
@@ -10,6 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use super::elb;
 use super::table::{key_of, Endpoint, Lookup, Node, RecordTypeKey, ServiceNode, Table};
 use flotilla_endpoints::cloudmap::RoutingPolicy;
 
@@ -75,6 +79,20 @@ fn address_records(
     out
 }
 
+/// A load balancer name's records: one per node address of the asked type.
+fn node_records(name: &Name, nodes: &[IpAddr], want: RecordType) -> Vec<Record> {
+    let any = want == RecordType::ANY;
+    nodes
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) if any || want == RecordType::A => Some(RData::A(A(*v4))),
+            IpAddr::V6(v6) if any || want == RecordType::AAAA => Some(RData::AAAA(AAAA(*v6))),
+            _ => None,
+        })
+        .map(|data| Record::from_rdata(name.clone(), elb::TTL, data))
+        .collect()
+}
+
 fn service_answer(m: &mut Message, qname: &Name, qtype: RecordType, node: &ServiceNode, rng: &mut impl Rng) {
     let ttl = |k| node.ttl.get(&k).copied();
     let chosen = choose(node, rng);
@@ -132,10 +150,13 @@ pub fn answer(table: &Table, request: &Message, rng: &mut impl Rng) -> Outcome {
                 Node::Apex(zone) if matches!(qtype, RecordType::SOA | RecordType::ANY) => {
                     m.add_answer(table.zones[*zone].soa.clone());
                 }
+                Node::LoadBalancer { nodes, .. } => {
+                    m.add_answers(node_records(&query.name, nodes, qtype));
+                }
                 Node::Apex(_) | Node::Empty(_) => {}
             }
             match node {
-                Node::Apex(z) | Node::Empty(z) => *z,
+                Node::Apex(z) | Node::Empty(z) | Node::LoadBalancer { zone: z, .. } => *z,
                 Node::Service(s) => s.zone,
                 Node::Instance { zone, .. } => *zone,
             }

@@ -1,10 +1,11 @@
 //! The DNS server's in-memory view: every private DNS namespace's names, compiled from the
-//! Cloud Map records into a map from lowercase name to what it answers. [`Records`] mirrors the
+//! Cloud Map records, and every load balancer's name (see [`super::elb`]), into a map from
+//! lowercase name to what it answers. [`Records`] mirrors the
 //! raw records (patched from the store's watch); [`Table::build`] compiles them, and the server
 //! swaps the new table in whole, so a query never reads the store nor waits on a lock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use flotilla_endpoints::cloudmap::{
@@ -14,19 +15,26 @@ use flotilla_endpoints::{codec, keys};
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
 
-/// The raw Cloud Map records, keyed as in the store.
+use super::elb::LbRecords;
+
+/// The raw Cloud Map records, keyed as in the store, and what the load balancer records say.
 #[derive(Debug, Default, Clone)]
 pub struct Records {
     pub namespaces: HashMap<String, Namespace>,
     pub services: HashMap<String, Service>,
     /// Service id, then instance id.
     pub instances: HashMap<String, BTreeMap<String, Instance>>,
+    pub elb: LbRecords,
 }
 
 impl Records {
-    /// Applies one put (`Some(value)`) or delete of `key`; keys other than namespaces, services
-    /// and instances (operations, indexes) are ignored. A record that does not decode is skipped.
-    pub fn apply(&mut self, key: &str, value: Option<&[u8]>) {
+    /// Applies one put (`Some(value)`) or delete of `key`; whether the table may have to change.
+    /// Keys other than namespaces, services, instances, load balancers and nodes (operations,
+    /// indexes) are ignored. A record that does not decode is skipped.
+    pub fn apply(&mut self, key: &str, value: Option<&[u8]>) -> bool {
+        if key.starts_with(super::elb::ROOT) {
+            return self.elb.apply(key, value);
+        }
         if let Some(id) = key.strip_prefix(keys::NAMESPACE) {
             match value.and_then(|v| codec::decode::<Namespace>(v).ok()) {
                 Some(ns) => self.namespaces.insert(id.to_string(), ns),
@@ -38,7 +46,7 @@ impl Records {
                 None => self.services.remove(id),
             };
         } else if let Some(rest) = key.strip_prefix(keys::INSTANCE) {
-            let Some((service_id, instance_id)) = rest.split_once('/') else { return };
+            let Some((service_id, instance_id)) = rest.split_once('/') else { return false };
             match value.and_then(|v| codec::decode::<Instance>(v).ok()) {
                 Some(i) => {
                     self.instances.entry(service_id.to_string()).or_default().insert(instance_id.to_string(), i);
@@ -52,7 +60,10 @@ impl Records {
                     }
                 }
             }
+        } else {
+            return false;
         }
+        true
     }
 }
 
@@ -115,6 +126,8 @@ pub enum Node {
     /// A name with nothing of its own but names below it (`_tcp.<namespace>` for `_x._tcp`):
     /// NODATA rather than NXDOMAIN.
     Empty(usize),
+    /// A load balancer's DNS name: its nodes' addresses.
+    LoadBalancer { zone: usize, nodes: Arc<[IpAddr]> },
 }
 
 /// What a name is, as the server sees it.
@@ -143,13 +156,13 @@ pub fn key_of(name: &str) -> String {
     k
 }
 
-fn fqdn(s: &str) -> Option<Name> {
+pub(super) fn fqdn(s: &str) -> Option<Name> {
     let mut n = Name::from_ascii(s).ok()?;
     n.set_fqdn(true);
     Some(n)
 }
 
-fn soa(origin: &Name, ttl: u32) -> Record {
+pub(super) fn soa(origin: &Name, ttl: u32) -> Record {
     let mname =
         Name::from_ascii("ns1").ok().and_then(|n| n.append_domain(origin).ok()).unwrap_or_else(|| origin.clone());
     let rname = Name::from_ascii("hostmaster")
@@ -227,6 +240,7 @@ impl Table {
             }
             table.names.insert(name, Node::Service(Arc::new(node)));
         }
+        records.elb.add_to(&mut table);
         table
     }
 
