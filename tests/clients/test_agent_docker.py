@@ -470,7 +470,7 @@ def test_a_container_reads_its_own_task_metadata_and_only_its_own(fleet, uid):
         assert task["Limits"] == {"CPU": 0.25, "Memory": 128}, task
         # The probe reads at its first instant, which can be before the agent has seen its
         # container start (ECS's agent answers the same way): RUNNING is checked below.
-        assert task["LaunchType"] == "EC2" and task["KnownStatus"] in ("PENDING", "RUNNING"), task
+        assert task["LaunchType"] == "EC2" and task["KnownStatus"] in ("PENDING", "ACTIVATING", "RUNNING"), task
         assert [c["DockerId"] for c in task["Containers"]] == [probe_c["runtimeId"]], task
         env = dict(e.split("=", 1) for e in docker_inspect(probe_c["runtimeId"])["Config"]["Env"])
         urls[arn] = env["ECS_CONTAINER_METADATA_URI_V4"]
