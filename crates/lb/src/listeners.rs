@@ -223,13 +223,7 @@ async fn http_connection(
 ) {
     let conn = Arc::new(crate::proxy::Conn::new(node, port, remote));
     let service = service_fn(move |req| crate::proxy::handle(conn.clone(), req));
-    // One buffer, one write() per response: most are a header block and a small body, which
-    // writev's second iovec costs more to hand the kernel than to copy (lb-bench).
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .writev(false)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

@@ -105,9 +105,7 @@ async fn connect(target: &RouteTarget) -> Result<Sender, UpstreamError> {
         Err(_) => return Err(UpstreamError::Connect(std::io::ErrorKind::TimedOut.into())),
     };
     let _ = stream.set_nodelay(true);
-    // Flattened writes, as on client connections (see listeners.rs).
-    let (sender, conn) =
-        http1::Builder::new().writev(false).handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Http)?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Http)?;
     // Upgrades: a 101 answer hands the connection to the tunnel.
     tokio::spawn(conn.with_upgrades());
     Ok(sender)
