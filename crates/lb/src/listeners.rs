@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,16 +37,13 @@ struct Running {
 pub struct Listeners {
     node: Arc<Node>,
     bind: IpAddr,
-    workers: Arc<Vec<Handle>>,
-    /// Client connections open on each worker, over all ports.
-    open: Arc<Vec<AtomicUsize>>,
+    workers: Vec<Handle>,
     running: HashMap<u16, Running>,
 }
 
 impl Listeners {
     pub fn new(node: Arc<Node>, bind: IpAddr, workers: Vec<Handle>) -> Listeners {
-        let open = Arc::new(workers.iter().map(|_| AtomicUsize::new(0)).collect());
-        Listeners { node, bind, workers: Arc::new(workers), open, running: HashMap::new() }
+        Listeners { node, bind, workers, running: HashMap::new() }
     }
 
     /// Opens the ports in `wanted` not open yet (or open with another protocol), closes the rest.
@@ -69,11 +65,7 @@ impl Listeners {
             let tasks = self
                 .workers
                 .iter()
-                .enumerate()
-                .map(|(i, w)| {
-                    let spread = Spread { me: i, workers: self.workers.clone(), open: self.open.clone() };
-                    w.spawn(serve(self.node.clone(), addr, protocol, spread, stopped.clone()))
-                })
+                .map(|w| w.spawn(serve(self.node.clone(), addr, protocol, stopped.clone())))
                 .collect();
             self.running.insert(port, Running { protocol, stop, tasks });
         }
@@ -100,46 +92,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-/// Where an accepted connection is served: the kernel's `SO_REUSEPORT` hash spreads
-/// connections over the workers unevenly (a few dozen clients often land 60/40), and the busier
-/// worker's requests then wait on it while the other idles. So, as HAProxy does, a connection
-/// goes to the worker with the fewest open connections, the accepting one on a tie.
-struct Spread {
-    me: usize,
-    workers: Arc<Vec<Handle>>,
-    open: Arc<Vec<AtomicUsize>>,
-}
-
-impl Spread {
-    fn pick(&self) -> usize {
-        let load = |i: usize| self.open[i].load(Ordering::Relaxed);
-        let mut best = self.me;
-        for i in 0..self.open.len() {
-            if load(i) < load(best) {
-                best = i;
-            }
-        }
-        best
-    }
-}
-
-/// Counts a client connection against its worker while it is open.
-struct Open(Arc<Vec<AtomicUsize>>, usize);
-
-impl Open {
-    fn new(open: &Arc<Vec<AtomicUsize>>, worker: usize) -> Open {
-        open[worker].fetch_add(1, Ordering::Relaxed);
-        Open(open.clone(), worker)
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0[self.1].fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn serve(node: Arc<Node>, addr: SocketAddr, protocol: Protocol, spread: Spread, mut stop: watch::Receiver<bool>) {
+async fn serve(node: Arc<Node>, addr: SocketAddr, protocol: Protocol, mut stop: watch::Receiver<bool>) {
     let listener = loop {
         match bind(addr) {
             Ok(l) => break l,
@@ -171,26 +124,10 @@ async fn serve(node: Arc<Node>, addr: SocketAddr, protocol: Protocol, spread: Sp
         let _ = stream.set_nodelay(true);
         let node = node.clone();
         let stop = stop.clone();
-        let worker = spread.pick();
-        let open = Open::new(&spread.open, worker);
-        let port = addr.port();
-        if worker == spread.me {
-            connections.spawn(async move {
-                let _open = open;
-                connection(node, protocol, port, stream, remote, stop).await
-            });
-        } else {
-            // Moved to the other worker's reactor, so that its events wake that thread only.
-            let Ok(stream) = stream.into_std() else { continue };
-            connections.spawn_on(
-                async move {
-                    let _open = open;
-                    let Ok(stream) = TcpStream::from_std(stream) else { return };
-                    connection(node, protocol, port, stream, remote, stop).await
-                },
-                &spread.workers[worker],
-            );
-        }
+        match protocol {
+            Protocol::Http => connections.spawn(http_connection(node, addr.port(), stream, remote, stop)),
+            Protocol::Tcp => connections.spawn(tcp_connection(node, addr.port(), stream, stop)),
+        };
         // Reap finished connections so the set does not grow with every client.
         while connections.try_join_next().is_some() {}
     }
@@ -198,20 +135,6 @@ async fn serve(node: Arc<Node>, addr: SocketAddr, protocol: Protocol, spread: Sp
     // HTTP connections end after their request in flight; TCP ones are cut (as NLB does when
     // a listener goes).
     while connections.join_next().await.is_some() {}
-}
-
-async fn connection(
-    node: Arc<Node>,
-    protocol: Protocol,
-    port: u16,
-    stream: TcpStream,
-    remote: SocketAddr,
-    stop: watch::Receiver<bool>,
-) {
-    match protocol {
-        Protocol::Http => http_connection(node, port, stream, remote, stop).await,
-        Protocol::Tcp => tcp_connection(node, port, stream, stop).await,
-    }
 }
 
 async fn http_connection(

@@ -1,7 +1,6 @@
 //! The threads that serve client connections: one single-threaded runtime per thread, each with
 //! its own `SO_REUSEPORT` socket per listener port, so that the kernel spreads connections over
-//! them (and an accept loop hands a connection on to the worker with the fewest open ones, see
-//! listeners.rs) and a request's work (client connection, target connection, body) stays on one thread,
+//! them and a request's work (client connection, target connection, body) stays on one thread,
 //! as HAProxy's threads do. Measured with lb-bench, this beat one work-stealing runtime, where
 //! every request hopped between threads on its way to the target and back.
 
