@@ -100,9 +100,27 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
+/// Whether `name` concerns one connection only (those `Connection` names aside).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::UPGRADE
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::TRANSFER_ENCODING
+}
+
 /// Removes the headers that concern one connection only (and those `Connection` names).
 /// When tunneling, `Upgrade` and `Connection: upgrade` go through.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, tunneling: bool) {
+    // Most messages carry none of them: one pass over their few names instead of a dozen
+    // hash lookups.
+    if !tunneling && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)

@@ -28,7 +28,11 @@ pub type Sender = SendRequest<UpstreamBody>;
 /// Shards of a pool: a connection serves requests of the worker thread that opened it.
 const SHARDS: usize = 16;
 
-type Idle = Mutex<Vec<(Sender, Instant)>>;
+/// A shard's lock and list on a cache line of their own: the workers' shards sit side by side,
+/// and without the padding every take and put of one worker would evict the other's line.
+#[derive(Default)]
+#[repr(align(128))]
+struct Idle(Mutex<Vec<(Sender, Instant)>>);
 
 /// One target's idle connections, per worker thread (a connection's task runs on the worker
 /// that opened it, and a request from another thread would hop to it and back).
@@ -50,7 +54,7 @@ impl Pool {
 
     /// The most recently used live connection, and how long it sat idle.
     fn take(&self) -> Option<(Sender, Duration)> {
-        let mut idle = self.shard().lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.shard().0.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((sender, at)) = idle.pop() {
             let waited = at.elapsed();
             if waited < POOL_IDLE && !sender.is_closed() {
@@ -63,7 +67,7 @@ impl Pool {
     /// Gives a connection back after its response ended.
     pub fn put(&self, sender: Sender) {
         if !sender.is_closed() {
-            self.shard().lock().unwrap_or_else(|e| e.into_inner()).push((sender, Instant::now()));
+            self.shard().0.lock().unwrap_or_else(|e| e.into_inner()).push((sender, Instant::now()));
         }
     }
 
@@ -71,6 +75,7 @@ impl Pool {
     pub fn prune(&self) {
         for shard in &self.shards {
             shard
+                .0
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|(s, at)| at.elapsed() < POOL_IDLE && !s.is_closed());
