@@ -149,7 +149,23 @@ def test_the_ecs_spot_workshop(workshop, tmp_path):
     assert split_when_running(aws, 10) == (4, 6)
     groups = ok(aws("autoscaling", "describe-auto-scaling-groups"))["AutoScalingGroups"]
     assert all(g["Instances"] for g in groups), groups
-    assert all(i["ProtectedFromScaleIn"] for g in groups for i in g["Instances"] if i["LifecycleState"] == "InService")
+
+    # Managed termination protection: every host running a task is protected from scale-in (a
+    # registered host left empty is not, so that it can go), once a scaling period has seen it.
+    def busy_hosts_protected():
+        arns = ok(aws("ecs", "list-tasks", "--cluster", CLUSTER))["taskArns"]
+        tasks = ok(aws("ecs", "describe-tasks", "--cluster", CLUSTER, "--tasks", *arns))["tasks"]
+        used = sorted({t["containerInstanceArn"] for t in tasks if t.get("containerInstanceArn")})
+        cis = ok(aws("ecs", "describe-container-instances", "--cluster", CLUSTER, "--container-instances", *used))
+        busy = {c["ec2InstanceId"] for c in cis["containerInstances"]}
+        hosts = {
+            i["InstanceId"]: i
+            for g in ok(aws("autoscaling", "describe-auto-scaling-groups"))["AutoScalingGroups"]
+            for i in g["Instances"]
+        }
+        return busy and all(hosts[h]["ProtectedFromScaleIn"] for h in busy if h in hosts)
+
+    wait_until(busy_hosts_protected, timeout=30, interval=1, what="every host running a task protected from scale-in")
     spot_hosts = ok(aws("ec2", "describe-instances", "--filters", "Name=instance-lifecycle,Values=spot"))
     spot_ids = [i["InstanceId"] for r in spot_hosts["Reservations"] for i in r["Instances"]]
     assert spot_ids, spot_hosts
