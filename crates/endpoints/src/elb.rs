@@ -344,3 +344,21 @@ pub struct NodeReport {
     #[serde(default)]
     pub draining_connections: Vec<(String, String, u16, u32)>,
 }
+
+/// What a load balancer node receives when it joins (`POST /v1/lb/join`), and keeps.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCredentials {
+    pub node_id: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("node_id", &self.node_id)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}

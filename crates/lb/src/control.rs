@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context as _};
 use flotilla_endpoints::elb::{NodeConfig, NodeReport};
 use flotilla_sigv4::{sign, Credentials, SigningParams};
 use http::{HeaderMap, HeaderValue, Method, Uri};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Where a node keeps its id and key pair, under its data directory.
 pub const CREDENTIALS_FILE: &str = "lb-credentials.json";
@@ -34,46 +34,28 @@ pub trait ControlPlane: Send + Sync {
     async fn report(&self, report: NodeReport) -> anyhow::Result<()>;
 }
 
-/// The node's identity as the control plane knows it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeCredentials {
-    pub node_id: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
+pub use flotilla_endpoints::elb::NodeCredentials;
+
+/// The saved credentials of a node that joined before, if any.
+pub fn load_credentials(dir: &Path) -> Option<NodeCredentials> {
+    serde_json::from_slice(&std::fs::read(dir.join(CREDENTIALS_FILE)).ok()?).ok()
 }
 
-impl std::fmt::Debug for NodeCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCredentials")
-            .field("node_id", &self.node_id)
-            .field("access_key_id", &self.access_key_id)
-            .finish()
+/// Keeps `credentials` in `dir` (mode 0600), atomically.
+pub fn save_credentials(credentials: &NodeCredentials, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{CREDENTIALS_FILE}.tmp"));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
     }
-}
-
-impl NodeCredentials {
-    /// The saved credentials of a node that joined before, if any.
-    pub fn load(dir: &Path) -> Option<NodeCredentials> {
-        serde_json::from_slice(&std::fs::read(dir.join(CREDENTIALS_FILE)).ok()?).ok()
-    }
-
-    /// Keeps the credentials in `dir` (mode 0600), atomically.
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!("{CREDENTIALS_FILE}.tmp"));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        std::fs::rename(tmp, dir.join(CREDENTIALS_FILE))
-    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(credentials).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, dir.join(CREDENTIALS_FILE))
 }
 
 #[derive(Serialize)]
@@ -118,7 +100,7 @@ impl HttpControlPlane {
         token: Option<&str>,
         advertise_address: &str,
     ) -> anyhow::Result<HttpControlPlane> {
-        if let Some(saved) = NodeCredentials::load(data_dir) {
+        if let Some(saved) = load_credentials(data_dir) {
             return HttpControlPlane::new(server, region, saved);
         }
         let Some(token) = token else {
@@ -145,7 +127,8 @@ impl HttpControlPlane {
             bail!("join refused ({status}): {}", String::from_utf8_lossy(&body));
         }
         let creds: NodeCredentials = serde_json::from_slice(&body).context("the join answer does not decode")?;
-        creds.save(data_dir).with_context(|| format!("saving the node's credentials in {}", data_dir.display()))?;
+        save_credentials(&creds, data_dir)
+            .with_context(|| format!("saving the node's credentials in {}", data_dir.display()))?;
         std::fs::write(data_dir.join(NODE_ID_FILE), &creds.node_id)
             .with_context(|| format!("saving the node's id in {}", data_dir.display()))?;
         HttpControlPlane::new(server, region, creds)

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use flotilla_endpoints::elb::{NodeConfig, NodeReport};
-use flotilla_lb::{ControlPlane, HttpControlPlane, NodeCredentials};
+use flotilla_lb::{ControlPlane, HttpControlPlane};
 use flotilla_sigv4::{Credentials, Verifier};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -98,7 +98,7 @@ async fn joins_once_then_polls_and_reports_signed() {
     assert_eq!(join["token"], "tok-123");
     assert_eq!(join["advertiseAddress"], "10.0.0.5");
     assert!(join.get("nodeId").is_none(), "a first join has no previous id");
-    let saved = NodeCredentials::load(dir.path()).unwrap();
+    let saved = flotilla_lb::control::load_credentials(dir.path()).unwrap();
     assert_eq!((saved.node_id.as_str(), saved.access_key_id.as_str()), ("lbn-1", "AKIDNODE"));
     #[cfg(unix)]
     {

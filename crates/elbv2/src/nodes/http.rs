@@ -25,7 +25,7 @@ use flotilla_api::identity::tokens::{self, TokenSigner};
 use flotilla_api::identity::{access_denied, Principal};
 use flotilla_api::{ApiError, ApiResult, Ctx};
 use flotilla_endpoints::elb::NodeReport;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::feed::Feed;
 use super::health::Reports;
@@ -48,23 +48,7 @@ struct JoinRequest {
     advertise_address: Option<String>,
 }
 
-/// What a node receives when it joins.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeCredentials {
-    pub node_id: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for NodeCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeCredentials")
-            .field("node_id", &self.node_id)
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
+pub use flotilla_endpoints::elb::NodeCredentials;
 
 struct NodeApi {
     ctx: Ctx,
