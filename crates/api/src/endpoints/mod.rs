@@ -13,6 +13,20 @@ pub mod validate;
 
 pub use crate::state::records::{Registered, TargetsHealth};
 
+use crate::context::Ctx;
+use crate::error::{ApiError, ApiResult};
+
+/// An ELBv2 or Cloud Map record (not cached: read from the store) and its revision.
+async fn get<T: serde::de::DeserializeOwned>(ctx: &Ctx, key: &str) -> ApiResult<Option<(T, flotilla_store::Revision)>> {
+    let kv = ctx.store.get(key).await.map_err(|e| ApiError::server(e.to_string()))?;
+    kv.map(|kv| {
+        flotilla_endpoints::codec::decode(&kv.value)
+            .map(|v| (v, kv.mod_revision))
+            .map_err(|e| ApiError::server(format!("stored value under {key} does not decode: {e}")))
+    })
+    .transpose()
+}
+
 /// The 16-hex id at the end of a target group ARN (`...:targetgroup/NAME/ID`).
 pub fn target_group_id(arn: &str) -> Option<&str> {
     let (_, rest) = arn.split_once(":targetgroup/")?;

@@ -22,9 +22,9 @@ use flotilla_model::{Service, Task};
 use flotilla_store::{Compare, Op, Revision, Txn};
 
 use super::derive::{endpoints, Endpoint, Facts};
-use super::{Registered, TargetsHealth};
+use super::{get, Registered, TargetsHealth};
 use crate::context::Ctx;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::cache::{range_prefix, Entry};
 use crate::state::codec::encode;
 use crate::state::keys;
@@ -177,16 +177,6 @@ fn instance_in<'a>(
     let (_, rest) = arn.split_once(":container-instance/")?;
     let (cluster, id) = rest.split_once('/')?;
     ix.instances.get(&keys::instance(cluster, id)).map(|e| &*e.value)
-}
-
-async fn get<T: serde::de::DeserializeOwned>(ctx: &Ctx, key: &str) -> ApiResult<Option<(T, Revision)>> {
-    let kv = ctx.store.get(key).await.map_err(|e| ApiError::server(e.to_string()))?;
-    kv.map(|kv| {
-        codec::decode(&kv.value)
-            .map(|v| (v, kv.mod_revision))
-            .map_err(|e| ApiError::server(format!("stored value under {key} does not decode: {e}")))
-    })
-    .transpose()
 }
 
 /// How a Cloud Map instance of this task should read its health: its containers' health, and

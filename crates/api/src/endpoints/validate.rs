@@ -5,21 +5,15 @@
 
 use flotilla_endpoints::cloudmap::{self, RecordType};
 use flotilla_endpoints::elb::{TargetGroup, TargetType};
-use flotilla_endpoints::{codec, keys as ekeys};
+use flotilla_endpoints::keys as ekeys;
 use flotilla_model::{LoadBalancer, ServiceRegistry, TaskDefinition};
 
-use super::{registry_service_id, target_group_id};
+use super::{get, registry_service_id, target_group_id};
 use crate::context::Ctx;
 use crate::error::{ApiError, ApiResult};
 
 /// ECS's limit of target groups per service.
 pub const MAX_LOAD_BALANCERS: usize = 5;
-
-async fn read<T: serde::de::DeserializeOwned>(ctx: &Ctx, key: &str) -> ApiResult<Option<T>> {
-    let kv = ctx.store.get(key).await.map_err(|e| ApiError::server(e.to_string()))?;
-    kv.map(|kv| codec::decode(&kv.value).map_err(|e| ApiError::server(format!("stored {key} does not decode: {e}"))))
-        .transpose()
-}
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::invalid_parameter(message)
@@ -69,8 +63,9 @@ pub async fn load_balancers(
         };
         let id =
             target_group_id(arn).ok_or_else(|| invalid(format!("targetGroupArn {arn} is not a target group ARN.")))?;
-        let tg: TargetGroup = read(ctx, &ekeys::target_group(id))
+        let tg: TargetGroup = get(ctx, &ekeys::target_group(id))
             .await?
+            .map(|(g, _)| g)
             .filter(|g: &TargetGroup| g.arn == arn)
             .ok_or_else(|| invalid(format!("The target group with targetGroupArn {arn} does not exist.")))?;
         if tg.load_balancer_arns.is_empty() {
@@ -112,8 +107,9 @@ pub async fn registries(
         r.registry_arn.as_deref().filter(|a| !a.is_empty()).ok_or_else(|| invalid("registryArn can not be blank."))?;
     let id = registry_service_id(arn)
         .ok_or_else(|| invalid(format!("registryArn {arn} is not the ARN of a Cloud Map service.")))?;
-    let service: cloudmap::Service = read(ctx, &ekeys::service(id))
+    let service: cloudmap::Service = get(ctx, &ekeys::service(id))
         .await?
+        .map(|(s, _)| s)
         .filter(|s: &cloudmap::Service| s.arn == arn)
         .ok_or_else(|| invalid(format!("The service registry {arn} does not exist.")))?;
     let container = r.container_name.as_deref().filter(|c| !c.is_empty());
