@@ -94,6 +94,23 @@ pub struct Forwarder {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// UDP and TCP on the same port. With port 0 the kernel's pick for UDP may be taken for TCP, so
+/// a few picks are tried.
+fn bind_pair(addr: SocketAddr) -> std::io::Result<(socket2::Socket, socket2::Socket)> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = shared(addr, socket2::Type::DGRAM)?;
+        let bound = udp.local_addr()?.as_socket().ok_or_else(|| std::io::Error::other("not an inet socket"))?;
+        match shared(bound, socket2::Type::STREAM).and_then(|tcp| tcp.listen(1024).map(|_| tcp)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+}
+
 impl Forwarder {
     /// Listens on each of `listen` (UDP and TCP on the same address) and relays to `upstream`.
     /// An address that cannot be bound is logged and left out, so one missing interface does
@@ -109,11 +126,9 @@ impl Forwarder {
     }
 
     async fn bind_one(&mut self, upstream: SocketAddr, addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
-        let udp = Arc::new(tokio::net::UdpSocket::from_std(shared(addr, socket2::Type::DGRAM)?.into())?);
+        let (udp, tcp) = bind_pair(addr)?;
+        let udp = Arc::new(tokio::net::UdpSocket::from_std(udp.into())?);
         let bound = udp.local_addr()?;
-        // TCP on the same port as UDP (which matters when the port was 0).
-        let tcp = shared(bound, socket2::Type::STREAM)?;
-        tcp.listen(1024)?;
         let tcp = tokio::net::TcpListener::from_std(tcp.into())?;
         self.tasks.push(tokio::spawn(async move {
             if let Err(e) = udp::serve(udp, upstream, timeout).await {

@@ -182,12 +182,27 @@ async fn tcp_connection(mut conn: tokio::net::TcpStream, table: Shared, upstream
     }
 }
 
+/// Binds UDP and TCP on the same port. With port 0 the kernel's pick for one protocol may be
+/// taken in the other, so a few picks are tried before giving up.
+async fn bind_pair(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = udp_socket(addr)?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AddrInUse)))
+}
+
 /// Starts answering on `addr` (UDP and TCP, same port; port 0 picks one).
 pub async fn start(ctx: &Ctx, addr: SocketAddr, settings: Settings) -> io::Result<DnsServer> {
     let (table, follow) = follow::start(ctx).await.map_err(|e| io::Error::other(e.to_string()))?;
-    let first = udp_socket(addr)?;
+    let (first, tcp) = bind_pair(addr).await?;
     let addr = first.local_addr()?;
-    let tcp = TcpListener::bind(addr).await?;
     let upstreams = Arc::new(settings.upstreams.unwrap_or_else(|| Upstreams::from_host(addr)));
     let threads = match settings.udp_threads {
         0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4),
