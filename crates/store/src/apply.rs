@@ -31,15 +31,15 @@ pub(crate) fn apply(txn: &Txn, revision: Revision, keyspace: &mut impl Keyspace)
     // reading the keyspace again for it would cost a second lookup per key.
     let mut known: Vec<(&str, Option<(Revision, Revision)>)> = Vec::with_capacity(txn.compares.len());
     for compare in &txn.compares {
-        match compare {
-            Compare::ModRevision { key, revision: expected } => {
-                let found = keyspace.revisions(key)?;
-                if found.map_or(0, |(_, modified)| modified) != *expected {
-                    return Ok(Applied::Conflict(key.clone()));
-                }
-                known.push((key.as_str(), found));
-            }
+        let found = keyspace.revisions(compare.key())?;
+        let holds = match compare {
+            Compare::ModRevision { revision: expected, .. } => found.map_or(0, |(_, modified)| modified) == *expected,
+            Compare::CreateRevision { revision: expected, .. } => found.map_or(0, |(created, _)| created) == *expected,
+        };
+        if !holds {
+            return Ok(Applied::Conflict(compare.key().to_string()));
         }
+        known.push((compare.key(), found));
     }
     let mut events = Vec::with_capacity(txn.ops.len());
     for op in &txn.ops {
@@ -119,6 +119,21 @@ mod tests {
         assert!(matches!(apply(&txn, 9, &mut kv).unwrap(), Applied::Committed(e) if e.len() == 4));
         assert_eq!((kv["a"].create_revision, kv["a"].mod_revision), (3, 9));
         assert_eq!((kv["b"].create_revision, kv["b"].mod_revision), (9, 9));
+    }
+
+    #[test]
+    fn create_revision_compares_survive_rewrites_but_not_recreation() {
+        let mut kv = BTreeMap::new();
+        apply(&Txn::new().then(Op::put("lead", b"a".to_vec())), 2, &mut kv).unwrap();
+        apply(&Txn::new().then(Op::put("lead", b"a".to_vec())), 3, &mut kv).unwrap();
+        let fenced = || Txn::new().when(Compare::created("lead", 2)).then(Op::put("x", b"1".to_vec()));
+        assert!(matches!(apply(&fenced(), 4, &mut kv).unwrap(), Applied::Committed(_)), "a rewrite keeps the term");
+        apply(&Txn::new().then(Op::delete("lead")).then(Op::put("lead", b"b".to_vec())), 5, &mut kv).unwrap();
+        assert!(matches!(apply(&fenced(), 6, &mut kv).unwrap(), Applied::Conflict(k) if k == "lead"));
+        assert!(matches!(
+            apply(&Txn::new().when(Compare::created("none", 0)), 7, &mut kv).unwrap(),
+            Applied::Committed(_)
+        ));
     }
 
     #[test]

@@ -12,12 +12,14 @@
 
 mod apply;
 mod codec;
+mod leadership;
 mod memory;
 mod recent;
 mod redb_store;
 mod types;
 mod watch;
 
+pub use leadership::{leader_key, Leadership, LEADER_PREFIX};
 pub use memory::MemoryStore;
 pub use recent::DEFAULT_HISTORY_BYTES;
 pub use redb_store::{RedbStore, MAX_BATCH};
@@ -78,4 +80,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revision of the latest committed transaction (0 for an empty store).
     fn revision(&self) -> Revision;
+
+    /// Waits until `candidate` leads `election` among the processes sharing this store, and
+    /// returns its term (see [`Leadership`]). A store only one process can use wins at once.
+    async fn campaign(&self, election: &str, candidate: &str) -> Result<Leadership, StoreError> {
+        let _ = (election, candidate);
+        Ok(Leadership::unopposed())
+    }
 }

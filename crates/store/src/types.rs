@@ -26,6 +26,10 @@ pub struct Listing {
 pub enum Compare {
     /// The key's mod revision equals this one; 0 means the key must be absent.
     ModRevision { key: String, revision: Revision },
+    /// The key's create revision equals this one; 0 means the key must be absent. A key that is
+    /// rewritten keeps its create revision, so this holds for as long as the key is not deleted
+    /// and created again: what fences a leader's writes on its term (see [`Leadership`]).
+    CreateRevision { key: String, revision: Revision },
 }
 
 impl Compare {
@@ -35,9 +39,12 @@ impl Compare {
     pub fn unchanged(key: impl Into<String>, revision: Revision) -> Self {
         Compare::ModRevision { key: key.into(), revision }
     }
+    pub fn created(key: impl Into<String>, revision: Revision) -> Self {
+        Compare::CreateRevision { key: key.into(), revision }
+    }
     pub fn key(&self) -> &str {
         match self {
-            Compare::ModRevision { key, .. } => key,
+            Compare::ModRevision { key, .. } | Compare::CreateRevision { key, .. } => key,
         }
     }
 }
