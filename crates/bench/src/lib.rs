@@ -4,6 +4,7 @@
 //! run. The `api-bench` binary puts it together; see this crate's README for the figures.
 
 pub mod floor;
+pub mod ha;
 pub mod load;
 pub mod procs;
 pub mod query;

@@ -113,10 +113,24 @@ pub fn start_flotilla_with(
     log: &Path,
     env: &[(&str, &str)],
 ) -> anyhow::Result<Server> {
-    let stderr = std::fs::File::create(log)?;
+    start_flotilla_args(bin, data_dir, creds, log, env, &["--listen", "127.0.0.1:0"])
+}
+
+/// [`start_flotilla_with`] with extra flags (which must include `--listen`).
+pub fn start_flotilla_args(
+    bin: &Path,
+    data_dir: &Path,
+    creds: &Credentials,
+    log: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> anyhow::Result<Server> {
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let mut child = Command::new(bin)
         .envs(env.iter().copied())
-        .args(["server", "--listen", "127.0.0.1:0", "--region", crate::seed::REGION])
+        .arg("server")
+        .args(args)
+        .args(["--region", crate::seed::REGION])
         .args(["--account-id", crate::seed::ACCOUNT])
         .arg("--data-dir")
         .arg(data_dir)
@@ -154,9 +168,21 @@ pub fn start_hollow(
     data_dir: &Path,
     log: &Path,
 ) -> anyhow::Result<ChildGuard> {
-    let stderr = std::fs::File::create(log)?;
+    start_hollow_at(bin, &format!("http://{addr}"), creds, hollow, data_dir, log)
+}
+
+/// [`start_hollow`] against `servers`, one URL or several separated by commas.
+pub fn start_hollow_at(
+    bin: &Path,
+    servers: &str,
+    creds: &Credentials,
+    hollow: &Hollow,
+    data_dir: &Path,
+    log: &Path,
+) -> anyhow::Result<ChildGuard> {
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
     let child = Command::new(bin)
-        .args(["agent", "--simulate", &hollow.count.to_string(), "--server", &format!("http://{addr}")])
+        .args(["agent", "--simulate", &hollow.count.to_string(), "--server", servers])
         .args(["--region", crate::seed::REGION, "--availability-zone", &hollow.zone])
         .args(["--cpu", &hollow.cpu.to_string(), "--memory", &hollow.memory.to_string()])
         .arg("--data-dir")

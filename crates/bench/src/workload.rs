@@ -20,6 +20,9 @@ pub enum Workload {
     ListByFamily,
     /// ListTasks filtered by startedBy, first page of 100.
     ListByStartedBy,
+    /// ListTasks of the default cluster's RUNNING tasks of `runtask-bench`, first page of 100 (the
+    /// tasks a RunTask load placed, not seeded ones).
+    ListRunning,
     /// RegisterTaskDefinition: one durable write each, one family per connection so that
     /// connections never race for the same revision.
     Register,
@@ -29,7 +32,7 @@ impl Workload {
     pub fn operation(&self) -> &'static str {
         match self {
             Workload::Floor | Workload::Describe { .. } => "DescribeTasks",
-            Workload::ListByFamily | Workload::ListByStartedBy => "ListTasks",
+            Workload::ListByFamily | Workload::ListByStartedBy | Workload::ListRunning => "ListTasks",
             Workload::Register => "RegisterTaskDefinition",
         }
     }
@@ -42,6 +45,7 @@ impl Workload {
             Workload::Describe { per_request } => format!("DescribeTasks, {per_request} tasks"),
             Workload::ListByFamily => "ListTasks family+desiredStatus".into(),
             Workload::ListByStartedBy => "ListTasks startedBy".into(),
+            Workload::ListRunning => "ListTasks family RUNNING".into(),
             Workload::Register => "RegisterTaskDefinition (durable)".into(),
         }
     }
@@ -67,6 +71,11 @@ impl Workload {
             Workload::ListByStartedBy => serde_json::json!({
                 "cluster": cluster,
                 "startedBy": seed::started_by(rng.below(seed::STARTERS)),
+                "maxResults": 100,
+            }),
+            Workload::ListRunning => serde_json::json!({
+                "family": crate::runtask::FAMILY,
+                "desiredStatus": "RUNNING",
                 "maxResults": 100,
             }),
             Workload::Register => serde_json::json!({
