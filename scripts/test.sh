@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# etcd for the etcd store's tests and the high-availability fault tests (installed when missing).
+./scripts/setup-etcd.sh
+
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
