@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-/// A store revision: 0 before the first write, then one more per committed transaction.
+/// A store revision: 0 before the first write, then higher with each committed transaction that
+/// changes something (one more each on the embedded backends; etcd's may skip numbers).
 pub type Revision = u64;
 
 /// One key and its value, with the revisions that created and last modified it.
