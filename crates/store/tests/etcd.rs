@@ -303,6 +303,27 @@ async fn connecting_to_no_etcd_fails_clearly() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_private_ca() {
+    let etcd = Etcd::start_tls().await;
+    let url = etcd.endpoint.replace("https://", "etcds://");
+    let tls = etcd.tls.clone().unwrap();
+    let options = EtcdOptions {
+        ca_cert: Some(tls.ca.clone()),
+        client_cert: Some(tls.cert.clone()),
+        client_key: Some(tls.key.clone()),
+        ..EtcdOptions::parse(&url).unwrap()
+    };
+    let store = EtcdStore::connect(options.clone()).await.unwrap();
+    let r = committed(&store, Txn::new().then(put("k", "over tls"))).await;
+    let mut watch = store.watch("", r - 1).await.unwrap();
+    assert_eq!(next(&mut watch).await.unwrap().unwrap().revision, r);
+
+    // Without a client certificate etcd turns us away, and connect says so.
+    let anonymous = EtcdOptions { client_cert: None, client_key: None, ..options };
+    assert!(matches!(EtcdStore::connect(anonymous).await, Err(StoreError::Io(_))));
+}
+
 /// Not a check but a measurement, printed (run with `--nocapture` to see it): how long a put
 /// takes on one local etcd, one at a time and 64 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
