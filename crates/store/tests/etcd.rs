@@ -283,6 +283,39 @@ async fn a_slow_watcher_holds_back_only_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_pages_through_many_keys_at_one_revision() {
+    let etcd = Etcd::start().await;
+    let store = Arc::new(etcd.store().await);
+    let total = 2 * flotilla_store::SCAN_BATCH + 100;
+    for chunk in 0..total.div_ceil(100) {
+        let mut txn = Txn::new();
+        for i in chunk * 100..((chunk + 1) * 100).min(total) {
+            txn = txn.then(put(&format!("scan/{i:05}"), "x"));
+        }
+        committed(&*store, txn).await;
+    }
+    // A writer adds keys (sorting after the rest) while the scan pages through.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..200 {
+                committed(&*store, Txn::new().then(put(&format!("scan/~{i:03}"), "late"))).await;
+            }
+        })
+    };
+    let mut pages = Vec::new();
+    let revision = store.scan("scan/", &mut |page| pages.push(page)).await.unwrap();
+    writer.await.unwrap();
+    assert!(pages.len() >= 3 && pages.iter().all(|p| p.len() <= flotilla_store::SCAN_BATCH));
+    let kvs: Vec<_> = pages.into_iter().flatten().collect();
+    assert!(kvs.windows(2).all(|w| w[0].key < w[1].key), "key order, no repeats");
+    assert!(kvs.iter().all(|kv| kv.mod_revision <= revision), "nothing newer than the scan's revision");
+    let late = kvs.iter().filter(|kv| kv.key.starts_with("scan/~")).count();
+    assert_eq!(kvs.len(), total + late);
+    assert_eq!(store.list("scan/").await.unwrap().kvs.len(), total + 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_store_ends_its_watches() {
     let etcd = Etcd::start().await;
     let store = etcd.store().await;
