@@ -49,6 +49,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError>;
 
     /// Every key starting with `prefix`, in key order, at the latest revision, with that revision.
+    /// On etcd that revision is etcd's own and may be ahead of [`Store::revision`] (other
+    /// clients' writes outside the prefix); a watch from it misses nothing either way.
     async fn list(&self, prefix: &str) -> Result<Listing, StoreError>;
 
     /// Visits every key under `prefix` in key order, at one revision, `SCAN_BATCH` keys at a
@@ -82,7 +84,8 @@ pub trait Store: Send + Sync + 'static {
     /// `after` may be in the future; the watch then waits for it. Fails with `Compacted` when the
     /// history since `after` is no longer kept: list again and re-watch.
     ///
-    /// A watcher that reads slowly never slows writers down. It catches up from the kept history
+    /// A watcher that reads slowly never slows writers down (on etcd it holds back its own stream,
+    /// which etcd then serves from its history). It catches up from the kept history
     /// when it falls behind the live feed; if it falls behind the kept history itself, its stream
     /// yields `Err(Compacted)` and ends. It yields `Err(Closed)` and ends when the store is
     /// dropped.

@@ -29,7 +29,7 @@ pub enum Compare {
     ModRevision { key: String, revision: Revision },
     /// The key's create revision equals this one; 0 means the key must be absent. A key that is
     /// rewritten keeps its create revision, so this holds for as long as the key is not deleted
-    /// and created again: what fences a leader's writes on its term (see [`Leadership`]).
+    /// and created again: what fences a leader's writes on its term (see [`crate::Leadership`]).
     CreateRevision { key: String, revision: Revision },
 }
 

@@ -45,7 +45,7 @@ fn make_certificates(dir: &Path) -> (ClientTls, PathBuf, PathBuf) {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let ca = write("ca.pem", ca_cert.pem());
     let issuer = Issuer::new(ca_params, ca_key);
-    let mut leaf = |cn: &str, sans: Vec<SanType>| {
+    let leaf = |cn: &str, sans: Vec<SanType>| {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = sans;
