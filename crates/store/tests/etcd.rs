@@ -90,6 +90,25 @@ async fn a_leader_whose_lease_is_gone_learns_its_term_ended_and_another_leads() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_reach_etcd_ends_its_term_on_its_own() {
+    let etcd = Etcd::start().await;
+    let store = etcd.store().await;
+    let term = store.campaign("loops", "a").await.unwrap();
+    assert!(term.is_held());
+    // etcd stops answering: keep-alives go unconfirmed, so within the lease's TTL the leader must
+    // assume another may have taken over.
+    etcd.signal("STOP");
+    tokio::time::timeout(PATIENCE, term.lost()).await.expect("the term outlived its lease");
+    assert!(!term.is_held());
+    // Connecting to a member that accepts connections but never answers fails, and says so.
+    match EtcdStore::connect(etcd.options()).await {
+        Err(StoreError::Io(e)) => assert!(e.contains("no etcd endpoint answered"), "{e}"),
+        other => panic!("expected a clear failure, got {:?}", other.map(|_| ())),
+    }
+    etcd.signal("CONT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_trims_history_and_old_watches_get_compacted() {
     let etcd = Etcd::start().await;
     let store = etcd.compacting_store(5).await;

@@ -175,8 +175,18 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the etcd process: a member that stops answering
+    /// without closing its connections, as a hung or partitioned one does.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{signal} etcd");
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
+        self.signal("CONT");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
