@@ -38,7 +38,7 @@ impl Default for CompactionPolicy {
 }
 
 /// Runs until aborted (with the store).
-pub(crate) async fn run(client: Client, policy: CompactionPolicy) {
+pub(crate) async fn run(client: Client, prefix: String, policy: CompactionPolicy) {
     let mut noted: VecDeque<(Instant, i64)> = VecDeque::new();
     let mut compacted = 0;
     let mut ticks = tokio::time::interval(policy.interval.max(Duration::from_millis(10)));
@@ -46,7 +46,7 @@ pub(crate) async fn run(client: Client, policy: CompactionPolicy) {
     loop {
         ticks.tick().await;
         let now = Instant::now();
-        let Some(current) = current_revision(&client).await else { continue };
+        let Some(current) = current_revision(&client, &prefix).await else { continue };
         noted.push_back((now, current));
         // The newest revision noted at least `retention` ago; older notes are no longer needed.
         while noted.len() >= 2 && noted.get(1).is_some_and(|(at, _)| now.duration_since(*at) >= policy.retention) {
@@ -67,9 +67,11 @@ pub(crate) async fn run(client: Client, policy: CompactionPolicy) {
     }
 }
 
-async fn current_revision(client: &Client) -> Option<i64> {
+/// etcd's current revision, read through a key of ours (a user of a shared etcd may read
+/// nothing else).
+async fn current_revision(client: &Client, prefix: &str) -> Option<i64> {
     let mut kv = client.kv_client();
-    let probe = kv.get(vec![0], Some(GetOptions::new().with_count_only()));
+    let probe = kv.get(prefix, Some(GetOptions::new().with_count_only()));
     match tokio::time::timeout(REQUEST_TIMEOUT, probe).await {
         Ok(Ok(response)) => response.header().map(|h| h.revision()),
         Ok(Err(e)) => {

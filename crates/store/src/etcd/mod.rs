@@ -111,7 +111,7 @@ impl EtcdStore {
         let (closed, _) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         if let Some(policy) = opts.compaction.clone() {
-            tasks.push(tokio::spawn(compaction::run(client.clone(), policy)));
+            tasks.push(tokio::spawn(compaction::run(client.clone(), opts.prefix.clone(), policy)));
         }
         tasks.push(tokio::spawn(watch::follow_deletes(client.clone(), opts.prefix.clone(), seen.clone())));
         Ok(EtcdStore {
