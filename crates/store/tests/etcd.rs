@@ -376,6 +376,33 @@ async fn mutual_tls_with_a_private_ca() {
     assert!(matches!(EtcdStore::connect(anonymous).await, Err(StoreError::Io(_))));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_and_password_when_etcd_wants_them() {
+    let etcd = Etcd::start().await;
+    let mut raw = etcd.client().await;
+    raw.user_add("root", "secret", None).await.unwrap();
+    raw.user_grant_role("root", "root").await.unwrap();
+    raw.auth_enable().await.unwrap();
+
+    let options = etcd.options();
+    let store = EtcdStore::connect(EtcdOptions {
+        user: Some("root".into()),
+        password: Some("secret".into()),
+        ..options.clone()
+    })
+    .await
+    .unwrap();
+    let r = committed(&store, Txn::new().then(put("k", "v"))).await;
+    let mut watch = store.watch("", r - 1).await.unwrap();
+    assert_eq!(next(&mut watch).await.unwrap().unwrap().revision, r);
+    let term = store.campaign("loops", "a").await.unwrap();
+    assert!(term.is_held());
+
+    let wrong = EtcdOptions { user: Some("root".into()), password: Some("guess".into()), ..options.clone() };
+    assert!(matches!(EtcdStore::connect(wrong).await, Err(StoreError::Io(_))));
+    assert!(matches!(EtcdStore::connect(options).await, Err(StoreError::Io(_))), "anonymous reads are refused");
+}
+
 /// Not a check but a measurement, printed (run with `--nocapture` to see it): how long a put
 /// takes on one local etcd, one at a time and 64 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
