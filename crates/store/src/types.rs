@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-/// A store revision: 0 before the first write, then one more per committed transaction.
+/// A store revision: 0 before the first write, then higher with each committed transaction that
+/// changes something (one more each on the embedded backends; etcd's may skip numbers).
 pub type Revision = u64;
 
 /// One key and its value, with the revisions that created and last modified it.
@@ -28,7 +29,7 @@ pub enum Compare {
     ModRevision { key: String, revision: Revision },
     /// The key's create revision equals this one; 0 means the key must be absent. A key that is
     /// rewritten keeps its create revision, so this holds for as long as the key is not deleted
-    /// and created again: what fences a leader's writes on its term (see [`Leadership`]).
+    /// and created again: what fences a leader's writes on its term (see [`crate::Leadership`]).
     CreateRevision { key: String, revision: Revision },
 }
 

@@ -1,9 +1,12 @@
 //! Property: any sequence of transactions gives the same outcomes, final state, revisions and
 //! change history on `RedbStore` as on `MemoryStore`, so tests written against the in-memory
-//! store speak for the durable one.
+//! store speak for the durable one; and the same outcomes and final state on `EtcdStore`.
+
+mod support;
 
 use flotilla_store::{Compare, MemoryStore, Op, RedbStore, Revision, Store, StoreError, Txn, TxnOutcome, WatchBatch};
 use proptest::prelude::*;
+use std::collections::HashMap;
 use std::time::Duration;
 
 const KEYS: [&str; 5] = ["a", "b", "a/x", "a/y", "ab"];
@@ -122,4 +125,75 @@ proptest! {
             assert_eq!(snapshot(&redb).await, snapshot(&memory).await);
         });
     }
+}
+
+/// The same transactions on etcd give the same outcomes and the same keys and values as on
+/// `MemoryStore`, with revisions translated: etcd numbers them its own way, takes none for a
+/// transaction that changes nothing (deletes of absent keys), and coalesces ops on one key (so a
+/// key deleted and put again in one transaction keeps its create revision; create revisions are
+/// not compared). One etcd serves every case, each under its own prefix.
+#[test]
+fn etcd_and_memory_agree() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let etcd = runtime.block_on(support::Etcd::start());
+    let config = ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let strategy = proptest::collection::vec(txn_spec(), 1..24);
+    let result = runner.run(&strategy, |specs| {
+        runtime.block_on(async {
+            let store = etcd.store().await;
+            let memory = MemoryStore::new();
+            // Memory revision -> etcd revision, for every memory commit that etcd also numbered.
+            let mut revisions: HashMap<Revision, Revision> = HashMap::from([(0, 0)]);
+            for spec in &specs {
+                let txn = resolve(spec, &memory).await;
+                let translated = translate(&txn, &revisions);
+                let expected = memory.txn(txn).await.unwrap();
+                let before = store.revision();
+                let actual = store.txn(translated).await.unwrap();
+                match (&expected, &actual) {
+                    (TxnOutcome::Committed { revision: m }, TxnOutcome::Committed { revision: e }) => {
+                        if *e > before {
+                            revisions.insert(*m, *e);
+                        }
+                    }
+                    (TxnOutcome::Conflict { key: m }, TxnOutcome::Conflict { key: e }) => assert_eq!(m, e, "{spec:?}"),
+                    _ => panic!("{spec:?}: memory {expected:?}, etcd {actual:?}"),
+                }
+            }
+            let on_memory: Vec<_> = memory
+                .list("")
+                .await
+                .unwrap()
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key, kv.value, revisions.get(&kv.mod_revision).copied()))
+                .collect();
+            let on_etcd: Vec<_> = store
+                .list("")
+                .await
+                .unwrap()
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key, kv.value, Some(kv.mod_revision)))
+                .collect();
+            assert_eq!(on_etcd, on_memory);
+        });
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// `txn` with its compares' memory revisions as etcd's; one etcd never numbered stands for a
+/// revision that no key of etcd's can have (as no key of memory's has it).
+fn translate(txn: &Txn, revisions: &HashMap<Revision, Revision>) -> Txn {
+    let mut out = Txn { compares: Vec::new(), ops: txn.ops.clone() };
+    for compare in &txn.compares {
+        let Compare::ModRevision { key, revision } = compare else { unreachable!("the specs compare mod revisions") };
+        let revision = revisions.get(revision).copied().unwrap_or(i64::MAX as Revision - 1);
+        out.compares.push(Compare::unchanged(key.clone(), revision));
+    }
+    out
 }
