@@ -9,6 +9,7 @@ mod logs_cmd;
 mod server_cmd;
 mod signed;
 mod spot_cmd;
+mod store_cmd;
 mod token_cmd;
 mod up_cmd;
 
@@ -50,6 +51,8 @@ enum Command {
     Spot(spot_cmd::SpotArgs),
     /// Run a load balancer node: serve the listeners of the ELBv2 load balancers assigned to it.
     Lb(lb_cmd::LbArgs),
+    /// The control plane's store: copy it between a data directory and etcd.
+    Store(store_cmd::StoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             Command::Token(args) => token_cmd::run(args).await,
             Command::Spot(args) => spot_cmd::run(args).await,
             Command::Lb(args) => lb_cmd::run(args).await,
+            Command::Store(args) => store_cmd::run(args).await,
         }
     })
 }

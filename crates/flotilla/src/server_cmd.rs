@@ -48,6 +48,13 @@ pub struct ServerArgs {
     /// Serve Cloud Map's private DNS namespaces on this address (UDP and TCP) [default: off]
     #[arg(long, env = "FLOTILLA_DNS_LISTEN", value_name = "ADDR")]
     pub dns_listen: Option<SocketAddr>,
+    /// Where the state lives: `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (or `etcds://` for
+    /// TLS) to share it with other servers through etcd (see README, "High availability")
+    /// [default: the embedded store in the data directory].
+    #[arg(long, env = "FLOTILLA_STORE", value_name = "etcd://...")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub etcd: crate::store_cmd::EtcdArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -75,9 +82,10 @@ pub async fn serve_with_hosts(
     ca: Option<PathBuf>,
     provisioner: &ProvisionerKind,
     dns: Option<SocketAddr>,
+    store: std::sync::Arc<dyn flotilla_store::Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let ctx = flotilla_api::server::open(&config, flotilla_api::Clock::system()).await?;
+    let ctx = flotilla_api::server::build_ctx(store, &config, flotilla_api::Clock::system()).await?;
     let cp = ControlPlane {
         endpoint: endpoint.to_string(),
         region: config.region.clone(),
@@ -163,6 +171,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         anyhow::bail!("--disable-auth is only allowed on a loopback address; {} is not one", args.listen);
     }
     let (credentials, source) = RootCredentials::load_or_create(&data_dir)?;
+    let store = match &args.store {
+        Some(url) => {
+            anyhow::ensure!(
+                crate::store_cmd::is_etcd(url),
+                "--store {url}: expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX] or etcds://..."
+            );
+            crate::store_cmd::open(url, &args.etcd).await?
+        }
+        None => crate::store_cmd::open_embedded(&data_dir)?,
+    };
     let listener = crate::listen::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let tls = tls_setup(&args.tls, &data_dir, addr)?;
@@ -200,7 +218,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             eprintln!("Using the root key pair from FLOTILLA_ACCESS_KEY_ID/FLOTILLA_SECRET_ACCESS_KEY.")
         }
     }
-    eprintln!("Flotilla control plane listening on {endpoint} (data in {}). To use the aws CLI:", data_dir.display());
+    let state = match &args.store {
+        Some(url) => format!("state in {url}, data in {}", data_dir.display()),
+        None => format!("data in {}", data_dir.display()),
+    };
+    eprintln!("Flotilla control plane listening on {endpoint} ({state}). To use the aws CLI:");
     println!("{}", export_lines(&credentials, &endpoint, &args.region));
     let ca_file = tls.as_ref().and_then(|(_, ca)| ca.clone());
     let listening = match tls {
@@ -214,6 +236,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => flotilla_api::tls::Listening::Plain(listener),
     };
     let provisioner = args.provisioner.clone().unwrap_or_default();
-    serve_with_hosts(config, listening, &endpoint, ca_file, &provisioner, args.dns_listen, crate::shutdown_signal())
-        .await
+    serve_with_hosts(
+        config,
+        listening,
+        &endpoint,
+        ca_file,
+        &provisioner,
+        args.dns_listen,
+        store,
+        crate::shutdown_signal(),
+    )
+    .await
 }

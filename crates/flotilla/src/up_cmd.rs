@@ -75,13 +75,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let store = crate::store_cmd::open_embedded(&data_dir)?;
     // Auto Scaling groups launch their hosts as local agent processes.
     let server = {
         let (endpoint, ca, stop) = (endpoint.clone(), ca.clone(), stopped(stop_rx.clone()));
         let dns = Some(args.dns_listen);
         tokio::spawn(async move {
             let local = flotilla_autoscaling::provision::ProvisionerKind::Local;
-            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, dns, stop).await
+            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, dns, store, stop).await
         })
     };
 
