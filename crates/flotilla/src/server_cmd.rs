@@ -73,29 +73,37 @@ fn parse_provisioner(s: &str) -> Result<ProvisionerKind, String> {
     s.parse()
 }
 
-/// Opens the control plane, starts the Auto Scaling group loop with `provisioner` and the Cloud
-/// Map DNS server on `dns` (if given), and serves until `shutdown`.
+/// What a server runs besides the API: where hosts it launches find it, and the DNS server.
+pub struct Hosting {
+    /// The URL agents it launches are given.
+    pub endpoint: String,
+    /// The CA bundle of a `--tls auto` listener, for those agents.
+    pub ca: Option<PathBuf>,
+    pub provisioner: ProvisionerKind,
+    /// Where the Cloud Map DNS server listens, if it runs.
+    pub dns: Option<SocketAddr>,
+}
+
+/// Builds the control plane over `store`, starts the Auto Scaling group loop and the Cloud Map
+/// DNS server (if asked), and serves until `shutdown`.
 pub async fn serve_with_hosts(
     config: ServerConfig,
     listening: flotilla_api::tls::Listening,
-    endpoint: &str,
-    ca: Option<PathBuf>,
-    provisioner: &ProvisionerKind,
-    dns: Option<SocketAddr>,
+    hosting: Hosting,
     store: std::sync::Arc<dyn flotilla_store::Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let ctx = flotilla_api::server::build_ctx(store, &config, flotilla_api::Clock::system()).await?;
     let cp = ControlPlane {
-        endpoint: endpoint.to_string(),
+        endpoint: hosting.endpoint.clone(),
         region: config.region.clone(),
         access_key_id: config.credentials.access_key_id.clone(),
         secret_access_key: config.credentials.secret_access_key.clone(),
-        ca_cert: ca,
+        ca_cert: hosting.ca.clone(),
         data_dir: config.data_dir.clone(),
     };
-    let groups = flotilla_autoscaling::start(&ctx, provisioner, cp)?;
-    let dns = match dns {
+    let groups = flotilla_autoscaling::start(&ctx, &hosting.provisioner, cp)?;
+    let dns = match hosting.dns {
         Some(addr) => {
             let server = flotilla_servicediscovery::dns::start(&ctx, addr, Default::default()).await?;
             eprintln!("Cloud Map DNS (private namespaces) on {} (UDP and TCP).", server.local_addr());
@@ -236,15 +244,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => flotilla_api::tls::Listening::Plain(listener),
     };
     let provisioner = args.provisioner.clone().unwrap_or_default();
-    serve_with_hosts(
-        config,
-        listening,
-        &endpoint,
-        ca_file,
-        &provisioner,
-        args.dns_listen,
-        store,
-        crate::shutdown_signal(),
-    )
-    .await
+    let hosting = Hosting { endpoint, ca: ca_file, provisioner, dns: args.dns_listen };
+    serve_with_hosts(config, listening, hosting, store, crate::shutdown_signal()).await
 }

@@ -81,8 +81,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let (endpoint, ca, stop) = (endpoint.clone(), ca.clone(), stopped(stop_rx.clone()));
         let dns = Some(args.dns_listen);
         tokio::spawn(async move {
-            let local = flotilla_autoscaling::provision::ProvisionerKind::Local;
-            crate::server_cmd::serve_with_hosts(config, listening, &endpoint, ca, &local, dns, store, stop).await
+            let provisioner = flotilla_autoscaling::provision::ProvisionerKind::Local;
+            let hosting = crate::server_cmd::Hosting { endpoint, ca, provisioner, dns };
+            crate::server_cmd::serve_with_hosts(config, listening, hosting, store, stop).await
         })
     };
 
