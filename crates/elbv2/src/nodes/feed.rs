@@ -9,6 +9,9 @@
 //! A node asking for changes after a revision the store has not reached yet got it from another
 //! store (the control plane's data was replaced): it gets the current configuration at once.
 //!
+//! Revisions are the store's [`flotilla_store::Store::revision`] as this server knows it when it
+//! rebuilds (see `current`), so a node's `after` and the server's view compare like with like.
+//!
 //! Waiting nodes wake on the cache's change notices (every applied revision), and the rebuild
 //! is shared: a waiter that finds the configuration already built at the store's revision takes
 //! it as is.
@@ -50,7 +53,12 @@ impl Feed {
             return Ok(b.config.clone());
         }
         let mut fresh = build_config(&self.ctx).await?;
-        let at = fresh.revision as Revision;
+        // Versioned by the store revision this server knew of before listing, not the listing's:
+        // on etcd a listing carries the cluster's global revision, which writes outside
+        // Flotilla's prefix move too, and `store.revision()` (what `wait` compares against) may
+        // never reach it. Any change after `now` has a greater revision, so none is missed.
+        fresh.revision = now as i64;
+        let at = now;
         if let Some(b) = built.as_ref().filter(|b| same_content(&b.config, &fresh)) {
             fresh.revision = b.config.revision;
         }
