@@ -59,6 +59,34 @@ async fn health_records_follow_the_live_nodes_and_are_written_on_change_only() {
     server.stop().await;
 }
 
+/// Two servers over one store, as on etcd: each node reports to its own server, and each server
+/// judges from both nodes' reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_sharing_a_store_judge_from_every_nodes_report() {
+    let store: std::sync::Arc<dyn flotilla_store::Store> = std::sync::Arc::new(flotilla_store::MemoryStore::new());
+    let one = Server::start_on(Some(store.clone())).await;
+    let two = Server::start_on(Some(store)).await;
+    let (a_id, a) = one.join_node().await;
+    let (b_id, b) = two.join_node().await;
+    register(&one, &target_group(GROUP, TargetType::Ip), &target("10.0.0.9", 80, Registration::Registered)).await;
+    let health_key = keys::target_health(GROUP, "10.0.0.9", 80);
+
+    let healthy = json!({"node_id": b_id.node_id, "health": [observation("healthy", None)]});
+    assert_eq!(two.report(&b, healthy).await.status, 204);
+    assert_eq!(one.get::<TargetHealth>(&health_key).await.unwrap().state, HealthState::Healthy);
+    // a, reporting to the other server, cannot reach it; b's word (given to server two) stands.
+    let unhealthy = json!({"node_id": a_id.node_id, "health": [observation("unhealthy", Some("Target.Timeout"))]});
+    assert_eq!(one.report(&a, unhealthy.clone()).await.status, 204);
+    assert_eq!(one.get::<TargetHealth>(&health_key).await.unwrap().state, HealthState::Healthy);
+    // Once b has been silent past the live window, server one goes by a alone.
+    one.advance(flotilla_elbv2::nodes::LIVE_MS + 1_000);
+    assert_eq!(one.report(&a, unhealthy).await.status, 204);
+    let h = one.get::<TargetHealth>(&health_key).await.unwrap();
+    assert_eq!((h.state, h.reason.as_deref()), (HealthState::Unhealthy, Some("Target.Timeout")));
+    one.stop().await;
+    two.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_ends_when_every_live_node_has_no_connections_left() {
     let server = Server::start().await;

@@ -1,7 +1,8 @@
 //! What nodes report, and what the control plane makes of it.
 //!
-//! Each node's latest report is kept in memory (it is replaced whole by the next). For a target,
-//! the nodes whose reports count are the live ones (reported within [`LIVE_MS`]):
+//! Each node's latest report replaces its previous one, and is shared with the other servers
+//! through the store (`shared`). For a target, the nodes whose reports count are the live ones
+//! (reported within [`LIVE_MS`](super::records::LIVE_MS)), whichever server they report to:
 //! - health: `healthy` if any live node's latest report says healthy (one node that reaches the
 //!   target is enough to send it traffic), else `unhealthy` with the first such node's reason,
 //!   else what the nodes say while checks are still starting (`initial`). The `target_health`
@@ -13,11 +14,9 @@
 //!   whose record says they were heard from (a config fetch) within `LIVE_MS`, reported or not.
 //!   A node that does not list the target (it has not seen it draining yet) holds it.
 //!
-//! A target that no node reports on keeps whatever record it has (none: `initial`). The reports
-//! are this server's memory only: after a restart, nodes fill it again within one report.
+//! A target that no node reports on keeps whatever record it has (none: `initial`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use flotilla_api::{ApiError, ApiResult, Ctx};
 use flotilla_endpoints::codec::{decode, encode};
@@ -25,21 +24,20 @@ use flotilla_endpoints::elb::{HealthObservation, HealthState, NodeReport, Regist
 use flotilla_endpoints::keys;
 use flotilla_store::{Compare, Op, Txn};
 
-use super::records::{self, LIVE_MS};
+use super::records;
+use super::shared::{self, StoredReport};
 
 /// `(target group id, target id, port)`.
 type TargetRef = (String, String, u16);
 
 struct Latest {
-    at_ms: i64,
     health: HashMap<TargetRef, HealthObservation>,
     draining: HashMap<TargetRef, u32>,
 }
 
+/// Takes node reports in (stateless: what the nodes said lives in the store).
 #[derive(Default)]
-pub struct Reports {
-    nodes: Mutex<HashMap<String, Latest>>,
-}
+pub struct Reports {}
 
 /// What one report led to, for logs and tests.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -58,15 +56,14 @@ impl Reports {
     /// Takes `report` as its node's latest and acts on it.
     pub async fn apply(&self, ctx: &Ctx, report: NodeReport) -> ApiResult<Outcome> {
         let now = ctx.clock.now_ms();
-        let latest = Latest {
+        let stored = StoredReport {
+            node_id: report.node_id.clone(),
             at_ms: now,
-            health: report
-                .health
-                .into_iter()
-                .map(|o| ((o.target_group_id.clone(), o.target_id.clone(), o.port), o))
-                .collect(),
-            draining: report.draining_connections.into_iter().map(|(g, t, p, n)| ((g, t, p), n)).collect(),
+            health: report.health,
+            draining: report.draining_connections,
         };
+        shared::publish(ctx, &stored).await?;
+        let latest = Latest::from(stored);
         let touched: Vec<TargetRef> = latest.health.keys().cloned().collect();
         let emptied: Vec<TargetRef> =
             latest.draining.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k.clone()).collect();
@@ -76,11 +73,11 @@ impl Reports {
             true => Vec::new(),
             false => records::list(ctx).await?.into_iter().filter(|n| n.is_live(now)).map(|n| n.id).collect(),
         };
-        // Decide under the lock, write after it.
         let (verdicts, drained) = {
-            let mut nodes = flotilla_api::locks::lock(&self.nodes);
+            let mut nodes: HashMap<String, Latest> =
+                shared::live(ctx, now).await?.into_iter().map(|(id, r)| (id, Latest::from(r))).collect();
+            // This report, even if another server's copy of an older one won the write.
             nodes.insert(report.node_id, latest);
-            nodes.retain(|_, l| now - l.at_ms < LIVE_MS);
             let verdicts: Vec<(TargetRef, HealthObservation)> =
                 touched.into_iter().filter_map(|t| verdict(&nodes, &t).map(|v| (t, v))).collect();
             let drained: Vec<TargetRef> = emptied
@@ -104,6 +101,19 @@ impl Reports {
             }
         }
         Ok(outcome)
+    }
+}
+
+impl From<StoredReport> for Latest {
+    fn from(r: StoredReport) -> Self {
+        Latest {
+            health: r
+                .health
+                .into_iter()
+                .map(|o| ((o.target_group_id.clone(), o.target_id.clone(), o.port), o))
+                .collect(),
+            draining: r.draining.into_iter().map(|(g, t, p, n)| ((g, t, p), n)).collect(),
+        }
     }
 }
 
@@ -193,7 +203,7 @@ mod tests {
 
     fn node(obs: HealthObservation) -> Latest {
         let key = (obs.target_group_id.clone(), obs.target_id.clone(), obs.port);
-        Latest { at_ms: 0, health: HashMap::from([(key, obs)]), draining: HashMap::new() }
+        Latest { health: HashMap::from([(key, obs)]), draining: HashMap::new() }
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod health;
 mod http;
 mod loops;
 mod records;
+mod shared;
 
 use std::sync::Arc;
 

@@ -78,6 +78,12 @@ impl Reply {
 
 impl Server {
     pub async fn start() -> Server {
+        Server::start_on(None).await
+    }
+
+    /// A server over `store` (several servers may share one, as on etcd), or over its own
+    /// embedded store when `None`.
+    pub async fn start_on(store: Option<Arc<dyn flotilla_store::Store>>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let credentials = RootCredentials { access_key_id: "AKIDNODESTEST".into(), secret_access_key: SECRET.into() };
         let extension = NodesOnly { secret: SECRET.into(), tick: Duration::from_millis(50) };
@@ -90,7 +96,10 @@ impl Server {
         let now = Arc::new(AtomicI64::new(start));
         let read = now.clone();
         let clock = Clock::from_fn(move || read.load(Ordering::SeqCst));
-        let ctx = flotilla_api::server::open(&config, clock).await.expect("context");
+        let ctx = match store {
+            Some(store) => flotilla_api::server::build_ctx(store, &config, clock).await.expect("context"),
+            None => flotilla_api::server::open(&config, clock).await.expect("context"),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
