@@ -352,7 +352,9 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
     if ctx.cache.unsubscribe_instance(&target.instance_arn) {
         match release(&ctx, &target.instance_key, &me).await {
             Ok(true) => tracing::info!(instance = %target.instance_arn, "agent disconnected"),
-            Ok(false) => tracing::info!(instance = %target.instance_arn, "agent session ended; its agent is with another server"),
+            Ok(false) => {
+                tracing::info!(instance = %target.instance_arn, "agent session ended; its agent is with another server")
+            }
             Err(e) => tracing::warn!(error = %e, "could not mark the agent disconnected"),
         }
     }

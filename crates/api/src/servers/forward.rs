@@ -73,8 +73,9 @@ impl Peers {
     /// Sends `GET path_and_query` to `peer`, signed, as forwarded by server `me`, and answers with
     /// its response: status, content type, error type and request id, and the body as it streams.
     pub async fn forward(&self, peer: &ServerInfo, me: &str, path_and_query: &str) -> Result<Response<Body>, ApiError> {
-        let unreachable =
-            |e: &dyn std::fmt::Display| ApiError::server(format!("Server {} ({}) could not be reached: {e}", peer.id, peer.url));
+        let unreachable = |e: &dyn std::fmt::Display| {
+            ApiError::server(format!("Server {} ({}) could not be reached: {e}", peer.id, peer.url))
+        };
         let url = format!("{}{path_and_query}", peer.url.trim_end_matches('/'));
         let uri: Uri = url.parse().map_err(|e| unreachable(&e))?;
         let mut headers = HeaderMap::new();

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::Ctx;
 use crate::error::ApiResult;
 use crate::state::codec::{decode, encode};
-use crate::supervisor::LoopError;
+use crate::supervisor::{LoopError, LoopHandle};
 
 pub use sweep::{disown, run, sweep};
 
@@ -117,6 +117,12 @@ pub async fn start(ctx: &Ctx, info: &ServerInfo) -> ApiResult<()> {
     disown(ctx, &info.id).await?;
     sweep(ctx).await?;
     Ok(())
+}
+
+/// Starts the heartbeat loop under the supervisor (every server runs it).
+pub fn spawn_heartbeat(ctx: &Ctx, info: ServerInfo) -> LoopHandle {
+    let c = ctx.clone();
+    ctx.loops.spawn(HEARTBEAT_LOOP, move || heartbeat(c.clone(), info.clone()))
 }
 
 /// The heartbeat loop: refreshes `info`'s registry key every [`HEARTBEAT`].
