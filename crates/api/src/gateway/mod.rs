@@ -27,7 +27,6 @@ use crate::error::ApiError;
 use crate::state::keys;
 
 pub use logs::Sessions;
-pub(crate) use presence::disconnect_at;
 pub use presence::{claim, mark_all_disconnected, reclaim_if_swept, release, set_agent_address};
 pub use session::run_session;
 

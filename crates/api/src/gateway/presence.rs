@@ -2,16 +2,14 @@
 //! server that holds the session (`session_server`), so that a session that moved to another
 //! server is never disconnected by the one it left.
 
-use std::sync::Arc;
-
-use flotilla_store::{Compare, Op, Revision, Txn};
+use flotilla_store::{Compare, Op, Txn};
 
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
 use crate::error::ApiResult;
+use crate::servers::disconnect_at;
 use crate::state::cache::range_prefix;
 use crate::state::codec::encode;
 use crate::state::keys;
-use crate::state::records::InstanceRecord;
 
 /// Records that server `me` holds the instance's live session; does nothing if the record
 /// already says so or is gone.
@@ -61,22 +59,6 @@ pub async fn release(ctx: &Ctx, key: &str, me: &str) -> ApiResult<bool> {
         }
     }
     Ok(false)
-}
-
-/// Marks an instance disconnected, with no session server, if it is still at `revision` (the
-/// revision `rec` was read at); false if it changed since.
-pub(crate) async fn disconnect_at(
-    ctx: &Ctx,
-    key: &str,
-    revision: Revision,
-    rec: &Arc<InstanceRecord>,
-) -> ApiResult<bool> {
-    let mut rec = (**rec).clone();
-    rec.instance.agent_connected = Some(false);
-    rec.session_server = None;
-    rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
-    let txn = Txn::new().when(Compare::unchanged(key, revision)).then(Op::put(key, encode(&rec)));
-    Ok(ctx.commit(txn).await?.is_some())
 }
 
 /// Sets an instance's `agentConnected`; does nothing if it already says so or is gone.
@@ -139,6 +121,7 @@ pub async fn mark_all_disconnected(ctx: &Ctx) -> ApiResult<()> {
 mod tests {
     use super::*;
     use crate::context::{test_ctx, Clock};
+    use crate::state::records::InstanceRecord;
 
     #[tokio::test]
     async fn the_agent_address_is_written_on_change_and_loopback_reads_as_127_0_0_1() {

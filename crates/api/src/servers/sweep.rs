@@ -14,12 +14,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use flotilla_store::Revision;
+use flotilla_store::{Compare, Op, Revision, Txn};
 
 use crate::context::Ctx;
 use crate::error::ApiResult;
-use crate::gateway::disconnect_at;
 use crate::state::cache::range_prefix;
+use crate::state::codec::encode;
 use crate::state::keys;
 use crate::state::records::InstanceRecord;
 use crate::supervisor::LoopError;
@@ -50,6 +50,22 @@ async fn disconnect(ctx: &Ctx, found: Vec<Connected>) -> ApiResult<usize> {
         }
     }
     Ok(done)
+}
+
+/// Marks an instance disconnected, with no session server, if it is still at `revision` (the
+/// revision `rec` was read at); false if it changed since.
+pub(crate) async fn disconnect_at(
+    ctx: &Ctx,
+    key: &str,
+    revision: Revision,
+    rec: &Arc<InstanceRecord>,
+) -> ApiResult<bool> {
+    let mut rec = (**rec).clone();
+    rec.instance.agent_connected = Some(false);
+    rec.session_server = None;
+    rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
+    let txn = Txn::new().when(Compare::unchanged(key, revision)).then(Op::put(key, encode(&rec)));
+    Ok(ctx.commit(txn).await?.is_some())
 }
 
 /// Marks disconnected the instances whose session server is not live; returns how many.
