@@ -189,8 +189,10 @@ async fn start(
     logs::open(sessions, &instance, req).await.map(Source::Local)
 }
 
-/// Forwards the read to the live server holding the agent's session, when this server holds
-/// none, forwards at all, and the request was not itself forwarded.
+/// Forwards the read to the live server the instance record names as holding the agent's
+/// session, unless that is this server, this server does not forward, or the request was itself
+/// forwarded. The record, not a link here, decides: a link to an agent that has since moved to
+/// another server may linger until its session times out.
 async fn forward(
     ctx: &Ctx,
     sessions: &Sessions,
@@ -199,7 +201,7 @@ async fn forward(
     headers: &HeaderMap,
 ) -> Result<Option<Response<Body>>, ApiError> {
     let Some(peers) = sessions.peers() else { return Ok(None) };
-    if sessions.links.get(instance).is_some() || headers.contains_key(forward::FORWARDED_BY) {
+    if headers.contains_key(forward::FORWARDED_BY) {
         return Ok(None);
     }
     let Some(peer) = forward::holder(ctx, sessions.server_id(), instance).await? else { return Ok(None) };
