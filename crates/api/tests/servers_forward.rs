@@ -1,7 +1,8 @@
-//! Two servers over one store: an agent's session is on server B, and a log read asked of server A
+//! Two servers over one store. An agent that moves from one to the other stays connected when its
+//! old session ends. An agent's session is on server B, and a log read asked of server A
 //! comes back, streamed through B (`flotilla_api::servers::forward`), as a `follow` keeps going.
 //!
-//! B is the real server (`serve_ctx`); A serves `GET /v1/logs` through the same handler with
+//! In the log test B is a whole server (`serve_ctx`) and A serves `GET /v1/logs` through the same handler with
 //! forwarding switched on. The agent is a raw websocket session signed as the agent signs it,
 //! answering log reads itself, so the test needs no container runtime.
 
@@ -38,8 +39,8 @@ fn enc(v: &str) -> String {
     v.replace(':', "%3A").replace('/', "%2F")
 }
 
-/// Server B: the whole API over `store`, on a port of its own.
-async fn server_b(store: Arc<dyn Store>, dir: &std::path::Path) -> (TestServerB, Ctx) {
+/// A whole server (the API and agent sessions) over `store`, on a port of its own.
+async fn full_server(store: Arc<dyn Store>, dir: &std::path::Path) -> (FullServer, Ctx) {
     let config = ServerConfig::new(dir.to_path_buf(), credentials());
     let ctx = flotilla_api::server::build_ctx(store, &config, Clock::system()).await.expect("ctx b");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -52,10 +53,10 @@ async fn server_b(store: Arc<dyn Store>, dir: &std::path::Path) -> (TestServerB,
         })
         .await
     });
-    (TestServerB { addr, _stop: stop }, ctx)
+    (FullServer { addr, _stop: stop }, ctx)
 }
 
-struct TestServerB {
+struct FullServer {
     addr: std::net::SocketAddr,
     _stop: oneshot::Sender<()>,
 }
@@ -165,7 +166,7 @@ fn parse(lines: &str) -> Vec<LogEntry> {
 async fn a_log_read_asked_of_one_server_reaches_the_agent_whose_session_is_on_another() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (b, ctx_b) = server_b(store.clone(), dir_b.path()).await;
+    let (b, ctx_b) = full_server(store.clone(), dir_b.path()).await;
     let a = server_a(store.clone(), dir_a.path()).await;
     let client = {
         let conf = aws_sdk_ecs::Config::builder()
@@ -247,4 +248,43 @@ async fn a_log_read_asked_of_one_server_reaches_the_agent_whose_session_is_on_an
     let resp = get(&url, &[]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("is not connected"));
+}
+
+/// The instance's record as `ctx` sees it once caught up: connected, and the session's server.
+async fn presence(ctx: &Ctx, instance_arn: &str) -> Option<(bool, Option<String>)> {
+    let key = flotilla_api::state::keys::instance("default", instance_arn.rsplit('/').next()?);
+    ctx.caught_up(ctx.store.revision()).await.ok()?;
+    let ix = ctx.cache.read();
+    let rec = &ix.instances.get(&key)?.value;
+    Some((rec.instance.agent_connected == Some(true), rec.session_server.clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_moves_to_another_server_stays_connected_when_its_old_session_ends() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, ctx_a) = full_server(store.clone(), dir_a.path()).await;
+    let (b, ctx_b) = full_server(store.clone(), dir_b.path()).await;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let creds = Credentials::new(credentials().access_key_id, credentials().secret_access_key);
+    let api = ApiClient::new(&format!("http://{}", a.addr), REGION, creds).unwrap();
+    let (identity, _) = register(&api, &registration(agent_dir.path())).await.expect("register");
+    let instance = identity.container_instance_arn;
+
+    let on_a = session(a.addr, &instance).await;
+    let a_id = eventually("A records the session", || async { presence(&ctx_b, &instance).await?.1 }).await;
+    let on_b = session(b.addr, &instance).await;
+    let b_id =
+        eventually("B records the session", || async { presence(&ctx_a, &instance).await?.1.filter(|s| *s != a_id) })
+            .await;
+    // A's session ends after the agent moved: A leaves the instance to B.
+    drop(on_a);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(presence(&ctx_a, &instance).await, Some((true, Some(b_id))));
+    // B's session end does disconnect it.
+    drop(on_b);
+    eventually("B's session end disconnects the agent", || async {
+        (presence(&ctx_a, &instance).await? == (false, None)).then_some(())
+    })
+    .await;
 }
