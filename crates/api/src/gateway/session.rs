@@ -40,6 +40,10 @@ type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>
 /// How long a report's acknowledgement may wait for a message to travel with.
 const ACK_DELAY: Duration = Duration::from_millis(500);
 
+/// How lately an agent must have spoken on its session for the session to claim its instance
+/// back after a sweep: the agent's heartbeat period, and some slack.
+const RECENTLY_HEARD: Duration = Duration::from_secs(HEARTBEAT_SECS + 5);
+
 /// How long one write to the agent may wait for the socket: longer means the agent stopped
 /// reading (a live agent drains its socket continuously).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -333,11 +337,14 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
                     tracing::warn!(instance = %target.instance_arn, "agent went silent; closing its session");
                     break;
                 }
-                // This server may have been judged dead (a stall) while the agent stayed with it.
-                match reclaim_if_swept(&ctx, &target.instance_key, &me).await {
-                    Ok(true) => tracing::info!(instance = %target.instance_arn, "agent marked connected again"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not mark the agent connected again"),
+                // This server may have been judged dead (a stall) while the agent stayed with it;
+                // only an agent heard from lately is still here, not one that moved elsewhere.
+                if last_heard.elapsed() < RECENTLY_HEARD {
+                    match reclaim_if_swept(&ctx, &target.instance_key, &me).await {
+                        Ok(true) => tracing::info!(instance = %target.instance_arn, "agent marked connected again"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not mark the agent connected again"),
+                    }
                 }
                 alive = send(&instance, &mut socket, &ServerMessage::HeartbeatMessage { message_id: message_id() }).await;
             }
