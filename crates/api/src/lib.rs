@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod query_reply;
 pub mod reaper;
 pub mod server;
+pub mod servers;
 pub mod service_status;
 pub mod state;
 pub mod supervisor;

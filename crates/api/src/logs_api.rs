@@ -10,6 +10,9 @@
 //! on lines cut at 64 KiB. Requests are SigV4-signed exactly like the ECS API (service `ecs`, an
 //! empty body). Errors before the first line are ECS error responses; an error after it (the
 //! agent disconnected mid-stream) is a last line in the same shape, `{"__type", "message"}`.
+//!
+//! With several servers, the agent's session may be on another one: the read is then forwarded
+//! there, signed with the root credentials, and its answer streams back (`crate::servers::forward`).
 
 use std::sync::Arc;
 
@@ -28,6 +31,7 @@ use crate::gateway::percent_decode;
 use crate::gateway::Sessions;
 use crate::handlers;
 use crate::protocol::error_response;
+use crate::servers::forward;
 use crate::state::keys;
 
 /// Where the API is served.
@@ -131,7 +135,8 @@ pub async fn get_logs(
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
     match start(&ctx, sessions, auth, method, uri, headers).await {
-        Ok(read) => {
+        Ok(Source::Forwarded(r)) => r,
+        Ok(Source::Local(read)) => {
             let mut r = Response::new(Body::from_stream(body(read)));
             r.headers_mut().insert("content-type", "application/x-ndjson".parse().expect("static"));
             if let Ok(v) = request_id.parse() {
@@ -146,6 +151,14 @@ pub async fn get_logs(
     }
 }
 
+/// Where a read's lines come from.
+enum Source {
+    /// This server's session of the agent.
+    Local(LogRead),
+    /// The answer of the server that holds the agent's session.
+    Forwarded(Response<Body>),
+}
+
 async fn start(
     ctx: &Ctx,
     sessions: &Arc<Sessions>,
@@ -153,7 +166,7 @@ async fn start(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-) -> Result<LogRead, ApiError> {
+) -> Result<Source, ApiError> {
     if let Some(auth) = auth {
         auth.authenticate(ctx, method, uri, headers, b"").await?.require_root("flotilla:GetLogs")?;
     }
@@ -162,6 +175,9 @@ async fn start(
     }
     let q = LogsQuery::parse(uri.query())?;
     let (task_arn, instance) = locate(ctx, &q)?;
+    if let Some(r) = forward(ctx, sessions, &instance, uri, headers).await? {
+        return Ok(Source::Forwarded(r));
+    }
     let req = LogsRequest {
         request_id: String::new(),
         task_arn,
@@ -170,7 +186,28 @@ async fn start(
         limit: q.limit,
         follow: q.follow,
     };
-    logs::open(sessions, &instance, req).await
+    logs::open(sessions, &instance, req).await.map(Source::Local)
+}
+
+/// Forwards the read to the live server the instance record names as holding the agent's
+/// session, unless that is this server, this server does not forward, or the request was itself
+/// forwarded. The record, not a link here, decides: a link to an agent that has since moved to
+/// another server may linger until its session times out.
+async fn forward(
+    ctx: &Ctx,
+    sessions: &Sessions,
+    instance: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Response<Body>>, ApiError> {
+    let Some(peers) = sessions.peers() else { return Ok(None) };
+    if headers.contains_key(forward::FORWARDED_BY) {
+        return Ok(None);
+    }
+    let Some(peer) = forward::holder(ctx, sessions.server_id(), instance).await? else { return Ok(None) };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or(LOGS_PATH);
+    tracing::debug!(instance, server = %peer.id, "forwarding a log read to the server holding the session");
+    peers.forward(&peer, sessions.server_id(), path).await.map(Some)
 }
 
 /// The answer's body: one JSON line per log line, and the error (if any) as the last line.

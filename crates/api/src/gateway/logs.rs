@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::links::{Links, SessionLink};
 use crate::error::ApiError;
+use crate::servers::forward::Peers;
 
 /// Batches that may wait for one reader (each at most ~256 KiB).
 const READ_QUEUE: usize = 64;
@@ -33,11 +34,20 @@ struct Pending {
 }
 
 /// The gateway's live state that the rest of the control plane reaches: the sessions and the log
-/// reads under way through them.
-#[derive(Default)]
+/// reads under way through them, the id of the server they are recorded under, and the way to
+/// the other servers' sessions.
 pub struct Sessions {
     pub links: Links,
     reads: Mutex<HashMap<String, Pending>>,
+    server_id: Arc<str>,
+    peers: Option<Peers>,
+}
+
+impl Default for Sessions {
+    /// Sessions under a fresh server id, reaching no other server.
+    fn default() -> Self {
+        Sessions::new(uuid::Uuid::new_v4().to_string().into())
+    }
 }
 
 /// What a delivered batch found.
@@ -49,6 +59,27 @@ pub enum Delivery {
 }
 
 impl Sessions {
+    /// The sessions of server `server_id` (the id it is registered under in `crate::servers`).
+    pub fn new(server_id: Arc<str>) -> Self {
+        Sessions { links: Links::default(), reads: Mutex::default(), server_id, peers: None }
+    }
+
+    /// Reaches the sessions other servers hold through `peers` (log reads are forwarded).
+    pub fn with_peers(mut self, peers: Peers) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// The id this server's sessions are recorded under.
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    /// How to reach other servers, if this one forwards.
+    pub fn peers(&self) -> Option<&Peers> {
+        self.peers.as_ref()
+    }
+
     fn reads(&self) -> MutexGuard<'_, HashMap<String, Pending>> {
         self.reads.lock().unwrap_or_else(|e| e.into_inner())
     }

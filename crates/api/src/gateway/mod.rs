@@ -5,11 +5,14 @@
 //! root pair) and names the cluster and container instance. Once
 //! admitted, the session marks the instance `agentConnected`, sends everything the instance
 //! should run, then pushes each change of its tasks as the cache sees it, applies the agent's
-//! task reports, and exchanges heartbeats. When the session ends, the instance is marked
-//! disconnected, unless a newer session of the same agent has taken over.
+//! task reports, and exchanges heartbeats. The instance record names the server holding the
+//! session (`session_server`); when the session ends, the instance is marked disconnected, unless
+//! a newer session of the same agent has taken over, here or on another server. The sessions of
+//! a server that dies are disconnected by the leader's sweep (`crate::servers`).
 //!
 //! Each live session is reachable through [`Sessions`] (`links.rs`), which is how a task's logs
-//! are read from the agent that ran it (`logs.rs`).
+//! are read from the agent that ran it (`logs.rs`); a read for an agent whose session is on another
+//! server goes there (`crate::servers::forward`).
 
 pub mod links;
 pub mod logs;
@@ -24,7 +27,7 @@ use crate::error::ApiError;
 use crate::state::keys;
 
 pub use logs::Sessions;
-pub use presence::{mark_all_disconnected, set_agent_address};
+pub use presence::{claim, mark_all_disconnected, reclaim_if_swept, release, set_agent_address};
 pub use session::run_session;
 
 /// Who a session request says it is, once checked against the store.

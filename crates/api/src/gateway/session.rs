@@ -21,7 +21,7 @@ use flotilla_store::{Compare, Op, Revision, Txn};
 use futures::SinkExt;
 
 use super::logs::{Delivery, Sessions};
-use super::presence::set_connected;
+use super::presence::{claim, reclaim_if_swept, release};
 use super::reports::apply_report;
 use super::SessionTarget;
 use crate::context::{Ctx, MAX_CAS_ATTEMPTS};
@@ -39,6 +39,10 @@ type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>
 
 /// How long a report's acknowledgement may wait for a message to travel with.
 const ACK_DELAY: Duration = Duration::from_millis(500);
+
+/// How lately an agent must have spoken on its session for the session to claim its instance
+/// back after a sweep: the agent's heartbeat period, and some slack.
+const RECENTLY_HEARD: Duration = Duration::from_secs(HEARTBEAT_SECS + 5);
 
 /// How long one write to the agent may wait for the socket: longer means the agent stopped
 /// reading (a live agent drains its socket continuously).
@@ -243,7 +247,8 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
     let instance = target.instance_arn.clone();
     let mut notices = ctx.cache.subscribe_instance(&target.instance_arn);
     let (link_id, mut outbox) = sessions.links.attach(&target.instance_arn);
-    if let Err(e) = set_connected(&ctx, &target.instance_key, true).await {
+    let me = sessions.server_id().to_string();
+    if let Err(e) = claim(&ctx, &target.instance_key, &me).await {
         tracing::warn!(error = %e, "could not mark the agent connected");
     }
     if let Some(peer) = target.peer {
@@ -332,6 +337,15 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
                     tracing::warn!(instance = %target.instance_arn, "agent went silent; closing its session");
                     break;
                 }
+                // This server may have been judged dead (a stall) while the agent stayed with it;
+                // only an agent heard from lately is still here, not one that moved elsewhere.
+                if last_heard.elapsed() < RECENTLY_HEARD {
+                    match reclaim_if_swept(&ctx, &target.instance_key, &me).await {
+                        Ok(true) => tracing::info!(instance = %target.instance_arn, "agent marked connected again"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not mark the agent connected again"),
+                    }
+                }
                 alive = send(&instance, &mut socket, &ServerMessage::HeartbeatMessage { message_id: message_id() }).await;
             }
         }
@@ -341,10 +355,14 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
     sessions.session_ended(&target.instance_arn, link_id);
     // A courtesy: the session may have ended because the agent stopped reading.
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(None))).await;
+    // A newer session of this agent on this server, or one on another server, has taken over.
     if ctx.cache.unsubscribe_instance(&target.instance_arn) {
-        if let Err(e) = set_connected(&ctx, &target.instance_key, false).await {
-            tracing::warn!(error = %e, "could not mark the agent disconnected");
+        match release(&ctx, &target.instance_key, &me).await {
+            Ok(true) => tracing::info!(instance = %target.instance_arn, "agent disconnected"),
+            Ok(false) => {
+                tracing::info!(instance = %target.instance_arn, "agent session ended; its agent is with another server")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not mark the agent disconnected"),
         }
-        tracing::info!(instance = %target.instance_arn, "agent disconnected");
     }
 }

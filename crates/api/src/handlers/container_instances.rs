@@ -197,7 +197,7 @@ pub async fn register(
         ci.status = Some("ACTIVE".into());
         ci.status_reason = None;
         ci.version = Some(ci.version.unwrap_or(0) + 1);
-        let rec = InstanceRecord { instance: ci, agent_address: None };
+        let rec = InstanceRecord { instance: ci, agent_address: None, session_server: None };
         if ctx.commit(Txn::new().when(compare).then(Op::put(&key, encode(&rec)))).await?.is_some() {
             return Ok(RegisterContainerInstanceResponse {
                 container_instance: Some(present_live(ctx, &key, &rec, true)),

@@ -22,6 +22,11 @@ pub struct InstanceRecord {
     /// ECS's shape): where load balancer nodes reach the instance's published ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_address: Option<String>,
+    /// The server holding the agent's live session (its id in `control/servers/`), while
+    /// `agentConnected` is true: a session's end only disconnects the instance if it is still the
+    /// one recorded here, and the sweep of `crate::servers` disconnects instances whose server died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_server: Option<String>,
 }
 
 /// What a placed task holds on its container instance until it stops.

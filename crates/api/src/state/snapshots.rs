@@ -331,6 +331,7 @@ mod tests {
                 ..Default::default()
             },
             agent_address: None,
+            session_server: None,
         }
     }
 
