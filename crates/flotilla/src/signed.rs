@@ -61,8 +61,7 @@ impl Endpoint {
     ) -> anyhow::Result<Self> {
         // In the order given: the first server that answers.
         let servers = Endpoints::parse(&server).context("--server")?.starting_at(0);
-        let mut http =
-            reqwest::Client::builder().connect_timeout(flotilla_agent::session::api_client::CONNECT_TIMEOUT);
+        let mut http = reqwest::Client::builder().connect_timeout(flotilla_agent::session::api_client::CONNECT_TIMEOUT);
         if servers.urls().any(|u| u.starts_with("https://")) {
             let tls = flotilla_agent::session::tls::client_config(ca)?;
             http = http.use_preconfigured_tls((*tls).clone());

@@ -182,9 +182,7 @@ impl HttpControlPlane {
                     let error = anyhow!("join refused ({status}): {}", String::from_utf8_lossy(&body));
                     return Err(Failure::status(status, error));
                 }
-                serde_json::from_slice(&body)
-                    .context("the join answer does not decode")
-                    .map_err(Failure::refused)
+                serde_json::from_slice(&body).context("the join answer does not decode").map_err(Failure::refused)
             })
             .await?;
         save_credentials(&creds, data_dir)
@@ -225,10 +223,9 @@ impl ControlPlane for HttpControlPlane {
         self.on_servers(|server| async move {
             let wait = Duration::from_secs(LONG_POLL_SECONDS + 15);
             let req = self.signed(&server, Method::GET, path, Vec::new(), wait).map_err(Failure::refused)?;
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| Failure::unreachable(anyhow!(e).context(format!("fetching the configuration from {server}"))))?;
+            let resp = req.send().await.map_err(|e| {
+                Failure::unreachable(anyhow!(e).context(format!("fetching the configuration from {server}")))
+            })?;
             let status = resp.status();
             if status == reqwest::StatusCode::NOT_MODIFIED {
                 return Ok(None);

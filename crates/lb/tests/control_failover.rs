@@ -81,16 +81,14 @@ impl StandIn {
         match path.as_str() {
             "/v1/lb/join" => {
                 self.joins.fetch_add(1, Ordering::SeqCst);
-                let creds = serde_json::json!({"nodeId": "lbn-1", "accessKeyId": "AKIDNODE", "secretAccessKey": "s3cret"});
+                let creds =
+                    serde_json::json!({"nodeId": "lbn-1", "accessKeyId": "AKIDNODE", "secretAccessKey": "s3cret"});
                 reply(StatusCode::OK, serde_json::to_vec(&creds).unwrap())
             }
             "/v1/lb/config" => {
                 self.polls.fetch_add(1, Ordering::SeqCst);
-                let after: i64 = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("after="))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
+                let after: i64 =
+                    query.split('&').find_map(|kv| kv.strip_prefix("after=")).and_then(|v| v.parse().ok()).unwrap_or(0);
                 // A long poll: held until a newer configuration, or answered 304 after a while.
                 let mut rx = self.config.clone();
                 let newer = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|c| c.revision > after)).await;
@@ -199,7 +197,8 @@ async fn when_every_server_is_down_the_failure_is_one_to_wait_out() {
     let dead = || format!("http://127.0.0.1:{}", free_port());
     let servers = Endpoints::parse(&format!("{},{}", dead(), dead())).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let err = HttpControlPlane::enroll(&servers, "us-east-1", dir.path(), Some("tok"), "127.0.0.1").await.err().unwrap();
+    let err =
+        HttpControlPlane::enroll(&servers, "us-east-1", dir.path(), Some("tok"), "127.0.0.1").await.err().unwrap();
     let unreachable = err.downcast_ref::<flotilla_lb::Unreachable>().expect("an Unreachable failure");
     assert_eq!(unreachable.servers, servers.to_string());
 }

@@ -96,7 +96,8 @@ async fn serve() -> (Arc<Server>, String) {
 async fn joins_once_then_polls_and_reports_signed() {
     let (server, url) = serve().await;
     let dir = tempfile::tempdir().unwrap();
-    let plane = HttpControlPlane::enroll(&servers(&url), "us-east-1", dir.path(), Some("tok-123"), "10.0.0.5").await.unwrap();
+    let plane =
+        HttpControlPlane::enroll(&servers(&url), "us-east-1", dir.path(), Some("tok-123"), "10.0.0.5").await.unwrap();
     assert_eq!(plane.node_id(), "lbn-1");
     let join = server.join_bodies.lock().unwrap()[0].clone();
     assert_eq!(join["token"], "tok-123");
@@ -142,7 +143,9 @@ async fn joins_once_then_polls_and_reports_signed() {
 #[tokio::test]
 async fn no_token_and_no_saved_pair_is_an_error_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let err =
-        HttpControlPlane::enroll(&servers("http://127.0.0.1:9"), "us-east-1", dir.path(), None, "10.0.0.5").await.err().unwrap();
+    let err = HttpControlPlane::enroll(&servers("http://127.0.0.1:9"), "us-east-1", dir.path(), None, "10.0.0.5")
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("--token"), "{err}");
 }

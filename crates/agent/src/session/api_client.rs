@@ -90,13 +90,7 @@ impl ApiClient {
             None
         };
         let http = builder.build().map_err(|e| ApiClientError::Request(e.to_string()))?;
-        Ok(ApiClient {
-            endpoints,
-            region: region.into(),
-            credentials,
-            http,
-            tls,
-        })
+        Ok(ApiClient { endpoints, region: region.into(), credentials, http, tls })
     }
 
     /// The TLS settings for the session's `wss://` connection, when a server is `https://`.
@@ -167,7 +161,9 @@ impl ApiClient {
     ) -> Result<Resp, ApiClientError> {
         let body = serde_json::to_vec(request).map_err(|e| ApiClientError::Request(e.to_string()))?;
         let body = &body;
-        self.endpoints.try_each(|server| async move { self.call_at(&server, operation, body).await }, is_unreachable).await
+        self.endpoints
+            .try_each(|server| async move { self.call_at(&server, operation, body).await }, is_unreachable)
+            .await
     }
 
     /// Calls one ECS operation on `server`, signed for it.
@@ -219,4 +215,86 @@ async fn answer<Resp: DeserializeOwned>(server: &str, resp: reqwest::Response) -
         });
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiClientError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request with `status` and `body`, counting requests.
+    async fn canned(status: u16, body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // The whole request (headers, then Content-Length bytes), then the answer.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(resp.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test]
+    async fn a_call_moves_past_unreachable_and_failing_servers_but_not_past_a_refusal() {
+        let dead = format!(
+            "http://127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        );
+        let (unavailable, _) = canned(503, r#"{"__type":"ServiceUnavailable","message":"going away"}"#).await;
+        let (live, live_calls) = canned(200, r#"{"ok":true}"#).await;
+        let list = format!("{dead},{unavailable},{live}");
+        let client = ApiClient::new(&list, "us-east-1", Credentials::new("AK", "SK")).unwrap();
+        let client = ApiClient { endpoints: client.endpoints.clone().starting_at(0), ..client };
+        let answer: serde_json::Value = client.call("ListClusters", &serde_json::json!({})).await.unwrap();
+        assert_eq!(answer["ok"], true);
+        assert_eq!(client.endpoint(), live, "later calls start at the server that answered");
+        let _: serde_json::Value = client.post_unsigned("/v1/join", &serde_json::json!({})).await.unwrap();
+        assert_eq!(live_calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // A refusal is the same on every server: it is not taken elsewhere.
+        let (refusing, _) = canned(400, r#"{"__type":"ClientException","message":"no"}"#).await;
+        let (other, other_calls) = canned(200, r#"{}"#).await;
+        let client = ApiClient::new(&format!("{refusing},{other}"), "us-east-1", Credentials::new("AK", "SK")).unwrap();
+        let client = ApiClient { endpoints: client.endpoints.clone().starting_at(0), ..client };
+        let err = client.call::<_, serde_json::Value>("ListClusters", &serde_json::json!({})).await.unwrap_err();
+        assert!(matches!(err, ApiClientError::Api { status: 400, .. }), "{err}");
+        assert_eq!(other_calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        // Every server down: the last failure, for the caller to wait out.
+        let client =
+            ApiClient::new(&format!("{dead},{unavailable}"), "us-east-1", Credentials::new("AK", "SK")).unwrap();
+        let err = client.call::<_, serde_json::Value>("ListClusters", &serde_json::json!({})).await.unwrap_err();
+        assert!(is_unreachable(&err), "{err}");
+    }
 }

@@ -385,6 +385,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lost_server_is_followed_by_the_next_at_once_and_a_full_round_waits() {
+        let closed = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let list = format!("http://127.0.0.1:{},http://127.0.0.1:{},http://127.0.0.1:{}", closed(), closed(), closed());
+        let client = ApiClient::new(&list, "us-east-1", Credentials::new("AK", "SK")).unwrap();
+        let start = client.endpoint();
+        let identity = AgentIdentity { cluster_arn: "c".into(), container_instance_arn: "i".into() };
+        // A wait far longer than the test: a third attempt after the round would never come.
+        let cfg = SessionConfig {
+            min_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+            ..SessionConfig::default()
+        };
+        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let session = tokio::spawn(run_session(client.clone(), identity, cfg, ev_tx, reports));
+        // Every server tried once, one after the other, with no wait between them.
+        for _ in 0..3 {
+            let ev = tokio::time::timeout(Duration::from_secs(60), events.recv()).await.expect("a failed attempt");
+            assert!(matches!(ev, Some(SessionEvent::Disconnected(_))), "{ev:?}");
+        }
+        // Round robin brought the client back where it started; now it waits out the backoff.
+        assert_eq!(client.endpoint(), start);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(events.try_recv().is_err(), "no attempt before the backoff after a full round");
+        drop(report_tx);
+        tokio::time::timeout(Duration::from_secs(60), session).await.expect("the session ended").unwrap();
+    }
+
+    #[tokio::test]
     async fn reports_made_while_waiting_to_reconnect_are_kept_for_the_next_connection() {
         let (report_tx, mut reports) = mpsc::unbounded_channel();
         let mut unacked = BTreeMap::from([(1, report(1))]);
