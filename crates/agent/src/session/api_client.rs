@@ -234,8 +234,7 @@ mod tests {
                 // The whole request (headers, then Content-Length bytes), then the answer.
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = stream.read(&mut chunk).await else { break };
+                while let Ok(n) = stream.read(&mut chunk).await {
                     if n == 0 {
                         break;
                     }
