@@ -210,3 +210,31 @@ fn a_bad_entry_in_the_server_list_is_refused_by_name() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"ftp://x\" is not a server URL"));
 }
+
+#[test]
+fn user_commands_use_the_first_server_that_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, live) = common::start_printing_endpoint("server", &dir.path().join("server"), AKID, SECRET);
+    let _server = Guard(server);
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    );
+    let token = |servers: &str| {
+        Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["token", "create", "--cluster", "default", "--server", servers])
+            .env("FLOTILLA_ACCESS_KEY_ID", AKID)
+            .env("FLOTILLA_SECRET_ACCESS_KEY", SECRET)
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_ECS")
+            .output()
+            .unwrap()
+    };
+    let out = token(&format!("{dead},{live}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty(), "a token was printed");
+    // None answering: an error saying so.
+    let out = token(&format!("{dead},{dead}/"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the control plane"));
+}
