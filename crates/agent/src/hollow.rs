@@ -127,7 +127,8 @@ impl SimulatedRuntime {
     }
 }
 
-/// Runs one hollow agent until `shutdown` fires: registers, then serves its session.
+/// Runs one hollow agent until `shutdown` fires: registers, then serves its session, moving to
+/// another of `client`'s servers when its own goes away (as the same instance).
 pub async fn run_hollow(
     client: ApiClient,
     cfg: RegistrationConfig,
@@ -143,6 +144,9 @@ pub async fn run_hollow_with_policy(
     policy: Option<HostPolicy>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ApiClientError> {
+    // Each hollow agent is an agent of its own: it starts at a server of its own (a fleet
+    // spreads over the control plane's servers) and moves without the others.
+    let client = client.detached();
     loop {
         let (identity, _) = register(&client, &cfg).await?;
         let (ev_tx, mut events) = mpsc::unbounded_channel();

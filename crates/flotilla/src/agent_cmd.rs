@@ -9,8 +9,12 @@ use flotilla_sigv4::Credentials;
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// The control plane's URL.
-    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580")]
+    /// The control plane's URL, or the URLs of its servers separated by commas
+    /// (`http://a:4580,http://b:4580`): the agent uses one of them (each agent starts at a random
+    /// one) and moves to the next at once when its server cannot be reached, staying the same
+    /// container instance.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580", value_name = "URL[,URL...]",
+          value_parser = parse_servers)]
     pub server: String,
     /// The CA bundle (PEM) that signed the server's certificate, for an https:// server
     /// [default: the system's roots]
@@ -109,6 +113,11 @@ pub struct AgentArgs {
     /// address, else 127.0.0.1, right when everything runs on one machine]
     #[arg(long, env = "FLOTILLA_HOST_ADDRESS", value_name = "IP")]
     pub host_address: Option<std::net::IpAddr>,
+}
+
+/// Checks a `--server` list, naming the entry that is wrong.
+pub fn parse_servers(s: &str) -> Result<String, String> {
+    flotilla_agent::session::endpoints::parse_list(s).map_err(|e| e.to_string())
 }
 
 fn parse_pull(s: &str) -> Result<flotilla_agent::PullBehavior, String> {
@@ -263,7 +272,7 @@ async fn run_hollow_fleet(client: ApiClient, args: &AgentArgs, n: usize) -> anyh
             tokio::task::yield_now().await;
         }
     }
-    eprintln!("{n} hollow agents joining cluster {} at {}", args.cluster(), args.server);
+    eprintln!("{n} hollow agents joining cluster {} at {}", args.cluster(), args.server.replace(',', ", "));
     // A hollow agent ends early only when it fails (registration refused or unreachable); the
     // failure is told at once, and a fleet with no agent left exits, as a single agent would.
     let mut shutdown = std::pin::pin!(crate::shutdown_signal());

@@ -7,12 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use flotilla_lb::{HttpControlPlane, NodeSettings};
+use flotilla_lb::{Endpoints, HttpControlPlane, NodeSettings};
 
 #[derive(Args, Debug, Clone)]
 pub struct LbArgs {
-    /// The control plane's URL.
-    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580")]
+    /// The control plane's URL, or the URLs of its servers separated by commas
+    /// (`http://a:4580,http://b:4580`): the node joins, polls and reports through one of them and
+    /// moves to the next at once when it cannot be reached, serving its last configuration
+    /// meanwhile.
+    #[arg(long, env = "FLOTILLA_SERVER", default_value = "http://127.0.0.1:4580", value_name = "URL[,URL...]",
+          value_parser = crate::agent_cmd::parse_servers)]
     pub server: String,
     /// A load balancer join token: used once, then the node keeps the key pair it earns in the
     /// data directory.
@@ -26,7 +30,7 @@ pub struct LbArgs {
     #[arg(long, env = "FLOTILLA_LB_BIND", default_value = "0.0.0.0")]
     pub bind: IpAddr,
     /// The address clients reach this node at, told to the control plane [default: the
-    /// address this host uses to reach the server]
+    /// address this host uses to reach the first server of --server]
     #[arg(long, env = "FLOTILLA_LB_ADVERTISE_ADDRESS")]
     pub advertise_address: Option<IpAddr>,
     /// Serve Prometheus metrics at ADDR:PORT (`GET /metrics`).
@@ -60,29 +64,24 @@ fn route_address(server: &str) -> IpAddr {
 
 pub async fn run(args: LbArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    let advertise = args.advertise_address.unwrap_or_else(|| route_address(&args.server));
-    // A node started before its server waits for it; a refused join or a missing token ends here.
+    let servers = Endpoints::parse(&args.server)?;
+    let advertise = args.advertise_address.unwrap_or_else(|| route_address(servers.first()));
+    // A node started before its servers waits for them; a refused join or a missing token ends here.
     let mut backoff = std::time::Duration::from_secs(1);
     let control = loop {
-        match HttpControlPlane::enroll(
-            &args.server,
-            &args.region,
-            &data_dir,
-            args.token.as_deref(),
-            &advertise.to_string(),
-        )
-        .await
+        match HttpControlPlane::enroll(&servers, &args.region, &data_dir, args.token.as_deref(), &advertise.to_string())
+            .await
         {
             Ok(control) => break control,
-            Err(e) if e.downcast_ref::<reqwest::Error>().is_some() => {
-                tracing::warn!(server = %args.server, error = %format!("{e:#}"), retry_in = ?backoff, "control plane unreachable");
+            Err(e) if e.downcast_ref::<flotilla_lb::Unreachable>().is_some() => {
+                tracing::warn!(servers = %servers, error = %format!("{e:#}"), retry_in = ?backoff, "control plane unreachable");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
             }
             Err(e) => return Err(e),
         }
     };
-    tracing::info!(node_id = control.node_id(), server = %args.server, "load balancer node joined");
+    tracing::info!(node_id = control.node_id(), servers = %servers, "load balancer node joined");
     let mut settings = NodeSettings::new(control.node_id());
     settings.bind = args.bind;
     settings.metrics_listen = args.metrics_listen;

@@ -36,9 +36,9 @@ pub struct LogsArgs {
     /// Print at most this many lines.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
-    /// The control plane's URL [env: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, then FLOTILLA_SERVER; default:
-    /// http://127.0.0.1:4580]
-    #[arg(long)]
+    /// The control plane's URL, or its servers' URLs separated by commas: the first that
+    /// answers is used [env: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, then FLOTILLA_SERVER; default: http://127.0.0.1:4580]
+    #[arg(long, value_name = "URL[,URL...]", value_parser = crate::agent_cmd::parse_servers)]
     pub server: Option<String>,
     /// Region used in the signature [env: AWS_REGION, AWS_DEFAULT_REGION, FLOTILLA_REGION;
     /// default: us-east-1]
@@ -50,8 +50,8 @@ fn encode(v: &str) -> String {
     percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// The request URL for `args` against `server`.
-pub fn logs_url(server: &str, args: &LogsArgs) -> String {
+/// The request's path and query for `args`.
+pub fn logs_path(args: &LogsArgs) -> String {
     let mut q = vec![format!("task={}", encode(&args.task))];
     if let Some(c) = &args.cluster {
         q.push(format!("cluster={}", encode(c)));
@@ -68,7 +68,7 @@ pub fn logs_url(server: &str, args: &LogsArgs) -> String {
     if args.follow {
         q.push("follow=true".into());
     }
-    format!("{}/v1/logs?{}", server.trim_end_matches('/'), q.join("&"))
+    format!("/v1/logs?{}", q.join("&"))
 }
 
 /// A line as printed: `container | line`, after the time with `--timestamps`.
@@ -108,7 +108,7 @@ pub fn parse_item(text: &str) -> anyhow::Result<Item> {
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<()> {
     let endpoint = Endpoint::resolve(args.server.clone(), args.region.clone())?;
-    let mut resp = endpoint.send(Method::GET, &logs_url(&endpoint.server, &args)).await?;
+    let mut resp = endpoint.send(Method::GET, &logs_path(&args)).await?;
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
     let mut pending: Vec<u8> = Vec::new();
     while let Some(chunk) = resp.chunk().await.context("the log stream broke")? {
@@ -163,11 +163,11 @@ mod tests {
             ..args("arn:aws:ecs:us-east-1:000000000000:task/prod/abc")
         };
         assert_eq!(
-            logs_url("http://127.0.0.1:4580/", &a),
-            "http://127.0.0.1:4580/v1/logs?task=arn%3Aaws%3Aecs%3Aus%2Deast%2D1%3A000000000000%3Atask%2Fprod%2Fabc\
+            logs_path(&a),
+            "/v1/logs?task=arn%3Aaws%3Aecs%3Aus%2Deast%2D1%3A000000000000%3Atask%2Fprod%2Fabc\
              &cluster=prod&container=web%20app&startAfterSeq=7&limit=50&follow=true"
         );
-        assert_eq!(logs_url("http://h", &args("abc")), "http://h/v1/logs?task=abc");
+        assert_eq!(logs_path(&args("abc")), "/v1/logs?task=abc");
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //! with SigV4 (service `ecs`, empty body) like any ECS call. An error answer becomes
 //! `Code: message`. An `https://` server is trusted through `AWS_CA_BUNDLE`, as the aws CLI
 //! trusts it, else through the system's roots.
+//!
+//! The server may be a comma-separated list (the servers of one control plane): a request goes
+//! to the first that answers, in the order given; one that cannot be reached or answers 5xx is
+//! passed over for the next.
 
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context};
+use flotilla_agent::session::Endpoints;
 use flotilla_sigv4::{sign, Credentials, SigningParams};
 use http::{HeaderMap, Method, Uri};
 
@@ -29,7 +34,7 @@ fn credentials() -> anyhow::Result<Credentials> {
 
 /// Where requests go and who signs them.
 pub struct Endpoint {
-    pub server: String,
+    pub servers: Endpoints,
     pub region: String,
     pub credentials: Credentials,
     http: reqwest::Client,
@@ -54,18 +59,42 @@ impl Endpoint {
         credentials: Credentials,
         ca: Option<&std::path::Path>,
     ) -> anyhow::Result<Self> {
-        let mut http = reqwest::Client::builder();
-        if server.starts_with("https://") {
+        // In the order given: the first server that answers.
+        let servers = Endpoints::parse(&server).context("--server")?.starting_at(0);
+        let mut http = reqwest::Client::builder().connect_timeout(flotilla_agent::session::api_client::CONNECT_TIMEOUT);
+        if servers.urls().any(|u| u.starts_with("https://")) {
             let tls = flotilla_agent::session::tls::client_config(ca)?;
             http = http.use_preconfigured_tls((*tls).clone());
         }
         let http = http.build()?;
-        Ok(Endpoint { server: server.trim_end_matches('/').to_string(), region, credentials, http })
+        Ok(Endpoint { servers, region, credentials, http })
     }
 
-    /// Sends a signed request with an empty body to `url`; an error answer is an error.
-    pub async fn send(&self, method: Method, url: &str) -> anyhow::Result<reqwest::Response> {
-        let uri: Uri = url.parse().with_context(|| format!("bad server URL {}", self.server))?;
+    /// Sends a signed request with an empty body to `path_and_query` on the first server that
+    /// answers; an error answer is an error.
+    pub async fn send(&self, method: Method, path_and_query: &str) -> anyhow::Result<reqwest::Response> {
+        let answered = self
+            .servers
+            .try_each(
+                |server| {
+                    let method = method.clone();
+                    async move { self.send_to(&server, method, path_and_query).await }
+                },
+                |(fail_over, _)| *fail_over,
+            )
+            .await;
+        answered.map_err(|(_, e)| e)
+    }
+
+    /// [`Endpoint::send`] to one server; a failure says whether the next server may answer.
+    async fn send_to(
+        &self,
+        server: &str,
+        method: Method,
+        path_and_query: &str,
+    ) -> Result<reqwest::Response, (bool, anyhow::Error)> {
+        let url = format!("{server}{path_and_query}");
+        let uri: Uri = url.parse().with_context(|| format!("bad server URL {server}")).map_err(|e| (false, e))?;
         let mut headers = HeaderMap::new();
         let params = SigningParams {
             credentials: &self.credentials,
@@ -73,14 +102,16 @@ impl Endpoint {
             service: "ecs",
             time: SystemTime::now(),
         };
-        sign(&method, &uri, &mut headers, b"", &params).map_err(|e| anyhow!("cannot sign the request: {e}"))?;
+        sign(&method, &uri, &mut headers, b"", &params)
+            .map_err(|e| (false, anyhow!("cannot sign the request: {e}")))?;
         let resp = self
             .http
             .request(method, url)
             .headers(headers)
             .send()
             .await
-            .with_context(|| format!("cannot reach the control plane at {}", self.server))?;
+            .with_context(|| format!("cannot reach the control plane at {server}"))
+            .map_err(|e| (true, e))?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
@@ -92,14 +123,14 @@ impl Endpoint {
                 ),
                 Err(_) => format!("HTTP {status}: {body}"),
             };
-            bail!(msg);
+            return Err((status.is_server_error(), anyhow!(msg)));
         }
         Ok(resp)
     }
 
-    /// [`Endpoint::send`] to `path_and_query` on the server, answering JSON.
+    /// [`Endpoint::send`] to `path_and_query`, answering JSON.
     pub async fn json(&self, method: Method, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
-        let resp = self.send(method, &format!("{}{path_and_query}", self.server)).await?;
+        let resp = self.send(method, path_and_query).await?;
         resp.json().await.context("the answer is not JSON")
     }
 }

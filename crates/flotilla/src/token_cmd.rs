@@ -11,9 +11,9 @@ use crate::signed::Endpoint;
 pub struct TokenArgs {
     #[command(subcommand)]
     pub command: TokenCommand,
-    /// The control plane's URL [env: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, then FLOTILLA_SERVER; default:
-    /// http://127.0.0.1:4580]
-    #[arg(long, global = true)]
+    /// The control plane's URL, or its servers' URLs separated by commas: the first that
+    /// answers is used [env: AWS_ENDPOINT_URL_ECS, AWS_ENDPOINT_URL, then FLOTILLA_SERVER; default: http://127.0.0.1:4580]
+    #[arg(long, global = true, value_name = "URL[,URL...]", value_parser = crate::agent_cmd::parse_servers)]
     pub server: Option<String>,
     /// Region used in the signature [env: AWS_REGION, AWS_DEFAULT_REGION, FLOTILLA_REGION;
     /// default: us-east-1]

@@ -318,7 +318,8 @@ async fn start_lb_node(
     let bind: std::net::IpAddr =
         args.host_ip.parse().map_err(|_| format!("--host-ip {} is not an address", args.host_ip))?;
     let advertise = if bind.is_unspecified() { "127.0.0.1".to_string() } else { bind.to_string() };
-    let control = flotilla_lb::HttpControlPlane::enroll(endpoint, &args.region, dir, token.as_deref(), &advertise)
+    let servers = flotilla_lb::Endpoints::parse(endpoint).map_err(|e| e.to_string())?;
+    let control = flotilla_lb::HttpControlPlane::enroll(&servers, &args.region, dir, token.as_deref(), &advertise)
         .await
         .map_err(|e| format!("the node could not join ({e:#})"))?;
     let mut settings = flotilla_lb::NodeSettings::new(control.node_id());

@@ -7,6 +7,8 @@
 //! opens and closes listener ports to match, checks targets and reports what it judges. Client
 //! connections are served on the node's own worker threads (`NodeSettings::workers`, one
 //! single-threaded runtime each); the caller's runtime runs the control loops and checks.
+//! When the control plane cannot be reached (every one of its servers, see `control`), the node
+//! keeps serving the last configuration it applied.
 
 pub mod control;
 mod health;
@@ -26,7 +28,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use control::{ControlPlane, HttpControlPlane, NodeCredentials};
+pub use control::{ControlPlane, Endpoints, HttpControlPlane, NodeCredentials, Unreachable};
 pub use health::{check_once, code_matches, Judge, Outcome};
 pub use matching::{Cidr, Glob};
 pub use node::Node;

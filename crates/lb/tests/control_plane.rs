@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use flotilla_endpoints::elb::{NodeConfig, NodeReport};
-use flotilla_lb::{ControlPlane, HttpControlPlane};
+use flotilla_lb::{ControlPlane, Endpoints, HttpControlPlane};
 use flotilla_sigv4::{Credentials, Verifier};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -66,6 +66,10 @@ impl Server {
     }
 }
 
+fn servers(list: &str) -> Endpoints {
+    Endpoints::parse(list).unwrap()
+}
+
 async fn serve() -> (Arc<Server>, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -92,7 +96,8 @@ async fn serve() -> (Arc<Server>, String) {
 async fn joins_once_then_polls_and_reports_signed() {
     let (server, url) = serve().await;
     let dir = tempfile::tempdir().unwrap();
-    let plane = HttpControlPlane::enroll(&url, "us-east-1", dir.path(), Some("tok-123"), "10.0.0.5").await.unwrap();
+    let plane =
+        HttpControlPlane::enroll(&servers(&url), "us-east-1", dir.path(), Some("tok-123"), "10.0.0.5").await.unwrap();
     assert_eq!(plane.node_id(), "lbn-1");
     let join = server.join_bodies.lock().unwrap()[0].clone();
     assert_eq!(join["token"], "tok-123");
@@ -122,14 +127,14 @@ async fn joins_once_then_polls_and_reports_signed() {
     assert_eq!(*server.signed_by.lock().unwrap(), vec!["AKIDNODE"; 3]);
 
     // A restart needs no token: the saved pair is used, no second join.
-    let again = HttpControlPlane::enroll(&url, "us-east-1", dir.path(), None, "10.0.0.5").await.unwrap();
+    let again = HttpControlPlane::enroll(&servers(&url), "us-east-1", dir.path(), None, "10.0.0.5").await.unwrap();
     assert_eq!(again.node_id(), "lbn-1");
     assert!(again.fetch(0).await.unwrap().is_some());
     assert_eq!(server.joins.load(Ordering::SeqCst), 1);
 
     // Without its key pair the node joins again, under its previous id.
     std::fs::remove_file(dir.path().join("lb-credentials.json")).unwrap();
-    HttpControlPlane::enroll(&url, "us-east-1", dir.path(), Some("tok-456"), "10.0.0.5").await.unwrap();
+    HttpControlPlane::enroll(&servers(&url), "us-east-1", dir.path(), Some("tok-456"), "10.0.0.5").await.unwrap();
     let rejoin = server.join_bodies.lock().unwrap()[1].clone();
     assert_eq!(rejoin["nodeId"], "lbn-1");
     assert_eq!(rejoin["token"], "tok-456");
@@ -138,7 +143,9 @@ async fn joins_once_then_polls_and_reports_signed() {
 #[tokio::test]
 async fn no_token_and_no_saved_pair_is_an_error_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let err =
-        HttpControlPlane::enroll("http://127.0.0.1:9", "us-east-1", dir.path(), None, "10.0.0.5").await.err().unwrap();
+    let err = HttpControlPlane::enroll(&servers("http://127.0.0.1:9"), "us-east-1", dir.path(), None, "10.0.0.5")
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("--token"), "{err}");
 }

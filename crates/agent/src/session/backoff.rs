@@ -6,6 +6,8 @@
 //! jittered by up to a fifth so that a fleet of agents does not come back in step. Only failures
 //! that could pass retry: the server unreachable, a 5xx, throttling. An answer that will never
 //! change (a refused signature, a malformed request, any other 4xx) ends the wait with the error.
+//! With several servers, each attempt has already tried every one of them (`endpoints.rs`): the
+//! wait comes only after a full round failed.
 
 use std::time::Duration;
 
@@ -72,7 +74,7 @@ pub async fn enroll_with_retry(
             Err(e) if is_retryable(&e) => {
                 let wait = backoff.next_jittered();
                 tracing::warn!(
-                    server = %client.endpoint(),
+                    servers = %client.endpoints(),
                     error = %e,
                     retry_in_ms = wait.as_millis() as u64,
                     "cannot register with the control plane yet; retrying"

@@ -1,6 +1,11 @@
 //! The websocket session: connect with a SigV4-signed upgrade, pass tasks to the caller, send
 //! reports, resend unacknowledged ones after a reconnect, heartbeat, and reconnect with backoff.
 //! Log reads the server asks for are answered by streamers (`logs.rs`) over the same socket.
+//!
+//! With several servers, a session lost or refused moves to the next server and reconnects at
+//! once (any server can hold it: they share the store); only a full round of failures waits out
+//! the backoff. The agent reconnects as the same instance with the same key pair, and resyncs
+//! (manifest, unacknowledged reports) as after any reconnect.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use http::{HeaderMap, Method, Uri};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::api_client::ApiClient;
+use super::api_client::{ApiClient, CONNECT_TIMEOUT};
 use super::logs::{LogReader, Streamers};
 use super::registration::AgentIdentity;
 
@@ -78,10 +83,11 @@ fn encode_query(v: &str) -> String {
 /// The signed upgrade request for the session.
 fn upgrade_request(
     client: &ApiClient,
+    server: &str,
     identity: &AgentIdentity,
     cfg: &SessionConfig,
 ) -> Result<http::Request<()>, String> {
-    let base = client.endpoint().replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
+    let base = server.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
     let url = format!(
         "{base}{AGENT_WS_PATH}?{}={}&{}={}&{}={}",
         flotilla_protocol::query::CLUSTER,
@@ -121,51 +127,71 @@ pub async fn run_session(
     let mut unacked: BTreeMap<u64, TaskReport> = BTreeMap::new();
     let mut backoff = cfg.min_backoff;
     let mut last_timeline = 0u64;
+    let mut round = client.endpoints().round();
     loop {
-        let outcome = match upgrade_request(&client, &identity, &cfg) {
-            Ok(req) => match tokio_tungstenite::connect_async_tls_with_config(
-                req,
-                Some(ws_config()),
-                false,
-                client.tls().map(tokio_tungstenite::Connector::Rustls),
-            )
-            .await
-            {
-                Ok((ws, _)) => {
-                    backoff = cfg.min_backoff;
-                    let _ = events.send(SessionEvent::Connected);
-                    connected(ws, &events, &mut reports, &mut unacked, &mut last_timeline, cfg.logs.clone()).await
-                }
-                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                    let body =
-                        resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-                    // Retrying cannot help an unknown instance, nor credentials that were revoked
-                    // (the instance deregistered) or that belong to another instance.
-                    if ["InvalidInstanceException", "InactiveInstanceException", "AccessDeniedException"]
-                        .iter()
-                        .any(|code| body.contains(code))
-                    {
-                        let _ = events.send(SessionEvent::Rejected(body));
-                        return;
+        let Some(attempt) = round.next() else {
+            // Every server failed in a row: wait before the next round.
+            let jitter = rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1);
+            if !wait_keeping_reports(backoff + Duration::from_millis(jitter), &mut reports, &mut unacked).await {
+                return;
+            }
+            backoff = (backoff * 2).min(cfg.max_backoff);
+            round.restart();
+            continue;
+        };
+        let outcome = match upgrade_request(&client, &attempt.url, &identity, &cfg) {
+            Ok(req) => {
+                // The connector only for wss://: a plain server in a list with https:// ones is
+                // reached without TLS.
+                let tls = if attempt.url.starts_with("https://") { client.tls() } else { None };
+                let connecting = tokio_tungstenite::connect_async_tls_with_config(
+                    req,
+                    Some(ws_config()),
+                    false,
+                    tls.map(tokio_tungstenite::Connector::Rustls),
+                );
+                match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+                    Err(_) => Outcome::Lost(format!("could not connect within {CONNECT_TIMEOUT:?}")),
+                    Ok(Ok((ws, _))) => {
+                        backoff = cfg.min_backoff;
+                        round.succeeded();
+                        tracing::info!(server = %attempt.url, "agent session up");
+                        let _ = events.send(SessionEvent::Connected);
+                        connected(ws, &events, &mut reports, &mut unacked, &mut last_timeline, cfg.logs.clone()).await
                     }
-                    Outcome::Lost(format!("the server refused the session ({}): {body}", resp.status()))
+                    Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
+                        let body =
+                            resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+                        // Retrying cannot help an unknown instance, nor credentials that were
+                        // revoked (the instance deregistered) or that belong to another instance:
+                        // the servers share one store, so every other one would say the same.
+                        if ["InvalidInstanceException", "InactiveInstanceException", "AccessDeniedException"]
+                            .iter()
+                            .any(|code| body.contains(code))
+                        {
+                            let _ = events.send(SessionEvent::Rejected(body));
+                            return;
+                        }
+                        Outcome::Lost(format!("the server refused the session ({}): {body}", resp.status()))
+                    }
+                    Ok(Err(e)) => Outcome::Lost(format!("could not connect: {e}")),
                 }
-                Err(e) => Outcome::Lost(format!("could not connect: {e}")),
-            },
+            }
             Err(e) => Outcome::Lost(e),
         };
         match outcome {
             Outcome::Finished => return,
             Outcome::Lost(why) => {
-                tracing::warn!(reason = %why, retry_in_ms = backoff.as_millis() as u64, "agent session lost");
+                round.failed(&attempt);
+                if round.exhausted() {
+                    tracing::warn!(server = %attempt.url, reason = %why, retry_in_ms = backoff.as_millis() as u64, "agent session lost");
+                } else {
+                    let next = client.endpoints().current().url;
+                    tracing::warn!(server = %attempt.url, reason = %why, %next, "agent session lost; moving to the next server");
+                }
                 let _ = events.send(SessionEvent::Disconnected(why));
             }
         }
-        let jitter = rand::random::<u64>() % (backoff.as_millis() as u64 / 2 + 1);
-        if !wait_keeping_reports(backoff + Duration::from_millis(jitter), &mut reports, &mut unacked).await {
-            return;
-        }
-        backoff = (backoff * 2).min(cfg.max_backoff);
     }
 }
 
@@ -356,6 +382,35 @@ mod tests {
             .await
             .expect("the session ended when its report channel closed")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lost_server_is_followed_by_the_next_at_once_and_a_full_round_waits() {
+        let closed = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let list = format!("http://127.0.0.1:{},http://127.0.0.1:{},http://127.0.0.1:{}", closed(), closed(), closed());
+        let client = ApiClient::new(&list, "us-east-1", Credentials::new("AK", "SK")).unwrap();
+        let start = client.endpoint();
+        let identity = AgentIdentity { cluster_arn: "c".into(), container_instance_arn: "i".into() };
+        // A wait far longer than the test: a third attempt after the round would never come.
+        let cfg = SessionConfig {
+            min_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+            ..SessionConfig::default()
+        };
+        let (ev_tx, mut events) = mpsc::unbounded_channel();
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let session = tokio::spawn(run_session(client.clone(), identity, cfg, ev_tx, reports));
+        // Every server tried once, one after the other, with no wait between them.
+        for _ in 0..3 {
+            let ev = tokio::time::timeout(Duration::from_secs(60), events.recv()).await.expect("a failed attempt");
+            assert!(matches!(ev, Some(SessionEvent::Disconnected(_))), "{ev:?}");
+        }
+        // Round robin brought the client back where it started; now it waits out the backoff.
+        assert_eq!(client.endpoint(), start);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(events.try_recv().is_err(), "no attempt before the backoff after a full round");
+        drop(report_tx);
+        tokio::time::timeout(Duration::from_secs(60), session).await.expect("the session ended").unwrap();
     }
 
     #[tokio::test]
