@@ -39,9 +39,9 @@ pub const LB_STATE_LOOP: &str = "elbv2-lb-state";
 /// Starts both loops, on the leader only (each pass writes, and one server's passes suffice).
 pub fn start_with(ctx: &Ctx, settings: LoopSettings) -> Vec<LoopHandle> {
     let c = ctx.clone();
-    let draining = ctx.loops.spawn_leader(DRAINING_LOOP, move |fence| {
-        every(c.fenced(fence), settings.tick, DRAINING_LOOP, reap_draining)
-    });
+    let draining = ctx
+        .loops
+        .spawn_leader(DRAINING_LOOP, move |fence| every(c.fenced(fence), settings.tick, DRAINING_LOOP, reap_draining));
     let c = ctx.clone();
     let state = ctx
         .loops
