@@ -48,6 +48,12 @@ pub struct Ctx {
     pub loops: Arc<Supervisor>,
     /// Gauges the loops set, shown on `/metrics`.
     pub gauges: Arc<crate::metrics::Gauges>,
+    /// This server among those sharing the store: what it campaigns as (`ServerConfig::server_id`,
+    /// else a fresh uuid per process).
+    pub server_id: Arc<str>,
+    /// The leader fence every write of this context carries (a leader loop's context, see
+    /// [`Ctx::fenced`]); `None` for request handlers, which any server serves.
+    pub fence: Option<Compare>,
 }
 
 /// How many times a read-modify-write retries when another writer got there first.
@@ -62,6 +68,20 @@ pub const CACHE_DEADLINE: Duration = Duration::from_secs(10);
 const DELETE_BATCH: usize = 256;
 
 impl Ctx {
+    /// A context whose every write (through [`Ctx::commit`] or `store.txn` alike) also requires
+    /// `fence`, a term's fence: for a leader loop's run. A write the fence refuses fails with
+    /// [`crate::leader::NOT_LEADING`] (a ServerException) rather than a conflict to retry, and
+    /// ends the term in this process. `None` (nobody else can lead) fences nothing.
+    pub fn fenced(&self, fence: Option<Compare>) -> Ctx {
+        let mut ctx = self.clone();
+        if let Some(fence) = &fence {
+            ctx.store =
+                Arc::new(crate::leader::FencedStore::new(self.store.clone(), fence.clone(), self.loops.clone()));
+        }
+        ctx.fence = fence;
+        ctx
+    }
+
     /// Deletes each key that is still at the revision it was read at, in batches; returns how
     /// many were deleted. A key that changed since is left for the next sweep to look at again.
     pub async fn delete_unchanged<K: AsRef<str>>(&self, expired: &[(K, Revision)]) -> ApiResult<usize> {
@@ -95,7 +115,13 @@ impl Ctx {
     /// cache holds what beat the transaction, or the caller's retry would read the same stale
     /// revision and lose again, burning its attempts in microseconds.
     pub async fn commit(&self, txn: Txn) -> ApiResult<Option<Revision>> {
-        match self.store.txn(txn).await? {
+        let outcome = match self.store.txn(txn).await {
+            Err(e) if crate::leader::is_fenced_out(&e) => {
+                return Err(ApiError::server(format!("The write was refused: {}.", crate::leader::NOT_LEADING)))
+            }
+            outcome => outcome?,
+        };
+        match outcome {
             TxnOutcome::Committed { revision } => {
                 self.caught_up(revision).await?;
                 Ok(Some(revision))
@@ -124,7 +150,13 @@ impl Ctx {
 /// A context over a fresh in-memory store, for unit tests.
 #[cfg(test)]
 pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
-    let config = crate::server::ServerConfig {
+    test_ctx_over(Arc::new(flotilla_store::MemoryStore::new()), clock).await
+}
+
+/// The configuration of [`test_ctx`].
+#[cfg(test)]
+pub(crate) fn test_config() -> crate::server::ServerConfig {
+    crate::server::ServerConfig {
         data_dir: std::env::temp_dir(),
         region: "us-east-1".into(),
         account_id: "000000000000".into(),
@@ -134,9 +166,14 @@ pub(crate) async fn test_ctx(clock: Clock) -> Ctx {
         stopped_task_retention: Duration::ZERO,
         capacity: Default::default(),
         extensions: Default::default(),
-    };
-    let store = Arc::new(flotilla_store::MemoryStore::new());
-    crate::server::build_ctx(store, &config, clock).await.expect("context")
+        server_id: None,
+    }
+}
+
+/// A context like [`test_ctx`]'s over `store`.
+#[cfg(test)]
+pub(crate) async fn test_ctx_over(store: Arc<dyn Store>, clock: Clock) -> Ctx {
+    crate::server::build_ctx(store, &test_config(), clock).await.expect("context")
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod handlers;
 pub mod idempotency;
 pub mod identity;
 pub mod identity_api;
+pub mod leader;
 pub mod locks;
 pub mod logs_api;
 pub mod metrics;

@@ -57,6 +57,8 @@ impl Gauges {
 pub struct Metrics {
     registry: Registry,
     gauges: Option<std::sync::Arc<Gauges>>,
+    /// The leadership's metrics, named `flotilla_leader*` like the gauges.
+    leader: Option<Registry>,
     requests: Family<OpLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     latency: Family<OpLabels, Histogram>,
@@ -79,7 +81,7 @@ impl Metrics {
         registry.register("requests", "API requests by operation", requests.clone());
         registry.register("errors", "API errors by operation and error code", errors.clone());
         registry.register("request_duration_seconds", "API request latency by operation", latency.clone());
-        Metrics { registry, gauges: None, requests, errors, latency }
+        Metrics { registry, gauges: None, leader: None, requests, errors, latency }
     }
 
     /// Adds the supervisor's `loop_restarts_total{loop}`, `loop_running{loop}` and
@@ -93,6 +95,10 @@ impl Metrics {
         );
         registry.register("loop_running", "1 while the background loop runs", loops.running.clone());
         registry.register("loop_errors", "Errors a background loop logged and carried on past", loops.errors.clone());
+        let mut leader = Registry::with_prefix("flotilla");
+        leader.register("leader", "1 while this server leads the background loops", loops.leader.clone());
+        leader.register("leader_terms", "Terms of leadership this server has begun", loops.terms.clone());
+        self.leader = Some(leader);
     }
 
     /// Shows the loops' gauges too.
@@ -115,6 +121,9 @@ impl Metrics {
         let _ = encode_registry(&mut out, &self.registry);
         if let Some(g) = &self.gauges {
             let _ = encode_registry(&mut out, &g.registry);
+        }
+        if let Some(leader) = &self.leader {
+            let _ = encode_registry(&mut out, leader);
         }
         let _ = encode_eof(&mut out);
         out

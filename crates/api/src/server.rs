@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub capacity: crate::capacity::Settings,
     /// The other AWS services served on the same listener (EC2, Auto Scaling, ...).
     pub extensions: Extensions,
+    /// This server's id among the servers sharing one store ([`Ctx::server_id`]); `None` picks
+    /// a fresh uuid each start.
+    pub server_id: Option<String>,
 }
 
 impl ServerConfig {
@@ -70,6 +73,7 @@ impl ServerConfig {
             stopped_task_retention: crate::reaper::DEFAULT_RETENTION,
             capacity: Default::default(),
             extensions: Default::default(),
+            server_id: None,
         }
     }
 }
@@ -93,10 +97,15 @@ pub async fn open(config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
     build_ctx(store, config, clock).await
 }
 
-/// Builds the context over any store (tests use this with other backends).
+/// Builds the context over any store (tests use this with other backends), and starts
+/// campaigning to lead the background loops (see [`crate::leader`]).
 pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Clock) -> anyhow::Result<Ctx> {
     let loops = Supervisor::new();
     let cache = Cache::start_supervised(store.clone(), &loops).await?;
+    let server_id: Arc<str> = match &config.server_id {
+        Some(id) => id.as_str().into(),
+        None => uuid::Uuid::new_v4().to_string().into(),
+    };
     let secret = format!("pagination:{}", config.credentials.secret_access_key);
     let ctx = Ctx {
         store,
@@ -106,7 +115,10 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
         clock,
         loops,
         gauges: Arc::default(),
+        server_id,
+        fence: None,
     };
+    crate::leader::start(&ctx.store, ctx.server_id.clone(), &ctx.loops);
     handlers::clusters::ensure_default_cluster(&ctx).await?;
     gateway::mark_all_disconnected(&ctx).await?;
     Ok(ctx)
@@ -129,17 +141,21 @@ pub async fn serve_ctx(
     listener: impl Into<crate::tls::Listening>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Loops that must run once among the servers sharing the store: on the leader only, each run
+    // writing through the term's fence.
     let (c, settings) = (ctx.clone(), config.controller);
-    let controller = ctx.loops.spawn("controller", move || crate::controller::run(c.clone(), settings));
+    let controller =
+        ctx.loops.spawn_leader("controller", move |fence| crate::controller::run(c.fenced(fence), settings));
     let c = ctx.clone();
-    let registrar =
-        ctx.loops.spawn(crate::endpoints::registrar::LOOP, move || crate::endpoints::registrar::run(c.clone()));
+    let registrar = ctx.loops.spawn_leader(crate::endpoints::registrar::LOOP, move |fence| {
+        crate::endpoints::registrar::run(c.fenced(fence))
+    });
     let (c, retention) = (ctx.clone(), config.stopped_task_retention);
-    let reaper = ctx.loops.spawn("reaper", move || crate::reaper::run(c.clone(), retention));
+    let reaper = ctx.loops.spawn_leader("reaper", move |fence| crate::reaper::run(c.fenced(fence), retention));
     let (c, capacity) = (ctx.clone(), config.capacity);
-    let capacity = ctx.loops.spawn("capacity", move || crate::capacity::run(c.clone(), capacity));
+    let capacity = ctx.loops.spawn_leader("capacity", move |fence| crate::capacity::run(c.fenced(fence), capacity));
     let extension_loops: Vec<_> = config.extensions.0.iter().flat_map(|e| e.start(&ctx)).collect();
-    let cache = ctx.cache.clone();
+    let (cache, loops) = (ctx.cache.clone(), ctx.loops.clone());
     let router = router(ctx, config);
     let served = crate::tls::serve(listener.into(), router, shutdown).await;
     // Let go of the store before returning, so the data directory can be opened again at once.
@@ -150,6 +166,8 @@ pub async fn serve_ctx(
     for handle in extension_loops {
         handle.stop().await;
     }
+    // Let another server take over now rather than when this one's lease runs out.
+    loops.resign().await;
     cache.stop().await;
     served?;
     Ok(())
@@ -239,14 +257,18 @@ async fn agent_ws(
     }
 }
 
-/// `{"status":"ok"|"degraded","revision":N,"loops":{"cache":"running",...}}`, with HTTP 503
-/// while a loop is down.
+/// `{"status":"ok"|"degraded","revision":N,"server":id,"leader":bool,"leader_id":id|null,
+/// "loops":{"cache":"running",...}}`, with HTTP 503 while a loop is down (a leader loop in
+/// standby on a server that does not lead is not down).
 async fn health(State(app): State<Arc<App>>) -> Response<Body> {
     let loops = app.ctx.loops.states();
     let healthy = loops.values().all(|s| s.is_healthy());
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
         "revision": app.ctx.cache.applied(),
+        "server": &*app.ctx.server_id,
+        "leader": app.ctx.loops.leads(),
+        "leader_id": crate::leader::leader_id(&app.ctx.loops, &*app.ctx.store, &app.ctx.server_id).await,
         "loops": loops.iter().map(|(name, s)| (name.to_string(), serde_json::Value::from(s.as_str()))).collect::<serde_json::Map<_, _>>(),
     });
     let mut r = Response::new(Body::from(body.to_string()));

@@ -255,6 +255,7 @@ async fn router_with(auth: AuthMode, dir: &std::path::Path) -> Router {
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
         capacity: Default::default(),
         extensions: Default::default(),
+        server_id: None,
     };
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("store.redb")).expect("store"));
     let ctx = flotilla_api::server::build_ctx(store, &config, Clock::system()).await.expect("ctx");

@@ -87,6 +87,14 @@ async fn health_lists_the_loops() {
         assert_eq!(body["loops"][name], "running", "{body}");
     }
     assert!(body["revision"].as_u64().is_some());
+    // One server on an embedded store leads unopposed, and names itself.
+    let server_id = body["server"].as_str().expect("a server id");
+    assert!(!server_id.is_empty());
+    assert_eq!(body["leader"], true, "{body}");
+    assert_eq!(body["leader_id"], server_id, "{body}");
+    assert_eq!(body["loops"]["leadership"], "running", "{body}");
+    assert_eq!(metric(&server, "flotilla_leader ").await, 1.0);
+    assert_eq!(metric(&server, "flotilla_leader_terms_total ").await, 1.0);
 }
 
 /// The follower panics half-way through applying a change: the write that caused it still

@@ -35,6 +35,7 @@ async fn start() -> TlsServer {
         stopped_task_retention: flotilla_api::reaper::DEFAULT_RETENTION,
         capacity: Default::default(),
         extensions: Default::default(),
+        server_id: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -210,6 +210,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
         // service name.
         extensions: extensions(&credentials.secret_access_key),
+        server_id: None,
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

@@ -70,6 +70,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
         // service name.
         extensions: crate::server_cmd::extensions(&credentials.secret_access_key),
+        server_id: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -107,7 +107,10 @@ fn an_agent_started_before_its_control_plane_waits_for_it_and_registers() {
     // The operator minted the agent's token earlier; now the control plane is down.
     let mut server =
         Guard(flotilla(&["server", "--listen", &listen], &dir.path().join("server"), SECRET).spawn().unwrap());
-    wait_for(&lines_of(&mut server.0), &mut Vec::new(), "listening on");
+    // Kept until the server is dropped: with the reader gone, the server's next log line meets a
+    // closed pipe.
+    let server_lines = lines_of(&mut server.0);
+    wait_for(&server_lines, &mut Vec::new(), "listening on");
     let token = token(&server_url);
     drop(server);
 

@@ -17,10 +17,16 @@ pub const IDENTITY: &str = "identity/";
 /// Capacity providers by name (account-wide, as ECS keeps them).
 pub const CAPACITY_PROVIDER: &str = "capacityprovider/";
 
-/// Whether the cache skips `key`: identity records, read through the store, and the records of
-/// the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their own.
+/// The control plane's own bookkeeping (the leader keys, the live servers), read through the
+/// store.
+pub const CONTROL: &str = "control/";
+
+/// Whether the cache skips `key`: identity and control records, read through the store, and the
+/// records of the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their
+/// own.
 pub fn uncached(key: &str) -> bool {
     key.starts_with(IDENTITY)
+        || key.starts_with(CONTROL)
         || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
         || flotilla_endpoints::keys::ROOTS.iter().any(|r| key.starts_with(r))
 }

@@ -146,11 +146,12 @@ impl Shared {
     }
 }
 
-/// Starts the group loop under the control plane's supervisor.
+/// Starts the group loop under the control plane's supervisor, on the leader only: one server
+/// launches and terminates the hosts.
 pub fn spawn(ctx: &Ctx, provisioner: Arc<dyn Provisioner>, settings: Settings) -> LoopHandle {
     let shared = Arc::new(Shared::new(provisioner, settings));
     let c = ctx.clone();
-    ctx.loops.spawn(LOOP_NAME, move || run(c.clone(), shared.clone()))
+    ctx.loops.spawn_leader(LOOP_NAME, move |fence| run(c.fenced(fence), shared.clone()))
 }
 
 async fn run(ctx: Ctx, shared: Arc<Shared>) -> Result<(), LoopError> {

@@ -67,6 +67,7 @@ async fn world() -> World {
         stopped_task_retention: Duration::ZERO,
         capacity: Default::default(),
         extensions: Default::default(),
+        server_id: None,
     };
     let store = Arc::new(flotilla_store::MemoryStore::new());
     let ctx = flotilla_api::server::build_ctx(store, &config, Clock::from_fn(move || n.load(Ordering::SeqCst)))

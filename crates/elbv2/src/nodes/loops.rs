@@ -36,13 +36,16 @@ impl Default for LoopSettings {
 pub const DRAINING_LOOP: &str = "elbv2-draining";
 pub const LB_STATE_LOOP: &str = "elbv2-lb-state";
 
-/// Starts both loops.
+/// Starts both loops, on the leader only (each pass writes, and one server's passes suffice).
 pub fn start_with(ctx: &Ctx, settings: LoopSettings) -> Vec<LoopHandle> {
     let c = ctx.clone();
-    let draining =
-        ctx.loops.spawn(DRAINING_LOOP, move || every(c.clone(), settings.tick, DRAINING_LOOP, reap_draining));
+    let draining = ctx
+        .loops
+        .spawn_leader(DRAINING_LOOP, move |fence| every(c.fenced(fence), settings.tick, DRAINING_LOOP, reap_draining));
     let c = ctx.clone();
-    let state = ctx.loops.spawn(LB_STATE_LOOP, move || every(c.clone(), settings.tick, LB_STATE_LOOP, activate));
+    let state = ctx
+        .loops
+        .spawn_leader(LB_STATE_LOOP, move |fence| every(c.fenced(fence), settings.tick, LB_STATE_LOOP, activate));
     vec![draining, state]
 }
 
