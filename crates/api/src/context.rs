@@ -167,6 +167,8 @@ pub(crate) fn test_config() -> crate::server::ServerConfig {
         capacity: Default::default(),
         extensions: Default::default(),
         server_id: None,
+        advertise_url: None,
+        peer_tls: None,
     }
 }
 

@@ -56,6 +56,12 @@ pub struct ServerConfig {
     /// This server's id among the servers sharing one store ([`Ctx::server_id`]); `None` picks
     /// a fresh uuid each start.
     pub server_id: Option<String>,
+    /// The URL the other servers reach this one at (to forward a log read to the server holding
+    /// the agent's session); `None`: `http(s)://` and the listen address.
+    pub advertise_url: Option<String>,
+    /// How this server checks the other servers' certificates when they serve HTTPS (`None`:
+    /// the system's roots).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ServerConfig {
@@ -74,6 +80,8 @@ impl ServerConfig {
             capacity: Default::default(),
             extensions: Default::default(),
             server_id: None,
+            advertise_url: None,
+            peer_tls: None,
         }
     }
 }
@@ -120,7 +128,6 @@ pub async fn build_ctx(store: Arc<dyn Store>, config: &ServerConfig, clock: Cloc
     };
     crate::leader::start(&ctx.store, ctx.server_id.clone(), &ctx.loops);
     handlers::clusters::ensure_default_cluster(&ctx).await?;
-    gateway::mark_all_disconnected(&ctx).await?;
     Ok(ctx)
 }
 
@@ -155,9 +162,21 @@ pub async fn serve_ctx(
     let (c, capacity) = (ctx.clone(), config.capacity);
     let capacity = ctx.loops.spawn_leader("capacity", move |fence| crate::capacity::run(c.fenced(fence), capacity));
     let extension_loops: Vec<_> = config.extensions.0.iter().flat_map(|e| e.start(&ctx)).collect();
-    let (cache, loops) = (ctx.cache.clone(), ctx.loops.clone());
+    // The server registry: who holds which agent session, and where to reach them. Registered
+    // before any session is recorded, so the leader's sweep never takes this server for dead.
+    let listening: crate::tls::Listening = listener.into();
+    let advertise = match &config.advertise_url {
+        Some(url) => url.clone(),
+        None => listening.default_url()?,
+    };
+    let me = crate::servers::ServerInfo::new(&ctx.server_id, &advertise, ctx.clock.now_ms());
+    crate::servers::start(&ctx, &me).await?;
+    let heartbeat = crate::servers::spawn_heartbeat(&ctx, me);
+    let c = ctx.clone();
+    let sweep = ctx.loops.spawn_leader(crate::servers::SWEEP_LOOP, move |fence| crate::servers::run(c.fenced(fence)));
+    let (cache, loops, registry) = (ctx.cache.clone(), ctx.loops.clone(), ctx.clone());
     let router = router(ctx, config);
-    let served = crate::tls::serve(listener.into(), router, shutdown).await;
+    let served = crate::tls::serve(listening, router, shutdown).await;
     // Let go of the store before returning, so the data directory can be opened again at once.
     controller.stop().await;
     registrar.stop().await;
@@ -165,6 +184,12 @@ pub async fn serve_ctx(
     capacity.stop().await;
     for handle in extension_loops {
         handle.stop().await;
+    }
+    sweep.stop().await;
+    // Stopped before withdrawing, or its next beat would write the record back.
+    heartbeat.stop().await;
+    if let Err(e) = crate::servers::withdraw(&registry, &registry.server_id).await {
+        tracing::warn!(error = %e, "could not withdraw from the server registry");
     }
     // Let another server take over now rather than when this one's lease runs out.
     loops.resign().await;
@@ -188,7 +213,16 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     let tokens = TokenSigner::new(&config.credentials.secret_access_key);
     let extra: Vec<Router> = config.extensions.0.iter().filter_map(|e| e.routes(&ctx, auth.clone())).collect();
     let extensions = config.extensions.clone();
-    let app = Arc::new(App { ctx, sessions: Arc::default(), auth, tokens, metrics: registry, extensions });
+    let sessions = gateway::Sessions::new(ctx.server_id.clone());
+    let sessions =
+        match crate::servers::forward::Peers::new(&config.credentials, &config.region, config.peer_tls.clone()) {
+            Ok(peers) => sessions.with_peers(peers),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot forward log reads to other servers");
+                sessions
+            }
+        };
+    let app = Arc::new(App { ctx, sessions: Arc::new(sessions), auth, tokens, metrics: registry, extensions });
     let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))

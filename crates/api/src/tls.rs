@@ -154,6 +154,16 @@ pub enum Listening {
     Tls(TcpListener, Arc<rustls::ServerConfig>),
 }
 
+impl Listening {
+    /// `http://ADDR` or `https://ADDR` for the address listened on.
+    pub fn default_url(&self) -> std::io::Result<String> {
+        Ok(match self {
+            Listening::Plain(l) => format!("http://{}", l.local_addr()?),
+            Listening::Tls(l, _) => format!("https://{}", l.local_addr()?),
+        })
+    }
+}
+
 impl From<TcpListener> for Listening {
     fn from(l: TcpListener) -> Self {
         Listening::Plain(l)

@@ -256,6 +256,8 @@ async fn router_with(auth: AuthMode, dir: &std::path::Path) -> Router {
         capacity: Default::default(),
         extensions: Default::default(),
         server_id: None,
+        advertise_url: None,
+        peer_tls: None,
     };
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("store.redb")).expect("store"));
     let ctx = flotilla_api::server::build_ctx(store, &config, Clock::system()).await.expect("ctx");

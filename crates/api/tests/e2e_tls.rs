@@ -36,6 +36,8 @@ async fn start() -> TlsServer {
         capacity: Default::default(),
         extensions: Default::default(),
         server_id: None,
+        advertise_url: None,
+        peer_tls: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -48,6 +48,18 @@ pub struct ServerArgs {
     /// Serve Cloud Map's private DNS namespaces on this address (UDP and TCP) [default: off]
     #[arg(long, env = "FLOTILLA_DNS_LISTEN", value_name = "ADDR")]
     pub dns_listen: Option<SocketAddr>,
+    /// This server's name among the servers sharing one store (in `/health`, the leader key and
+    /// the session records) [default: a fresh uuid each start]
+    #[arg(long, env = "FLOTILLA_SERVER_ID", value_parser = parse_server_id)]
+    pub server_id: Option<String>,
+    /// The URL the other servers reach this one at, when it is not `http(s)://` and --listen
+    /// (a wildcard or NATed address)
+    #[arg(long, env = "FLOTILLA_ADVERTISE_URL", value_name = "URL", value_parser = parse_advertise_url)]
+    pub advertise_url: Option<String>,
+    /// The CA (PEM) that signed the other servers' certificates, when they serve HTTPS with a
+    /// private CA [default: the system's roots]
+    #[arg(long, env = "FLOTILLA_PEER_CA", value_name = "PEM")]
+    pub peer_ca: Option<PathBuf>,
     /// Where the state lives: `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (or `etcds://` for
     /// TLS) to share it with other servers through etcd (see README, "High availability")
     /// [default: the embedded store in the data directory].
@@ -67,6 +79,19 @@ pub fn extensions(root_secret: &str) -> flotilla_api::Extensions {
     extensions.0.push(flotilla_elbv2::api::extension_with_nodes(root_secret));
     extensions.0.push(flotilla_servicediscovery::extension());
     extensions
+}
+
+fn parse_server_id(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    ok.then(|| s.to_string()).ok_or_else(|| format!("{s:?}: 1 to 64 letters, digits, '-', '_' or '.'"))
+}
+
+fn parse_advertise_url(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("http://").or_else(|| s.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() => Ok(s.trim_end_matches('/').to_string()),
+        _ => Err(format!("{s:?} is not a URL: it must start with http:// or https:// and name a host")),
+    }
 }
 
 fn parse_provisioner(s: &str) -> Result<ProvisionerKind, String> {
@@ -210,7 +235,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
         // service name.
         extensions: extensions(&credentials.secret_access_key),
-        server_id: None,
+        server_id: args.server_id.clone(),
+        advertise_url: args.advertise_url.clone(),
+        peer_tls: match &args.peer_ca {
+            Some(ca) => Some(
+                flotilla_agent::session::tls::client_config(Some(ca))
+                    .map_err(|e| anyhow::anyhow!("--peer-ca {}: {e}", ca.display()))?,
+            ),
+            None => None,
+        },
     };
     if args.disable_auth {
         tracing::warn!("!!! SIGNATURE VERIFICATION IS DISABLED: any local process can call this API unsigned. Development only. !!!");

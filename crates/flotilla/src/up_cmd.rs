@@ -71,6 +71,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         // service name.
         extensions: crate::server_cmd::extensions(&credentials.secret_access_key),
         server_id: None,
+        advertise_url: None,
+        peer_tls: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::state::keys;
 
 pub use logs::Sessions;
-pub use presence::{claim, mark_all_disconnected, reclaim_if_swept, release, set_agent_address};
+pub use presence::{claim, reclaim_if_swept, release, set_agent_address};
 pub use session::run_session;
 
 /// Who a session request says it is, once checked against the store.

@@ -68,6 +68,8 @@ async fn world() -> World {
         capacity: Default::default(),
         extensions: Default::default(),
         server_id: None,
+        advertise_url: None,
+        peer_tls: None,
     };
     let store = Arc::new(flotilla_store::MemoryStore::new());
     let ctx = flotilla_api::server::build_ctx(store, &config, Clock::from_fn(move || n.load(Ordering::SeqCst)))
