@@ -17,7 +17,12 @@ use flotilla_bench::ha::load::{Load, Sampler};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_control_plane_survives_faults_under_load() {
-    let dir = tempfile::tempdir().unwrap();
+    let mut dir = tempfile::tempdir().unwrap();
+    // FLOTILLA_HA_KEEP=1 keeps the servers', agents' and etcd members' logs for a look.
+    if std::env::var_os("FLOTILLA_HA_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        eprintln!("keeping logs in {}", dir.path().display());
+    }
     let layout = Layout::default();
     let cpu = layout.instance_cpu;
     let mut bed = Bed::start(Path::new(env!("CARGO_BIN_EXE_flotilla")), dir.path(), layout)

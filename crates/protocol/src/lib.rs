@@ -40,9 +40,12 @@ pub const FARGATE_POOL: &str = "fargate.pool";
 /// The launch type of tasks that run on the Fargate pool, each in its own sandbox.
 pub const FARGATE: &str = "FARGATE";
 
-/// How often each side sends a heartbeat, and how long a silent peer is given.
-pub const HEARTBEAT_SECS: u64 = 10;
-pub const PEER_TIMEOUT_SECS: u64 = 35;
+/// How often each side sends a heartbeat, and how long a silent peer is given. Short enough that
+/// an agent whose server froze (a paused process, a host gone without closing its sockets) moves
+/// to another server of a highly available control plane within seconds; a heartbeat is a few
+/// bytes each way.
+pub const HEARTBEAT_SECS: u64 = 2;
+pub const PEER_TIMEOUT_SECS: u64 = 7;
 
 /// How much each end of a session reads from its socket at a time. The websocket library's
 /// default (128 KiB) is allocated per connection and zeroed before every read; session messages

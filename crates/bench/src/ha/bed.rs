@@ -104,6 +104,7 @@ impl Bed {
             memory: 16384,
         };
         let log = self.dir.join(format!("agents-{zone}.log"));
+        std::fs::create_dir_all(self.dir.join("agents"))?;
         let agents = procs::start_hollow_at(
             &self.bin,
             &self.cp.urls(),

@@ -38,6 +38,7 @@ impl EtcdCluster {
     /// Starts `n` members with their data and logs under `dir`, and waits until they serve.
     pub async fn start(dir: &Path, n: usize) -> anyhow::Result<EtcdCluster> {
         anyhow::ensure!(n > 0, "an etcd cluster needs at least one member");
+        std::fs::create_dir_all(dir)?;
         let mut members = Vec::new();
         for i in 0..n {
             let name = format!("etcd{i}");

@@ -46,6 +46,7 @@ impl ControlPlane {
         n: usize,
         extra: &[&str],
     ) -> anyhow::Result<ControlPlane> {
+        std::fs::create_dir_all(dir)?;
         let mut slots = Vec::new();
         for i in 0..n {
             let id = format!("server{i}");
