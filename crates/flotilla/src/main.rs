@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: the ECS API on a durable embedded store.
-    Server(server_cmd::ServerArgs),
+    Server(Box<server_cmd::ServerArgs>),
     // Boxed: the agent's many flags would make every `Command` as large as they are.
     /// Join a cluster as a container instance (or, with --simulate N, as N hollow ones).
     Agent(Box<agent_cmd::AgentArgs>),
@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = builder.build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server_cmd::run(args).await,
+            Command::Server(args) => server_cmd::run(*args).await,
             Command::Agent(args) => agent_cmd::run(*args).await,
             Command::Up(args) => up_cmd::run(args).await,
             Command::Logs(args) => logs_cmd::run(args).await,
