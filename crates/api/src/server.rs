@@ -300,6 +300,8 @@ async fn health(State(app): State<Arc<App>>) -> Response<Body> {
     let body = serde_json::json!({
         "status": if healthy { "ok" } else { "degraded" },
         "revision": app.ctx.cache.applied(),
+        // Agent sessions held by this server (each agent keeps one, on one server).
+        "sessions": app.sessions.links.len(),
         "server": &*app.ctx.server_id,
         "leader": app.ctx.loops.leads(),
         "leader_id": crate::leader::leader_id(&app.ctx.loops, &*app.ctx.store, &app.ctx.server_id).await,

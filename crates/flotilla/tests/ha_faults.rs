@@ -51,7 +51,7 @@ async fn the_control_plane_survives_faults_under_load() {
         above_max.as_secs_f64(),
         verdict.tasks_seen
     );
-    assert!(ledger.acked.len() >= 20, "the load ran through the faults: {} calls acknowledged", ledger.acked.len());
+    assert!(ledger.acked.len() >= 8, "the load ran through the faults: {} calls acknowledged", ledger.acked.len());
     assert!(verdict.lost.is_empty(), "acknowledged tasks lost: {:?}", verdict.lost);
     assert!(verdict.doubled.is_empty(), "clientTokens placed twice: {:?}", verdict.doubled);
     assert!(verdict.over_capacity.is_empty(), "instances over their resources: {:?}", verdict.over_capacity);

@@ -45,7 +45,7 @@ pub const FARGATE: &str = "FARGATE";
 /// to another server of a highly available control plane within seconds; a heartbeat is a few
 /// bytes each way.
 pub const HEARTBEAT_SECS: u64 = 2;
-pub const PEER_TIMEOUT_SECS: u64 = 7;
+pub const PEER_TIMEOUT_SECS: u64 = 6;
 
 /// How much each end of a session reads from its socket at a time. The websocket library's
 /// default (128 KiB) is allocated per connection and zeroed before every read; session messages

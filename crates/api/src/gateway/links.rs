@@ -60,6 +60,15 @@ impl Links {
         }
     }
 
+    /// How many agent sessions this server holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The current session of `instance_arn`, if its agent is connected.
     pub fn get(&self, instance_arn: &str) -> Option<SessionLink> {
         self.lock().get(instance_arn).filter(|l| !l.tx.is_closed()).map(|l| SessionLink { id: l.id, tx: l.tx.clone() })

@@ -142,6 +142,18 @@ impl Bed {
         }
     }
 
+    /// Waits until the running servers hold a session of every agent again; returns the time
+    /// since `since`.
+    pub async fn await_sessions(&self, since: Instant, timeout: Duration) -> anyhow::Result<Duration> {
+        loop {
+            if self.cp.sessions().await >= self.instances() as u64 {
+                return Ok(since.elapsed());
+            }
+            anyhow::ensure!(since.elapsed() < timeout, "the agents did not all reconnect within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The service's (desired, running, pending).
     pub async fn service_counts(&self) -> anyhow::Result<(u64, u64, u64)> {
         let out = self.client.ok("DescribeServices", &json!({"services": [SERVICE]})).await?;

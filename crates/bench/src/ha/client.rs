@@ -25,13 +25,17 @@ pub enum Outcome {
 pub struct MultiClient {
     targets: Vec<Target>,
     next: AtomicUsize,
+    /// Until when each target is passed over after it failed (while another is left to try), as
+    /// clients with several endpoints do.
+    down_until: std::sync::Mutex<Vec<Option<Instant>>>,
     /// How long one attempt may take.
     pub attempt_timeout: Duration,
 }
 
 impl MultiClient {
     pub fn new(targets: Vec<Target>) -> Self {
-        MultiClient { targets, next: AtomicUsize::new(0), attempt_timeout: Duration::from_secs(3) }
+        let down_until = std::sync::Mutex::new(vec![None; targets.len()]);
+        MultiClient { targets, next: AtomicUsize::new(0), down_until, attempt_timeout: Duration::from_secs(2) }
     }
 
     async fn attempt(&self, target: &Target, operation: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
@@ -46,12 +50,31 @@ impl MultiClient {
             .map_err(|_| anyhow::anyhow!("no answer within {:?}", self.attempt_timeout))?
     }
 
+    /// The next target in turn that is not passed over (any, when all are).
+    fn pick(&self) -> usize {
+        let now = Instant::now();
+        let down = self.down_until.lock().map(|d| d.clone()).unwrap_or_default();
+        for _ in 0..self.targets.len() {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
+            if down.get(i).copied().flatten().is_none_or(|until| until <= now) {
+                return i;
+            }
+        }
+        self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len()
+    }
+
+    fn mark_down(&self, i: usize) {
+        if let Ok(mut down) = self.down_until.lock() {
+            down[i] = Some(Instant::now() + Duration::from_secs(2));
+        }
+    }
+
     /// Calls `operation`, retrying on other servers until `within` has passed.
     pub async fn call(&self, operation: &str, body: &Value, within: Duration) -> Outcome {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let started = Instant::now();
         loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.targets.len();
+            let i = self.pick();
             let last = match self.attempt(&self.targets[i], operation, &bytes).await {
                 Ok((200, v)) => return Outcome::Ok(v),
                 Ok((status, v)) if (400..500).contains(&status) => {
@@ -61,6 +84,7 @@ impl MultiClient {
                 Ok((status, v)) => format!("{operation} at {}: {status} {v}", self.targets[i].addr),
                 Err(e) => format!("{operation} at {}: {e}", self.targets[i].addr),
             };
+            self.mark_down(i);
             if started.elapsed() > within {
                 return Outcome::Unknown(last);
             }

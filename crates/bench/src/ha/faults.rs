@@ -46,6 +46,8 @@ pub struct FaultReport {
     pub agents_back: Option<Duration>,
     /// After SIGCONT: how long the paused server took to say it no longer leads.
     pub stale_leader_stepped_down: Option<Duration>,
+    /// Agent sessions the killed server held.
+    pub sessions_lost: u64,
 }
 
 /// How long a paused leader stays stopped: past a 3 s lease with room to spare.
@@ -73,12 +75,14 @@ pub async fn inject(bed: &mut Bed, fault: Fault) -> anyhow::Result<FaultReport> 
         service_recovered: Duration::ZERO,
         agents_back: None,
         stale_leader_stepped_down: None,
+        sessions_lost: 0,
     };
     let t0 = Instant::now();
     let mut killed_server = None;
     let mut killed_member = None;
     match fault {
         Fault::KillLeader => {
+            report.sessions_lost = bed.cp.health(leader).await.map_or(0, |h| h.sessions);
             bed.cp.kill(leader);
             killed_server = Some(leader);
         }
@@ -92,7 +96,16 @@ pub async fn inject(bed: &mut Bed, fault: Fault) -> anyhow::Result<FaultReport> 
             killed_member = Some(0);
         }
         Fault::KillFollower => {
-            let follower = (0..bed.cp.slots.len()).find(|&i| i != leader).expect("three servers");
+            // The follower holding the most agent sessions.
+            let mut follower = (0..bed.cp.slots.len()).find(|&i| i != leader).expect("three servers");
+            let mut most = 0;
+            for i in (0..bed.cp.slots.len()).filter(|&i| i != leader) {
+                let held = bed.cp.health(i).await.map_or(0, |h| h.sessions);
+                if held > most {
+                    (follower, most) = (i, held);
+                }
+            }
+            report.sessions_lost = most;
             bed.cp.kill(follower);
             killed_server = Some(follower);
         }
@@ -105,7 +118,7 @@ pub async fn inject(bed: &mut Bed, fault: Fault) -> anyhow::Result<FaultReport> 
     }
     let agents = async {
         match killed_server {
-            Some(_) => bed.await_fleet(Duration::from_secs(60)).await.map(|_| Some(t0.elapsed())),
+            Some(_) => bed.await_sessions(t0, Duration::from_secs(60)).await.map(Some),
             None => Ok(None),
         }
     };
@@ -143,14 +156,15 @@ fn secs(d: Option<Duration>) -> String {
 /// The reports as a table.
 pub fn render(reports: &[FaultReport]) -> String {
     let mut out = String::from(
-        "| fault | new leader | service at desired | agents connected again | paused leader stepped down |\n|---|---|---|---|---|\n",
+        "| fault | new leader | service at desired | sessions lost | agents reconnected | paused leader stepped down |\n|---|---|---|---|---|---|\n",
     );
     for r in reports {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             r.fault.name(),
             secs(r.new_leader),
             secs(Some(r.service_recovered)),
+            r.sessions_lost,
             secs(r.agents_back),
             secs(r.stale_leader_stepped_down)
         ));

@@ -34,6 +34,8 @@ pub struct ControlPlane {
 pub struct Health {
     pub leader: bool,
     pub leader_id: Option<String>,
+    /// Agent sessions the server holds.
+    pub sessions: u64,
 }
 
 impl ControlPlane {
@@ -142,6 +144,7 @@ impl ControlPlane {
         Some(Health {
             leader: body["leader"].as_bool().unwrap_or(false),
             leader_id: body["leader_id"].as_str().map(str::to_string),
+            sessions: body["sessions"].as_u64().unwrap_or(0),
         })
     }
 
@@ -154,6 +157,15 @@ impl ControlPlane {
             }
         }
         (leaders.len() == 1).then(|| leaders[0])
+    }
+
+    /// Agent sessions held by the running servers together.
+    pub async fn sessions(&self) -> u64 {
+        let mut n = 0;
+        for i in self.running() {
+            n += self.health(i).await.map_or(0, |h| h.sessions);
+        }
+        n
     }
 
     /// Waits until a running server other than `not` leads; returns it and how long that took
