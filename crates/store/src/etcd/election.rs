@@ -31,8 +31,11 @@ pub(crate) async fn campaign(inner: &Inner, election: &str, candidate: &str) -> 
     let ttl_secs = i64::try_from(inner.lease_ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX).max(1);
     loop {
         let granting = Instant::now();
-        let mut leases = inner.client.lease_client();
-        let lease = request("lease grant", leases.grant(ttl_secs, None)).await?;
+        let lease = request("lease grant", false, || {
+            let mut leases = inner.client.lease_client();
+            async move { leases.grant(ttl_secs, None).await }
+        })
+        .await?;
         // etcd may raise a TTL below its minimum; the term is measured against what it granted.
         let ttl = Duration::from_secs(u64::try_from(lease.ttl()).unwrap_or(1).max(1));
         let (ended_tx, ended) = watch::channel(false);
@@ -45,7 +48,11 @@ pub(crate) async fn campaign(inner: &Inner, election: &str, candidate: &str) -> 
                 .when([EtcdCompare::create_revision(full.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(full.clone(), candidate, Some(PutOptions::new().with_lease(lease.id())))])
                 .or_else([TxnOp::get(full.clone(), None)]);
-            let response = request("leader claim", inner.kv().txn(claim)).await?;
+            let response = request("leader claim", false, || {
+                let (mut kv, claim) = (inner.kv(), claim.clone());
+                async move { kv.txn(claim).await }
+            })
+            .await?;
             let revision = response.header().map_or(0, |h| h.revision());
             if response.succeeded() {
                 let created = to_revision(revision);

@@ -180,14 +180,42 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-/// Runs one unary request with [`REQUEST_TIMEOUT`], naming `what` in the error.
-pub(crate) async fn request<T>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-        Ok(result) => result.map_err(|e| etcd_error(what, e)),
-        Err(_) => Err(StoreError::Io(format!("etcd did not answer {what} within {} s", REQUEST_TIMEOUT.as_secs()))),
+/// How long a request keeps being retried on another member while members cannot be reached.
+const RETRY_WINDOW: Duration = Duration::from_secs(3);
+
+/// Whether a request may be sent again after `e`: always for a read (`idempotent`), and for a
+/// write only when it never left this process (no connection to the member it went to), so
+/// that a member gone down costs a retry on another rather than an error.
+fn may_retry(e: &etcd_client::Error, idempotent: bool) -> bool {
+    let text = e.to_string();
+    let unsent = text.contains("tcp connect error") || text.contains("Connection refused");
+    let broken = text.contains("transport error") || text.contains("h2 protocol error") || text.contains("unavailable");
+    unsent || (idempotent && broken)
+}
+
+/// Runs one unary request with [`REQUEST_TIMEOUT`], naming `what` in the error; `call` makes
+/// each attempt. Attempts that failed for want of a reachable member are made again for up to
+/// [`RETRY_WINDOW`] (see `may_retry`): the client's balancer then takes another member.
+pub(crate) async fn request<T, F, Fut>(what: &str, idempotent: bool, mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(25);
+    loop {
+        match tokio::time::timeout(REQUEST_TIMEOUT, call()).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) if may_retry(&e, idempotent) && started.elapsed() + pause < RETRY_WINDOW => {
+                tracing::debug!(what, error = %e, "etcd request failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(400));
+            }
+            Ok(Err(e)) => return Err(etcd_error(what, e)),
+            Err(_) => {
+                return Err(StoreError::Io(format!("etcd did not answer {what} within {} s", REQUEST_TIMEOUT.as_secs())))
+            }
+        }
     }
 }
 
@@ -210,7 +238,11 @@ pub(crate) fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let inner = &self.inner;
-        let response = request("get", inner.kv().get(inner.full_key(key), None)).await?;
+        let response = request("get", true, || {
+            let (mut kv, key) = (inner.kv(), inner.full_key(key));
+            async move { kv.get(key, None).await }
+        })
+        .await?;
         response.kvs().first().map(|kv| inner.key_value(kv)).transpose()
     }
 
@@ -232,7 +264,11 @@ impl Store for EtcdStore {
             if let Some(revision) = at {
                 options = options.with_revision(revision);
             }
-            let response = request("range", inner.kv().get(from.clone(), Some(options))).await?;
+            let response = request("range", true, || {
+                let (mut kv, from, options) = (inner.kv(), from.clone(), options.clone());
+                async move { kv.get(from, Some(options)).await }
+            })
+            .await?;
             let revision = response.header().map_or(0, |h| h.revision());
             let at = *at.get_or_insert(revision);
             let page = response.kvs().iter().map(|kv| inner.key_value(kv)).collect::<Result<Vec<_>, _>>()?;

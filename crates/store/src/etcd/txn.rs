@@ -46,7 +46,11 @@ pub(crate) async fn run(inner: &Inner, txn: Txn) -> Result<TxnOutcome, StoreErro
         .collect();
     let failure: Vec<TxnOp> = compared.iter().map(|key| TxnOp::get(inner.full_key(key), None)).collect();
     let request_txn = etcd_client::Txn::new().when(compares).and_then(success).or_else(failure);
-    let response = request("transaction", inner.kv().txn(request_txn)).await?;
+    let response = request("transaction", false, || {
+        let (mut kv, txn) = (inner.kv(), request_txn.clone());
+        async move { kv.txn(txn).await }
+    })
+    .await?;
     let revision = to_revision(response.header().map_or(0, |h| h.revision()));
     let answers = response.op_responses();
 

@@ -56,8 +56,12 @@ pub(crate) async fn start(inner: &Inner, prefix: &str, after: Revision) -> Resul
 }
 
 async fn open(inner: &Inner, key: Vec<u8>, options: WatchOptions) -> Result<WatchStream, StoreError> {
-    let mut client = inner.client.watch_client().max_decoding_message_size(MAX_MESSAGE_BYTES);
-    request("watch", client.watch(key, Some(options))).await
+    request("watch", true, || {
+        let mut client = inner.client.watch_client().max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let (key, options) = (key.clone(), options.clone());
+        async move { client.watch(key, Some(options)).await }
+    })
+    .await
 }
 
 /// The oldest kept revision if history from `start` on is gone, `None` if it is all there.
