@@ -117,6 +117,7 @@ struct Figures {
 }
 
 async fn embedded(args: &Args, bin: &Path, dir: &Path) -> anyhow::Result<Figures> {
+    std::fs::create_dir_all(dir)?;
     let server = procs::start_flotilla(bin, &dir.join("server"), &credentials(), &dir.join("server.log"))?;
     load::wait_healthy(server.addr, Duration::from_secs(60)).await?;
     let target = Target {
@@ -135,6 +136,7 @@ async fn embedded(args: &Args, bin: &Path, dir: &Path) -> anyhow::Result<Figures
 }
 
 async fn replicated(args: &Args, bin: &Path, dir: &Path) -> anyhow::Result<(Figures, Vec<Duration>)> {
+    std::fs::create_dir_all(dir)?;
     let etcd = EtcdCluster::start(&dir.join("etcd"), 3).await?;
     let mut cp = ControlPlane::start(bin, &dir.join("servers"), &etcd.store_url(), &credentials(), 3, &[]).await?;
     let _agents = fleet(bin, &cp.urls(), dir, args.instances)?;
