@@ -213,7 +213,10 @@ where
             }
             Ok(Err(e)) => return Err(etcd_error(what, e)),
             Err(_) => {
-                return Err(StoreError::Io(format!("etcd did not answer {what} within {} s", REQUEST_TIMEOUT.as_secs())))
+                return Err(StoreError::Io(format!(
+                    "etcd did not answer {what} within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                )))
             }
         }
     }
