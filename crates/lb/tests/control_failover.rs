@@ -64,9 +64,13 @@ impl StandIn {
     }
 
     /// Takes the server away: no more connections, and those open are dropped mid-request.
-    fn kill(&self) {
-        if let Some(task) = self.task.lock().unwrap().take() {
+    /// Waits until the accept loop is gone (and with it the set of connection tasks, each then
+    /// cancelled), so that no held long poll of this server answers a change made afterwards.
+    async fn kill(&self) {
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
             task.abort();
+            let _ = task.await;
         }
     }
 
@@ -156,7 +160,7 @@ async fn a_node_moves_to_the_next_server_and_serves_throughout() {
     // The node is polling A (its long poll is held there) when A dies.
     let polls_before = a.polls.load(Ordering::SeqCst);
     assert!(polls_before >= 1);
-    a.kill();
+    a.kill().await;
     let b_polls_at_kill = b.polls.load(Ordering::SeqCst);
 
     // A change made while A is gone reaches the node through B.
