@@ -26,6 +26,8 @@ struct StandIn {
     config: watch::Receiver<NodeConfig>,
     joins: AtomicUsize,
     polls: AtomicUsize,
+    /// The configuration revisions this server answered with.
+    served: Mutex<Vec<i64>>,
     reports: AtomicUsize,
     /// The accept loop; aborting it drops every connection it serves.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -39,6 +41,7 @@ impl StandIn {
             config,
             joins: AtomicUsize::new(0),
             polls: AtomicUsize::new(0),
+            served: Mutex::new(Vec::new()),
             reports: AtomicUsize::new(0),
             task: Mutex::new(None),
         });
@@ -97,7 +100,10 @@ impl StandIn {
                 let mut rx = self.config.clone();
                 let newer = tokio::time::timeout(Duration::from_secs(2), rx.wait_for(|c| c.revision > after)).await;
                 match newer {
-                    Ok(Ok(c)) => reply(StatusCode::OK, serde_json::to_vec(&*c).unwrap()),
+                    Ok(Ok(c)) => {
+                        self.served.lock().unwrap().push(c.revision);
+                        reply(StatusCode::OK, serde_json::to_vec(&*c).unwrap())
+                    }
                     _ => reply(StatusCode::NOT_MODIFIED, vec![]),
                 }
             }
@@ -161,7 +167,6 @@ async fn a_node_moves_to_the_next_server_and_serves_throughout() {
     let polls_before = a.polls.load(Ordering::SeqCst);
     assert!(polls_before >= 1);
     a.kill().await;
-    let b_polls_at_kill = b.polls.load(Ordering::SeqCst);
 
     // A change made while A is gone reaches the node through B.
     let fixed = Action::FixedResponse {
@@ -176,7 +181,8 @@ async fn a_node_moves_to_the_next_server_and_serves_throughout() {
     tokio::time::timeout(Duration::from_secs(30), node.wait_for_revision(2))
         .await
         .expect("the node got configuration 2 from the other server");
-    assert!(b.polls.load(Ordering::SeqCst) > b_polls_at_kill, "B answered the polls after A died");
+    assert!(b.served.lock().unwrap().contains(&2), "B served configuration 2");
+    assert!(!a.served.lock().unwrap().contains(&2), "A, dead, served nothing after it died");
     let (status, _, body) = get(port, "/moved", &[]).await;
     assert_eq!((status.as_u16(), body.as_str()), (200, "moved"));
     // Reports go to B now (the node reports after each configuration change).
