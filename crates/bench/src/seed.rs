@@ -22,6 +22,11 @@ use flotilla_store::{Op, RedbStore, Store, Txn, TxnOutcome};
 pub const CLUSTER: &str = "default";
 /// Region and account the server is started with, so the seeded ARNs are its own.
 pub const REGION: &str = "us-east-1";
+
+/// The name of availability zone number `z` of [`REGION`]: `us-east-1a`, `us-east-1b`, ...
+pub fn zone(z: usize) -> String {
+    format!("{REGION}{}", (b'a' + z as u8) as char)
+}
 pub const ACCOUNT: &str = "000000000000";
 /// How many task definition families the tasks are spread over.
 pub const FAMILIES: u64 = 10;

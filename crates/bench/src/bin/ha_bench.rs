@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use flotilla_bench::ha::bed::start_fleet;
 use flotilla_bench::ha::etcd::EtcdCluster;
 use flotilla_bench::ha::servers::ControlPlane;
 use flotilla_bench::load::{self, Shape, Target};
-use flotilla_bench::procs::{self, ChildGuard, Hollow};
+use flotilla_bench::procs::{self, ChildGuard};
 use flotilla_bench::runtask::{self, Outcome};
 use flotilla_bench::seed;
 use flotilla_bench::workload::Workload;
@@ -73,15 +74,7 @@ fn credentials() -> Credentials {
 }
 
 fn fleet(bin: &Path, servers: &str, dir: &Path, instances: usize) -> anyhow::Result<Vec<ChildGuard>> {
-    let mut agents = Vec::new();
-    for z in 0..ZONES {
-        let count = instances / ZONES + usize::from(z < instances % ZONES);
-        let zone = format!("{}{}", seed::REGION, (b'a' + z as u8) as char);
-        let hollow = Hollow { count, zone: zone.clone(), cpu: 4096, memory: 16384 };
-        let log = dir.join(format!("agents-{zone}.log"));
-        agents.push(procs::start_hollow_at(bin, servers, &credentials(), &hollow, &dir.join(&zone), &log)?);
-    }
-    Ok(agents)
+    start_fleet(bin, servers, &credentials(), dir, ZONES, instances, 4096)
 }
 
 /// RunTask from `clients` split over `targets` until `tasks` are placed; one merged outcome.
@@ -216,18 +209,10 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
     out.push_str(
         "\n| reads (ListTasks, 4 connections per server) | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|\n",
     );
-    for (i, r) in base.reads.iter().enumerate() {
+    let rows = base.reads.iter().enumerate().map(|(i, r)| ("embedded", i, r));
+    for (name, i, r) in rows.chain(ha.reads.iter().enumerate().map(|(i, r)| ("etcd", i, r))) {
         out.push_str(&format!(
-            "| embedded server {i} | {:.0} | {} | {} | {} |\n",
-            r.rate(),
-            ms(r.percentile(0.5)),
-            ms(r.percentile(0.99)),
-            r.errors
-        ));
-    }
-    for (i, r) in ha.reads.iter().enumerate() {
-        out.push_str(&format!(
-            "| etcd server {i} | {:.0} | {} | {} | {} |\n",
+            "| {name} server {i} | {:.0} | {} | {} | {} |\n",
             r.rate(),
             ms(r.percentile(0.5)),
             ms(r.percentile(0.99)),

@@ -125,7 +125,7 @@ async fn run(args: &Args, flotilla: &Path, dir: &Path, tasks: u64, mode: Mode) -
     }
     for z in (0..args.zones).filter(|_| mode != Mode::Strategy) {
         let count = args.instances / args.zones + usize::from(z < args.instances % args.zones);
-        let zone = format!("{}{}", seed::REGION, (b'a' + z as u8) as char);
+        let zone = seed::zone(z);
         let hollow = Hollow { count, zone: zone.clone(), cpu: 4096, memory: 16384 };
         let log = dir.join(format!("agents-{zone}.log"));
         agents.push(procs::start_hollow(flotilla, server.addr, &credentials, &hollow, &dir.join(&zone), &log)?);

@@ -52,8 +52,30 @@ pub struct Bed {
     pub client: std::sync::Arc<MultiClient>,
     pub layout: Layout,
     pub dir: PathBuf,
-    bin: PathBuf,
-    credentials: Credentials,
+}
+
+/// `instances` hollow container instances split evenly over `zones` zones, one `flotilla agent
+/// --simulate` process per zone given `servers` (one URL or several), each instance offering
+/// `cpu` units and 16 GiB; their identities and logs under `dir`.
+pub fn start_fleet(
+    bin: &Path,
+    servers: &str,
+    credentials: &Credentials,
+    dir: &Path,
+    zones: usize,
+    instances: usize,
+    cpu: u32,
+) -> anyhow::Result<Vec<ChildGuard>> {
+    std::fs::create_dir_all(dir.join("agents"))?;
+    let mut agents = Vec::new();
+    for z in 0..zones {
+        let count = instances / zones + usize::from(z < instances % zones);
+        let zone = crate::seed::zone(z);
+        let hollow = Hollow { count, zone: zone.clone(), cpu, memory: 16384 };
+        let log = dir.join(format!("agents-{zone}.log"));
+        agents.push(procs::start_hollow_at(bin, servers, credentials, &hollow, &dir.join("agents").join(&zone), &log)?);
+    }
+    Ok(agents)
 }
 
 impl Bed {
@@ -65,19 +87,9 @@ impl Bed {
             ControlPlane::start(bin, &dir.join("servers"), &etcd.store_url(), &credentials, layout.servers, &flags)
                 .await?;
         let client = std::sync::Arc::new(MultiClient::new((0..layout.servers).map(|i| cp.target(i)).collect()));
-        let mut bed = Bed {
-            etcd,
-            cp,
-            agents: Vec::new(),
-            client,
-            layout,
-            dir: dir.to_path_buf(),
-            bin: bin.to_path_buf(),
-            credentials,
-        };
-        for z in 0..bed.layout.zones {
-            bed.start_zone(z)?;
-        }
+        let mut bed = Bed { etcd, cp, agents: Vec::new(), client, layout, dir: dir.to_path_buf() };
+        let (zones, instances, cpu) = (bed.layout.zones, bed.instances(), bed.layout.instance_cpu);
+        bed.agents = start_fleet(bin, &bed.cp.urls(), &credentials, dir, zones, instances, cpu)?;
         bed.await_fleet(Duration::from_secs(60)).await?;
         runtask::register_definition(&bed.cp.target(0)).await?;
         bed.client
@@ -89,32 +101,6 @@ impl Bed {
             .await?;
         bed.await_service(bed.layout.service_desired, Instant::now(), Duration::from_secs(30)).await?;
         Ok(bed)
-    }
-
-    fn zone(&self, z: usize) -> String {
-        format!("{}{}", crate::seed::REGION, (b'a' + z as u8) as char)
-    }
-
-    fn start_zone(&mut self, z: usize) -> anyhow::Result<()> {
-        let zone = self.zone(z);
-        let hollow = Hollow {
-            count: self.layout.instances_per_zone,
-            zone: zone.clone(),
-            cpu: self.layout.instance_cpu,
-            memory: 16384,
-        };
-        let log = self.dir.join(format!("agents-{zone}.log"));
-        std::fs::create_dir_all(self.dir.join("agents"))?;
-        let agents = procs::start_hollow_at(
-            &self.bin,
-            &self.cp.urls(),
-            &self.credentials,
-            &hollow,
-            &self.dir.join("agents").join(&zone),
-            &log,
-        )?;
-        self.agents.push(agents);
-        Ok(())
     }
 
     pub fn instances(&self) -> usize {
