@@ -196,7 +196,7 @@ pub fn encode(m: &Message, limit: usize) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dns::table::Records;
     use flotilla_endpoints::cloudmap::{
@@ -258,7 +258,8 @@ mod tests {
         r
     }
 
-    fn ask(table: &Table, name: &str, t: RecordType) -> Message {
+    /// Asks `table` one question; the tests of the other answer sources use it too.
+    pub(crate) fn ask(table: &Table, name: &str, t: RecordType) -> Message {
         let mut q = Message::query();
         q.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
         match answer(table, &q, &mut rand::thread_rng()) {

@@ -108,6 +108,7 @@ fn set<V: PartialEq>(map: &mut HashMap<String, V>, id: &str, value: Option<V>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::answer::tests::ask;
     use crate::dns::answer::{answer, Outcome};
     use crate::dns::fast;
     use crate::dns::table::{Lookup, Records};
@@ -151,15 +152,6 @@ mod tests {
             assert!(r.apply(&format!("{NODE}{id}"), Some(&node(id, address, 1))));
         }
         r
-    }
-
-    fn ask(table: &Table, name: &str, t: RecordType) -> Message {
-        let mut q = Message::query();
-        q.add_query(Query::query(Name::from_ascii(name).unwrap(), t));
-        match answer(table, &q, &mut rand::thread_rng()) {
-            Outcome::Answer(m) => m,
-            Outcome::Forward => panic!("{name} was forwarded"),
-        }
     }
 
     fn rdata(m: &Message) -> Vec<String> {
