@@ -16,6 +16,7 @@
 //! the host policy (`engine::policy::check_fargate`), and the task gets its own interface in its
 //! subnet (`network::awsvpc`), as EC2 awsvpc tasks whose subnet the control plane knows do too.
 
+pub mod calls;
 pub mod cgroup;
 pub mod disk;
 pub mod dns;

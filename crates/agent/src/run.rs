@@ -143,6 +143,8 @@ pub async fn run_agent(
         }
         None => None,
     };
+    let (calls, call_inbox) = crate::calls::SessionCalls::new();
+    config.calls = Some(Arc::new(calls));
     let engine = Engine::new(config, Arc::new(runtime), report_tx.clone());
     let (metadata_stop, metadata_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = metadata_listener {
@@ -170,7 +172,8 @@ pub async fn run_agent(
     drop(report_tx);
 
     let (ev_tx, mut events) = mpsc::unbounded_channel();
-    let session_config = SessionConfig { logs: Some(Arc::new(engine.clone())), ..SessionConfig::default() };
+    let session_config =
+        SessionConfig { logs: Some(Arc::new(engine.clone())), calls: Some(call_inbox), ..SessionConfig::default() };
     let session = tokio::spawn(run_session(client, identity, session_config, ev_tx, report_rx));
     let mut reaped = false;
     loop {

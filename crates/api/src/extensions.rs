@@ -76,6 +76,16 @@ pub trait Extension: Send + Sync + 'static {
     fn routes(&self, _ctx: &Ctx, _auth: Option<Arc<crate::auth::Authenticator>>) -> Option<Router> {
         None
     }
+
+    /// The secret store this extension serves, for resolving tasks' secrets at start.
+    fn secret_source(&self) -> Option<Arc<dyn crate::agent_services::SecretSource>> {
+        None
+    }
+
+    /// The log store this extension serves, for tasks' `awslogs` output.
+    fn log_sink(&self) -> Option<Arc<dyn crate::agent_services::LogSink>> {
+        None
+    }
 }
 
 /// The extensions a server runs, cheap to clone and printable inside `ServerConfig`.
@@ -91,6 +101,14 @@ impl fmt::Debug for Extensions {
 impl Extensions {
     pub fn new(extensions: impl IntoIterator<Item = Arc<dyn Extension>>) -> Self {
         Extensions(extensions.into_iter().collect())
+    }
+
+    /// The services agent sessions use, from the first extension offering each.
+    pub fn agent_services(&self) -> crate::agent_services::AgentServices {
+        crate::agent_services::AgentServices {
+            secrets: self.0.iter().find_map(|e| e.secret_source()),
+            logs: self.0.iter().find_map(|e| e.log_sink()),
+        }
     }
 
     /// Every signing name served, ECS's aside.

@@ -8,6 +8,7 @@
 //! up with their write so clients always read what they wrote. The binary crate `flotilla` wraps
 //! [`server::serve`]; the agent, scheduler and controllers build on the same store and records.
 
+pub mod agent_services;
 pub mod auth;
 pub mod capacity;
 pub mod context;
@@ -39,6 +40,7 @@ pub mod state;
 pub mod supervisor;
 pub mod tls;
 
+pub use agent_services::{AgentServices, LogSink, LogSinkError, SecretFailure, SecretSource};
 pub use context::{Clock, Ctx};
 pub use credentials::RootCredentials;
 pub use error::{ApiError, ApiResult};

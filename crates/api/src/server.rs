@@ -213,7 +213,7 @@ pub fn router(ctx: Ctx, config: &ServerConfig) -> Router {
     let tokens = TokenSigner::new(&config.credentials.secret_access_key);
     let extra: Vec<Router> = config.extensions.0.iter().filter_map(|e| e.routes(&ctx, auth.clone())).collect();
     let extensions = config.extensions.clone();
-    let sessions = gateway::Sessions::new(ctx.server_id.clone());
+    let sessions = gateway::Sessions::new(ctx.server_id.clone()).with_services(config.extensions.agent_services());
     let sessions =
         match crate::servers::forward::Peers::new(&config.credentials, &config.region, config.peer_tls.clone()) {
             Ok(peers) => sessions.with_peers(peers),

@@ -9,11 +9,18 @@
 //! report delivered twice changes nothing, so either side may resend after a reconnect.
 //!
 //! The server also reads a task's container output from the agent that ran it (`logs`): a
-//! `LogsRequest` answered by bounded `LogsBatch`es, cancelled with `LogsCancel`.
+//! `LogsRequest` answered by bounded `LogsBatch`es, cancelled with `LogsCancel`. The agent calls
+//! the control plane for what only it may hold (a task's secrets) and to store `awslogs` output
+//! (`calls`): an `AgentMessage::Call` answered by one `ServerMessage::Reply`.
 
+pub mod calls;
 pub mod lifecycle;
 pub mod logs;
 
+pub use calls::{
+    AgentCall, CallReply, ContainerResources, LogEvent, LogEventsBatch, NamedValue, RegistryAuth, ResourceFailure,
+    TaskResources,
+};
 pub use lifecycle::{ContainerLifecycle, DesiredStatus, TaskStatus};
 pub use logs::{LogEntry, LogStream, LogsBatch, LogsError, LogsRequest};
 
@@ -212,6 +219,11 @@ pub enum ServerMessage {
     LogsCancel {
         request_id: String,
     },
+    /// The answer to the agent's [`AgentMessage::Call`] of the same `request_id`.
+    Reply {
+        request_id: String,
+        reply: CallReply,
+    },
 }
 
 /// Messages from an agent to the control plane.
@@ -231,6 +243,11 @@ pub enum AgentMessage {
     TaskStateChange(Box<TaskReport>),
     /// Part of the answer to a `LogsRequest`.
     LogsBatch(LogsBatch),
+    /// A call to the control plane (`calls`), answered by a [`ServerMessage::Reply`].
+    Call {
+        request_id: String,
+        call: AgentCall,
+    },
 }
 
 impl ServerMessage {

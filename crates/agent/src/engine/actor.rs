@@ -96,6 +96,8 @@ pub(crate) struct Actor {
     done: bool,
     /// Whether this actor has put a sandboxed task's CPU quota on its cgroup (`cap_cpu`).
     pub(super) cpu_capped: bool,
+    /// The task's secrets and registry credentials (`resources`), in memory only.
+    pub(super) resources: Option<Arc<flotilla_protocol::TaskResources>>,
 }
 
 impl Actor {
@@ -130,6 +132,7 @@ impl Actor {
             resync_at,
             done: false,
             cpu_capped: false,
+            resources: None,
         }
     }
 
@@ -275,6 +278,11 @@ impl Actor {
         lock(&self.shared.latest).insert(arn, (report.clone(), self.rec.desired));
         // The receiver is gone only when the agent is shutting down.
         let _ = self.shared.reports.send(report);
+    }
+
+    /// Whether a start step that failed for a transient reason may be tried again.
+    pub(super) fn start_attempts_left(&self) -> bool {
+        self.attempts < MAX_START_ATTEMPTS
     }
 
     /// Moves the desired status to STOPPED (never back).

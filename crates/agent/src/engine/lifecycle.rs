@@ -226,6 +226,9 @@ impl Actor {
 
     /// PENDING: images, then containers created, then started as their dependencies allow.
     pub(super) async fn start_containers(&mut self) -> Step {
+        if let Err(step) = self.ensure_resources().await {
+            return step;
+        }
         if !self.rec.images_ready {
             match self.pull_images().await {
                 Step::Done => {}
@@ -308,6 +311,7 @@ impl Actor {
         if let Some(endpoint) = &self.shared.config.metadata {
             crate::metadata::inject(&mut spec, endpoint);
         }
+        super::resources::inject_secrets(&mut spec, self.resources.as_deref(), name);
         Ok(spec)
     }
 

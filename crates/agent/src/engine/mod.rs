@@ -17,6 +17,7 @@ mod lifecycle;
 pub mod order;
 pub mod policy;
 pub mod record;
+pub mod resources;
 pub mod spec;
 pub mod status;
 pub mod volumes;
@@ -113,6 +114,9 @@ pub struct EngineConfig {
     /// The OCI runtime Fargate tasks run under (`runsc`, on a Fargate pool host); `None` refuses
     /// them.
     pub sandbox_runtime: Option<String>,
+    /// The control plane, for tasks' secrets and `awslogs` output (`crate::calls`); without it
+    /// a task that needs either cannot start.
+    pub calls: Option<Arc<dyn crate::calls::ControlPlaneCalls>>,
     pub clock: Clock,
 }
 
@@ -136,6 +140,7 @@ impl EngineConfig {
             resync_interval: Duration::from_secs(15),
             metadata: None,
             sandbox_runtime: None,
+            calls: None,
             clock: system_clock(),
         }
     }

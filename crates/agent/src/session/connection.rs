@@ -45,6 +45,8 @@ pub struct SessionConfig {
     pub max_backoff: Duration,
     /// Where the server's log reads are served from; without one they are refused.
     pub logs: Option<Arc<dyn LogReader>>,
+    /// The engine's calls to the control plane (`crate::calls`), sent while connected.
+    pub calls: Option<crate::calls::CallInbox>,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for SessionConfig {
             .field("min_backoff", &self.min_backoff)
             .field("max_backoff", &self.max_backoff)
             .field("logs", &self.logs.is_some())
+            .field("calls", &self.calls.is_some())
             .finish()
     }
 }
@@ -65,6 +68,7 @@ impl Default for SessionConfig {
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             logs: None,
+            calls: None,
         }
     }
 }
@@ -128,6 +132,11 @@ pub async fn run_session(
     let mut backoff = cfg.min_backoff;
     let mut last_timeline = 0u64;
     let mut round = client.endpoints().round();
+    // Held for the session's life: this session is the only reader of the engine's calls.
+    let mut calls = match &cfg.calls {
+        Some(inbox) => Some(inbox.clone().lock_owned().await),
+        None => None,
+    };
     loop {
         let Some(attempt) = round.next() else {
             // Every server failed in a row: wait before the next round.
@@ -157,7 +166,16 @@ pub async fn run_session(
                         round.succeeded();
                         tracing::info!(server = %attempt.url, "agent session up");
                         let _ = events.send(SessionEvent::Connected);
-                        connected(ws, &events, &mut reports, &mut unacked, &mut last_timeline, cfg.logs.clone()).await
+                        connected(
+                            ws,
+                            &events,
+                            &mut reports,
+                            &mut unacked,
+                            &mut last_timeline,
+                            cfg.logs.clone(),
+                            calls.as_deref_mut(),
+                        )
+                        .await
                     }
                     Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
                         let body =
@@ -218,6 +236,16 @@ async fn wait_keeping_reports(
     }
 }
 
+/// The next call from the engine; never, without an inbox.
+async fn next_call(
+    calls: &mut Option<&mut mpsc::Receiver<crate::calls::PendingCall>>,
+) -> Option<crate::calls::PendingCall> {
+    match calls {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How long a reply to the server may wait for a report to travel with.
 const REPLY_DELAY: Duration = Duration::from_millis(2);
 
@@ -234,6 +262,7 @@ async fn connected<S>(
     unacked: &mut BTreeMap<u64, TaskReport>,
     last_timeline: &mut u64,
     logs: Option<Arc<dyn LogReader>>,
+    mut calls: Option<&mut mpsc::Receiver<crate::calls::PendingCall>>,
 ) -> Outcome
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -256,6 +285,10 @@ where
     // Log batches wait here for the socket; the bound holds streamers back, not the session.
     let (log_tx, mut log_rx) = mpsc::channel::<AgentMessage>(16);
     let mut streamers = Streamers::default();
+    // Calls sent on this connection and waiting for their reply; dropped with it, which fails
+    // them (the engine makes them again).
+    let mut waiting: std::collections::HashMap<String, tokio::sync::oneshot::Sender<flotilla_protocol::CallReply>> =
+        std::collections::HashMap::new();
     loop {
         tokio::select! {
             frame = rx.next() => {
@@ -296,6 +329,12 @@ where
                         streamers.cancel(&request_id);
                         None
                     }
+                    Ok(ServerMessage::Reply { request_id, reply }) => {
+                        if let Some(caller) = waiting.remove(&request_id) {
+                            let _ = caller.send(reply);
+                        }
+                        None
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "unreadable message from the server");
                         None
@@ -314,6 +353,15 @@ where
             () = &mut flush_at, if unflushed => {
                 unflushed = false;
                 if tx.flush().await.is_err() {
+                    return Outcome::Lost("send failed".into());
+                }
+            }
+            Some(call) = next_call(&mut calls) => {
+                let msg = AgentMessage::Call { request_id: call.request_id.clone(), call: call.call };
+                waiting.retain(|_, caller| !caller.is_closed());
+                waiting.insert(call.request_id, call.reply);
+                unflushed = false;
+                if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
                     return Outcome::Lost("send failed".into());
                 }
             }

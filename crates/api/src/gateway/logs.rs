@@ -41,6 +41,8 @@ pub struct Sessions {
     reads: Mutex<HashMap<String, Pending>>,
     server_id: Arc<str>,
     peers: Option<Peers>,
+    /// What the agents' calls are answered with (`super::calls`).
+    services: crate::agent_services::AgentServices,
 }
 
 impl Default for Sessions {
@@ -61,7 +63,24 @@ pub enum Delivery {
 impl Sessions {
     /// The sessions of server `server_id` (the id it is registered under in `crate::servers`).
     pub fn new(server_id: Arc<str>) -> Self {
-        Sessions { links: Links::default(), reads: Mutex::default(), server_id, peers: None }
+        Sessions {
+            links: Links::default(),
+            reads: Mutex::default(),
+            server_id,
+            peers: None,
+            services: Default::default(),
+        }
+    }
+
+    /// Answers the agents' calls with these services (secrets, CloudWatch Logs).
+    pub fn with_services(mut self, services: crate::agent_services::AgentServices) -> Self {
+        self.services = services;
+        self
+    }
+
+    /// The services the agents' calls use.
+    pub fn services(&self) -> &crate::agent_services::AgentServices {
+        &self.services
     }
 
     /// Reaches the sessions other servers hold through `peers` (log reads are forwarded).

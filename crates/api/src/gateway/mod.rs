@@ -14,6 +14,7 @@
 //! are read from the agent that ran it (`logs.rs`); a read for an agent whose session is on another
 //! server goes there (`crate::servers::forward`).
 
+pub mod calls;
 pub mod links;
 pub mod logs;
 mod presence;

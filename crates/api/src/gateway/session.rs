@@ -37,6 +37,9 @@ type Sent = HashMap<Arc<str>, String>;
 /// read at: an instance runs few definitions, so each is encoded once rather than per task.
 type Definitions = HashMap<String, (Revision, Box<serde_json::value::RawValue>)>;
 
+/// How many of the agent's calls one session answers at once.
+const CALLS_IN_FLIGHT: usize = 64;
+
 /// How long a report's acknowledgement may wait for a message to travel with.
 const ACK_DELAY: Duration = Duration::from_millis(500);
 
@@ -267,6 +270,9 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
     let mut acks_waiting = false;
     let ack_flush = tokio::time::sleep(ACK_DELAY);
     tokio::pin!(ack_flush);
+    // Answers to the agent's calls, computed off the session's loop; the bound is how many calls
+    // may be in flight at once (the agent waits for each answer, so it makes few).
+    let (replies_tx, mut replies) = tokio::sync::mpsc::channel::<ServerMessage>(CALLS_IN_FLIGHT);
     let mut alive = full_sync(&ctx, &mut socket, &target, &mut sent, &mut definitions, &mut timeline).await;
     while alive {
         tokio::select! {
@@ -304,6 +310,23 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
                             alive = send(&instance, &mut socket, &ServerMessage::LogsCancel { request_id }).await;
                         }
                     }
+                    Ok(AgentMessage::Call { request_id, call }) => match replies_tx.clone().try_reserve_owned() {
+                        Ok(permit) => {
+                            let (ctx, sessions, target) = (ctx.clone(), sessions.clone(), target.clone());
+                            tokio::spawn(async move {
+                                let reply = super::calls::answer(&ctx, sessions.services(), &target, &call).await;
+                                permit.send(ServerMessage::Reply { request_id, reply });
+                            });
+                        }
+                        Err(_) => {
+                            let reply = flotilla_protocol::CallReply::Failed {
+                                code: "ThrottlingException".into(),
+                                message: format!("more than {CALLS_IN_FLIGHT} calls in flight on this session"),
+                                transient: true,
+                            };
+                            alive = send(&instance, &mut socket, &ServerMessage::Reply { request_id, reply }).await;
+                        }
+                    },
                     Ok(AgentMessage::AckRequest { .. }) | Ok(AgentMessage::HeartbeatAckRequest { .. }) => {}
                     Err(e) => {
                         let err = ServerMessage::ErrorMessage { code: "BadRequestException".into(), message: e.to_string() };
@@ -326,6 +349,9 @@ pub async fn run_session(ctx: Ctx, sessions: Arc<Sessions>, mut socket: WebSocke
             }
             Some(msg) = outbox.recv() => {
                 alive = send(&instance, &mut socket, &msg).await;
+            }
+            Some(reply) = replies.recv() => {
+                alive = send(&instance, &mut socket, &reply).await;
             }
             // Any send since flushed them too; flushing an empty buffer writes nothing.
             () = &mut ack_flush, if acks_waiting => {
