@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 # etcd for the etcd store's tests and the high-availability fault tests (installed when missing).
 ./scripts/setup-etcd.sh
+# The AWS CLI v2 and a private registry (docker-registry, htpasswd) for the client tests.
+./scripts/setup-clients.sh
 
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
