@@ -420,3 +420,73 @@ async fn reports_are_acknowledged_alone_or_with_the_next_assignment() {
     order.sort();
     assert_eq!(order, ["ack 2", "stop"]);
 }
+
+/// Starts a session for a freshly registered instance whose engine calls go through it.
+async fn session_with_calls(
+    server: &TestServer,
+    dir: &std::path::Path,
+) -> (flotilla_agent::session::AgentIdentity, flotilla_agent::calls::SessionCalls, mpsc::UnboundedSender<TaskReport>) {
+    let creds = Credentials::new(&server.credentials.access_key_id, &server.credentials.secret_access_key);
+    let api = ApiClient::new(&server.endpoint(), REGION, creds).unwrap();
+    let (identity, _) = register(&api, &registration(dir)).await.expect("register");
+    let (calls, inbox) = flotilla_agent::calls::SessionCalls::new();
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let (report_tx, reports) = mpsc::unbounded_channel();
+    let cfg = SessionConfig { calls: Some(inbox), ..SessionConfig::default() };
+    tokio::spawn(run_session(api, identity.clone(), cfg, ev_tx, reports));
+    next_event(&mut events, |e| matches!(e, SessionEvent::Connected)).await;
+    (identity, calls, report_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_asks_for_its_own_tasks_resources_only() {
+    use flotilla_agent::calls::{CallError, ControlPlaneCalls};
+    let server = TestServer::start().await;
+    let client = server.client();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, calls_a, _reports_a) = session_with_calls(&server, dir_a.path()).await;
+    let (_b, calls_b, _reports_b) = session_with_calls(&server, dir_b.path()).await;
+
+    let secret = aws_sdk_ecs::types::Secret::builder().name("DB").value_from("/app/db").build().unwrap();
+    client
+        .register_task_definition()
+        .family("vault")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("flotilla/workload:latest")
+                .memory(64)
+                .secrets(secret)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("register");
+    let plain = register_td(&client, "plain").await;
+    let start = |family: String| {
+        let client = client.clone();
+        let instance = a.container_instance_arn.clone();
+        async move {
+            let out = client.start_task().task_definition(family).container_instances(instance).send().await.unwrap();
+            out.tasks()[0].task_arn().unwrap().to_string()
+        }
+    };
+    let vault = start("vault".into()).await;
+    let plain = start(plain.family().unwrap().to_string()).await;
+
+    // Another instance's agent is refused the task's resources.
+    match calls_b.task_resources(&vault).await {
+        Err(CallError::Refused { code, .. }) => assert_eq!(code, "AccessDeniedException"),
+        other => panic!("instance B read instance A's task: {other:?}"),
+    }
+    // Its own agent gets them: none for a task without secrets; for one with secrets, on a
+    // server that serves no secret store, ECS's error for a task that cannot start.
+    let none = calls_a.task_resources(&plain).await.expect("resources");
+    assert!(none.containers.is_empty() && none.failure.is_none(), "{none:?}");
+    let failed = calls_a.task_resources(&vault).await.expect("resources").failure.expect("a failure");
+    assert_eq!(failed.stop_code, "TaskFailedToStart");
+    assert!(failed.reason.starts_with("ResourceInitializationError: unable to pull secrets or registry auth: "));
+    // Log batches need the CloudWatch Logs extension, which this server does not have.
+    let batch = flotilla_protocol::LogEventsBatch { task_arn: plain.clone(), ..Default::default() };
+    assert!(matches!(calls_a.put_log_events(batch).await, Err(CallError::Refused { .. })));
+}
