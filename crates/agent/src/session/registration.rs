@@ -95,6 +95,12 @@ pub fn attributes(cfg: &RegistrationConfig) -> Vec<Attribute> {
         attr("ecs.capability.container-ordering", None),
         attr("ecs.capability.docker-plugin.local", None),
         attr("com.amazonaws.ecs.capability.task-iam-role", None),
+        // Secrets and registry credentials, resolved by the control plane (`crate::calls`).
+        attr("ecs.capability.secrets.ssm.environment-variables", None),
+        attr("ecs.capability.secrets.asm.environment-variables", None),
+        attr("ecs.capability.secrets.ssm.bootstrap.log-driver", None),
+        attr("ecs.capability.secrets.asm.bootstrap.log-driver", None),
+        attr("ecs.capability.private-registry-authentication.secretsmanager", None),
     ];
     for v in 17..=41 {
         out.push(attr(&format!("com.amazonaws.ecs.capability.docker-remote-api.1.{v}"), None));

@@ -78,7 +78,42 @@ fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
     if td.cpu.is_some() || td.memory.is_some() {
         names.push("com.amazonaws.ecs.capability.docker-remote-api.1.22");
     }
+    names.extend(secret_capabilities(containers));
     names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect()
+}
+
+/// The capabilities ECS requires of an instance for a definition's secrets: environment
+/// variables and log driver options from SSM or Secrets Manager (told apart by the ARN, as ECS
+/// does), and private registry credentials.
+fn secret_capabilities(containers: &[flotilla_model::ContainerDefinition]) -> Vec<&'static str> {
+    fn store(value_from: Option<&str>) -> &'static str {
+        if value_from.is_some_and(|v| v.starts_with("arn:") && v.split(':').nth(2) == Some("secretsmanager")) {
+            "asm"
+        } else {
+            "ssm"
+        }
+    }
+    let mut out = Vec::new();
+    for c in containers {
+        for s in c.secrets.iter().flatten() {
+            out.push(match store(s.value_from.as_deref()) {
+                "asm" => "ecs.capability.secrets.asm.environment-variables",
+                _ => "ecs.capability.secrets.ssm.environment-variables",
+            });
+        }
+        for s in c.log_configuration.iter().flat_map(|l| l.secret_options.iter().flatten()) {
+            out.push(match store(s.value_from.as_deref()) {
+                "asm" => "ecs.capability.secrets.asm.bootstrap.log-driver",
+                _ => "ecs.capability.secrets.ssm.bootstrap.log-driver",
+            });
+        }
+        if c.repository_credentials.is_some() {
+            out.push("ecs.capability.private-registry-authentication.secretsmanager");
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 fn compatibilities(td: &TaskDefinition) -> Vec<String> {
@@ -320,4 +355,53 @@ pub async fn delete(ctx: &Ctx, req: DeleteTaskDefinitionsRequest) -> ApiResult<D
         }
     }
     Ok(DeleteTaskDefinitionsResponse { task_definitions: Some(done), failures: Some(failures) })
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_model::{ContainerDefinition, LogConfiguration, RepositoryCredentials, Secret};
+
+    use super::*;
+
+    fn secret(value_from: &str) -> Secret {
+        Secret { name: Some("S".into()), value_from: Some(value_from.into()) }
+    }
+
+    #[test]
+    fn secrets_require_the_capabilities_ecs_names_for_their_store() {
+        let td = TaskDefinition {
+            container_definitions: Some(vec![ContainerDefinition {
+                secrets: Some(vec![
+                    secret("/app/db"),
+                    secret("arn:aws:secretsmanager:us-east-1:000000000000:secret:db-AbCdEf:password::"),
+                ]),
+                log_configuration: Some(LogConfiguration {
+                    log_driver: Some("splunk".into()),
+                    secret_options: Some(vec![secret("arn:aws:ssm:us-east-1:000000000000:parameter/token")]),
+                    ..Default::default()
+                }),
+                repository_credentials: Some(RepositoryCredentials {
+                    credentials_parameter: Some(
+                        "arn:aws:secretsmanager:us-east-1:000000000000:secret:reg-AbCdEf".into(),
+                    ),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let names: Vec<String> = requires_attributes(&td).into_iter().filter_map(|a| a.name).collect();
+        for want in [
+            "ecs.capability.secrets.ssm.environment-variables",
+            "ecs.capability.secrets.asm.environment-variables",
+            "ecs.capability.secrets.ssm.bootstrap.log-driver",
+            "ecs.capability.private-registry-authentication.secretsmanager",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n == "ecs.capability.secrets.asm.bootstrap.log-driver"), "{names:?}");
+        let plain =
+            TaskDefinition { container_definitions: Some(vec![ContainerDefinition::default()]), ..Default::default() };
+        let names: Vec<String> = requires_attributes(&plain).into_iter().filter_map(|a| a.name).collect();
+        assert!(!names.iter().any(|n| n.contains("secrets")), "{names:?}");
+    }
 }
