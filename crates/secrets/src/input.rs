@@ -76,7 +76,9 @@ impl Input {
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
         self.list(name)?
             .iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| self.invalid(format!("{name} must be a list of strings."))))
+            .map(|v| {
+                v.as_str().map(str::to_string).ok_or_else(|| self.invalid(format!("{name} must be a list of strings.")))
+            })
             .collect()
     }
 

@@ -40,7 +40,9 @@ pub enum KeyError {
          were re-sealed under a newer one"
     )]
     MissingKey { id: String, path: String },
-    #[error("the value sealed with key {id} does not open: the key or the stored record is not the one it was sealed with")]
+    #[error(
+        "the value sealed with key {id} does not open: the key or the stored record is not the one it was sealed with"
+    )]
     Corrupt { id: String },
     #[error("no random bytes could be drawn for a key or nonce")]
     Random,
@@ -130,7 +132,8 @@ impl KeyRing {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         match options.open(path) {
             Ok(mut file) => {
-                let text = format!("# Flotilla secrets keys: ID:BASE64, the last is the primary.\n{}", new_key_line("k1")?);
+                let text =
+                    format!("# Flotilla secrets keys: ID:BASE64, the last is the primary.\n{}", new_key_line("k1")?);
                 file.write_all(text.as_bytes()).and_then(|_| file.sync_all()).map_err(io)?;
                 Ok((KeyRing::load(path)?, true))
             }
@@ -199,13 +202,9 @@ fn check_private(_path: &Path) -> Result<(), KeyError> {
 /// the primary once the servers read the file again.
 pub fn rotate_file(path: &Path) -> Result<String, KeyError> {
     let ring = KeyRing::load(path)?;
-    let next = ring
-        .ids()
-        .iter()
-        .filter_map(|id| id.strip_prefix('k').and_then(|n| n.parse::<u64>().ok()))
-        .max()
-        .unwrap_or(0)
-        + 1;
+    let next =
+        ring.ids().iter().filter_map(|id| id.strip_prefix('k').and_then(|n| n.parse::<u64>().ok())).max().unwrap_or(0)
+            + 1;
     let id = format!("k{next}");
     let io = |source| KeyError::Io { path: path.into(), source };
     let text = std::fs::read_to_string(path).map_err(io)?;

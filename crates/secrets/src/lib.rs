@@ -76,7 +76,13 @@ fn respond(request_id: &str, status: u16, body: &Value) -> Response<Body> {
 }
 
 impl SecretsApi {
-    async fn serve(&self, ctx: &Ctx, signing_name: &str, target: &str, body: &[u8]) -> (&'static str, error::Result<Value>) {
+    async fn serve(
+        &self,
+        ctx: &Ctx,
+        signing_name: &str,
+        target: &str,
+        body: &[u8],
+    ) -> (&'static str, error::Result<Value>) {
         let (prefix, operations, invalid): (_, _, fn(String) -> AwsError) = if signing_name == ssm::SIGNING_NAME {
             (ssm::TARGET_PREFIX, ssm::OPERATIONS, AwsError::validation)
         } else {
@@ -87,7 +93,10 @@ impl SecretsApi {
             .and_then(|t| t.strip_prefix('.'))
             .and_then(|name| operations.iter().find(|o| **o == name).copied());
         let Some(op) = op else {
-            return ("Unknown", Err(AwsError::new("UnknownOperationException", format!("Unknown operation {target:?}."))));
+            return (
+                "Unknown",
+                Err(AwsError::new("UnknownOperationException", format!("Unknown operation {target:?}."))),
+            );
         };
         let input = match input::Input::parse(body, invalid) {
             Ok(input) => input,
@@ -147,7 +156,10 @@ impl Extension for SecretsApi {
     }
 
     fn start(&self, ctx: &Ctx) -> Vec<LoopHandle> {
-        vec![sweep::start(ctx, self.keys.clone(), self.sweep_every)]
+        vec![
+            sweep::start(ctx, self.keys.clone(), self.sweep_every),
+            sweep::start_reload(ctx, self.keys.clone(), self.sweep_every),
+        ]
     }
 
     fn secret_source(&self) -> Option<Arc<dyn SecretSource>> {

@@ -72,18 +72,25 @@ pub struct Resolver {
 impl Resolver {
     async fn parameter(&self, ctx: &Ctx, given: &str) -> Result<Option<String>, SecretFailure> {
         let Some(asked) = param::parse_name(given) else { return Ok(None) };
-        let Some((p, _)) = store::get::<param::Parameter>(ctx, &param::key(&asked.name))
-            .await
-            .map_err(|e| unreadable(SSM, e))?
+        let Some((p, _)) =
+            store::get::<param::Parameter>(ctx, &param::key(&asked.name)).await.map_err(|e| unreadable(SSM, e))?
         else {
             return Ok(None);
         };
         let Ok(v) = crate::ssm::pick(&p, &asked) else { return Ok(None) };
-        let plain = self.keys.open(&param::aad(&p.name, v.version), &v.value).map_err(|e| fail(format!("{SSM}{e}"), false))?;
+        let plain =
+            self.keys.open(&param::aad(&p.name, v.version), &v.value).map_err(|e| fail(format!("{SSM}{e}"), false))?;
         Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
     }
 
-    async fn secret(&self, ctx: &Ctx, id: &str, key: Option<&str>, stage: Option<&str>, version: Option<&str>) -> Result<Option<String>, SecretFailure> {
+    async fn secret(
+        &self,
+        ctx: &Ctx,
+        id: &str,
+        key: Option<&str>,
+        stage: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Option<String>, SecretFailure> {
         let fetch = format!("{ASM}failed to fetch secret {id} from secrets manager: ");
         let Some((s, _)) = secret::find(ctx, id).await.map_err(|e| unreadable(ASM, e))? else { return Ok(None) };
         let refused = |e: AwsError| fail(format!("{fetch}{}: {}", e.code, e.message), false);
@@ -92,11 +99,15 @@ impl Resolver {
         let text = match secret::open(&self.keys, &s.arn, v).map_err(|e| fail(format!("{ASM}{e}"), false))? {
             secret::Value::Text(t) => t,
             secret::Value::Binary(_) => {
-                return Err(fail(format!("{ASM}secret {id} holds a SecretBinary, which ECS cannot pass to a container"), false))
+                return Err(fail(
+                    format!("{ASM}secret {id} holds a SecretBinary, which ECS cannot pass to a container"),
+                    false,
+                ))
             }
         };
         let Some(key) = key else { return Ok(Some(text)) };
-        let missing = || fail(format!("{ASM}retrieved secret from Secrets Manager did not contain json key {key}"), false);
+        let missing =
+            || fail(format!("{ASM}retrieved secret from Secrets Manager did not contain json key {key}"), false);
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).map_err(|_| missing())?;
         Ok(Some(match object.get(key).ok_or_else(missing)? {
             serde_json::Value::String(s) => s.clone(),
@@ -124,7 +135,9 @@ impl Resolver {
                 // Not a parameter: a Secrets Manager secret by name, with ECS's suffix.
                 if let Reference::Secret { id, json_key, stage, version } = secret_reference(&name) {
                     if !name.starts_with("arn:") {
-                        if let Some(value) = self.secret(ctx, &id, json_key.as_deref(), stage.as_deref(), version.as_deref()).await? {
+                        if let Some(value) =
+                            self.secret(ctx, &id, json_key.as_deref(), stage.as_deref(), version.as_deref()).await?
+                        {
                             return Ok(value);
                         }
                     }

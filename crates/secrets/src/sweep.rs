@@ -16,6 +16,27 @@ use crate::ssm::record::{self as param, Parameter};
 use crate::store;
 
 pub const LOOP: &str = "secrets-sweep";
+/// Every server's loop reading the key file again, so that after a rotation each seals new
+/// values under the new primary (not only the leader, which re-seals the rest).
+pub const RELOAD_LOOP: &str = "secrets-keys";
+
+/// Reads the key file again every `every`, on every server.
+pub fn start_reload(ctx: &Ctx, keys: Keys, every: Duration) -> LoopHandle {
+    ctx.loops.spawn(RELOAD_LOOP, move || {
+        let keys = keys.clone();
+        async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match keys.reload() {
+                    Ok(ring) => tracing::debug!(primary = ring.primary(), "secrets key file read"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the secrets key file could not be read again; keeping the keys loaded")
+                    }
+                }
+            }
+        }
+    })
+}
 
 /// What one pass did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -27,11 +27,10 @@ async fn parameters_have_versions_selectors_paths_and_aws_errors() {
     let s = Server::start().await;
     let put = s.ssm("PutParameter", json!({"Name": "/app/db/host", "Value": "db.internal", "Type": "String"})).await;
     assert_eq!(put, json!({"Version": 1, "Tier": "Standard"}));
-    let (code, _) = s.fail("ssm", "PutParameter", json!({"Name": "/app/db/host", "Value": "x", "Type": "String"})).await;
+    let (code, _) =
+        s.fail("ssm", "PutParameter", json!({"Name": "/app/db/host", "Value": "x", "Type": "String"})).await;
     assert_eq!(code, "ParameterAlreadyExists");
-    let put = s
-        .ssm("PutParameter", json!({"Name": "/app/db/host", "Value": "db2.internal", "Overwrite": true}))
-        .await;
+    let put = s.ssm("PutParameter", json!({"Name": "/app/db/host", "Value": "db2.internal", "Overwrite": true})).await;
     assert_eq!(put["Version"], 2);
     s.ssm("PutParameter", json!({"Name": "/app/web/port", "Value": "8080", "Type": "String"})).await;
     s.ssm("PutParameter", json!({"Name": "plain", "Value": "a,b", "Type": "StringList", "Description": "d"})).await;
@@ -64,8 +63,7 @@ async fn parameters_have_versions_selectors_paths_and_aws_errors() {
     let first = s.ssm("GetParametersByPath", json!({"Path": "/app", "Recursive": true, "MaxResults": 1})).await;
     assert_eq!(first["Parameters"][0]["Name"], "/app/db/host");
     let token = first["NextToken"].as_str().expect("a next page").to_string();
-    let second =
-        s.ssm("GetParametersByPath", json!({"Path": "/app", "Recursive": true, "NextToken": token})).await;
+    let second = s.ssm("GetParametersByPath", json!({"Path": "/app", "Recursive": true, "NextToken": token})).await;
     assert_eq!(second["Parameters"][0]["Name"], "/app/web/port");
     assert!(second.get("NextToken").is_none());
 
@@ -75,10 +73,12 @@ async fn parameters_have_versions_selectors_paths_and_aws_errors() {
             json!({"ParameterFilters": [{"Key": "Name", "Option": "BeginsWith", "Values": ["/app/"]}]}),
         )
         .await;
-    let names: Vec<&str> = described["Parameters"].as_array().unwrap().iter().filter_map(|p| p["Name"].as_str()).collect();
+    let names: Vec<&str> =
+        described["Parameters"].as_array().unwrap().iter().filter_map(|p| p["Name"].as_str()).collect();
     assert_eq!(names, vec!["/app/db/host", "/app/web/port"]);
     assert!(described["Parameters"][0].get("Value").is_none());
-    let typed = s.ssm("DescribeParameters", json!({"ParameterFilters": [{"Key": "Type", "Values": ["StringList"]}]})).await;
+    let typed =
+        s.ssm("DescribeParameters", json!({"ParameterFilters": [{"Key": "Type", "Values": ["StringList"]}]})).await;
     assert_eq!(typed["Parameters"][0]["Description"], "d");
 
     let deleted = s.ssm("DeleteParameters", json!({"Names": ["/app/web/port", "/nope"]})).await;
@@ -120,7 +120,9 @@ async fn secrets_have_staged_versions_a_deletion_window_and_restore() {
     assert_eq!(arn.len(), "arn:aws:secretsmanager:us-east-1:000000000000:secret:db-".len() + 6);
     assert_eq!(created["VersionId"], token);
     // The same request again is the same secret; another value under the same name is not.
-    let again = s.sm("CreateSecret", json!({"Name": "db", "SecretString": "{\"password\":\"p1\"}", "ClientRequestToken": token})).await;
+    let again = s
+        .sm("CreateSecret", json!({"Name": "db", "SecretString": "{\"password\":\"p1\"}", "ClientRequestToken": token}))
+        .await;
     assert_eq!(again["ARN"], arn.as_str());
     let (code, _) = s.fail("secretsmanager", "CreateSecret", json!({"Name": "db", "SecretString": "x"})).await;
     assert_eq!(code, "ResourceExistsException");
@@ -134,7 +136,10 @@ async fn secrets_have_staged_versions_a_deletion_window_and_restore() {
         assert_eq!(got["SecretString"], "{\"password\":\"p2\"}", "{id}");
     }
     let previous = s.sm("GetSecretValue", json!({"SecretId": "db", "VersionStage": "AWSPREVIOUS"})).await;
-    assert_eq!((previous["VersionId"].as_str(), previous["SecretString"].as_str()), (Some(token), Some("{\"password\":\"p1\"}")));
+    assert_eq!(
+        (previous["VersionId"].as_str(), previous["SecretString"].as_str()),
+        (Some(token), Some("{\"password\":\"p1\"}"))
+    );
     let described = s.sm("DescribeSecret", json!({"SecretId": "db"})).await;
     assert_eq!(described["VersionIdsToStages"][token], json!(["AWSPREVIOUS"]));
     assert_eq!(described["VersionIdsToStages"][&v2], json!(["AWSCURRENT"]));
@@ -144,7 +149,8 @@ async fn secrets_have_staged_versions_a_deletion_window_and_restore() {
     assert!(updated["VersionId"].is_string());
     assert_eq!(s.sm("GetSecretValue", json!({"SecretId": "db"})).await["SecretString"], "v3");
 
-    let (code, _) = s.fail("secretsmanager", "DeleteSecret", json!({"SecretId": "db", "RecoveryWindowInDays": 3})).await;
+    let (code, _) =
+        s.fail("secretsmanager", "DeleteSecret", json!({"SecretId": "db", "RecoveryWindowInDays": 3})).await;
     assert_eq!(code, "InvalidParameterException");
     let deleted = s.sm("DeleteSecret", json!({"SecretId": "db", "RecoveryWindowInDays": 7})).await;
     assert!(deleted["DeletionDate"].as_f64().is_some());
@@ -172,7 +178,10 @@ async fn secrets_have_staged_versions_a_deletion_window_and_restore() {
     }
     assert_eq!(last, "ResourceNotFoundException");
     let (code, message) = s.fail("secretsmanager", "GetSecretValue", json!({"SecretId": arn})).await;
-    assert_eq!((code.as_str(), message.as_str()), ("ResourceNotFoundException", "Secrets Manager can't find the specified secret."));
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+    );
 
     s.sm("CreateSecret", json!({"Name": "gone", "SecretString": "x"})).await;
     s.sm("DeleteSecret", json!({"SecretId": "gone", "ForceDeleteWithoutRecovery": true})).await;
@@ -186,7 +195,8 @@ async fn tasks_value_from_resolves_parameters_and_secrets_with_ecs_wording() {
     let s = Server::start().await;
     s.ssm("PutParameter", json!({"Name": "/app/pw", "Value": "s3cret", "Type": "SecureString"})).await;
     s.ssm("PutParameter", json!({"Name": "plain", "Value": "v", "Type": "String"})).await;
-    let arn = s.sm("CreateSecret", json!({"Name": "db", "SecretString": "{\"password\":\"p1\",\"port\":5432}"})).await["ARN"]
+    let arn = s.sm("CreateSecret", json!({"Name": "db", "SecretString": "{\"password\":\"p1\",\"port\":5432}"})).await
+        ["ARN"]
         .as_str()
         .unwrap()
         .to_string();
@@ -219,7 +229,11 @@ async fn tasks_value_from_resolves_parameters_and_secrets_with_ecs_wording() {
         format!("unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {nope} from secrets manager: ResourceNotFoundException: Secrets Manager can't find the specified secret.")
     );
     let no_key = ok(&format!("{arn}:user::")).await.unwrap_err();
-    assert!(no_key.message.ends_with("retrieved secret from Secrets Manager did not contain json key user"), "{}", no_key.message);
+    assert!(
+        no_key.message.ends_with("retrieved secret from Secrets Manager did not contain json key user"),
+        "{}",
+        no_key.message
+    );
     s.sm("DeleteSecret", json!({"SecretId": "db"})).await;
     let marked = ok(&arn).await.unwrap_err();
     assert!(marked.message.ends_with("InvalidRequestException: You can't perform this operation on the secret because it was marked for deletion."), "{}", marked.message);
@@ -241,7 +255,8 @@ async fn after_a_rotation_the_sweep_reseals_so_the_old_key_can_go() {
     // The sweep reads the file again and re-seals both records under k2.
     let mut sealed = (Vec::new(), Vec::new());
     for _ in 0..200 {
-        sealed = (key_of(stored(&s, "ssm/parameters//app/pw").await), key_of(stored(&s, "secretsmanager/secrets/db").await));
+        sealed =
+            (key_of(stored(&s, "ssm/parameters//app/pw").await), key_of(stored(&s, "secretsmanager/secrets/db").await));
         if sealed == (vec!["k2".into()], vec!["k2".into()]) {
             break;
         }
@@ -264,7 +279,11 @@ async fn after_a_rotation_the_sweep_reseals_so_the_old_key_can_go() {
     // panic.
     let (wrong, _) = flotilla_secrets::open_keys(&s.data_dir.join("other.key")).unwrap();
     let failure = Resolver { keys: wrong }.resolve_one(&s.ctx, "/app/pw").await.unwrap_err();
-    assert!(failure.message.contains("sealed with key k2, which is not in the secrets key file"), "{}", failure.message);
+    assert!(
+        failure.message.contains("sealed with key k2, which is not in the secrets key file"),
+        "{}",
+        failure.message
+    );
     assert!(!failure.transient);
     s.stop().await;
 }

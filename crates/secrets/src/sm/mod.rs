@@ -93,7 +93,14 @@ fn repeated(keys: &Keys, secret: &Secret, id: &str, value: &Value) -> Result<Opt
     }
 }
 
-fn new_version(keys: &Keys, arn: &str, id: &str, value: &Value, stages: Vec<String>, now: i64) -> Result<SecretVersion> {
+fn new_version(
+    keys: &Keys,
+    arn: &str,
+    id: &str,
+    value: &Value,
+    stages: Vec<String>,
+    now: i64,
+) -> Result<SecretVersion> {
     let (sealed, binary) = record::seal(keys, arn, id, value)?;
     Ok(SecretVersion { id: id.to_string(), stages, created_ms: now, binary, value: sealed })
 }
@@ -201,8 +208,7 @@ async fn add_value(
             made = Some(token.clone());
         }
         edit(&mut secret);
-        let txn =
-            Txn::new().when(Compare::unchanged(secret.key(), rev)).then(store::put(secret.key(), &secret));
+        let txn = Txn::new().when(Compare::unchanged(secret.key(), rev)).then(store::put(secret.key(), &secret));
         if store::commit(ctx, txn).await? {
             return Ok((secret, made));
         }
@@ -211,9 +217,8 @@ async fn add_value(
 }
 
 async fn put_value(ctx: &Ctx, keys: &Keys, input: &Input) -> Result<Json> {
-    let value = value_of(input)?.ok_or_else(|| {
-        AwsError::invalid_parameter("You must provide either SecretString or SecretBinary.")
-    })?;
+    let value = value_of(input)?
+        .ok_or_else(|| AwsError::invalid_parameter("You must provide either SecretString or SecretBinary."))?;
     let mut stages = input.strings("VersionStages")?;
     if stages.is_empty() {
         stages.push(CURRENT.into());
@@ -280,7 +285,9 @@ async fn delete(ctx: &Ctx, input: &Input) -> Result<Json> {
                 secret.deletion_ms = Some(now);
                 Txn::new().when(guard).then(Op::delete(secret.key()))
             }
-            Some(_) if secret.deleted_ms.is_some() => return Err(AwsError::new("InvalidRequestException", record::MARKED)),
+            Some(_) if secret.deleted_ms.is_some() => {
+                return Err(AwsError::new("InvalidRequestException", record::MARKED))
+            }
             Some(days) => {
                 secret.deleted_ms = Some(now);
                 secret.deletion_ms = Some(now + days * DAY_MS);
@@ -306,8 +313,7 @@ async fn restore(ctx: &Ctx, input: &Input) -> Result<Json> {
         }
         secret.deleted_ms = None;
         secret.deletion_ms = None;
-        let txn =
-            Txn::new().when(Compare::unchanged(secret.key(), rev)).then(store::put(secret.key(), &secret));
+        let txn = Txn::new().when(Compare::unchanged(secret.key(), rev)).then(store::put(secret.key(), &secret));
         if store::commit(ctx, txn).await? {
             return Ok(json!({ "ARN": secret.arn, "Name": secret.name }));
         }

@@ -89,15 +89,18 @@ impl Secret {
     /// The version a read asks for (`AWSCURRENT` unless told), or ResourceNotFoundException.
     pub fn pick(&self, version_id: Option<&str>, stage: Option<&str>) -> Result<&SecretVersion> {
         let missing = |what: String| {
-            AwsError::new("ResourceNotFoundException", format!("Secrets Manager can't find the specified secret value for {what}"))
+            AwsError::new(
+                "ResourceNotFoundException",
+                format!("Secrets Manager can't find the specified secret value for {what}"),
+            )
         };
         match (version_id, stage) {
             (Some(id), stage) => {
                 let v = self.by_id(id).ok_or_else(|| missing(format!("VersionId: {id}")))?;
                 match stage {
-                    Some(s) if !v.stages.iter().any(|x| x == s) => Err(AwsError::invalid_parameter(format!(
-                        "You provided a VersionStage that is not associated to the provided VersionId."
-                    ))),
+                    Some(s) if !v.stages.iter().any(|x| x == s) => Err(AwsError::invalid_parameter(
+                        "You provided a VersionStage that is not associated to the provided VersionId.",
+                    )),
                     _ => Ok(v),
                 }
             }
@@ -159,7 +162,11 @@ pub fn open_for_request(keys: &Keys, arn: &str, v: &SecretVersion) -> Result<Val
 }
 
 /// Re-seals `v` under the primary key; `None` when it already is.
-pub fn reseal(keys: &Keys, arn: &str, v: &SecretVersion) -> std::result::Result<Option<Sealed>, crate::keyring::KeyError> {
+pub fn reseal(
+    keys: &Keys,
+    arn: &str,
+    v: &SecretVersion,
+) -> std::result::Result<Option<Sealed>, crate::keyring::KeyError> {
     let ring = keys.current();
     if v.value.key == ring.primary() {
         return Ok(None);
@@ -207,7 +214,10 @@ pub async fn find(ctx: &Ctx, id: &str) -> Result<Option<(Secret, Revision)>> {
 
 /// Checks a new secret's name.
 pub fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.chars().count() > 512 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)) {
+    if name.is_empty()
+        || name.chars().count() > 512
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+    {
         return Err(AwsError::invalid_parameter(
             "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!",
         ));

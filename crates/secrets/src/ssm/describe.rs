@@ -22,7 +22,10 @@ fn filters(input: &Input) -> Result<Vec<Filter>> {
     let mut out = Vec::new();
     for (member, modern) in [("ParameterFilters", true), ("Filters", false)] {
         for f in input.list(member)? {
-            let key = f.get("Key").and_then(Value::as_str).ok_or_else(|| AwsError::validation(format!("{member}: each filter needs a Key.")))?;
+            let key = f
+                .get("Key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| AwsError::validation(format!("{member}: each filter needs a Key.")))?;
             let values: Vec<String> = f
                 .get("Values")
                 .and_then(Value::as_array)
@@ -79,8 +82,7 @@ fn matches(f: &Filter, p: &Parameter) -> bool {
 
 /// The `Type` values of GetParametersByPath's `ParameterFilters`, if it gives any.
 pub fn type_filter(input: &Input) -> Result<Option<Vec<String>>> {
-    let types: Vec<String> =
-        filters(input)?.into_iter().filter(|f| f.key == "Type").flat_map(|f| f.values).collect();
+    let types: Vec<String> = filters(input)?.into_iter().filter(|f| f.key == "Type").flat_map(|f| f.values).collect();
     Ok((!types.is_empty()).then_some(types))
 }
 

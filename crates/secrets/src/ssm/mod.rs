@@ -3,8 +3,8 @@
 //! value is sealed in the store; a SecureString read without `WithDecryption` shows the sealed
 //! value, never the plaintext.
 
-pub mod record;
 mod describe;
+pub mod record;
 
 use flotilla_api::Ctx;
 use flotilla_store::{Compare, Op, Txn};
@@ -135,7 +135,9 @@ async fn put(ctx: &Ctx, keys: &Keys, input: &Input) -> Result<Value> {
         param.key_id = match (param.kind.as_str(), key_id) {
             ("SecureString", Some(k)) => Some(k.to_string()),
             ("SecureString", None) => param.key_id.or_else(|| Some("alias/aws/ssm".into())),
-            (_, Some(_)) => return Err(AwsError::validation("KeyId is required for SecureString type parameter only.")),
+            (_, Some(_)) => {
+                return Err(AwsError::validation("KeyId is required for SecureString type parameter only."))
+            }
             _ => None,
         };
         if param.tier != "Advanced" {
@@ -162,18 +164,31 @@ pub(crate) fn pick<'a>(param: &'a Parameter, asked: &NameRef) -> Result<&'a Vers
         Some(Selector::Version(n)) => param.version(*n).ok_or_else(|| {
             AwsError::new(
                 "ParameterVersionNotFound",
-                format!("Systems Manager could not find version {n} of {}. Verify the version and try again.", asked.name),
+                format!(
+                    "Systems Manager could not find version {n} of {}. Verify the version and try again.",
+                    asked.name
+                ),
             )
         }),
         Some(Selector::Label(l)) => Err(AwsError::new(
             "ParameterVersionLabelNotFound",
-            format!("Systems Manager could not find label {l} of {}. Parameter labels are not supported by Flotilla.", asked.name),
+            format!(
+                "Systems Manager could not find label {l} of {}. Parameter labels are not supported by Flotilla.",
+                asked.name
+            ),
         )),
     }
 }
 
 /// A parameter as GetParameter shows it.
-fn shape(ctx: &Ctx, keys: &Keys, param: &Parameter, v: &Version, decrypt: bool, selector: Option<&Selector>) -> Result<Value> {
+fn shape(
+    ctx: &Ctx,
+    keys: &Keys,
+    param: &Parameter,
+    v: &Version,
+    decrypt: bool,
+    selector: Option<&Selector>,
+) -> Result<Value> {
     let value = if param.kind == "SecureString" && !decrypt {
         // What AWS shows: the ciphertext, opaque to the caller.
         v.value.data.clone()
