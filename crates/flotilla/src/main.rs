@@ -6,6 +6,7 @@ mod agent_cmd;
 mod lb_cmd;
 mod listen;
 mod logs_cmd;
+mod secrets_key_cmd;
 mod server_cmd;
 mod signed;
 mod spot_cmd;
@@ -53,6 +54,8 @@ enum Command {
     Lb(lb_cmd::LbArgs),
     /// The control plane's store: copy it between a data directory and etcd.
     Store(store_cmd::StoreArgs),
+    /// The key file sealing SSM and Secrets Manager values: rotate.
+    SecretsKey(secrets_key_cmd::SecretsKeyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -87,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             Command::Spot(args) => spot_cmd::run(args).await,
             Command::Lb(args) => lb_cmd::run(args).await,
             Command::Store(args) => store_cmd::run(args).await,
+            Command::SecretsKey(args) => secrets_key_cmd::run(args),
         }
     })
 }

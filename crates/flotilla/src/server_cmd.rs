@@ -69,6 +69,8 @@ pub struct ServerArgs {
     pub etcd: crate::store_cmd::EtcdArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub secrets: crate::secrets_key_cmd::SecretsKeyFile,
 }
 
 /// The services served beside ECS: EC2 and Auto Scaling, ELBv2 (with its nodes, whose join tokens
@@ -234,7 +236,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
         // service name.
-        extensions: extensions(&credentials.secret_access_key),
+        extensions: crate::secrets_key_cmd::with_secrets(
+            extensions(&credentials.secret_access_key),
+            &args.secrets,
+            &data_dir,
+        )?,
         server_id: args.server_id.clone(),
         advertise_url: args.advertise_url.clone(),
         peer_tls: match &args.peer_ca {

@@ -38,6 +38,8 @@ pub struct UpArgs {
     pub dns_listen: SocketAddr,
     #[command(flatten)]
     pub tls: crate::server_cmd::TlsArgs,
+    #[command(flatten)]
+    pub secrets: crate::secrets_key_cmd::SecretsKeyFile,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -69,7 +71,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         capacity: Default::default(),
         // EC2, Auto Scaling, ELBv2 and Cloud Map on the same listener, routed by the SigV4
         // service name.
-        extensions: crate::server_cmd::extensions(&credentials.secret_access_key),
+        extensions: crate::secrets_key_cmd::with_secrets(
+            crate::server_cmd::extensions(&credentials.secret_access_key),
+            &args.secrets,
+            &data_dir,
+        )?,
         server_id: None,
         advertise_url: None,
         peer_tls: None,

@@ -21,6 +21,10 @@ pub const CAPACITY_PROVIDER: &str = "capacityprovider/";
 /// store.
 pub const CONTROL: &str = "control/";
 
+/// SSM Parameter Store's and Secrets Manager's records (`flotilla-secrets`), read through the
+/// store so that no secret sits in the cache's memory.
+pub const SECRETS: &[&str] = &["ssm/", "secretsmanager/"];
+
 /// Whether the cache skips `key`: identity and control records, read through the store, and the
 /// records of the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their
 /// own.
@@ -29,6 +33,7 @@ pub fn uncached(key: &str) -> bool {
         || key.starts_with(CONTROL)
         || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
         || flotilla_endpoints::keys::ROOTS.iter().any(|r| key.starts_with(r))
+        || SECRETS.iter().any(|r| key.starts_with(r))
 }
 
 pub fn cluster(name: &str) -> String {
