@@ -284,6 +284,17 @@ impl Actor {
         let _ = self.shared.reports.send(report);
     }
 
+    /// Saves the record and refreshes the metadata endpoint's copy for a change no report
+    /// carries (a restart count).
+    pub(super) fn save_unreported(&mut self) {
+        if let Err(e) = self.shared.records.save(&self.rec) {
+            tracing::warn!(task = %self.rec.arn(), error = %e, "cannot save the task record");
+        }
+        if self.shared.config.metadata.is_some() {
+            lock(&self.shared.snapshots).insert(self.rec.arn().to_string(), Arc::new(self.rec.clone()));
+        }
+    }
+
     /// Whether a start step that failed for a transient reason may be tried again.
     pub(super) fn start_attempts_left(&self) -> bool {
         self.attempts < MAX_START_ATTEMPTS

@@ -153,6 +153,7 @@ impl Actor {
                     c.last_started_ms = Some(now);
                     tracing::info!(container = %name, restarts = c.restart_count, "restarted the container in place");
                 }
+                self.save_unreported();
             }
             Err(e) => {
                 tracing::warn!(task = %self.rec.arn(), container = %name, error = %e, "restart failed");
