@@ -43,7 +43,8 @@ impl Agent {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let instance = format!("arn:aws:ecs:local:000000000000:container-instance/agent-tests/{id}");
         let network = format!("flotilla-test-{}", &id[..12]);
-        let cleanup = Cleanup { docker: runtime.docker().clone(), instance: instance.clone(), network: network.clone() };
+        let cleanup =
+            Cleanup { docker: runtime.docker().clone(), instance: instance.clone(), network: network.clone() };
         let data = tempfile::tempdir().expect("data dir");
         let mut config = EngineConfig::new(data.path(), CLUSTER, &instance);
         config.pull_behavior = PullBehavior::IfNotPresent;

@@ -385,7 +385,7 @@ impl Actor {
                 let views = self.rec.views();
                 let readiness = match order::readiness(&deps, &views) {
                     Readiness::Waiting => {
-                        self.dependency_timeout(&deps, &views).map_or(Readiness::Waiting, |why| Readiness::Blocked(why))
+                        self.dependency_timeout(&deps, &views).map_or(Readiness::Waiting, Readiness::Blocked)
                     }
                     other => other,
                 };

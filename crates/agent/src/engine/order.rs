@@ -286,7 +286,9 @@ mod tests {
         let running = views(&[("db", view(ContainerStatus::Running, true, None, Some(HealthStatus::Unknown)))]);
         let healthy = views(&[("db", view(ContainerStatus::Running, true, None, Some(HealthStatus::Healthy)))]);
         let created = views(&[("db", view(ContainerStatus::Created, false, None, None))]);
-        let cases: Vec<(Condition, &BTreeMap<String, View>, Option<i64>, i64, bool)> = vec![
+        // (condition, the target's view, when it started, now, whether it timed out)
+        type Case<'a> = (Condition, &'a BTreeMap<String, View>, Option<i64>, i64, bool);
+        let cases: Vec<Case<'_>> = vec![
             (Condition::Healthy, &running, Some(t0), t0 + 29_999, false),
             (Condition::Healthy, &running, Some(t0), t0 + 30_000, true),
             (Condition::Complete, &running, Some(t0), t0 + 60_000, true),

@@ -61,10 +61,11 @@ async fn an_exit_before_the_period_or_with_an_ignored_code_stands() {
         restarting(non_essential("done"), &[42], 60),
     ];
     h.engine.apply(assignment("t1", defs)).unwrap();
-    let r = h.until(&task, "both exits", |r| {
-        container_report(r, "quick").status == "STOPPED" && container_report(r, "done").status == "STOPPED"
-    })
-    .await;
+    let r = h
+        .until(&task, "both exits", |r| {
+            container_report(r, "quick").status == "STOPPED" && container_report(r, "done").status == "STOPPED"
+        })
+        .await;
     assert_eq!(r.status, "RUNNING");
     assert_eq!((container_report(&r, "quick").exit_code, container_report(&r, "done").exit_code), (Some(1), Some(42)));
     let containers = h.fake.task_containers(&task);
@@ -97,7 +98,8 @@ async fn a_dependency_that_misses_its_start_timeout_stops_the_task() {
     assert_eq!(r.stop_code.as_deref(), Some("TaskFailedToStart"));
     let reason = r.stopped_reason.unwrap();
     assert!(
-        reason.contains("web") && reason.contains("dependency db did not reach HEALTHY within its startTimeout of 30 seconds"),
+        reason.contains("web")
+            && reason.contains("dependency db did not reach HEALTHY within its startTimeout of 30 seconds"),
         "{reason}"
     );
     assert!(!h.fake.calls().contains(&Call::StartContainer("flotilla-t1-web".into())));
@@ -141,7 +143,8 @@ async fn process_options_reach_the_runtime_spec() {
 async fn an_unsupported_security_option_fails_the_task_naming_the_field() {
     let mut h = Harness::new();
     let task = arn("t1");
-    let web = ContainerDefinition { docker_security_options: Some(vec!["credentialspec:x".into()]), ..container("web") };
+    let web =
+        ContainerDefinition { docker_security_options: Some(vec!["credentialspec:x".into()]), ..container("web") };
     h.engine.apply(assignment("t1", vec![web])).unwrap();
     let r = h.status(&task, "STOPPED").await;
     let reason = r.stopped_reason.unwrap();
