@@ -43,6 +43,11 @@ async fn a_container_that_ran_its_period_is_restarted_in_place_and_counted() {
     assert_eq!(restarts(&h, &task, "web"), web.starts - 1);
     let r = h.engine.report(&task).unwrap();
     assert_eq!((r.status.as_str(), container_report(&r, "web").status.as_str()), ("RUNNING", "RUNNING"));
+    // The task metadata endpoint shows it as ECS's RestartCount.
+    let rec = TaskBook::task(&h.engine, &task).unwrap();
+    let c = rec.containers.iter().find(|c| c.name == "web").unwrap();
+    let shown = serde_json::to_value(crate::metadata::shape::container(&rec, c, None)).unwrap();
+    assert_eq!(shown["RestartCount"].as_u64(), Some(u64::from(web.starts - 1)));
     // The record on disk carries the count too.
     let saved = std::fs::read_to_string(h.dir.path().join("tasks").join("t1.json")).unwrap();
     let saved: serde_json::Value = serde_json::from_str(&saved).unwrap();
@@ -71,6 +76,11 @@ async fn an_exit_before_the_period_or_with_an_ignored_code_stands() {
     let containers = h.fake.task_containers(&task);
     assert_eq!((containers["quick"].starts, containers["done"].starts), (1, 1));
     assert_eq!((restarts(&h, &task, "quick"), restarts(&h, &task, "done")), (0, 0));
+    // A container with a policy that never restarted shows 0.
+    let rec = TaskBook::task(&h.engine, &task).unwrap();
+    let plain = rec.containers.iter().find(|c| c.name == "web").unwrap();
+    let shown = serde_json::to_value(crate::metadata::shape::container(&rec, plain, None)).unwrap();
+    assert_eq!(shown["RestartCount"].as_u64(), Some(0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -119,7 +129,7 @@ async fn a_dependency_met_within_its_start_timeout_starts_the_dependent() {
 
 #[tokio::test(start_paused = true)]
 async fn process_options_reach_the_runtime_spec() {
-    let mut h = Harness::new();
+    let mut h = with_metadata();
     let task = arn("t1");
     let web = ContainerDefinition {
         docker_security_options: Some(vec!["no-new-privileges".into()]),
@@ -137,6 +147,10 @@ async fn process_options_reach_the_runtime_spec() {
     assert_eq!(o.security_opt, vec!["no-new-privileges=true"]);
     assert_eq!(o.sysctls.get("net.core.somaxconn").map(String::as_str), Some("1024"));
     assert!(o.tty && o.open_stdin && !o.network_disabled);
+    // Without a restart policy the metadata shows no RestartCount, as in ECS.
+    let rec = TaskBook::task(&h.engine, &task).unwrap();
+    let shown = serde_json::to_value(crate::metadata::shape::container(&rec, &rec.containers[0], None)).unwrap();
+    assert!(shown.get("RestartCount").is_none(), "{shown}");
 }
 
 #[tokio::test(start_paused = true)]
