@@ -81,8 +81,11 @@ pub(crate) struct Actor {
     /// Containers asked to stop, and when to send SIGKILL if they have not.
     pub(super) kill_at: BTreeMap<String, Instant>,
     pub(super) log: Option<Arc<TaskLog>>,
-    captures: Vec<JoinHandle<()>>,
-    captured: BTreeSet<String>,
+    /// Each log capture, by the runtime ID of the container it copies.
+    pub(super) captures: Vec<(String, JoinHandle<()>)>,
+    pub(super) captured: BTreeSet<String>,
+    /// Containers that exited and that their restart policy restarts (`restart.rs`).
+    pub(super) restarts_due: Vec<String>,
     retry_at: Option<Instant>,
     attempts: u32,
     /// A stop the runtime could not be asked for (the daemon was away): asked again after a
@@ -124,6 +127,7 @@ impl Actor {
             log: None,
             captures: Vec::new(),
             captured: BTreeSet::new(),
+            restarts_due: Vec::new(),
             retry_at: None,
             attempts: 0,
             stop_unreachable: None,
@@ -237,7 +241,7 @@ impl Actor {
         if let Some(log) = self.log.clone() {
             let captures = std::mem::take(&mut self.captures);
             tokio::spawn(async move {
-                for c in captures {
+                for (_, c) in captures {
                     // A capture that cannot finish (a wedged daemon) must not keep followers open.
                     let _ = tokio::time::timeout(Duration::from_secs(10), c).await;
                 }
@@ -278,6 +282,17 @@ impl Actor {
         lock(&self.shared.latest).insert(arn, (report.clone(), self.rec.desired));
         // The receiver is gone only when the agent is shutting down.
         let _ = self.shared.reports.send(report);
+    }
+
+    /// Saves the record and refreshes the metadata endpoint's copy for a change no report
+    /// carries (a restart count).
+    pub(super) fn save_unreported(&mut self) {
+        if let Err(e) = self.shared.records.save(&self.rec) {
+            tracing::warn!(task = %self.rec.arn(), error = %e, "cannot save the task record");
+        }
+        if self.shared.config.metadata.is_some() {
+            lock(&self.shared.snapshots).insert(self.rec.arn().to_string(), Arc::new(self.rec.clone()));
+        }
     }
 
     /// Whether a start step that failed for a transient reason may be tried again.
@@ -393,6 +408,7 @@ impl Actor {
             Ok(info) => {
                 self.inspect_failures = 0;
                 self.observe(name, &info);
+                self.run_due_restarts().await;
             }
             Err(e) if e.is_not_found() => self.mark_gone(name),
             Err(e) => {
@@ -421,6 +437,7 @@ impl Actor {
                 if c.status != ContainerStatus::Running {
                     c.status = ContainerStatus::Running;
                     c.started = true;
+                    c.last_started_ms.get_or_insert(self.shared.now_ms());
                 }
                 if c.bindings.is_empty() {
                     c.bindings = mode.bindings(&def, info);
@@ -442,6 +459,9 @@ impl Actor {
                 let oom = info.oom_killed;
                 let code = if ran { info.exit_code.and_then(|c| i32::try_from(c).ok()) } else { None };
                 self.start_capture(name, &info.id);
+                if self.restart_due(name, code) {
+                    return;
+                }
                 self.mark_stopped(name, code, oom, None);
             }
         }
@@ -488,8 +508,8 @@ impl Actor {
             runtime_id.to_string(),
             self.shared.config.clock.clone(),
         );
-        self.captures.retain(|h| !h.is_finished());
-        self.captures.push(handle);
+        self.captures.retain(|(_, h)| !h.is_finished());
+        self.captures.push((runtime_id.to_string(), handle));
     }
 
     /// Asks the runtime to stop a container (SIGTERM, SIGKILL after its stopTimeout) without

@@ -382,7 +382,14 @@ impl Actor {
                     return Step::Failed;
                 }
                 let deps = self.deps.get(&name).cloned().unwrap_or_default();
-                match order::readiness(&deps, &self.rec.views()) {
+                let views = self.rec.views();
+                let readiness = match order::readiness(&deps, &views) {
+                    Readiness::Waiting => {
+                        self.dependency_timeout(&deps, &views).map_or(Readiness::Waiting, Readiness::Blocked)
+                    }
+                    other => other,
+                };
+                match readiness {
                     Readiness::Waiting => {}
                     Readiness::Ready => match self.start_one(&name).await {
                         Step::Done => progressed = true,
@@ -416,6 +423,20 @@ impl Actor {
         }
     }
 
+    /// Why a waiting container gives up on its dependencies (`startTimeout`), if it does now.
+    fn dependency_timeout(&self, deps: &[order::Dependency], views: &BTreeMap<String, order::View>) -> Option<String> {
+        let deadlines = self
+            .defs
+            .iter()
+            .filter_map(|d| {
+                let name = d.name.clone()?;
+                let started_ms = self.rec.container(&name).and_then(|c| c.last_started_ms);
+                Some((name, order::Deadline { started_ms, timeout: order::start_timeout(d) }))
+            })
+            .collect();
+        order::timed_out(deps, views, &deadlines, self.shared.now_ms())
+    }
+
     /// Puts a sandboxed task's CPU quota on its cgroup, which `confine` left without one while
     /// the first sandbox booted. Idempotent; once per actor (an agent restart writes it again).
     async fn cap_cpu(&mut self) -> Result<(), RuntimeError> {
@@ -442,6 +463,10 @@ impl Actor {
         }
         match started {
             Ok(()) => {
+                let now = self.shared.now_ms();
+                if let Some(c) = self.rec.container_mut(name) {
+                    c.last_started_ms = Some(now);
+                }
                 self.refresh(name).await;
                 // A container that exited at once still counts as started.
                 if let Some(c) = self.rec.container_mut(name) {

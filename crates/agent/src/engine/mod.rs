@@ -14,10 +14,12 @@
 mod actor;
 pub mod health;
 mod lifecycle;
+pub mod options;
 pub mod order;
 pub mod policy;
 pub mod record;
 pub mod resources;
+pub mod restart;
 pub mod spec;
 pub mod status;
 pub mod volumes;

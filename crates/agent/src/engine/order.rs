@@ -5,6 +5,7 @@
 //! Pure functions over small views of container state, so the rules are tested as data.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use flotilla_model::ContainerDefinition;
 
@@ -136,6 +137,51 @@ pub fn readiness(deps: &[Dependency], views: &BTreeMap<String, View>) -> Readine
     }
 }
 
+/// How long a container's dependents wait for it to reach a COMPLETE, SUCCESS or HEALTHY
+/// condition when its definition sets no `startTimeout`: the Linux default of the ECS agent's
+/// `ECS_CONTAINER_START_TIMEOUT`, which ECS documents as the EC2 default.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A container's `startTimeout`, or the default.
+pub fn start_timeout(def: &ContainerDefinition) -> Duration {
+    def.start_timeout.and_then(|s| u64::try_from(s).ok()).map_or(DEFAULT_START_TIMEOUT, Duration::from_secs)
+}
+
+/// When a dependency target last started (engine clock, epoch ms) and its `startTimeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub started_ms: Option<i64>,
+    pub timeout: Duration,
+}
+
+/// The first dependency still waited for whose target ran out of its `startTimeout`, as the
+/// reason the dependent gives up. As in the ECS agent, the time counts from the target's start,
+/// and only for the conditions that need more than a start (COMPLETE, SUCCESS, HEALTHY): a START
+/// condition holds as soon as the target starts.
+pub fn timed_out(
+    deps: &[Dependency],
+    views: &BTreeMap<String, View>,
+    deadlines: &BTreeMap<String, Deadline>,
+    now_ms: i64,
+) -> Option<String> {
+    deps.iter().find_map(|dep| {
+        if dep.condition == Condition::Start || condition_state(dep, views.get(&dep.on)) != Readiness::Waiting {
+            return None;
+        }
+        let d = deadlines.get(&dep.on)?;
+        let started = d.started_ms?;
+        let limit = i64::try_from(d.timeout.as_millis()).unwrap_or(i64::MAX);
+        (now_ms.saturating_sub(started) >= limit).then(|| {
+            format!(
+                "dependency {} did not reach {} within its startTimeout of {} seconds",
+                dep.on,
+                dep.condition.as_str(),
+                d.timeout.as_secs()
+            )
+        })
+    })
+}
+
 /// Whether `name` may be stopped now: no container that depends on it is still live (created or
 /// running), so dependents stop before what they depend on.
 pub fn may_stop(name: &str, deps: &BTreeMap<String, Vec<Dependency>>, views: &BTreeMap<String, View>) -> bool {
@@ -229,6 +275,43 @@ mod tests {
         let never = views(&[("db", view(ContainerStatus::Stopped, false, None, None))]);
         assert!(matches!(readiness(&deps, &never), Readiness::Blocked(_)));
         assert!(matches!(readiness(&deps, &BTreeMap::new()), Readiness::Blocked(_)));
+    }
+
+    #[test]
+    fn a_dependency_times_out_from_its_start_for_conditions_beyond_start() {
+        let t0 = 1_000_000;
+        let deadline = |started: Option<i64>| {
+            BTreeMap::from([("db".to_string(), Deadline { started_ms: started, timeout: Duration::from_secs(30) })])
+        };
+        let running = views(&[("db", view(ContainerStatus::Running, true, None, Some(HealthStatus::Unknown)))]);
+        let healthy = views(&[("db", view(ContainerStatus::Running, true, None, Some(HealthStatus::Healthy)))]);
+        let created = views(&[("db", view(ContainerStatus::Created, false, None, None))]);
+        // (condition, the target's view, when it started, now, whether it timed out)
+        type Case<'a> = (Condition, &'a BTreeMap<String, View>, Option<i64>, i64, bool);
+        let cases: Vec<Case<'_>> = vec![
+            (Condition::Healthy, &running, Some(t0), t0 + 29_999, false),
+            (Condition::Healthy, &running, Some(t0), t0 + 30_000, true),
+            (Condition::Complete, &running, Some(t0), t0 + 60_000, true),
+            (Condition::Success, &running, Some(t0), t0 + 60_000, true),
+            // Met conditions and START never time out; nor does a target not yet started.
+            (Condition::Healthy, &healthy, Some(t0), t0 + 60_000, false),
+            (Condition::Start, &created, Some(t0), t0 + 60_000, false),
+            (Condition::Healthy, &created, None, t0 + 60_000, false),
+        ];
+        for (condition, views, started, now, expired) in cases {
+            let got = timed_out(&[dep("db", condition)], views, &deadline(started), now);
+            assert_eq!(got.is_some(), expired, "{condition:?} {started:?} {now}: {got:?}");
+        }
+        let why = timed_out(&[dep("db", Condition::Healthy)], &running, &deadline(Some(t0)), t0 + 30_000);
+        assert_eq!(why.as_deref(), Some("dependency db did not reach HEALTHY within its startTimeout of 30 seconds"));
+    }
+
+    #[test]
+    fn start_timeout_defaults_to_the_agents() {
+        let mut def = ContainerDefinition::default();
+        assert_eq!(start_timeout(&def), DEFAULT_START_TIMEOUT);
+        def.start_timeout = Some(45);
+        assert_eq!(start_timeout(&def), Duration::from_secs(45));
     }
 
     #[test]

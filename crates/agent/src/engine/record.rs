@@ -61,6 +61,17 @@ pub struct ContainerRecord {
     /// The kernel killed it for memory; its exit reason says so.
     #[serde(default)]
     pub oom: bool,
+    /// Times its `restartPolicy` restarted it in place (`restart.rs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+    /// When it last started or was restarted (engine clock, epoch ms): a restart needs it to
+    /// have run for the policy's attempt period since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_started_ms: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The task timestamps, epoch ms.
@@ -125,6 +136,8 @@ impl TaskRecord {
                 bindings: Vec::new(),
                 image_digest: None,
                 oom: false,
+                restart_count: 0,
+                last_started_ms: None,
             })
             .collect();
         TaskRecord {

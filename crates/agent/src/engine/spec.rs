@@ -29,6 +29,8 @@ pub enum SpecError {
     NoImage { container: String },
     #[error("container {container}: ulimit {name} is invalid")]
     BadUlimit { container: String, name: String },
+    #[error("container {container}: {source}")]
+    Options { container: String, source: super::options::OptionsError },
 }
 
 /// What the spec needs from the task and the agent.
@@ -244,6 +246,7 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         storage_size_bytes: ctx.sandbox.as_ref().and_then(|s| s.storage_bytes),
         ipv4_address: None,
         mac_address: None,
+        options: super::options::build(def).map_err(|source| SpecError::Options { container: name.clone(), source })?,
     })
 }
 

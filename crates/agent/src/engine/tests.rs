@@ -25,6 +25,9 @@ mod fargate;
 /// A task's secrets from the control plane, and tasks whose secrets cannot be had.
 mod secrets;
 
+/// Restart policies, start timeouts and process options.
+mod restart;
+
 const CLUSTER: &str = "arn:aws:ecs:local:000000000000:cluster/default";
 const INSTANCE: &str = "arn:aws:ecs:local:000000000000:container-instance/default/i-1";
 const IMAGE: &str = "flotilla/workload:latest";

@@ -42,6 +42,9 @@ pub struct ContainerMetadata {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMetadata>,
     pub networks: Vec<NetworkMetadata>,
+    /// Restarts by the container's restart policy; present only when it has an enabled one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -198,6 +201,7 @@ pub fn container(rec: &TaskRecord, c: &ContainerRecord, info: Option<&ContainerI
             })
             .collect(),
         networks,
+        restart_count: crate::engine::restart::RestartPolicy::of(&def).map(|_| c.restart_count),
     }
 }
 

@@ -320,6 +320,8 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         shm_size: spec.shm_size_bytes,
         runtime: spec.runtime.clone(),
         storage_opt: spec.storage_size_bytes.map(|b| HashMap::from([("size".to_string(), b.to_string())])),
+        security_opt: non_empty(&spec.options.security_opt),
+        sysctls: (!spec.options.sysctls.is_empty()).then(|| hashmap(&spec.options.sysctls)),
         ..HostConfig::default()
     };
     // A fixed address (and MAC) on the one network the container joins.
@@ -359,6 +361,10 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
         host_config: Some(host_config),
         networking_config,
+        network_disabled: spec.options.network_disabled.then_some(true),
+        tty: spec.options.tty.then_some(true),
+        open_stdin: spec.options.open_stdin.then_some(true),
+        attach_stdin: spec.options.open_stdin.then_some(true),
         ..ContainerCreateBody::default()
     }
 }

@@ -157,6 +157,23 @@ pub struct ContainerSpec {
     pub ipv4_address: Option<String>,
     /// The interface's MAC address on that network.
     pub mac_address: Option<String>,
+    /// Security options, sysctls, terminal and networking switches (`engine::options`).
+    pub options: ContainerOptions,
+}
+
+/// The container definition's process settings that runtimes pass through as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    /// In Docker's own syntax (`no-new-privileges=true`, `apparmor=PROFILE`, `label=...`).
+    pub security_opt: Vec<String>,
+    /// Namespaced kernel parameters (`net.ipv4.ip_forward` = `1`).
+    pub sysctls: BTreeMap<String, String>,
+    /// No network at all (`disableNetworking`).
+    pub network_disabled: bool,
+    /// A pseudo-terminal (`pseudoTerminal`): output arrives unmultiplexed, stdout only.
+    pub tty: bool,
+    /// Stdin kept open (`interactive`).
+    pub open_stdin: bool,
 }
 
 /// The lifecycle state of a container as the runtime knows it.

@@ -111,9 +111,31 @@ pub fn attributes(cfg: &RegistrationConfig) -> Vec<Attribute> {
         }
         out.push(attr(&format!("ecs.capability.network-mode.{mode}"), None));
     }
+    for name in security_capabilities(&|path| std::fs::read_to_string(path).ok()) {
+        out.push(attr(name, None));
+    }
     for (k, v) in &cfg.attributes {
         out.retain(|a| a.name.as_deref() != Some(k.as_str()));
         out.push(attr(k, v.as_deref()));
+    }
+    out
+}
+
+/// The capability ECS requires of a host for `apparmor:` security options.
+pub const APPARMOR_CAPABILITY: &str = "com.amazonaws.ecs.capability.apparmor";
+/// The capability ECS requires of a host for `label:` (SELinux) security options.
+pub const SELINUX_CAPABILITY: &str = "com.amazonaws.ecs.capability.selinux";
+
+/// The security modules the host's kernel enforces, as ECS agents advertise them (what
+/// `ECS_APPARMOR_CAPABLE` and `ECS_SELINUX_CAPABLE` declare by hand): AppArmor when its module
+/// says it is enabled, SELinux when its file system is mounted. `read` reads a file.
+pub fn security_capabilities(read: &dyn Fn(&str) -> Option<String>) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if read("/sys/module/apparmor/parameters/enabled").is_some_and(|v| v.trim() == "Y") {
+        out.push(APPARMOR_CAPABILITY);
+    }
+    if read("/sys/fs/selinux/enforce").is_some() {
+        out.push(SELINUX_CAPABILITY);
     }
     out
 }
@@ -188,4 +210,26 @@ pub async fn register(
         .save(&cfg.data_dir, &cfg.state_file)
         .map_err(|e| ApiClientError::Request(format!("saving the agent identity: {e}")))?;
     Ok((identity, ci))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_modules_become_capabilities() {
+        let host = |files: &'static [(&'static str, &'static str)]| {
+            move |path: &str| files.iter().find(|(p, _)| *p == path).map(|(_, v)| v.to_string())
+        };
+        assert_eq!(security_capabilities(&host(&[])), Vec::<&str>::new());
+        assert_eq!(
+            security_capabilities(&host(&[("/sys/module/apparmor/parameters/enabled", "Y\n")])),
+            vec![APPARMOR_CAPABILITY]
+        );
+        assert_eq!(
+            security_capabilities(&host(&[("/sys/module/apparmor/parameters/enabled", "N\n")])),
+            Vec::<&str>::new()
+        );
+        assert_eq!(security_capabilities(&host(&[("/sys/fs/selinux/enforce", "1")])), vec![SELINUX_CAPABILITY]);
+    }
 }

@@ -79,6 +79,14 @@ fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
         names.push("com.amazonaws.ecs.capability.docker-remote-api.1.22");
     }
     names.extend(secret_capabilities(containers));
+    // Security options that need a kernel security module ask for a host that has it.
+    let options = || containers.iter().flat_map(|c| c.docker_security_options.iter().flatten());
+    if options().any(|o| o.starts_with("apparmor:")) {
+        names.push("com.amazonaws.ecs.capability.apparmor");
+    }
+    if options().any(|o| o.starts_with("label:")) {
+        names.push("com.amazonaws.ecs.capability.selinux");
+    }
     names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect()
 }
 
@@ -403,5 +411,24 @@ mod tests {
             TaskDefinition { container_definitions: Some(vec![ContainerDefinition::default()]), ..Default::default() };
         let names: Vec<String> = requires_attributes(&plain).into_iter().filter_map(|a| a.name).collect();
         assert!(!names.iter().any(|n| n.contains("secrets")), "{names:?}");
+    }
+
+    fn required(options: &[&str]) -> Vec<String> {
+        let c = ContainerDefinition {
+            docker_security_options: Some(options.iter().map(|o| o.to_string()).collect()),
+            ..Default::default()
+        };
+        let td = TaskDefinition { container_definitions: Some(vec![c]), ..Default::default() };
+        requires_attributes(&td).into_iter().filter_map(|a| a.name).collect()
+    }
+
+    #[test]
+    fn security_modules_are_required_of_the_host() {
+        let apparmor = "com.amazonaws.ecs.capability.apparmor".to_string();
+        let selinux = "com.amazonaws.ecs.capability.selinux".to_string();
+        assert!(!required(&["no-new-privileges"]).iter().any(|n| *n == apparmor || *n == selinux));
+        assert!(required(&["apparmor:docker-default"]).contains(&apparmor));
+        let both = required(&["label:type:container_t", "apparmor:p"]);
+        assert!(both.contains(&apparmor) && both.contains(&selinux));
     }
 }

@@ -16,6 +16,7 @@ mod dependencies;
 mod fargate;
 mod network;
 mod placement;
+mod process;
 mod service;
 mod task_definition;
 mod task_size;
@@ -98,6 +99,7 @@ pub fn check_register_task_definition(req: &RegisterTaskDefinitionRequest) -> Re
     for c in containers {
         container::check_settings(&td, c)?;
     }
+    process::check(&td)?;
     dependencies::check(containers)?;
     placement::check_task_definition_constraints(req)?;
     Ok(())
