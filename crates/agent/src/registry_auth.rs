@@ -106,8 +106,8 @@ impl HostCredentials {
 
     /// Parses a config's text; `path` only names it in errors and warnings.
     pub fn parse(text: &str, path: &Path) -> Result<HostCredentials, RegistryAuthError> {
-        let file: ConfigFile =
-            serde_json::from_str(text).map_err(|source| RegistryAuthError::Parse { path: path.to_path_buf(), source })?;
+        let file: ConfigFile = serde_json::from_str(text)
+            .map_err(|source| RegistryAuthError::Parse { path: path.to_path_buf(), source })?;
         if let Some(store) = &file.creds_store {
             tracing::warn!(
                 path = %path.display(),
@@ -126,8 +126,11 @@ impl HostCredentials {
         }
         let mut by_registry = BTreeMap::new();
         for (key, entry) in file.auths {
-            let entry_err =
-                |reason: &str| RegistryAuthError::Entry { path: path.to_path_buf(), registry: key.clone(), reason: reason.into() };
+            let entry_err = |reason: &str| RegistryAuthError::Entry {
+                path: path.to_path_buf(),
+                registry: key.clone(),
+                reason: reason.into(),
+            };
             let auth = match (&entry.auth, &entry.username, &entry.password) {
                 (Some(encoded), _, _) if !encoded.is_empty() => {
                     let bytes = base64::engine::general_purpose::STANDARD
@@ -203,7 +206,10 @@ mod tests {
         assert_eq!(registry_of("index.docker.io/me/app:v1"), "docker.io");
         assert_eq!(registry_of("127.0.0.1:5000/me/app:v1"), "127.0.0.1:5000");
         assert_eq!(registry_of("localhost/app"), "localhost");
-        assert_eq!(registry_of("123.dkr.ecr.us-east-1.amazonaws.com/app@sha256:ab"), "123.dkr.ecr.us-east-1.amazonaws.com");
+        assert_eq!(
+            registry_of("123.dkr.ecr.us-east-1.amazonaws.com/app@sha256:ab"),
+            "123.dkr.ecr.us-east-1.amazonaws.com"
+        );
         assert_eq!(server_address("me/app"), DOCKER_HUB_SERVER);
         assert_eq!(server_address("127.0.0.1:5000/me/app:v1"), "127.0.0.1:5000");
     }
@@ -234,10 +240,10 @@ mod tests {
         let creds = parse(r#"{"credsStore": "desktop", "credHelpers": {"gcr.io": "gcloud"}, "auths": {"gcr.io": {}}}"#)
             .expect("parses");
         assert!(creds.is_empty());
-        let err = parse(r#"{"auths": {"r.example.com": {"auth": "not base64!"}}}"#).err().expect("bad auth");
+        let err = parse(r#"{"auths": {"r.example.com": {"auth": "not base64!"}}}"#).expect_err("bad auth");
         assert!(err.to_string().contains("r.example.com") && err.to_string().contains("base64"), "{err}");
         // base64 of "nocolon".
-        let err = parse(r#"{"auths": {"r.example.com": {"auth": "bm9jb2xvbg=="}}}"#).err().expect("no colon");
+        let err = parse(r#"{"auths": {"r.example.com": {"auth": "bm9jb2xvbg=="}}}"#).expect_err("no colon");
         assert!(err.to_string().contains("user:password"), "{err}");
         assert!(matches!(parse("{not json"), Err(RegistryAuthError::Parse { .. })));
     }
@@ -247,8 +253,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let creds = HostCredentials::load(&dir.path().join("config.json")).expect("missing is fine");
         assert!(creds.is_empty());
-        std::fs::write(dir.path().join("config.json"), r#"{"auths": {"localhost:1": {"username": "u", "password": "p"}}}"#)
-            .expect("write");
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths": {"localhost:1": {"username": "u", "password": "p"}}}"#,
+        )
+        .expect("write");
         let creds = HostCredentials::load(&dir.path().join("config.json")).expect("loads");
         assert!(creds.for_image("localhost:1/app").is_some());
     }

@@ -49,8 +49,11 @@ impl Private {
     async fn start() -> Private {
         let runtime = Arc::new(DockerRuntime::connect(DockerTimeouts::default()).await.expect("Docker Engine"));
         let docker = runtime.docker();
-        let workload = flotilla_images::ensure_image(docker, flotilla_images::WORKLOAD_IMAGE).await.expect("workload image");
-        let registry = LocalRegistry::start(USER, PASSWORD).await.expect("docker-registry starts (apt install docker-registry apache2-utils)");
+        let workload =
+            flotilla_images::ensure_image(docker, flotilla_images::WORKLOAD_IMAGE).await.expect("workload image");
+        let registry = LocalRegistry::start(USER, PASSWORD)
+            .await
+            .expect("docker-registry starts (apt install docker-registry apache2-utils)");
         let name = format!("flotilla-test/private-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let image = registry.push(docker, &workload.tag, &name, "v1").await.expect("push to the local registry");
         remove_local(docker, &image).await.expect("remove the local copy");
@@ -126,7 +129,8 @@ impl Agent {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let instance = format!("arn:aws:ecs:local:000000000000:container-instance/registry-tests/{id}");
         let network = format!("flotilla-test-{}", &id[..12]);
-        let cleanup = Cleanup { docker: p.runtime.docker().clone(), instance: instance.clone(), network: network.clone() };
+        let cleanup =
+            Cleanup { docker: p.runtime.docker().clone(), instance: instance.clone(), network: network.clone() };
         let data = tempfile::tempdir().expect("data dir");
         let mut config = EngineConfig::new(data.path(), CLUSTER, &instance);
         config.pull_behavior = PullBehavior::IfNotPresent;

@@ -93,9 +93,10 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
 
 /// The bcrypt htpasswd line for one user, as the registry wants it.
 fn htpasswd_line(username: &str, password: &str) -> Result<String, RegistryError> {
-    let out = Command::new(HTPASSWD_BIN).args(["-Bbn", username, password]).output().map_err(|source| {
-        RegistryError::Missing { program: HTPASSWD_BIN, package: "apache2-utils", source }
-    })?;
+    let out = Command::new(HTPASSWD_BIN)
+        .args(["-Bbn", username, password])
+        .output()
+        .map_err(|source| RegistryError::Missing { program: HTPASSWD_BIN, package: "apache2-utils", source })?;
     if !out.status.success() {
         return Err(RegistryError::Htpasswd(String::from_utf8_lossy(&out.stderr).trim().to_string()));
     }
@@ -153,7 +154,11 @@ impl LocalRegistry {
                 .stdout(log)
                 .stderr(err)
                 .spawn()
-                .map_err(|source| RegistryError::Missing { program: REGISTRY_BIN, package: "docker-registry", source })?;
+                .map_err(|source| RegistryError::Missing {
+                    program: REGISTRY_BIN,
+                    package: "docker-registry",
+                    source,
+                })?;
             let mut child = child;
             let deadline = Instant::now() + START_TIMEOUT;
             loop {
@@ -208,7 +213,13 @@ impl LocalRegistry {
 
     /// Tags `local_image` as `HOST/name:tag`, pushes it here and returns that reference. The
     /// local tag stays; [`remove_local`] drops it.
-    pub async fn push(&self, docker: &Docker, local_image: &str, name: &str, tag: &str) -> Result<String, RegistryError> {
+    pub async fn push(
+        &self,
+        docker: &Docker,
+        local_image: &str,
+        name: &str,
+        tag: &str,
+    ) -> Result<String, RegistryError> {
         let repo = format!("{}/{name}", self.host());
         let reference = format!("{repo}:{tag}");
         let engine = |call, source| RegistryError::Engine { call, image: reference.clone(), source };

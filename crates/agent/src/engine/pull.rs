@@ -51,10 +51,16 @@ impl Actor {
         let runtime = &self.shared.runtime;
         let present = runtime.image_present(image).await?;
         let pull = || async {
-            self.note(&job.containers, format!("pulling image {image}{}", match job.auth {
-                Some(_) => " with registry credentials",
-                None => "",
-            }))
+            self.note(
+                &job.containers,
+                format!(
+                    "pulling image {image}{}",
+                    match job.auth {
+                        Some(_) => " with registry credentials",
+                        None => "",
+                    }
+                ),
+            )
             .await;
             let started = self.shared.now_ms();
             let r = runtime.pull_image(image, job.auth.as_ref()).await;

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
 pub use flotilla_protocol::RegistryAuth;
+use futures::stream::BoxStream;
 
 use crate::cgroup::TaskLimits;
 
