@@ -115,6 +115,7 @@ class Private:
         )
 
     def logs(self, arn: str) -> list[str]:
+        """The task's log lines from `flotilla logs`, stderr's (where the agent's own notes go) included."""
         env = {**os.environ, **self.server_env}
         p = subprocess.run(
             [flotilla_bin(), "logs", "--cluster", self.cluster, arn],
@@ -124,7 +125,7 @@ class Private:
             timeout=60,
         )
         assert p.returncode == 0, f"flotilla logs failed: {p.stderr}"
-        return p.stdout.splitlines()
+        return p.stdout.splitlines() + p.stderr.splitlines()
 
 
 @pytest.fixture(scope="module")
