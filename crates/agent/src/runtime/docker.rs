@@ -6,7 +6,8 @@
 //! negotiates the API version at connect time: this host's engine speaks 1.41 while bollard
 //! defaults to a newer one. Images under a configured prefix (Flotilla's own `flotilla/...`
 //! images) are built locally by an [`ImageBuilder`] instead of pulled, since no registry may be
-//! reachable. Per-task cgroups (task-level cpu and memory) are in `cgroups.rs`.
+//! reachable. Pulls from registries, with credentials and progress, are in `docker/pull.rs`;
+//! per-task cgroups (task-level cpu and memory) are in `cgroups.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
