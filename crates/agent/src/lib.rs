@@ -25,6 +25,7 @@ pub mod hollow;
 pub mod logs;
 pub mod metadata;
 pub mod network;
+pub mod registry_auth;
 pub mod run;
 pub mod runtime;
 pub mod session;

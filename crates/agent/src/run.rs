@@ -37,6 +37,10 @@ pub struct AgentOptions {
     /// The OCI runtime Fargate tasks run under (`runsc` on a Fargate pool host, `--fargate`): the
     /// agent checks at start that a sandbox under it starts, and refuses to run otherwise.
     pub sandbox_runtime: Option<String>,
+    /// The Docker CLI config whose `auths` give registry credentials to images whose container
+    /// names no `repositoryCredentials` (`--docker-config`; `None`: `$DOCKER_CONFIG/config.json`,
+    /// else `~/.docker/config.json`; see `registry_auth`).
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,8 @@ pub enum AgentError {
     Register(#[from] crate::session::ApiClientError),
     #[error("the task engine failed: {0}")]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    RegistryAuth(#[from] crate::registry_auth::RegistryAuthError),
     #[error("this host cannot serve the Fargate pool: {0}")]
     Sandbox(#[from] crate::runtime::sandbox::SandboxError),
 }
@@ -68,7 +74,7 @@ pub async fn check_sandbox(
     // Asked before building anything: without the runtime, the setup steps are the news.
     crate::runtime::sandbox::registered(runtime.docker(), sandbox).await?;
     if !runtime.image_present(image).await.unwrap_or(false) {
-        runtime.pull_image(image).await.map_err(|e| AgentError::Docker(e.to_string()))?;
+        runtime.pull_image(image, None).await.map_err(|e| AgentError::Docker(e.to_string()))?;
     }
     Ok(crate::runtime::sandbox::check(runtime.docker(), sandbox, image).await?)
 }
@@ -84,6 +90,11 @@ pub async fn run_agent(
     // Task records and logs are the agent's alone (`disk`).
     crate::disk::create_private_dir(&registration.data_dir)
         .map_err(|source| AgentError::DataDir { path: registration.data_dir.clone(), source })?;
+    // Read once at start: a malformed file stops the agent rather than failing pulls later.
+    let host_registry_auth = match options.docker_config.clone().or_else(crate::registry_auth::default_path) {
+        Some(path) => crate::registry_auth::HostCredentials::load(&path)?,
+        None => crate::registry_auth::HostCredentials::default(),
+    };
     let runtime =
         DockerRuntime::connect(DockerTimeouts::default()).await.map_err(|e| AgentError::Docker(e.to_string()))?;
     if let Some(sandbox) = &options.sandbox_runtime {
@@ -119,6 +130,7 @@ pub async fn run_agent(
     config.pull_behavior = options.pull_behavior;
     config.network.host_ip = options.host_ip.clone();
     config.sandbox_runtime = options.sandbox_runtime.clone();
+    config.host_registry_auth = Arc::new(host_registry_auth);
     if let Some(t) = options.default_stop_timeout {
         config.default_stop_timeout = t;
     }

@@ -80,6 +80,11 @@ pub struct AgentArgs {
     /// without `CAP_`; repeatable.
     #[arg(long = "allow-capability", value_name = "CAP")]
     pub allow_capabilities: Vec<String>,
+    /// The Docker CLI config.json whose `auths` entries give registry credentials to images whose
+    /// container definition names no repositoryCredentials (credential helpers are not run; a
+    /// missing file means none) [default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json]
+    #[arg(long, env = "FLOTILLA_DOCKER_CONFIG", value_name = "PATH")]
+    pub docker_config: Option<PathBuf>,
     /// When to pull images: default (only when absent), always, prefer-cached, never.
     #[arg(long, default_value = "default", value_parser = parse_pull)]
     pub pull_behavior: flotilla_agent::PullBehavior,
@@ -241,6 +246,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 metadata_listen: args.metadata_listen,
                 dns_server: args.dns_server,
                 sandbox_runtime: args.fargate.then(|| flotilla_agent::runtime::sandbox::RUNSC.to_string()),
+                docker_config: args.docker_config.clone(),
             };
             flotilla_agent::run::run_agent(client, args.registration("unknown"), options, crate::shutdown_signal())
                 .await?;

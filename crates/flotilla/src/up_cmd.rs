@@ -136,6 +136,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         simulate: None,
         allow_privileged: false,
         pull_behavior: flotilla_agent::PullBehavior::default(),
+        docker_config: None,
         host_ip: Some(args.host_ip.clone()),
         allow_host_paths: Vec::new(),
         allow_capabilities: Vec::new(),

@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+pub mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;

@@ -1,6 +1,7 @@
 //! The work of each task status, as actor methods: PROVISIONING (check the definition, create
 //! volumes, provision the network), PENDING (images, containers created, started in dependency
-//! order), ACTIVATING, STOPPING (dependents first, SIGTERM then SIGKILL) and DEPROVISIONING.
+//! order; the pull step is `pull.rs`), ACTIVATING, STOPPING (dependents first, SIGTERM then
+//! SIGKILL) and DEPROVISIONING.
 //!
 //! Each method may run many times for one task (after every event while it waits, after a retry,
 //! after an agent restart), so each is written to pick up where the task is: images already
@@ -13,7 +14,7 @@ use super::actor::{Actor, Step, TASK_FAILED_TO_START};
 use super::order::{self, Readiness};
 use super::spec::{self, SpecContext};
 use super::status::{ContainerStatus, DesiredStatus};
-use super::{policy, volumes, PullBehavior};
+use super::{policy, volumes};
 use crate::cgroup::{Confinement, TaskLimits};
 use crate::network::{NetworkContext, NetworkMode};
 use crate::runtime::{labels, ContainerSpec, RuntimeError};
@@ -200,30 +201,6 @@ impl Actor {
         }
     }
 
-    /// Makes an image available per the pull behaviour; one pull per image at a time.
-    async fn ensure_image(&self, image: &str) -> Result<(), RuntimeError> {
-        let lock = self.shared.image_lock(image);
-        let _guard = lock.lock().await;
-        let runtime = &self.shared.runtime;
-        let present = runtime.image_present(image).await?;
-        match self.shared.config.pull_behavior {
-            PullBehavior::IfNotPresent if present => Ok(()),
-            PullBehavior::IfNotPresent | PullBehavior::Always => runtime.pull_image(image).await,
-            PullBehavior::AlwaysFallBackToCache => match runtime.pull_image(image).await {
-                Err(e) if present && !e.is_transient() => {
-                    tracing::info!(image, error = %e, "pull failed; using the local image");
-                    Ok(())
-                }
-                r => r,
-            },
-            PullBehavior::Never if present => Ok(()),
-            PullBehavior::Never => Err(RuntimeError::ImageUnavailable {
-                image: image.to_string(),
-                message: "the image is not present locally and this agent never pulls".into(),
-            }),
-        }
-    }
-
     /// PENDING: images, then containers created, then started as their dependencies allow.
     pub(super) async fn start_containers(&mut self) -> Step {
         if let Err(step) = self.ensure_resources().await {
@@ -240,46 +217,6 @@ impl Actor {
             other => return other,
         }
         self.start_ready().await
-    }
-
-    async fn pull_images(&mut self) -> Step {
-        let now = self.shared.now_ms();
-        self.rec.times.pull_started_at.get_or_insert(now);
-        let mut images: Vec<String> = Vec::new();
-        for d in &self.defs {
-            let image = d.image.clone().unwrap_or_default();
-            if !images.contains(&image) {
-                images.push(image);
-            }
-        }
-        // The image digests come from inspecting each container once it runs.
-        for image in &images {
-            match self.ensure_image(image).await {
-                Ok(()) => {}
-                Err(e) if e.is_transient() => return Step::Retry(e),
-                Err(e) => {
-                    let detail = match &e {
-                        RuntimeError::ImageUnavailable { message, .. } => message.clone(),
-                        e => e.to_string(),
-                    };
-                    let reason = format!("CannotPullContainerError: pull image {image}: {detail}");
-                    for d in self.defs.clone().iter().filter(|d| d.image.as_deref() == Some(image.as_str())) {
-                        let name = d.name.clone().unwrap_or_default();
-                        if let Some(c) = self.rec.container_mut(&name) {
-                            c.reason = Some(reason.clone());
-                        }
-                    }
-                    self.rec.times.pull_stopped_at = Some(self.shared.now_ms());
-                    self.fail(Some(TASK_FAILED_TO_START), reason);
-                    return Step::Failed;
-                }
-            }
-        }
-        self.rec.times.pull_stopped_at = Some(self.shared.now_ms());
-        self.rec.images_ready = true;
-        // Pull timestamps are news on their own.
-        self.publish();
-        Step::Done
     }
 
     /// The full runtime spec of one container: common settings, volumes, network.

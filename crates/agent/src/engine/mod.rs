@@ -17,6 +17,7 @@ mod lifecycle;
 pub mod options;
 pub mod order;
 pub mod policy;
+mod pull;
 pub mod record;
 pub mod resources;
 pub mod restart;
@@ -119,6 +120,9 @@ pub struct EngineConfig {
     /// The control plane, for tasks' secrets and `awslogs` output (`crate::calls`); without it
     /// a task that needs either cannot start.
     pub calls: Option<Arc<dyn crate::calls::ControlPlaneCalls>>,
+    /// The host's Docker config credentials, for images whose container names no
+    /// `repositoryCredentials` (`crate::registry_auth`).
+    pub host_registry_auth: Arc<crate::registry_auth::HostCredentials>,
     pub clock: Clock,
 }
 
@@ -143,6 +147,7 @@ impl EngineConfig {
             metadata: None,
             sandbox_runtime: None,
             calls: None,
+            host_registry_auth: Arc::default(),
             clock: system_clock(),
         }
     }

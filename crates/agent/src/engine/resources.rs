@@ -72,7 +72,6 @@ impl Actor {
     }
 
     /// The credentials a container's image is pulled with, if its definition names some.
-    #[allow(dead_code)] // the pull step uses it once private registries land
     pub(super) fn registry_auth(&self, container: &str) -> Option<&RegistryAuth> {
         self.resources.as_ref()?.container(container)?.registry_auth.as_ref()
     }

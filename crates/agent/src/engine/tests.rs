@@ -28,6 +28,9 @@ mod secrets;
 /// Restart policies, start timeouts and process options.
 mod restart;
 
+/// The pull step's credentials: the task's, else the host's; one pull per image and credentials.
+mod pull;
+
 const CLUSTER: &str = "arn:aws:ecs:local:000000000000:cluster/default";
 const INSTANCE: &str = "arn:aws:ecs:local:000000000000:container-instance/default/i-1";
 const IMAGE: &str = "flotilla/workload:latest";

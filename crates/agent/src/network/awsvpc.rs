@@ -101,7 +101,7 @@ async fn create_pause(ctx: &NetworkContext<'_>) -> Result<String, NetworkError> 
     let network = network_name(ctx);
     let image = &ctx.config.pause_image;
     if !ctx.runtime.image_present(image).await.map_err(rt("look up the pause image"))? {
-        ctx.runtime.pull_image(image).await.map_err(rt("provide the pause image"))?;
+        ctx.runtime.pull_image(image, None).await.map_err(rt("provide the pause image"))?;
     }
     let mut pause_labels = ctx.labels.clone();
     pause_labels.insert(labels::CONTAINER.to_string(), labels::PAUSE_NAME.to_string());

@@ -6,7 +6,8 @@
 //! negotiates the API version at connect time: this host's engine speaks 1.41 while bollard
 //! defaults to a newer one. Images under a configured prefix (Flotilla's own `flotilla/...`
 //! images) are built locally by an [`ImageBuilder`] instead of pulled, since no registry may be
-//! reachable. Per-task cgroups (task-level cpu and memory) are in `cgroups.rs`.
+//! reachable. Pulls from registries, with credentials and progress, are in `docker/pull.rs`;
+//! per-task cgroups (task-level cpu and memory) are in `cgroups.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -22,9 +23,8 @@ use bollard::models::{
     VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::future::BoxFuture;
@@ -33,9 +33,10 @@ use futures::stream::{BoxStream, StreamExt};
 use super::cgroups::DockerCgroups;
 
 mod networks;
+mod pull;
 use super::{
     labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
-    PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
+    PortInfo, RegistryAuth, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, Stats, VolumeSpec,
 };
 
 /// The repository prefix of the images `flotilla-images` builds.
@@ -472,7 +473,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn pull_image(&self, image: &str) -> RuntimeResult<()> {
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> RuntimeResult<()> {
         if let Some((_, build)) = self.builders.iter().find(|(prefix, _)| image.starts_with(prefix.as_str())) {
             let fut = build(self.docker.clone(), image.to_string());
             return match tokio::time::timeout(self.timeouts.pull, fut).await {
@@ -481,26 +482,7 @@ impl Runtime for DockerRuntime {
                 Err(_) => Err(RuntimeError::Timeout { op: "build_image", after: self.timeouts.pull }),
             };
         }
-        let (repo, tag) = split_reference(image);
-        let options = CreateImageOptionsBuilder::default().from_image(repo).tag(tag).build();
-        let pull = async {
-            let mut progress = self.docker.create_image(Some(options), None, None);
-            while let Some(item) = progress.next().await {
-                let info = item.map_err(|e| match e {
-                    DockerError::DockerResponseServerError { message, .. } => message,
-                    e => e.to_string(),
-                })?;
-                if let Some(detail) = info.error_detail {
-                    return Err(detail.message.unwrap_or_else(|| "pull failed".into()));
-                }
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(self.timeouts.pull, pull).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(RuntimeError::ImageUnavailable { image: image.to_string(), message }),
-            Err(_) => Err(RuntimeError::Timeout { op: "pull_image", after: self.timeouts.pull }),
-        }
+        self.pull_from_registry(image, auth).await
     }
 
     async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>> {

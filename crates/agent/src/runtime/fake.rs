@@ -27,7 +27,7 @@ use crate::cgroup::TaskLimits;
 
 use super::{
     labels, ContainerInfo, ContainerSpec, ContainerSummary, EventKind, Health, LogChunk, LogSource, NetworkSpec,
-    PortInfo, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
+    PortInfo, RegistryAuth, RunState, Runtime, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
 };
 
 /// A call the engine made, in order, with the names a test can assert on.
@@ -108,6 +108,10 @@ impl FakeContainer {
 struct State {
     images: BTreeSet<String>,
     pullable: BTreeSet<String>,
+    /// Pullable images that need these credentials (username, password).
+    private: BTreeMap<String, (String, String)>,
+    /// Each pull's image and the username it came with, in order.
+    pull_users: Vec<(String, Option<String>)>,
     containers: BTreeMap<String, FakeContainer>,
     networks: BTreeMap<String, String>,
     volumes: BTreeSet<String>,
@@ -229,6 +233,17 @@ impl FakeRuntime {
     /// Makes an image absent locally but pullable.
     pub fn add_pullable(&self, image: &str) {
         self.state().pullable.insert(image.to_string());
+    }
+
+    /// Makes an image absent locally and pullable only with these credentials, as a private
+    /// registry's: others get the registry's `unauthorized` answer.
+    pub fn add_private(&self, image: &str, username: &str, password: &str) {
+        self.state().private.insert(image.to_string(), (username.to_string(), password.to_string()));
+    }
+
+    /// Each pull so far: the image and the username it was pulled with.
+    pub fn pull_users(&self) -> Vec<(String, Option<String>)> {
+        self.state().pull_users.clone()
     }
 
     /// Scripts the behaviour of every container of that task-definition name created from now on.
@@ -401,11 +416,22 @@ impl Runtime for FakeRuntime {
         self.answer("image_present", r)
     }
 
-    async fn pull_image(&self, image: &str) -> RuntimeResult<()> {
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> RuntimeResult<()> {
         self.gate("pull_image")?;
         let r = async {
             self.record(Call::PullImage(image.to_string()));
             let mut st = self.state();
+            st.pull_users.push((image.to_string(), auth.map(|a| a.username.clone())));
+            if let Some((user, pass)) = st.private.get(image) {
+                if auth.is_some_and(|a| &a.username == user && &a.password == pass) {
+                    st.images.insert(image.to_string());
+                    return Ok(());
+                }
+                return Err(RuntimeError::ImageUnavailable {
+                    image: image.to_string(),
+                    message: "unauthorized: authentication required".into(),
+                });
+            }
             if st.pullable.contains(image) || st.images.contains(image) {
                 st.images.insert(image.to_string());
                 Ok(())

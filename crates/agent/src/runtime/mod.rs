@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use flotilla_protocol::RegistryAuth;
 use futures::stream::BoxStream;
 
 use crate::cgroup::TaskLimits;
@@ -309,9 +310,10 @@ pub struct Stats {
 pub trait Runtime: Send + Sync + 'static {
     /// Whether the image is present locally.
     async fn image_present(&self, image: &str) -> RuntimeResult<bool>;
-    /// Pulls (or, for images the runtime can build itself, builds) the image.
-    /// An image nobody can provide is `ImageUnavailable`.
-    async fn pull_image(&self, image: &str) -> RuntimeResult<()>;
+    /// Pulls (or, for images the runtime can build itself, builds) the image, with `auth` for
+    /// its registry when given. An image nobody can provide is `ImageUnavailable`, whose message
+    /// is the registry's or daemon's own (it becomes the task's `CannotPullContainerError`).
+    async fn pull_image(&self, image: &str, auth: Option<&RegistryAuth>) -> RuntimeResult<()>;
     /// The image's content ID, reported as the container's imageDigest.
     async fn image_id(&self, image: &str) -> RuntimeResult<Option<String>>;
 
