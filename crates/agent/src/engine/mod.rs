@@ -12,8 +12,10 @@
 //! owns; [`Engine::reconcile`] stops what the server no longer lists.
 
 mod actor;
+pub mod gpu;
 pub mod health;
 mod lifecycle;
+pub mod namespaces;
 pub mod order;
 pub mod policy;
 pub mod record;

@@ -244,6 +244,9 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         storage_size_bytes: ctx.sandbox.as_ref().and_then(|s| s.storage_bytes),
         ipv4_address: None,
         mac_address: None,
+        gpus: Vec::new(),
+        pid_mode: None,
+        ipc_mode: None,
     })
 }
 

@@ -320,6 +320,9 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         shm_size: spec.shm_size_bytes,
         runtime: spec.runtime.clone(),
         storage_opt: spec.storage_size_bytes.map(|b| HashMap::from([("size".to_string(), b.to_string())])),
+        device_requests: crate::engine::gpu::device_requests(&spec.gpus),
+        pid_mode: spec.pid_mode.clone(),
+        ipc_mode: spec.ipc_mode.clone(),
         ..HostConfig::default()
     };
     // A fixed address (and MAC) on the one network the container joins.

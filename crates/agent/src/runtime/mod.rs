@@ -157,6 +157,11 @@ pub struct ContainerSpec {
     pub ipv4_address: Option<String>,
     /// The interface's MAC address on that network.
     pub mac_address: Option<String>,
+    /// The host GPUs (ids) the container is given (`engine::gpu`).
+    pub gpus: Vec<String>,
+    /// Docker's `PidMode` and `IpcMode` (`host`, or ipc `none`) from the task definition.
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
 }
 
 /// The lifecycle state of a container as the runtime knows it.

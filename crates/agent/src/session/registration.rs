@@ -37,6 +37,9 @@ pub struct RegistrationConfig {
     /// `ec2InstanceId`, as an ECS agent's is read from EC2's metadata. `None` lets the server
     /// make one up.
     pub ec2_instance_id: Option<String>,
+    /// The host's GPUs, by the ids Docker's nvidia device requests take (`--gpus`, else
+    /// [`detect_gpus`]): registered as the `GPU` resource, from which tasks are given GPUs.
+    pub gpus: Vec<String>,
 }
 
 /// Who the agent is once registered.
@@ -116,7 +119,27 @@ pub fn attributes(cfg: &RegistrationConfig) -> Vec<Attribute> {
 pub fn total_resources(cfg: &RegistrationConfig) -> Vec<Resource> {
     let cpu = cfg.cpu.unwrap_or_else(host::cpu_units);
     let memory = cfg.memory.unwrap_or_else(|| (host::memory_mib() - cfg.memory_reserved_mib).max(0));
-    vec![int("CPU", cpu), int("MEMORY", memory), ports("PORTS", &host::RESERVED_PORTS), ports("PORTS_UDP", &[])]
+    let mut out =
+        vec![int("CPU", cpu), int("MEMORY", memory), ports("PORTS", &host::RESERVED_PORTS), ports("PORTS_UDP", &[])];
+    if !cfg.gpus.is_empty() {
+        out.push(Resource {
+            name: Some("GPU".into()),
+            r#type: Some("STRINGSET".into()),
+            string_set_value: Some(cfg.gpus.clone()),
+            ..Default::default()
+        });
+    }
+    out
+}
+
+/// The GPUs the NVIDIA driver shows under `dev` (`/dev/nvidia0`, `/dev/nvidia1`, ...), by index,
+/// in order; none without the driver. `nvidiactl`, `nvidia-uvm` and the like are not GPUs.
+pub fn detect_gpus(dev: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dev) else { return Vec::new() };
+    let mut ids: Vec<u32> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("nvidia")?.parse::<u32>().ok()).collect();
+    ids.sort_unstable();
+    ids.into_iter().map(|i| i.to_string()).collect()
 }
 
 /// What the agent registers its host with: the cluster, the host's resources and attributes, its
