@@ -206,3 +206,49 @@ pub async fn register(
         .map_err(|e| ApiClientError::Request(format!("saving the agent identity: {e}")))?;
     Ok((identity, ci))
 }
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+
+    fn cfg(gpus: &[&str]) -> RegistrationConfig {
+        RegistrationConfig {
+            cluster: "default".into(),
+            data_dir: PathBuf::from("/nonexistent"),
+            availability_zone: "a".into(),
+            instance_type: "t".into(),
+            attributes: vec![],
+            cpu: Some(1024),
+            memory: Some(1024),
+            memory_reserved_mib: 0,
+            network_modes: vec![],
+            agent_version: "test".into(),
+            docker_version: "test".into(),
+            state_file: "agent.json".into(),
+            ec2_instance_id: None,
+            gpus: gpus.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn gpus_are_registered_as_a_stringset_and_only_when_there_are_some() {
+        let with = total_resources(&cfg(&["0", "GPU-abc"]));
+        let gpu = with.iter().find(|r| r.name.as_deref() == Some("GPU")).expect("a GPU resource");
+        assert_eq!(gpu.r#type.as_deref(), Some("STRINGSET"));
+        assert_eq!(gpu.string_set_value, Some(vec!["0".to_string(), "GPU-abc".to_string()]));
+        assert!(!total_resources(&cfg(&[])).iter().any(|r| r.name.as_deref() == Some("GPU")));
+        // Hollow agents register what their fleet's base registers.
+        let hollow = crate::hollow::hollow_config(&cfg(&["0"]), 3);
+        assert_eq!(hollow.gpus, vec!["0"]);
+    }
+
+    #[test]
+    fn gpus_are_detected_from_the_driver_device_files() {
+        let dev = tempfile::tempdir().unwrap();
+        for f in ["nvidia1", "nvidia0", "nvidia10", "nvidiactl", "nvidia-uvm", "null"] {
+            std::fs::write(dev.path().join(f), b"").unwrap();
+        }
+        assert_eq!(detect_gpus(dev.path()), vec!["0", "1", "10"]);
+        assert!(detect_gpus(&dev.path().join("missing")).is_empty());
+    }
+}
