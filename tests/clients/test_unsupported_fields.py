@@ -116,3 +116,9 @@ def test_container_overrides_are_refused_naming_the_field(ecs, uid, cluster, fie
     )
     assert code == "InvalidParameterException"
     assert message.startswith(f"overrides.containerOverrides {field}"), message
+
+
+def test_cpu_architecture_becomes_a_required_attribute(ecs, uid):
+    td = register(ecs, f"arch-{uid}", runtimePlatform={"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"})
+    required = {(a["name"], a.get("value")) for a in td["taskDefinition"]["requiresAttributes"]}
+    assert ("ecs.cpu-architecture", "arm64") in required, required

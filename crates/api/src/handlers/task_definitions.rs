@@ -78,7 +78,20 @@ fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
     if td.cpu.is_some() || td.memory.is_some() {
         names.push("com.amazonaws.ecs.capability.docker-remote-api.1.22");
     }
-    names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect()
+    let mut out: Vec<Attribute> =
+        names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect();
+    // runtimePlatform.cpuArchitecture: only hosts of that architecture (the agent registers
+    // `ecs.cpu-architecture` as x86_64 or arm64) may run the task.
+    let arch = td.runtime_platform.as_ref().and_then(|p| p.cpu_architecture.as_deref());
+    if let Some(arch) = arch {
+        let value = if arch == "ARM64" { "arm64" } else { "x86_64" };
+        out.push(Attribute {
+            name: Some("ecs.cpu-architecture".into()),
+            value: Some(value.into()),
+            ..Default::default()
+        });
+    }
+    out
 }
 
 fn compatibilities(td: &TaskDefinition) -> Vec<String> {
