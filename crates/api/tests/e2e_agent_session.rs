@@ -27,6 +27,7 @@ fn registration(dir: &std::path::Path) -> RegistrationConfig {
         docker_version: "test".into(),
         state_file: "agent.json".into(),
         ec2_instance_id: None,
+        gpus: Vec::new(),
     }
 }
 

@@ -29,6 +29,7 @@ fn registration(dir: &std::path::Path, cluster: &str) -> RegistrationConfig {
         docker_version: "test".into(),
         state_file: "agent.json".into(),
         ec2_instance_id: None,
+        gpus: Vec::new(),
     }
 }
 

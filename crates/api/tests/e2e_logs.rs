@@ -71,6 +71,7 @@ async fn stack() -> Stack {
         docker_version: "test".into(),
         state_file: "agent.json".into(),
         ec2_instance_id: None,
+        gpus: Vec::new(),
     };
     let options = AgentOptions { host_ip: Some("127.0.0.1".into()), ..AgentOptions::default() };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -53,6 +53,7 @@ async fn fleet(server: &TestServer, n: usize) -> Fleet {
             docker_version: "test".into(),
             state_file: "agent.json".into(),
             ec2_instance_id: None,
+            gpus: Vec::new(),
         };
         let cfg = flotilla_agent::hollow::hollow_config(&base, i);
         std::fs::create_dir_all(&cfg.data_dir).unwrap();

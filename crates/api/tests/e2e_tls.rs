@@ -135,6 +135,7 @@ async fn the_sdk_and_an_agent_work_over_tls_trusting_the_generated_ca() {
         docker_version: "test".into(),
         state_file: "agent.json".into(),
         ec2_instance_id: None,
+        gpus: Vec::new(),
     };
     let bare = ApiClient::with_ca(&server.endpoint, REGION, Credentials::new("", ""), Some(&server.ca)).unwrap();
     let (agent, identity) = enroll(&bare, &cfg, Some(&token)).await.expect("join over TLS");

@@ -134,7 +134,13 @@ pub fn task(arns: &ArnScope, i: u64) -> TaskRecord {
     };
     TaskRecord {
         task,
-        reservation: Some(Reservation { cpu: 256, memory: 512, ports: vec![host_port as u16], ports_udp: vec![] }),
+        reservation: Some(Reservation {
+            cpu: 256,
+            memory: 512,
+            ports: vec![host_port as u16],
+            ports_udp: vec![],
+            gpus: vec![],
+        }),
         hidden: None,
     }
 }

@@ -95,6 +95,11 @@ pub struct AgentArgs {
     /// the container instance's `ec2InstanceId` [default: one the server makes up]
     #[arg(long, env = "FLOTILLA_EC2_INSTANCE_ID")]
     pub ec2_instance_id: Option<String>,
+    /// The host's GPUs to offer to tasks, by id (`0,1` or GPU UUIDs), comma separated; `--gpus ''`
+    /// offers none [default: the NVIDIA GPUs under /dev (nvidia0, nvidia1, ...); none for
+    /// --simulate]. Hollow agents (--simulate) each register these ids.
+    #[arg(long, value_delimiter = ',', value_name = "ID,ID,...")]
+    pub gpus: Option<Vec<String>>,
     /// Seconds between SIGTERM and SIGKILL for containers without a `stopTimeout`
     /// (the ECS agent's ECS_CONTAINER_STOP_TIMEOUT).
     #[arg(long, env = "FLOTILLA_CONTAINER_STOP_TIMEOUT", value_name = "SECONDS", default_value_t = 30)]
@@ -226,6 +231,11 @@ impl AgentArgs {
             docker_version: docker_version.into(),
             state_file: "agent.json".into(),
             ec2_instance_id: self.ec2_instance_id.clone(),
+            gpus: match (&self.gpus, self.simulate) {
+                (Some(ids), _) => ids.iter().map(|g| g.trim().to_string()).filter(|g| !g.is_empty()).collect(),
+                (None, Some(_)) => Vec::new(),
+                (None, None) => flotilla_agent::session::detect_gpus(std::path::Path::new("/dev")),
+            },
         }
     }
 }

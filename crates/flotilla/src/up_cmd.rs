@@ -141,6 +141,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         allow_host_paths: Vec::new(),
         allow_capabilities: Vec::new(),
         ec2_instance_id: None,
+        gpus: None,
         container_stop_timeout: 30,
         metadata_listen: Default::default(),
         // Containers resolve Cloud Map names through the agent's forwarder to this DNS server.

@@ -22,11 +22,13 @@ pub enum Reason {
     DistinctInstance,
     Cpu,
     Memory,
+    /// Too few free GPUs (`RESOURCE:GPU`).
+    Gpu,
     Ports,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Draining,
         Reason::Inactive,
         Reason::Agent,
@@ -35,6 +37,7 @@ impl Reason {
         Reason::DistinctInstance,
         Reason::Cpu,
         Reason::Memory,
+        Reason::Gpu,
         Reason::Ports,
     ];
 
@@ -48,6 +51,7 @@ impl Reason {
             Reason::Attribute | Reason::MemberOf | Reason::DistinctInstance => "ATTRIBUTE",
             Reason::Cpu => "RESOURCE:CPU",
             Reason::Memory => "RESOURCE:MEMORY",
+            Reason::Gpu => "RESOURCE:GPU",
             Reason::Ports => "RESOURCE:PORTS",
         }
     }
@@ -65,7 +69,7 @@ impl Reason {
 
 /// How many instances were turned down for each reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rejections([u32; 9]);
+pub struct Rejections([u32; Reason::ALL.len()]);
 
 impl Rejections {
     pub fn get(&self, reason: Reason) -> u32 {

@@ -117,6 +117,8 @@ pub struct Request {
     pub cpu: u32,
     /// MiB each task reserves.
     pub memory: u32,
+    /// GPUs each task reserves (the sum of its containers' `resourceRequirements` of type GPU).
+    pub gpus: u32,
     /// Fixed host ports each task binds (dynamic host ports, 0, are not listed).
     pub ports: Vec<HostPort>,
     /// The task definition's `requiresAttributes`, plus whatever the launch type implies.

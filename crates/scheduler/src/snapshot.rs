@@ -98,6 +98,8 @@ pub struct Instance {
     pub remaining_cpu: i64,
     /// MiB left after the tasks already on the instance.
     pub remaining_memory: i64,
+    /// GPUs registered and not assigned to a task (which ones is the caller's to pick).
+    pub remaining_gpus: u32,
     /// Host ports taken by running tasks and reserved by the agent.
     pub used_ports: Vec<HostPort>,
     pub running_tasks_count: u32,
@@ -221,6 +223,7 @@ pub struct Snapshot {
     pub(crate) gate: Vec<Option<Reason>>,
     pub(crate) cpu: Vec<i32>,
     pub(crate) memory: Vec<i32>,
+    pub(crate) gpus: Vec<u32>,
     pub(crate) running: Vec<u32>,
     /// Sorted `HostPort::key`s per instance.
     pub(crate) ports: Vec<Vec<u32>>,
@@ -252,6 +255,7 @@ impl Snapshot {
             s.agent_connected.push(inst.agent_connected);
             s.cpu.push(clamp_i32(inst.remaining_cpu));
             s.memory.push(clamp_i32(inst.remaining_memory));
+            s.gpus.push(inst.remaining_gpus);
             s.running.push(inst.running_tasks_count);
             let mut ports: Vec<u32> = inst.used_ports.iter().map(|p| p.key()).collect();
             ports.sort_unstable();
@@ -323,6 +327,11 @@ impl Snapshot {
         (i64::from(self.cpu[i]), i64::from(self.memory[i]))
     }
 
+    /// GPUs left free on instance `i`.
+    pub fn remaining_gpus(&self, i: usize) -> u32 {
+        self.gpus[i]
+    }
+
     /// Whether `port` is taken on instance `i`.
     pub fn port_used(&self, i: usize, port: HostPort) -> bool {
         self.ports[i].binary_search(&port.key()).is_ok()
@@ -357,6 +366,7 @@ impl Snapshot {
             let i = p.instance;
             self.cpu[i] = self.cpu[i].saturating_sub(clamp_i32(i64::from(request.cpu)));
             self.memory[i] = self.memory[i].saturating_sub(clamp_i32(i64::from(request.memory)));
+            self.gpus[i] = self.gpus[i].saturating_sub(request.gpus);
             self.running[i] += 1;
             for port in &request.ports {
                 if let Err(at) = self.ports[i].binary_search(&port.key()) {
@@ -401,6 +411,7 @@ impl Snapshot {
         self.agent_connected[i] = inst.agent_connected;
         self.cpu[i] = clamp_i32(inst.remaining_cpu);
         self.memory[i] = clamp_i32(inst.remaining_memory);
+        self.gpus[i] = inst.remaining_gpus;
         self.running[i] = inst.running_tasks_count;
         let ports = &mut self.ports[i];
         ports.clear();
@@ -494,6 +505,7 @@ impl Snapshot {
             attributes,
             remaining_cpu: i64::from(self.cpu[i]),
             remaining_memory: i64::from(self.memory[i]),
+            remaining_gpus: self.gpus[i],
             used_ports,
             running_tasks_count: self.running[i],
             task_groups,
@@ -617,13 +629,14 @@ mod tests {
         let mut list = fleet();
         let mut snap = Snapshot::new(list.clone());
         list[1].remaining_cpu = 10;
+        list[2].remaining_gpus = 3;
         list[1].used_ports.push(HostPort::udp(53));
         list[1].task_groups = vec![("family:db".into(), 2), ("family:web".into(), 0)];
         list[4].agent_connected = true;
         list[5].status = InstanceStatus::Inactive;
         list[3].task_groups.clear();
         list[0].running_tasks_count = 7;
-        for i in [0, 1, 3, 4, 5] {
+        for i in [0, 1, 2, 3, 4, 5] {
             assert!(snap.update(i, &list[i]));
         }
         let fresh = Snapshot::new(list.clone());

@@ -241,6 +241,7 @@ fn request() -> impl PStrategy<Value = Request> {
                 count,
                 cpu,
                 memory,
+                gpus: 0,
                 ports: if port { vec![HostPort::tcp(80)] } else { vec![] },
                 required_attributes: if needs_type {
                     vec![RequiredAttribute { name: "ecs.instance-type".into(), value: Some("m5.xlarge".into()) }]

@@ -224,6 +224,8 @@ impl Actor {
         let ctx = self.spec_context();
         let def = self.defs.iter().find(|d| d.name.as_deref() == Some(name)).cloned().unwrap_or_default();
         let mut spec = spec::build(&ctx, &def).map_err(|e| e.to_string())?;
+        super::gpu::apply(&mut spec, &self.rec.assignment.task, name);
+        super::namespaces::apply(&mut spec, &self.rec.assignment.definition);
         let names: BTreeMap<String, String> = self
             .defs
             .iter()

@@ -12,9 +12,11 @@
 //! owns; [`Engine::reconcile`] stops what the server no longer lists.
 
 mod actor;
+pub mod gpu;
 pub mod health;
 mod lifecycle;
 pub mod options;
+pub mod namespaces;
 pub mod order;
 pub mod policy;
 mod pull;

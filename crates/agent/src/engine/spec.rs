@@ -247,6 +247,9 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         ipv4_address: None,
         mac_address: None,
         options: super::options::build(def).map_err(|source| SpecError::Options { container: name.clone(), source })?,
+        gpus: Vec::new(),
+        pid_mode: None,
+        ipc_mode: None,
     })
 }
 

@@ -323,6 +323,9 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         storage_opt: spec.storage_size_bytes.map(|b| HashMap::from([("size".to_string(), b.to_string())])),
         security_opt: non_empty(&spec.options.security_opt),
         sysctls: (!spec.options.sysctls.is_empty()).then(|| hashmap(&spec.options.sysctls)),
+        device_requests: crate::engine::gpu::device_requests(&spec.gpus),
+        pid_mode: spec.pid_mode.clone(),
+        ipc_mode: spec.ipc_mode.clone(),
         ..HostConfig::default()
     };
     // A fixed address (and MAC) on the one network the container joins.

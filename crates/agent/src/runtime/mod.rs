@@ -160,6 +160,11 @@ pub struct ContainerSpec {
     pub mac_address: Option<String>,
     /// Security options, sysctls, terminal and networking switches (`engine::options`).
     pub options: ContainerOptions,
+    /// The host GPUs (ids) the container is given (`engine::gpu`).
+    pub gpus: Vec<String>,
+    /// Docker's `PidMode` and `IpcMode` (`host`, or ipc `none`) from the task definition.
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
 }
 
 /// The container definition's process settings that runtimes pass through as they are.

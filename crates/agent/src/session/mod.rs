@@ -26,4 +26,4 @@ pub use connection::{run_session, SessionConfig, SessionEvent};
 pub use endpoints::{Endpoints, EndpointsError};
 pub use join::enroll;
 pub use logs::LogReader;
-pub use registration::{register, AgentIdentity, RegistrationConfig};
+pub use registration::{detect_gpus, register, AgentIdentity, RegistrationConfig};

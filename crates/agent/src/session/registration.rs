@@ -37,6 +37,9 @@ pub struct RegistrationConfig {
     /// `ec2InstanceId`, as an ECS agent's is read from EC2's metadata. `None` lets the server
     /// make one up.
     pub ec2_instance_id: Option<String>,
+    /// The host's GPUs, by the ids Docker's nvidia device requests take (`--gpus`, else
+    /// [`detect_gpus`]): registered as the `GPU` resource, from which tasks are given GPUs.
+    pub gpus: Vec<String>,
 }
 
 /// Who the agent is once registered.
@@ -144,7 +147,27 @@ pub fn security_capabilities(read: &dyn Fn(&str) -> Option<String>) -> Vec<&'sta
 pub fn total_resources(cfg: &RegistrationConfig) -> Vec<Resource> {
     let cpu = cfg.cpu.unwrap_or_else(host::cpu_units);
     let memory = cfg.memory.unwrap_or_else(|| (host::memory_mib() - cfg.memory_reserved_mib).max(0));
-    vec![int("CPU", cpu), int("MEMORY", memory), ports("PORTS", &host::RESERVED_PORTS), ports("PORTS_UDP", &[])]
+    let mut out =
+        vec![int("CPU", cpu), int("MEMORY", memory), ports("PORTS", &host::RESERVED_PORTS), ports("PORTS_UDP", &[])];
+    if !cfg.gpus.is_empty() {
+        out.push(Resource {
+            name: Some("GPU".into()),
+            r#type: Some("STRINGSET".into()),
+            string_set_value: Some(cfg.gpus.clone()),
+            ..Default::default()
+        });
+    }
+    out
+}
+
+/// The GPUs the NVIDIA driver shows under `dev` (`/dev/nvidia0`, `/dev/nvidia1`, ...), by index,
+/// in order; none without the driver. `nvidiactl`, `nvidia-uvm` and the like are not GPUs.
+pub fn detect_gpus(dev: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dev) else { return Vec::new() };
+    let mut ids: Vec<u32> =
+        entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("nvidia")?.parse::<u32>().ok()).collect();
+    ids.sort_unstable();
+    ids.into_iter().map(|i| i.to_string()).collect()
 }
 
 /// What the agent registers its host with: the cluster, the host's resources and attributes, its
@@ -231,5 +254,51 @@ mod tests {
             Vec::<&str>::new()
         );
         assert_eq!(security_capabilities(&host(&[("/sys/fs/selinux/enforce", "1")])), vec![SELINUX_CAPABILITY]);
+    }
+}
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+
+    fn cfg(gpus: &[&str]) -> RegistrationConfig {
+        RegistrationConfig {
+            cluster: "default".into(),
+            data_dir: PathBuf::from("/nonexistent"),
+            availability_zone: "a".into(),
+            instance_type: "t".into(),
+            attributes: vec![],
+            cpu: Some(1024),
+            memory: Some(1024),
+            memory_reserved_mib: 0,
+            network_modes: vec![],
+            agent_version: "test".into(),
+            docker_version: "test".into(),
+            state_file: "agent.json".into(),
+            ec2_instance_id: None,
+            gpus: gpus.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn gpus_are_registered_as_a_stringset_and_only_when_there_are_some() {
+        let with = total_resources(&cfg(&["0", "GPU-abc"]));
+        let gpu = with.iter().find(|r| r.name.as_deref() == Some("GPU")).expect("a GPU resource");
+        assert_eq!(gpu.r#type.as_deref(), Some("STRINGSET"));
+        assert_eq!(gpu.string_set_value, Some(vec!["0".to_string(), "GPU-abc".to_string()]));
+        assert!(!total_resources(&cfg(&[])).iter().any(|r| r.name.as_deref() == Some("GPU")));
+        // Hollow agents register what their fleet's base registers.
+        let hollow = crate::hollow::hollow_config(&cfg(&["0"]), 3);
+        assert_eq!(hollow.gpus, vec!["0"]);
+    }
+
+    #[test]
+    fn gpus_are_detected_from_the_driver_device_files() {
+        let dev = tempfile::tempdir().unwrap();
+        for f in ["nvidia1", "nvidia0", "nvidia10", "nvidiactl", "nvidia-uvm", "null"] {
+            std::fs::write(dev.path().join(f), b"").unwrap();
+        }
+        assert_eq!(detect_gpus(dev.path()), vec!["0", "1", "10"]);
+        assert!(detect_gpus(&dev.path().join("missing")).is_empty());
     }
 }

@@ -67,6 +67,7 @@ pub fn remaining(registered: &[Resource], usage: &InstanceUsage) -> Vec<Resource
                 }
                 resource_ports(n, ports)
             }
+            (Some("GPU"), _) => resource_ports("GPU", crate::domain::launch::gpus::free_of(r, &usage.gpus)),
             _ => r.clone(),
         })
         .collect()

@@ -87,7 +87,20 @@ fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
     if options().any(|o| o.starts_with("label:")) {
         names.push("com.amazonaws.ecs.capability.selinux");
     }
-    names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect()
+    let mut out: Vec<Attribute> =
+        names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect();
+    // runtimePlatform.cpuArchitecture: only hosts of that architecture (the agent registers
+    // `ecs.cpu-architecture` as x86_64 or arm64) may run the task.
+    let arch = td.runtime_platform.as_ref().and_then(|p| p.cpu_architecture.as_deref());
+    if let Some(arch) = arch {
+        let value = if arch == "ARM64" { "arm64" } else { "x86_64" };
+        out.push(Attribute {
+            name: Some("ecs.cpu-architecture".into()),
+            value: Some(value.into()),
+            ..Default::default()
+        });
+    }
+    out
 }
 
 /// The capabilities ECS requires of an instance for a definition's secrets: environment

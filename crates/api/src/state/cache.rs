@@ -268,7 +268,7 @@ mod tests {
                 container_instance_arn: Some("ci-1".into()),
                 ..Default::default()
             },
-            reservation: Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![] }),
+            reservation: Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![], gpus: vec![] }),
             hidden: None,
         }
     }

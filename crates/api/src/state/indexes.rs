@@ -63,6 +63,8 @@ pub struct InstanceUsage {
     pub memory: i64,
     pub ports: BTreeSet<u16>,
     pub ports_udp: BTreeSet<u16>,
+    /// GPU ids assigned to tasks not yet STOPPED.
+    pub gpus: BTreeSet<String>,
     /// Tasks not yet STOPPED per task group (placement's `task:group` and distinctInstance).
     pub groups: BTreeMap<Arc<str>, u32>,
 }
@@ -360,6 +362,13 @@ fn apply_reservation(usage: &mut InstanceUsage, r: &Reservation, sign: i64) {
             } else {
                 set.remove(p);
             }
+        }
+    }
+    for g in &r.gpus {
+        if sign > 0 {
+            usage.gpus.insert(g.clone());
+        } else {
+            usage.gpus.remove(g);
         }
     }
 }

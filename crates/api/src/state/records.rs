@@ -38,6 +38,9 @@ pub struct Reservation {
     pub ports: Vec<u16>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports_udp: Vec<u16>,
+    /// The ids of the instance's GPUs assigned to the task (its containers' `gpuIds`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
 }
 
 /// A task: the ECS shape, plus what it reserves on its instance and what ECS keeps out of sight.

@@ -385,7 +385,7 @@ mod tests {
             started_by: Some("ecs-svc/1".into()),
             ..Default::default()
         };
-        let reservation = Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![] });
+        let reservation = Some(Reservation { cpu: 256, memory: 512, ports: vec![80], ports_udp: vec![], gpus: vec![] });
         let tagged = Task { tags: Some(vec![Tag { key: Some("k".into()), value: Some("v".into()) }]), ..task.clone() };
         for t in [task, tagged] {
             let rec = TaskRecord { task: t, reservation: reservation.clone(), hidden: None };

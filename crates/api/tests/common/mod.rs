@@ -381,6 +381,7 @@ pub fn start_hollow_agent(
         docker_version: "test".into(),
         state_file: "agent.json".into(),
         ec2_instance_id: None,
+        gpus: Vec::new(),
     };
     let cfg = flotilla_agent::hollow::hollow_config(&base, i);
     std::fs::create_dir_all(&cfg.data_dir).unwrap();

@@ -64,6 +64,7 @@ pub fn registration(spec: &LaunchSpec, data_dir: std::path::PathBuf) -> Registra
         docker_version: "simulated".into(),
         state_file: format!("{}.json", spec.instance_id),
         ec2_instance_id: Some(spec.instance_id.clone()),
+        gpus: Vec::new(),
     }
 }
 

@@ -301,7 +301,8 @@ mod tests {
                 });
             })
         };
-        assert_ok(&windows("1024", "2048"));
+        // Fargate's table takes 1 vCPU; Flotilla then refuses Windows itself (rules::unsupported).
+        assert!(td_error(&windows("1024", "2048")).message.starts_with("runtimePlatform.operatingSystemFamily"));
         assert_client(
             &windows("512", "1024"),
             "No Fargate configuration exists for given values: 512 CPU, 1024 memory. See the \
@@ -420,7 +421,10 @@ mod tests {
 
     #[test]
     fn what_fargate_does_support() {
-        assert_ok(&fargate_with(|r| r.pid_mode = Some("task".into())));
+        // Fargate takes pidMode task; Flotilla then refuses it itself (rules::unsupported).
+        assert!(td_error(&fargate_with(|r| r.pid_mode = Some("task".into())))
+            .message
+            .starts_with("pidMode 'task' is not"));
         assert_ok(&container_with(|c| c.privileged = Some(false)));
         assert_ok(&container_with(|c| c.disable_networking = Some(false)));
         assert_ok(&linux(|l| {

@@ -22,6 +22,7 @@ mod task_definition;
 mod task_size;
 #[cfg(test)]
 mod test_support;
+mod unsupported;
 
 use std::fmt;
 
@@ -31,6 +32,7 @@ pub use fargate::{fargate_memory_options, is_valid_fargate_combination};
 pub use placement::check_placement;
 pub use service::{check_create_service, check_network_configuration, check_update_service};
 pub use task_size::{parse_task_cpu, parse_task_memory};
+pub use unsupported::{check_container_override, container_gpus, gpu_count};
 
 /// Which ECS exception a broken rule is reported as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,7 @@ pub fn check_register_task_definition(req: &RegisterTaskDefinitionRequest) -> Re
     process::check(&td)?;
     dependencies::check(containers)?;
     placement::check_task_definition_constraints(req)?;
+    unsupported::check(&td)?;
     Ok(())
 }
 

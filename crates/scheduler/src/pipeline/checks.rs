@@ -9,24 +9,34 @@ use crate::query::{Leaf, Node, Subject};
 use crate::request::{Constraint, Request};
 use crate::snapshot::{Column, InstanceView, Snapshot};
 
-/// Whether one more task holding `cpu`, `memory` and the fixed `ports` (sorted `HostPort` keys)
-/// fits what an instance has left, after `placed` tasks of the same request went there: the one
+/// What one task of a request holds: cpu units, MiB and GPUs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Need {
+    pub cpu: i32,
+    pub memory: i32,
+    pub gpus: u32,
+}
+
+/// Whether one more task holding `need` and the fixed `ports` (sorted `HostPort` keys) fits what
+/// an instance has left (`left`), after `placed` tasks of the same request went there: the one
 /// resource verdict, for the placement pipeline and for [`crate::verify`] alike.
 #[inline]
 pub(crate) fn room(
-    cpu_left: i64,
-    memory_left: i64,
+    left: (i64, i64, i64),
     placed: u32,
-    cpu: i32,
-    memory: i32,
+    need: Need,
     ports: &[u32],
     port_taken: impl Fn(u32) -> bool,
 ) -> Result<(), Reason> {
-    if cpu_left < i64::from(cpu) {
+    let (cpu_left, memory_left, gpus_left) = left;
+    if cpu_left < i64::from(need.cpu) {
         return Err(Reason::Cpu);
     }
-    if memory_left < i64::from(memory) {
+    if memory_left < i64::from(need.memory) {
         return Err(Reason::Memory);
+    }
+    if gpus_left < i64::from(need.gpus) {
+        return Err(Reason::Gpu);
     }
     // A task placed here by this request already holds every port the next one needs.
     if !ports.is_empty() && (placed > 0 || ports.iter().any(|&p| port_taken(p))) {
@@ -40,6 +50,7 @@ pub(crate) fn room(
 pub(crate) struct InstState {
     pub cpu: i32,
     pub memory: i32,
+    pub gpus: u32,
     /// Tasks of the request's group on the instance, including those placed by this request.
     pub group: u32,
     /// Tasks this request placed on the instance.
@@ -50,7 +61,7 @@ impl InstState {
     /// The state before the request, given the tasks of the group already on the instance.
     #[inline]
     pub fn initial(snapshot: &Snapshot, i: usize, group: u32) -> Self {
-        InstState { cpu: snapshot.cpu[i], memory: snapshot.memory[i], group, placed: 0 }
+        InstState { cpu: snapshot.cpu[i], memory: snapshot.memory[i], gpus: snapshot.gpus[i], group, placed: 0 }
     }
 }
 
@@ -177,6 +188,7 @@ pub(crate) struct Checks<'a> {
     distinct: bool,
     cpu: i32,
     memory: i32,
+    gpus: u32,
     ports: Vec<u32>,
     group_name: &'a str,
     pub group: Option<u32>,
@@ -222,6 +234,7 @@ impl<'a> Checks<'a> {
             distinct,
             cpu: clamp(request.cpu),
             memory: clamp(request.memory),
+            gpus: request.gpus,
             ports,
             group_name: &request.group,
             group: snapshot.group_names.get(&request.group),
@@ -257,18 +270,20 @@ impl<'a> Checks<'a> {
         })
     }
 
-    /// The first, cheapest screen over the whole snapshot: status and agent, cpu, memory. It reads
-    /// three flat arrays and nothing else, so the compiler vectorizes the comparisons, and writes
+    /// The first, cheapest screen over the whole snapshot: status and agent, cpu, memory, GPUs. It
+    /// reads four flat arrays and nothing else, so the compiler vectorizes the comparisons, and writes
     /// the survivors without a branch. Returns the instances that pass, in increasing order.
     pub fn screen(&self) -> Vec<u32> {
         let s = self.snapshot;
         let n = s.len();
-        let (gate, cpu, memory) = (&s.gate[..n], &s.cpu[..n], &s.memory[..n]);
+        let (gate, cpu, memory, gpus) = (&s.gate[..n], &s.cpu[..n], &s.memory[..n], &s.gpus[..n]);
         let mut out = vec![0u32; n];
         let mut k = 0;
         for i in 0..n {
             out[k] = i as u32;
-            k += usize::from(gate[i].is_none() & (cpu[i] >= self.cpu) & (memory[i] >= self.memory));
+            k += usize::from(
+                gate[i].is_none() & (cpu[i] >= self.cpu) & (memory[i] >= self.memory) & (gpus[i] >= self.gpus),
+            );
         }
         out.truncate(k);
         out
@@ -320,7 +335,8 @@ impl<'a> Checks<'a> {
     #[inline]
     fn resources(&self, i: usize, st: &InstState) -> Result<(), Reason> {
         let taken = &self.snapshot.ports[i];
-        room(st.cpu.into(), st.memory.into(), st.placed, self.cpu, self.memory, &self.ports, |p| {
+        let need = Need { cpu: self.cpu, memory: self.memory, gpus: self.gpus };
+        room((st.cpu.into(), st.memory.into(), st.gpus.into()), st.placed, need, &self.ports, |p| {
             taken.binary_search(&p).is_ok()
         })
     }
@@ -330,6 +346,7 @@ impl<'a> Checks<'a> {
     pub fn reserve(&self, st: &mut InstState) {
         st.cpu -= self.cpu;
         st.memory -= self.memory;
+        st.gpus = st.gpus.saturating_sub(self.gpus);
         st.group += 1;
         st.placed += 1;
     }

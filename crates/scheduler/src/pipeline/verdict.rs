@@ -5,7 +5,7 @@
 //! service belongs). Both run the checks [`crate::place`] runs (the same gate, room and
 //! constraint code), so fit is judged in one place.
 
-use super::checks::{room, Checks};
+use super::checks::{room, Checks, Need};
 use crate::plan::Reason;
 use crate::request::{Constraint, Request, RequestError};
 use crate::snapshot::{HostPort, InstanceStatus, Snapshot};
@@ -19,6 +19,8 @@ pub struct Standing<'a> {
     pub agent_connected: bool,
     pub remaining_cpu: i64,
     pub remaining_memory: i64,
+    /// GPUs registered and not assigned to a task.
+    pub remaining_gpus: u32,
     pub port_taken: Box<dyn Fn(HostPort) -> bool + 'a>,
     /// Tasks of the request's group already on the instance (for distinctInstance).
     pub group_tasks: u32,
@@ -44,7 +46,11 @@ pub fn verify(standing: &Standing<'_>, request: &Request, n: u32) -> Result<(), 
         }
         let cpu_left = standing.remaining_cpu - i64::from(k) * i64::from(cpu);
         let memory_left = standing.remaining_memory - i64::from(k) * i64::from(memory);
-        room(cpu_left, memory_left, k, cpu, memory, &ports, |key| (standing.port_taken)(HostPort::from_key(key)))?;
+        let gpus_left = i64::from(standing.remaining_gpus) - i64::from(k) * i64::from(request.gpus);
+        let need = Need { cpu, memory, gpus: request.gpus };
+        room((cpu_left, memory_left, gpus_left), k, need, &ports, |key| {
+            (standing.port_taken)(HostPort::from_key(key))
+        })?;
     }
     Ok(())
 }
@@ -70,6 +76,7 @@ mod tests {
             agent_connected: true,
             remaining_cpu: 1024,
             remaining_memory: 1024,
+            remaining_gpus: 2,
             port_taken: Box::new(taken),
             group_tasks: 0,
         }

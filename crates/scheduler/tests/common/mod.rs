@@ -20,6 +20,7 @@ pub fn inst(n: usize, zone: &str, cpu: i64, memory: i64) -> Instance {
         ],
         remaining_cpu: cpu,
         remaining_memory: memory,
+        remaining_gpus: 0,
         used_ports: vec![HostPort::tcp(22)],
         running_tasks_count: 0,
         task_groups: vec![],

@@ -58,6 +58,7 @@ pub fn check_overrides(def: &TaskDefinition, overrides: Option<&TaskOverride>) -
                 )));
             }
         }
+        flotilla_model::rules::check_container_override(o)?;
         if o.memory.is_some_and(|m| m < 6) {
             return Err(ApiError::invalid_parameter(format!(
                 "overrides.containerOverrides memory for container {name} must be at least 6 MiB."

@@ -15,6 +15,7 @@ use flotilla_scheduler::{
 };
 use flotilla_store::{Compare, Op, Revision, Txn, TxnOutcome};
 
+use super::gpus;
 use super::interface;
 use super::records::new_task;
 use super::token::{self, Token};
@@ -150,6 +151,7 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
     let counted = matches!(spec.placement, Placement::Count { .. });
     let platform = spec.shared.platform_version.clone().unwrap_or_else(|| fargate::LATEST_PLATFORM_VERSION.into());
     let storage = spec.def.ephemeral_storage.as_ref().and_then(|e| e.size_in_gi_b);
+    let gpus_wanted = gpus::wanted(&spec.def, spec.shared.overrides.as_ref());
     let make = |rec: &mut TaskRecord, part: &Part, host: Option<&str>| {
         if part.pool {
             fargate::make_fargate(rec, host, part.provider.as_deref(), &platform, storage);
@@ -190,10 +192,20 @@ pub async fn launch(ctx: &Ctx, spec: &Spec, token: Option<Token<'_>>) -> ApiResu
                 let provider = part.provider.as_deref();
                 let instance = Some(&entry.value.instance);
                 let zone = zone_of(&entry.value.instance);
+                let mut free_gpus =
+                    gpus::free(&entry.value.instance, &usage.map(|u| u.gpus.clone()).unwrap_or_default());
                 for _ in 0..t.tasks {
                     let mut rec =
                         new_task(ctx, &spec.cluster, &spec.def, instance, &spec.shared, &reservation, provider);
                     make(&mut rec, part, Some(&t.arn));
+                    if !gpus::assign(&mut rec, &mut free_gpus, &gpus_wanted) {
+                        failures.push(Failure {
+                            arn: Some(t.arn.clone()),
+                            reason: Some(Reason::Gpu.ecs_reason().into()),
+                            detail: Some("the instance's GPUs were taken while this request was placed".into()),
+                        });
+                        continue;
+                    }
                     let given;
                     (txn, given) = interfaces.give(ctx, &ix, txn, &mut alloc, &mut rec, zone.as_deref());
                     if !given {
@@ -303,6 +315,7 @@ pub(super) fn standing<'a>(
         agent_connected: pinned || ci.agent_connected.unwrap_or(false),
         remaining_cpu: int("CPU") - cpu_used,
         remaining_memory: int("MEMORY") - memory_used,
+        remaining_gpus: usage.map_or_else(|| gpus::registered(ci).count(), |u| gpus::free(ci, &u.gpus).len()) as u32,
         port_taken: Box::new(port_taken),
         group_tasks: usage.and_then(|u| u.groups.get(group).copied()).unwrap_or(0),
     }

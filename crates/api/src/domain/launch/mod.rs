@@ -18,6 +18,7 @@
 
 pub mod checks;
 mod commit;
+pub mod gpus;
 pub mod interface;
 pub mod records;
 pub mod tags;
@@ -79,6 +80,7 @@ impl Spec {
             count: 1,
             cpu: r.cpu.max(0) as u32,
             memory: r.memory.max(0) as u32,
+            gpus: gpus::wanted(&self.def, self.shared.overrides.as_ref()).iter().sum(),
             ports,
             group,
             ..Request::default()

@@ -69,7 +69,7 @@ pub fn reservation_for(def: &TaskDefinition, overrides: Option<&TaskOverride>) -
             }
         }
     }
-    Reservation { cpu, memory, ports, ports_udp }
+    Reservation { cpu, memory, ports, ports_udp, gpus: Vec::new() }
 }
 
 /// A task id: 32 hex digits like ECS's, time-ordered (a UUIDv7). Tasks are the most written

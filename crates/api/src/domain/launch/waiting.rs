@@ -9,6 +9,7 @@ use flotilla_scheduler::{verify, RequiredAttribute};
 use flotilla_store::{Compare, Op, Revision, Txn};
 
 use super::commit::{guard_instance, mark, plan, pool_request, standing, zone_of};
+use super::gpus;
 use super::{interface, Capacity, Placement, Shared, Spec};
 use crate::context::Ctx;
 use crate::domain::capacity::PROVIDER_ATTRIBUTE;
@@ -89,9 +90,15 @@ pub async fn place_waiting(ctx: &Ctx, w: &Waiting) -> ApiResult<usize> {
                 }
                 txn = guard_instance(&ix, txn, &t.key, entry.revision);
                 let zone = zone_of(&entry.value.instance);
+                let mut free_gpus =
+                    gpus::free(&entry.value.instance, &usage.map(|u| u.gpus.clone()).unwrap_or_default());
                 for (key, rec, revision) in pending.by_ref().take(t.tasks as usize) {
                     let mut rec = rec.clone();
                     assign(&mut rec, &t.arn, zone.clone(), &w.def, w.fargate);
+                    let wanted = gpus::wanted(&w.def, rec.task.overrides.as_ref());
+                    if !gpus::assign(&mut rec, &mut free_gpus, &wanted) {
+                        continue;
+                    }
                     let given;
                     (txn, given) = interfaces.give(ctx, &ix, txn, &mut alloc, &mut rec, zone.as_deref());
                     if !given {
