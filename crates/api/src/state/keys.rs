@@ -21,12 +21,17 @@ pub const CAPACITY_PROVIDER: &str = "capacityprovider/";
 /// store.
 pub const CONTROL: &str = "control/";
 
+/// CloudWatch Logs' groups, streams and event batches (`flotilla-cwlogs`), read through the store:
+/// event batches are far too many and too large to hold in memory.
+pub const LOGS: &str = "logs/";
+
 /// Whether the cache skips `key`: identity and control records, read through the store, and the
 /// records of the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their
 /// own.
 pub fn uncached(key: &str) -> bool {
     key.starts_with(IDENTITY)
         || key.starts_with(CONTROL)
+        || key.starts_with(LOGS)
         || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
         || flotilla_endpoints::keys::ROOTS.iter().any(|r| key.starts_with(r))
 }
