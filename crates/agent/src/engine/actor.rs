@@ -83,6 +83,8 @@ pub(crate) struct Actor {
     pub(super) log: Option<Arc<TaskLog>>,
     captures: Vec<JoinHandle<()>>,
     captured: BTreeSet<String>,
+    /// The containers' `awslogs` shippers (`crate::logs::awslogs`).
+    awslogs: crate::logs::awslogs::Shippers,
     retry_at: Option<Instant>,
     attempts: u32,
     /// A stop the runtime could not be asked for (the daemon was away): asked again after a
@@ -124,6 +126,7 @@ impl Actor {
             log: None,
             captures: Vec::new(),
             captured: BTreeSet::new(),
+            awslogs: Default::default(),
             retry_at: None,
             attempts: 0,
             stop_unreachable: None,
@@ -234,6 +237,12 @@ impl Actor {
         let stopped_at = self.rec.times.stopped_at.unwrap_or_else(|| self.shared.now_ms());
         let elapsed = Duration::from_millis(u64::try_from(self.shared.now_ms() - stopped_at).unwrap_or(0));
         self.cleanup_at = Some(Instant::now() + self.shared.config.task_cleanup_wait.saturating_sub(elapsed));
+        // Containers whose output is still to ship (an adopted task, say) drain it now.
+        for c in self.rec.containers.clone() {
+            if let Some(id) = &c.runtime_id {
+                self.ship_awslogs(&c.name, id);
+            }
+        }
         if let Some(log) = self.log.clone() {
             let captures = std::mem::take(&mut self.captures);
             tokio::spawn(async move {
@@ -490,6 +499,13 @@ impl Actor {
         );
         self.captures.retain(|h| !h.is_finished());
         self.captures.push(handle);
+        self.ship_awslogs(name, runtime_id);
+    }
+
+    fn ship_awslogs(&mut self, name: &str, runtime_id: &str) {
+        let def = self.defs.iter().find(|d| d.name.as_deref() == Some(name));
+        let (arn, id) = (self.rec.arn(), self.rec.task_id());
+        self.awslogs.ensure(self.shared.config.calls.as_ref(), self.log.as_ref(), arn, id, def, runtime_id);
     }
 
     /// Asks the runtime to stop a container (SIGTERM, SIGKILL after its stopTimeout) without
