@@ -78,7 +78,13 @@ fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
     if td.cpu.is_some() || td.memory.is_some() {
         names.push("com.amazonaws.ecs.capability.docker-remote-api.1.22");
     }
-    names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect()
+    let mut names: Vec<String> = names.into_iter().map(String::from).collect();
+    // As ECS does: each log driver used needs the instance to have it.
+    let drivers = containers.iter().filter_map(|c| c.log_configuration.as_ref()?.log_driver.as_deref());
+    for driver in drivers.collect::<std::collections::BTreeSet<_>>() {
+        names.push(flotilla_model::rules::driver_attribute(driver));
+    }
+    names.into_iter().map(|n| Attribute { name: Some(n), ..Default::default() }).collect()
 }
 
 fn compatibilities(td: &TaskDefinition) -> Vec<String> {
