@@ -244,6 +244,10 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         storage_size_bytes: ctx.sandbox.as_ref().and_then(|s| s.storage_bytes),
         ipv4_address: None,
         mac_address: None,
+        log_driver: def.log_configuration.as_ref().and_then(|l| {
+            let name = l.log_driver.as_deref().filter(|d| crate::runtime::is_docker_log_driver(d))?;
+            Some(crate::runtime::LogDriverSpec { name: name.into(), options: l.options.clone().unwrap_or_default() })
+        }),
     })
 }
 

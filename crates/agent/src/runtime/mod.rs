@@ -157,6 +157,28 @@ pub struct ContainerSpec {
     pub ipv4_address: Option<String>,
     /// The interface's MAC address on that network.
     pub mac_address: Option<String>,
+    /// A Docker log driver the task definition names (`syslog`, `gelf`, ...); `None` keeps the
+    /// agent's own capture (`json-file`, `none`, `awslogs`, which the agent ships itself).
+    pub log_driver: Option<LogDriverSpec>,
+}
+
+/// A Docker log driver and its options (`logConfiguration.options` plus the resolved
+/// `secretOptions`, which is why it never prints them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct LogDriverSpec {
+    pub name: String,
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for LogDriverSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogDriverSpec").field("name", &self.name).field("options", &self.options.keys()).finish()
+    }
+}
+
+/// Whether Docker runs `driver` (the agent handles the others itself).
+pub fn is_docker_log_driver(driver: &str) -> bool {
+    !matches!(driver, "json-file" | "none" | "awslogs" | "awsfirelens")
 }
 
 /// The lifecycle state of a container as the runtime knows it.
