@@ -7,6 +7,7 @@ read back from the stream ECS would name `prefix/container/task-id`.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -130,7 +131,7 @@ class TailFollower:
     def __init__(self, env: dict[str, str], group: str):
         self.lines: queue.Queue[str] = queue.Queue()
         self.proc = subprocess.Popen(
-            [AWS_V2, "logs", "tail", group, "--follow", "--since", "1h", "--format", "short",
+            [AWS_V2, "logs", "tail", group, "--follow", "--since", "1h", "--format", "detailed",
              "--endpoint-url", env["AWS_ENDPOINT_URL"], "--region", env["AWS_DEFAULT_REGION"], "--no-cli-pager"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -181,7 +182,7 @@ def test_awslogs_task_output_reaches_cloudwatch_logs_and_aws_logs_tail(server, s
     tail = None
     try:
         poll(lambda: ecs.list_container_instances(cluster=cluster)["containerInstanceArns"], 60, "the agent's instance", agent.log_tail)
-        # A Docker driver the task does not use is no reason to refuse it; a bad awslogs option is.
+        # awslogs options are checked at registration, in ECS's words.
         code = error_of(
             ecs.register_task_definition, family=f"bad-{uid}",
             containerDefinitions=[{"name": "app", "image": WORKLOAD_IMAGE, "memory": 32, "logConfiguration": {
@@ -218,8 +219,6 @@ def test_awslogs_task_output_reaches_cloudwatch_logs_and_aws_logs_tail(server, s
             capture_output=True, text=True, env=cli_env(server_env), timeout=60,
         )
         assert got.returncode == 0, got.stderr
-        import json
-
         messages = [e["message"] for e in json.loads(got.stdout)["events"]]
         assert messages[0] == marker, messages
         assert [m for m in messages if m.startswith("stdout line")] == [f"stdout line {i} of 3" for i in (1, 2, 3)]

@@ -26,7 +26,10 @@ pub(crate) fn check(c: &ContainerDefinition) -> Result<(), RuleError> {
                 options.keys().map(String::as_str).filter(|k| !AWSLOGS_OPTIONS.contains(k)).collect();
             if !disallowed.is_empty() {
                 disallowed.sort_unstable();
-                return Err(RuleError::client(format!("Log driver awslogs disallows options: {}", disallowed.join(", "))));
+                return Err(RuleError::client(format!(
+                    "Log driver awslogs disallows options: {}",
+                    disallowed.join(", ")
+                )));
             }
             for required in ["awslogs-group", "awslogs-region"] {
                 if options.get(required).is_none_or(|v| v.trim().is_empty()) {
@@ -36,7 +39,8 @@ pub(crate) fn check(c: &ContainerDefinition) -> Result<(), RuleError> {
                 }
             }
             let group = &options["awslogs-group"];
-            let group_ok = group.len() <= 512 && group.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/#".contains(&b));
+            let group_ok =
+                group.len() <= 512 && group.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/#".contains(&b));
             if !group_ok {
                 return Err(RuleError::client(format!(
                     "Log driver awslogs option 'awslogs-group' has an invalid log group name {group:?}: use up to 512 \
@@ -93,7 +97,9 @@ mod tests {
     #[test]
     fn awslogs_takes_ecs_options_and_refuses_others_by_name() {
         assert_eq!(with("awslogs", OK), Ok(()));
-        let full = [OK, &[("awslogs-stream-prefix", "web"), ("awslogs-create-group", "true"), ("mode", "non-blocking")]].concat();
+        let full =
+            [OK, &[("awslogs-stream-prefix", "web"), ("awslogs-create-group", "true"), ("mode", "non-blocking")]]
+                .concat();
         assert_eq!(with("awslogs", &full), Ok(()));
         assert_eq!(
             with("awslogs", &[("awslogs-region", "us-east-1")]),
@@ -105,14 +111,19 @@ mod tests {
         );
         assert_eq!(
             with("awslogs", &[OK, &[("awslogs-create-group", "false")]].concat()),
-            Err("Log driver awslogs option 'awslogs-create-group' should only be set to 'true', else omit option.".into())
+            Err("Log driver awslogs option 'awslogs-create-group' should only be set to 'true', else omit option."
+                .into())
         );
         assert_eq!(
             with("awslogs", &[OK, &[("awslogs-multiline-pattern", "^x"), ("awslogs-datetime-format", "%Y")]].concat()),
             Err("Log driver awslogs disallows options: awslogs-datetime-format, awslogs-multiline-pattern".into())
         );
-        assert!(with("awslogs", &[("awslogs-group", "bad name"), ("awslogs-region", "r")]).unwrap_err().contains("awslogs-group"));
-        assert!(with("awslogs", &[OK, &[("awslogs-stream-prefix", "a:b")]].concat()).unwrap_err().contains("stream-prefix"));
+        assert!(with("awslogs", &[("awslogs-group", "bad name"), ("awslogs-region", "r")])
+            .unwrap_err()
+            .contains("awslogs-group"));
+        assert!(with("awslogs", &[OK, &[("awslogs-stream-prefix", "a:b")]].concat())
+            .unwrap_err()
+            .contains("stream-prefix"));
     }
 
     #[test]
