@@ -112,8 +112,15 @@ pub async fn run_agent(
         }
     }
     let docker_version = runtime.server_version().await.unwrap_or_else(|_| "unknown".into());
-    let registration =
+    let mut registration =
         RegistrationConfig { docker_version: format!("DockerVersion: {docker_version}"), ..registration };
+    // The log drivers this Docker has, as ECS agents advertise them (tasks using one need it).
+    for driver in runtime.log_drivers().await.unwrap_or_default() {
+        let name = flotilla_model::rules::driver_attribute(&driver);
+        if !registration.attributes.iter().any(|(k, _)| *k == name) {
+            registration.attributes.push((name, None));
+        }
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     // A control plane not up yet is waited for (`session::backoff`); a refusal ends the agent.
     let (client, identity) = tokio::select! {

@@ -80,6 +80,7 @@ pub fn extensions(root_secret: &str) -> flotilla_api::Extensions {
     let mut extensions = flotilla_autoscaling::api::extensions();
     extensions.0.push(flotilla_elbv2::api::extension_with_nodes(root_secret));
     extensions.0.push(flotilla_servicediscovery::extension());
+    extensions.0.push(flotilla_cwlogs::extension());
     extensions
 }
 

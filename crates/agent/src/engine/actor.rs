@@ -86,6 +86,8 @@ pub(crate) struct Actor {
     pub(super) captured: BTreeSet<String>,
     /// Containers that exited and that their restart policy restarts (`restart.rs`).
     pub(super) restarts_due: Vec<String>,
+    /// The containers' `awslogs` shippers (`crate::logs::awslogs`).
+    awslogs: crate::logs::awslogs::Shippers,
     retry_at: Option<Instant>,
     attempts: u32,
     /// A stop the runtime could not be asked for (the daemon was away): asked again after a
@@ -128,6 +130,7 @@ impl Actor {
             captures: Vec::new(),
             captured: BTreeSet::new(),
             restarts_due: Vec::new(),
+            awslogs: Default::default(),
             retry_at: None,
             attempts: 0,
             stop_unreachable: None,
@@ -238,6 +241,12 @@ impl Actor {
         let stopped_at = self.rec.times.stopped_at.unwrap_or_else(|| self.shared.now_ms());
         let elapsed = Duration::from_millis(u64::try_from(self.shared.now_ms() - stopped_at).unwrap_or(0));
         self.cleanup_at = Some(Instant::now() + self.shared.config.task_cleanup_wait.saturating_sub(elapsed));
+        // Containers whose output is still to ship (an adopted task, say) drain it now.
+        for c in self.rec.containers.clone() {
+            if let Some(id) = &c.runtime_id {
+                self.ship_awslogs(&c.name, id);
+            }
+        }
         if let Some(log) = self.log.clone() {
             let captures = std::mem::take(&mut self.captures);
             tokio::spawn(async move {
@@ -510,6 +519,13 @@ impl Actor {
         );
         self.captures.retain(|(_, h)| !h.is_finished());
         self.captures.push((runtime_id.to_string(), handle));
+        self.ship_awslogs(name, runtime_id);
+    }
+
+    fn ship_awslogs(&mut self, name: &str, runtime_id: &str) {
+        let def = self.defs.iter().find(|d| d.name.as_deref() == Some(name));
+        let (arn, id) = (self.rec.arn(), self.rec.task_id());
+        self.awslogs.ensure(self.shared.config.calls.as_ref(), self.log.as_ref(), arn, id, def, runtime_id);
     }
 
     /// Asks the runtime to stop a container (SIGTERM, SIGKILL after its stopTimeout) without

@@ -35,6 +35,12 @@ pub fn inject_secrets(spec: &mut ContainerSpec, resources: Option<&TaskResources
         spec.env.retain(|e| !e.starts_with(&prefix));
         spec.env.push(format!("{}={}", v.name, v.value));
     }
+    // `logConfiguration.secretOptions`, resolved, join the Docker log driver's options.
+    if let Some(driver) = &mut spec.log_driver {
+        for v in &c.log_options {
+            driver.options.insert(v.name.clone(), v.value.clone());
+        }
+    }
 }
 
 impl Actor {
@@ -97,5 +103,27 @@ mod tests {
         assert_eq!(spec.env, vec!["A=1", "DB=plain"]);
         inject_secrets(&mut spec, Some(&resources), "app");
         assert_eq!(spec.env, vec!["A=1", "DB=s3cret"]);
+    }
+
+    #[test]
+    fn secret_log_options_join_the_docker_log_drivers_options() {
+        let driver = crate::runtime::LogDriverSpec {
+            name: "splunk".into(),
+            options: [("splunk-url".to_string(), "https://splunk.local".to_string())].into(),
+        };
+        let mut spec = ContainerSpec { log_driver: Some(driver), ..Default::default() };
+        let resources = TaskResources {
+            containers: vec![ContainerResources {
+                name: "app".into(),
+                log_options: vec![NamedValue { name: "splunk-token".into(), value: "t0k".into() }],
+                ..Default::default()
+            }],
+            failure: None,
+        };
+        inject_secrets(&mut spec, Some(&resources), "app");
+        let options = &spec.log_driver.as_ref().unwrap().options;
+        assert_eq!(options.get("splunk-token").map(String::as_str), Some("t0k"));
+        assert_eq!(options.len(), 2);
+        assert!(!format!("{spec:?}").contains("t0k"), "the resolved secret never prints");
     }
 }

@@ -250,6 +250,10 @@ pub fn build(ctx: &SpecContext, def: &ContainerDefinition) -> Result<ContainerSp
         gpus: Vec::new(),
         pid_mode: None,
         ipc_mode: None,
+        log_driver: def.log_configuration.as_ref().and_then(|l| {
+            let name = l.log_driver.as_deref().filter(|d| crate::runtime::is_docker_log_driver(d))?;
+            Some(crate::runtime::LogDriverSpec { name: name.into(), options: l.options.clone().unwrap_or_default() })
+        }),
     })
 }
 

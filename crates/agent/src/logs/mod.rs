@@ -13,6 +13,7 @@
 //! `tokio::task::spawn_blocking` (the capture appends a batch of lines at a time), and the files
 //! are private to the agent's user (`crate::disk`).
 
+pub mod awslogs;
 pub mod capture;
 
 use std::collections::{BTreeMap, HashMap};
@@ -159,6 +160,11 @@ impl TaskLog {
 
     fn lock(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The task's log directory (the awslogs shipper keeps its cursor there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The runtime timestamp of the last line captured from `container`.

@@ -166,6 +166,12 @@ impl DockerRuntime {
         Ok(v.version.unwrap_or_default())
     }
 
+    /// The log drivers the daemon has (`/info` `Plugins.Log`: `json-file`, `syslog`, ...).
+    pub async fn log_drivers(&self) -> RuntimeResult<Vec<String>> {
+        let info = timed("info", self.timeouts.version, self.docker.info()).await?;
+        Ok(info.plugins.and_then(|p| p.log).unwrap_or_default())
+    }
+
     /// The IPv4 gateway of Docker's default `bridge` network (as a rule 172.17.0.1): the host's
     /// address as containers see it, where the task metadata endpoint listens. Docker 20.10
     /// leaves the gateway out of that network's IPAM config when it is the subnet's first
@@ -288,10 +294,17 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
     let exposed: Vec<String> = port_bindings.keys().cloned().collect();
     let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-    let log_config = spec.log_max_bytes.map(|max| HostConfigLogConfig {
-        typ: Some("json-file".into()),
-        config: Some(HashMap::from([("max-size".to_string(), max.to_string()), ("max-file".into(), "1".into())])),
-    });
+    let log_config = match &spec.log_driver {
+        // A Docker log driver the task definition names, with its options (secret ones resolved).
+        Some(d) => Some(HostConfigLogConfig {
+            typ: Some(d.name.clone()),
+            config: Some(d.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        }),
+        None => spec.log_max_bytes.map(|max| HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([("max-size".to_string(), max.to_string()), ("max-file".into(), "1".into())])),
+        }),
+    };
     let host_config = HostConfig {
         cpu_shares: spec.cpu_shares,
         nano_cpus: spec.nano_cpus,

@@ -165,6 +165,9 @@ pub struct ContainerSpec {
     /// Docker's `PidMode` and `IpcMode` (`host`, or ipc `none`) from the task definition.
     pub pid_mode: Option<String>,
     pub ipc_mode: Option<String>,
+    /// A Docker log driver the task definition names (`syslog`, `gelf`, ...); `None` keeps the
+    /// agent's own capture (`json-file`, `none`, `awslogs`, which the agent ships itself).
+    pub log_driver: Option<LogDriverSpec>,
 }
 
 /// The container definition's process settings that runtimes pass through as they are.
@@ -180,6 +183,25 @@ pub struct ContainerOptions {
     pub tty: bool,
     /// Stdin kept open (`interactive`).
     pub open_stdin: bool,
+}
+
+/// A Docker log driver and its options (`logConfiguration.options` plus the resolved
+/// `secretOptions`, which is why it never prints them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct LogDriverSpec {
+    pub name: String,
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for LogDriverSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogDriverSpec").field("name", &self.name).field("options", &self.options.keys()).finish()
+    }
+}
+
+/// Whether Docker runs `driver` (the agent handles the others itself).
+pub fn is_docker_log_driver(driver: &str) -> bool {
+    !matches!(driver, "json-file" | "none" | "awslogs" | "awsfirelens")
 }
 
 /// The lifecycle state of a container as the runtime knows it.

@@ -94,6 +94,8 @@ pub fn attributes(cfg: &RegistrationConfig) -> Vec<Attribute> {
         attr("ecs.instance-type", Some(&cfg.instance_type)),
         attr("com.amazonaws.ecs.capability.logging-driver.json-file", None),
         attr("com.amazonaws.ecs.capability.logging-driver.none", None),
+        // Shipped by the agent itself (`crate::logs::awslogs`), whatever Docker has.
+        attr("com.amazonaws.ecs.capability.logging-driver.awslogs", None),
         attr("ecs.capability.container-health-check", None),
         attr("ecs.capability.container-ordering", None),
         attr("ecs.capability.docker-plugin.local", None),

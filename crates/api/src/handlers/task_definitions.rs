@@ -87,8 +87,14 @@ fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
     if options().any(|o| o.starts_with("label:")) {
         names.push("com.amazonaws.ecs.capability.selinux");
     }
+    let mut names: Vec<String> = names.into_iter().map(String::from).collect();
+    // As ECS does: each log driver used needs the instance to have it.
+    let drivers = containers.iter().filter_map(|c| c.log_configuration.as_ref()?.log_driver.as_deref());
+    for driver in drivers.collect::<std::collections::BTreeSet<_>>() {
+        names.push(flotilla_model::rules::driver_attribute(driver));
+    }
     let mut out: Vec<Attribute> =
-        names.into_iter().map(|n| Attribute { name: Some(n.into()), ..Default::default() }).collect();
+        names.into_iter().map(|n| Attribute { name: Some(n), ..Default::default() }).collect();
     // runtimePlatform.cpuArchitecture: only hosts of that architecture (the agent registers
     // `ecs.cpu-architecture` as x86_64 or arm64) may run the task.
     let arch = td.runtime_platform.as_ref().and_then(|p| p.cpu_architecture.as_deref());

@@ -24,6 +24,9 @@ pub const CONTROL: &str = "control/";
 /// SSM Parameter Store's and Secrets Manager's records (`flotilla-secrets`), read through the
 /// store so that no secret sits in the cache's memory.
 pub const SECRETS: &[&str] = &["ssm/", "secretsmanager/"];
+/// CloudWatch Logs' groups, streams and event batches (`flotilla-cwlogs`), read through the store:
+/// event batches are far too many and too large to hold in memory.
+pub const LOGS: &str = "logs/";
 
 /// Whether the cache skips `key`: identity and control records, read through the store, and the
 /// records of the EC2 and Auto Scaling services (`flotilla_hosts::keys::ROOTS`), which keep their
@@ -31,6 +34,7 @@ pub const SECRETS: &[&str] = &["ssm/", "secretsmanager/"];
 pub fn uncached(key: &str) -> bool {
     key.starts_with(IDENTITY)
         || key.starts_with(CONTROL)
+        || key.starts_with(LOGS)
         || flotilla_hosts::keys::ROOTS.iter().any(|r| key.starts_with(r))
         || flotilla_endpoints::keys::ROOTS.iter().any(|r| key.starts_with(r))
         || SECRETS.iter().any(|r| key.starts_with(r))

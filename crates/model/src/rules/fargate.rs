@@ -450,8 +450,12 @@ mod tests {
     #[test]
     fn execution_role_is_required_for_awslogs_and_ecr() {
         let awslogs = |c: &mut ContainerDefinition| {
-            c.log_configuration =
-                Some(LogConfiguration { log_driver: Some("awslogs".into()), options: None, secret_options: None })
+            let options = [("awslogs-group", "/ecs/web"), ("awslogs-region", "eu-west-1")];
+            c.log_configuration = Some(LogConfiguration {
+                log_driver: Some("awslogs".into()),
+                options: Some(options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+                secret_options: None,
+            })
         };
         let ecr =
             |c: &mut ContainerDefinition| c.image = Some("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1".into());

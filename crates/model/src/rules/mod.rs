@@ -14,6 +14,7 @@
 mod container;
 mod dependencies;
 mod fargate;
+mod logging;
 mod network;
 mod placement;
 mod process;
@@ -29,6 +30,7 @@ use std::fmt;
 use crate::{ContainerDefinition, RegisterTaskDefinitionRequest};
 
 pub use fargate::{fargate_memory_options, is_valid_fargate_combination};
+pub use logging::driver_attribute;
 pub use placement::check_placement;
 pub use service::{check_create_service, check_network_configuration, check_update_service};
 pub use task_size::{parse_task_cpu, parse_task_memory};
@@ -100,6 +102,7 @@ pub fn check_register_task_definition(req: &RegisterTaskDefinitionRequest) -> Re
     task_definition::check_volumes(&td)?;
     for c in containers {
         container::check_settings(&td, c)?;
+        logging::check(c)?;
     }
     process::check(&td)?;
     dependencies::check(containers)?;
