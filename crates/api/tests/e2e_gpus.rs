@@ -48,6 +48,10 @@ fn gpu(n: &str) -> ResourceRequirement {
 
 async fn instances(client: &aws_sdk_ecs::Client) -> Vec<ContainerInstance> {
     let arns = client.list_container_instances().send().await.unwrap().container_instance_arns().to_vec();
+    // DescribeContainerInstances refuses an empty list: none registered yet.
+    if arns.is_empty() {
+        return Vec::new();
+    }
     let out = client.describe_container_instances().set_container_instances(Some(arns)).send().await.unwrap();
     out.container_instances().to_vec()
 }

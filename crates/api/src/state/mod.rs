@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod gpus;
 pub mod indexes;
 pub mod keys;
 pub mod records;

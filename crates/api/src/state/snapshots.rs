@@ -272,7 +272,7 @@ pub fn instance_of(rec: &InstanceRecord, usage: Option<&InstanceUsage>, with_att
         },
         remaining_cpu: int("CPU") - usage.cpu,
         remaining_memory: int("MEMORY") - usage.memory,
-        remaining_gpus: crate::domain::launch::gpus::free(ci, &usage.gpus).len() as u32,
+        remaining_gpus: super::gpus::free(ci, &usage.gpus).len() as u32,
         used_ports,
         running_tasks_count: usage.running_tasks.max(0) as u32,
         task_groups: usage.groups.iter().filter(|(_, n)| **n > 0).map(|(g, n)| (g.to_string(), *n)).collect(),

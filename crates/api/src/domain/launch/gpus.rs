@@ -6,32 +6,12 @@
 //! stops, like its ports) and each container's (`gpuIds`, which the agent turns into Docker
 //! device requests).
 
-use std::collections::BTreeSet;
-
 use flotilla_model::rules::container_gpus;
-use flotilla_model::{ContainerInstance, Resource, TaskDefinition, TaskOverride};
+use flotilla_model::{TaskDefinition, TaskOverride};
 
 use crate::state::records::TaskRecord;
 
-/// The name of the registered resource that lists an instance's GPUs.
-pub const GPU_RESOURCE: &str = "GPU";
-
-/// The GPU ids an instance registered, in the order it gave them.
-pub fn registered(ci: &ContainerInstance) -> impl Iterator<Item = &String> {
-    let resources = ci.registered_resources.iter().flatten();
-    let gpu = resources.filter(|r| r.name.as_deref() == Some(GPU_RESOURCE));
-    gpu.flat_map(|r| r.string_set_value.iter().flatten())
-}
-
-/// The instance's GPUs no task holds, in registration order.
-pub fn free(ci: &ContainerInstance, used: &BTreeSet<String>) -> Vec<String> {
-    registered(ci).filter(|g| !used.contains(*g)).cloned().collect()
-}
-
-/// What is left of one registered `GPU` resource (remainingResources).
-pub fn free_of(r: &Resource, used: &BTreeSet<String>) -> Vec<String> {
-    r.string_set_value.iter().flatten().filter(|g| !used.contains(*g)).cloned().collect()
-}
+pub use crate::state::gpus::{free, free_of, registered, GPU_RESOURCE};
 
 /// The GPUs each container of `def` asks for, in definition order: a container override's GPU
 /// requirement replaces the definition's, as ECS applies `containerOverrides.resourceRequirements`.
@@ -78,8 +58,11 @@ pub fn assign(rec: &mut TaskRecord, free: &mut Vec<String>, wanted: &[u32]) -> b
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use flotilla_model::{Container, ContainerDefinition, ContainerOverride, ResourceRequirement, Task};
+    use flotilla_model::{ContainerInstance, Resource};
 
     fn gpu(n: &str) -> Option<Vec<ResourceRequirement>> {
         Some(vec![ResourceRequirement { r#type: Some("GPU".into()), value: Some(n.into()), ..Default::default() }])
