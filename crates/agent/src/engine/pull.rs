@@ -13,8 +13,7 @@ use super::actor::{Actor, Step, TASK_FAILED_TO_START};
 use super::PullBehavior;
 use crate::runtime::{LogSource, RegistryAuth, RuntimeError};
 
-/// What the agent's own lines in a task's log start with.
-pub const AGENT_LINE_PREFIX: &str = "[flotilla-agent] ";
+pub use crate::logs::AGENT_LINE_PREFIX;
 
 /// One pull: an image, its credentials, and the containers that wait for it.
 struct PullJob {

@@ -184,6 +184,8 @@ pub async fn ship(calls: Arc<dyn ControlPlaneCalls>, log: Arc<TaskLog>, task_arn
         let full = tokio::select! {
             next = lines.next() => match next {
                 Some(line) if cursor.last_seq.is_some_and(|s| line.seq <= s) => None,
+                // The agent's own notes (a pull's start and end) are not the container's output.
+                Some(line) if line.is_agents() => None,
                 Some(line) => match cursor.pending_last {
                     // Rebuild the batch an earlier run sent but may not have seen stored.
                     Some(last) => {

@@ -52,6 +52,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
     move |source| LogError::Io { path: path.to_path_buf(), source }
 }
 
+/// What the agent's own lines in a task's log start with (a pull's start and end): shown by
+/// `flotilla logs` beside the container's output, never shipped as the container's (`awslogs`).
+pub const AGENT_LINE_PREFIX: &str = "[flotilla-agent] ";
+
 /// One line of a container's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,6 +70,14 @@ pub struct LogLine {
     /// The runtime's timestamp, used to resume capture after a restart without duplicates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_ns: Option<i64>,
+}
+
+impl LogLine {
+    /// Whether the agent wrote this line (it has no runtime timestamp and carries the agent's
+    /// prefix) rather than the container.
+    pub fn is_agents(&self) -> bool {
+        self.runtime_ns.is_none() && self.line.starts_with(AGENT_LINE_PREFIX)
+    }
 }
 
 /// All tasks' logs under one directory.
@@ -321,6 +333,22 @@ fn read_lines(dir: &Path) -> Result<Vec<LogLine>, LogError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_agents_notes_are_told_from_the_containers_output() {
+        let line = |text: &str, runtime_ns| LogLine {
+            seq: 1,
+            timestamp_ms: 0,
+            container: "web".into(),
+            source: LogSource::Stderr,
+            line: text.into(),
+            runtime_ns,
+        };
+        assert!(line("[flotilla-agent] pulling image x", None).is_agents());
+        // A container that prints the same words is still the container.
+        assert!(!line("[flotilla-agent] pulling image x", Some(5)).is_agents());
+        assert!(!line("hello", None).is_agents());
+    }
     use super::*;
 
     #[tokio::test]
