@@ -25,6 +25,7 @@ pub mod handlers;
 pub mod idempotency;
 pub mod identity;
 pub mod identity_api;
+pub mod json_service;
 pub mod leader;
 pub mod locks;
 pub mod logs_api;

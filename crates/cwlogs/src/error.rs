@@ -46,3 +46,18 @@ impl LogsError {
         json!({ "__type": self.code, "message": self.message })
     }
 }
+
+impl flotilla_api::json_service::JsonError for LogsError {
+    fn code(&self) -> &'static str {
+        self.code
+    }
+    fn status(&self) -> u16 {
+        self.status
+    }
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn body(&self) -> Value {
+        LogsError::body(self)
+    }
+}

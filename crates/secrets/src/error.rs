@@ -32,3 +32,18 @@ impl AwsError {
         serde_json::json!({ "__type": self.code, "message": self.message, "Message": self.message })
     }
 }
+
+impl flotilla_api::json_service::JsonError for AwsError {
+    fn code(&self) -> &'static str {
+        self.code
+    }
+    fn status(&self) -> u16 {
+        self.status
+    }
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn body(&self) -> Value {
+        AwsError::body(self)
+    }
+}

@@ -29,8 +29,6 @@ use serde_json::Value;
 pub use error::AwsError;
 pub use keyring::{KeyError, KeyRing, Keys};
 
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-
 /// How often the leader sweeps by default.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -65,16 +63,6 @@ pub fn extension_with(keys: Keys, sweep_every: Duration) -> Arc<dyn Extension> {
     Arc::new(SecretsApi { keys, sweep_every, resolver })
 }
 
-fn respond(request_id: &str, status: u16, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(body.to_string()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static(CONTENT_TYPE));
-    if let Ok(v) = request_id.parse() {
-        r.headers_mut().insert("x-amzn-requestid", v);
-    }
-    r
-}
-
 impl SecretsApi {
     async fn serve(
         &self,
@@ -88,11 +76,7 @@ impl SecretsApi {
         } else {
             (sm::TARGET_PREFIX, sm::OPERATIONS, AwsError::invalid_parameter)
         };
-        let op = target
-            .strip_prefix(prefix)
-            .and_then(|t| t.strip_prefix('.'))
-            .and_then(|name| operations.iter().find(|o| **o == name).copied());
-        let Some(op) = op else {
+        let Some(op) = flotilla_api::json_service::operation(target, prefix, operations) else {
             return (
                 "Unknown",
                 Err(AwsError::new("UnknownOperationException", format!("Unknown operation {target:?}."))),
@@ -132,27 +116,13 @@ impl Extension for SecretsApi {
         Box::pin(async move {
             let target = request.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
             let (operation, result) = self.serve(request.ctx, request.signing_name, target, request.body).await;
-            match result {
-                Ok(body) => {
-                    ExtensionResponse { response: respond(request.request_id, 200, &body), operation, error: None }
-                }
-                Err(e) => {
-                    if e.status >= 500 {
-                        tracing::error!(operation, code = e.code, message = %e.message, "secrets request failed");
-                    }
-                    ExtensionResponse {
-                        response: respond(request.request_id, e.status, &e.body()),
-                        operation,
-                        error: Some(e.code),
-                    }
-                }
-            }
+            flotilla_api::json_service::answer(request.request_id, "secrets", operation, result)
         })
     }
 
     fn error(&self, _signing_name: &'static str, request_id: &str, error: &ApiError) -> Response<Body> {
         let body = serde_json::json!({ "__type": error.code, "message": error.message, "Message": error.message });
-        respond(request_id, error.status(), &body)
+        flotilla_api::json_service::respond(request_id, error.status(), &body)
     }
 
     fn start(&self, ctx: &Ctx) -> Vec<LoopHandle> {

@@ -24,7 +24,6 @@ pub use groups::RETENTION_DAYS;
 
 pub const SIGNING_NAME: &str = "logs";
 pub const TARGET_PREFIX: &str = "Logs_20140328";
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Every operation, with its name as `'static` for the metrics.
 const OPERATIONS: &[&str] = &[
@@ -60,16 +59,6 @@ async fn dispatch(ctx: &Ctx, op: &str, input: &input::Input) -> Result<Value> {
     }
 }
 
-fn respond(request_id: &str, status: u16, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(body.to_string()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static(CONTENT_TYPE));
-    if let Ok(v) = request_id.parse() {
-        r.headers_mut().insert("x-amzn-requestid", v);
-    }
-    r
-}
-
 impl Extension for LogsApi {
     fn signing_names(&self) -> &'static [&'static str] {
         &[SIGNING_NAME]
@@ -86,10 +75,7 @@ impl Extension for LogsApi {
     fn handle<'a>(&'a self, request: ExtensionRequest<'a>) -> BoxFuture<'a, ExtensionResponse> {
         Box::pin(async move {
             let target = request.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let op = target
-                .strip_prefix(TARGET_PREFIX)
-                .and_then(|t| t.strip_prefix('.'))
-                .and_then(|name| OPERATIONS.iter().find(|o| **o == name).copied());
+            let op = flotilla_api::json_service::operation(target, TARGET_PREFIX, OPERATIONS);
             let result = match op {
                 None => Err(LogsError::new("UnknownOperationException", format!("Unknown operation {target:?}."))),
                 Some(op) => match input::Input::parse(request.body) {
@@ -97,28 +83,13 @@ impl Extension for LogsApi {
                     Err(e) => Err(e),
                 },
             };
-            let operation = op.unwrap_or("Unknown");
-            match result {
-                Ok(body) => {
-                    ExtensionResponse { response: respond(request.request_id, 200, &body), operation, error: None }
-                }
-                Err(e) => {
-                    if e.status >= 500 {
-                        tracing::error!(operation, code = e.code, message = %e.message, "CloudWatch Logs request failed");
-                    }
-                    ExtensionResponse {
-                        response: respond(request.request_id, e.status, &e.body()),
-                        operation,
-                        error: Some(e.code),
-                    }
-                }
-            }
+            flotilla_api::json_service::answer(request.request_id, "CloudWatch Logs", op.unwrap_or("Unknown"), result)
         })
     }
 
     fn error(&self, _signing_name: &'static str, request_id: &str, error: &ApiError) -> Response<Body> {
         let body = serde_json::json!({ "__type": error.code, "message": error.message });
-        respond(request_id, error.status(), &body)
+        flotilla_api::json_service::respond(request_id, error.status(), &body)
     }
 
     fn start(&self, ctx: &Ctx) -> Vec<flotilla_api::supervisor::LoopHandle> {

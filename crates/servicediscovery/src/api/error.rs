@@ -44,3 +44,18 @@ impl SdError {
         Value::Object(body)
     }
 }
+
+impl flotilla_api::json_service::JsonError for SdError {
+    fn code(&self) -> &'static str {
+        self.code
+    }
+    fn status(&self) -> u16 {
+        self.status
+    }
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn body(&self) -> Value {
+        SdError::body(self)
+    }
+}

@@ -28,7 +28,6 @@ pub use error::SdError;
 
 pub const SIGNING_NAME: &str = "servicediscovery";
 pub const TARGET_PREFIX: &str = "Route53AutoNaming_v20170314";
-const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Every operation, with its name as `'static` for the metrics.
 const OPERATIONS: &[&str] = &[
@@ -96,16 +95,6 @@ async fn dispatch(ctx: &Ctx, op: &str, input: &input::Input) -> error::Result<Va
     }
 }
 
-fn respond(request_id: &str, status: u16, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(body.to_string()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    r.headers_mut().insert("content-type", http::HeaderValue::from_static(CONTENT_TYPE));
-    if let Ok(v) = request_id.parse() {
-        r.headers_mut().insert("x-amzn-requestid", v);
-    }
-    r
-}
-
 impl Extension for CloudMapApi {
     fn signing_names(&self) -> &'static [&'static str] {
         &[SIGNING_NAME]
@@ -122,10 +111,7 @@ impl Extension for CloudMapApi {
     fn handle<'a>(&'a self, request: ExtensionRequest<'a>) -> BoxFuture<'a, ExtensionResponse> {
         Box::pin(async move {
             let target = request.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            let op = target
-                .strip_prefix(TARGET_PREFIX)
-                .and_then(|t| t.strip_prefix('.'))
-                .and_then(|name| OPERATIONS.iter().find(|o| **o == name).copied());
+            let op = flotilla_api::json_service::operation(target, TARGET_PREFIX, OPERATIONS);
             let result = match op {
                 None => Err(SdError::new("UnknownOperationException", format!("Unknown operation {target:?}."))),
                 Some(op) => match input::Input::parse(request.body) {
@@ -133,27 +119,12 @@ impl Extension for CloudMapApi {
                     Err(e) => Err(e),
                 },
             };
-            let operation = op.unwrap_or("Unknown");
-            match result {
-                Ok(body) => {
-                    ExtensionResponse { response: respond(request.request_id, 200, &body), operation, error: None }
-                }
-                Err(e) => {
-                    if e.status >= 500 {
-                        tracing::error!(operation, code = e.code, message = %e.message, "Cloud Map request failed");
-                    }
-                    ExtensionResponse {
-                        response: respond(request.request_id, e.status, &e.body()),
-                        operation,
-                        error: Some(e.code),
-                    }
-                }
-            }
+            flotilla_api::json_service::answer(request.request_id, "Cloud Map", op.unwrap_or("Unknown"), result)
         })
     }
 
     fn error(&self, _signing_name: &'static str, request_id: &str, error: &ApiError) -> Response<Body> {
         let body = serde_json::json!({ "__type": error.code, "Message": error.message });
-        respond(request_id, error.status(), &body)
+        flotilla_api::json_service::respond(request_id, error.status(), &body)
     }
 }
