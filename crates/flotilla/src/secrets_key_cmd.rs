@@ -42,6 +42,13 @@ pub struct SecretsKeyArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Action {
+    /// Make a new key file (mode 0600) with one key, to give every server of a highly available
+    /// control plane before they first start; an existing file is left alone and refused.
+    Create {
+        /// Where to write it
+        #[arg(long, env = "FLOTILLA_SECRETS_KEY_FILE", value_name = "PATH")]
+        key_file: PathBuf,
+    },
     /// Append a new key, the primary from now on: the servers read the file again, seal new
     /// values under it, and the leader re-seals the older values. Copy the file to every server.
     Rotate {
@@ -53,6 +60,14 @@ pub enum Action {
 
 pub fn run(args: SecretsKeyArgs) -> anyhow::Result<()> {
     match args.action {
+        Action::Create { key_file } => {
+            if key_file.exists() {
+                anyhow::bail!("{} already exists; `flotilla secrets-key rotate` adds a key to it", key_file.display());
+            }
+            flotilla_secrets::open_keys(&key_file)?;
+            eprintln!("Made {} (mode 0600). Give every server this same file: --secrets-key-file.", key_file.display());
+            Ok(())
+        }
         Action::Rotate { key_file } => {
             let path = flotilla_secrets::key_file(key_file.as_deref(), &crate::server_cmd::default_data_dir());
             let id = flotilla_secrets::keyring::rotate_file(&path)?;
