@@ -187,3 +187,28 @@ def test_the_store_on_disk_never_holds_a_value_in_the_clear(server, ssm, sm, uid
     assert marker.encode() not in contents
     key_file = server.data_dir / "secrets.key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+
+
+def test_a_key_file_is_made_once_for_every_server_and_rotated(tmp_path):
+    import subprocess
+
+    from support import flotilla_bin
+
+    key = tmp_path / "secrets.key"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_")}
+
+    def run(*args):
+        return subprocess.run([flotilla_bin(), "secrets-key", *args, "--key-file", str(key)],
+                              capture_output=True, text=True, timeout=30, env=env)
+
+    made = run("create")
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    ids = lambda: [l.split(":", 1)[0] for l in key.read_text().splitlines() if l and not l.startswith("#")]
+    assert len(ids()) == 1
+    again = run("create")
+    assert again.returncode != 0 and "already exists" in again.stderr, again.stderr
+    assert len(ids()) == 1
+    rotated = run("rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert len(ids()) == 2 and ids()[0] != ids()[1]
