@@ -11,7 +11,17 @@
 //! Secret values cross the session in these replies and nowhere else: the agent keeps them in
 //! memory, never in its task records, and the server never stores them with the task.
 
+use flotilla_model::ContainerDefinition;
 use serde::{Deserialize, Serialize};
+
+/// Whether a container has anything the control plane resolves for it at start (`secrets`,
+/// `repositoryCredentials`, log `secretOptions`): the one test both ends use, the agent to know
+/// whether to ask and the server to know what to answer.
+pub fn needs_resources(def: &ContainerDefinition) -> bool {
+    def.secrets.as_ref().is_some_and(|s| !s.is_empty())
+        || def.repository_credentials.is_some()
+        || def.log_configuration.as_ref().and_then(|l| l.secret_options.as_ref()).is_some_and(|s| !s.is_empty())
+}
 
 /// What an agent asks of the control plane.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

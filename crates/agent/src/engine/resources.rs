@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use flotilla_model::ContainerDefinition;
+use flotilla_protocol::calls::needs_resources;
 use flotilla_protocol::{RegistryAuth, TaskResources};
 
 use super::actor::{Actor, Step, TASK_FAILED_TO_START};
@@ -19,13 +19,6 @@ use crate::runtime::{ContainerSpec, RuntimeError};
 
 /// What ECS's reason says before the detail.
 const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth: ";
-
-/// Whether a container has anything the control plane must resolve.
-pub fn needs_resources(def: &ContainerDefinition) -> bool {
-    def.secrets.as_ref().is_some_and(|s| !s.is_empty())
-        || def.repository_credentials.is_some()
-        || def.log_configuration.as_ref().and_then(|l| l.secret_options.as_ref()).is_some_and(|s| !s.is_empty())
-}
 
 /// Puts a container's secrets into its environment, replacing plain variables of the same name.
 pub fn inject_secrets(spec: &mut ContainerSpec, resources: Option<&TaskResources>, container: &str) {

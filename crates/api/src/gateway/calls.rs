@@ -7,7 +7,8 @@
 //! anywhere: the values live in the reply and in the agent's memory.
 
 use flotilla_model::arn::{short_id, Resource};
-use flotilla_model::{ContainerDefinition, Task, TaskDefinition};
+use flotilla_model::{Task, TaskDefinition};
+use flotilla_protocol::calls::needs_resources;
 use flotilla_protocol::{
     AgentCall, CallReply, ContainerResources, NamedValue, RegistryAuth, ResourceFailure, TaskResources,
 };
@@ -71,13 +72,6 @@ fn own_task(ctx: &Ctx, target: &SessionTarget, task_arn: &str) -> Option<(Task, 
     };
     let definition = ix.task_definitions.get(keys::task_definition(&family, revision).as_str())?;
     Some((task, definition.value.definition.clone()))
-}
-
-/// Whether a container needs anything resolved.
-fn needs_resources(c: &ContainerDefinition) -> bool {
-    c.secrets.as_ref().is_some_and(|s| !s.is_empty())
-        || c.repository_credentials.is_some()
-        || c.log_configuration.as_ref().and_then(|l| l.secret_options.as_ref()).is_some_and(|s| !s.is_empty())
 }
 
 /// Resolves every container's secrets, log secret options and registry credentials. A missing
