@@ -81,6 +81,7 @@ pub fn extensions(root_secret: &str) -> flotilla_api::Extensions {
     extensions.0.push(flotilla_elbv2::api::extension_with_nodes(root_secret));
     extensions.0.push(flotilla_servicediscovery::extension());
     extensions.0.push(flotilla_cwlogs::extension());
+    extensions.0.push(flotilla_console::extension());
     extensions
 }
 
@@ -271,7 +272,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(url) => format!("state in {url}, data in {}", data_dir.display()),
         None => format!("data in {}", data_dir.display()),
     };
-    eprintln!("Flotilla control plane listening on {endpoint} ({state}). To use the aws CLI:");
+    eprintln!("Flotilla control plane listening on {endpoint} ({state}); web console at {endpoint}/console. To use the aws CLI:");
     println!("{}", export_lines(&credentials, &endpoint, &args.region));
     let ca_file = tls.as_ref().and_then(|(_, ca)| ca.clone());
     let listening = match tls {

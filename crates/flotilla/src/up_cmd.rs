@@ -202,6 +202,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "Flotilla is up: control plane on {endpoint}, a local agent in cluster default (data in {}).",
         data_dir.display()
     );
+    eprintln!(
+        "Web console: {endpoint}/console (sign in with the access key pair below; the secret never leaves the browser)."
+    );
     eprintln!("Use the aws CLI after pasting:");
     println!("{}", crate::server_cmd::export_lines(&credentials, &endpoint, &args.region));
     if let Some(ca) = &ca {

@@ -1,0 +1,43 @@
+//! The console's pages, each an HTML fragment rendered from the control plane's state. A page is
+//! chosen by its path below `/console` ([`render`]); every page reads what it shows at one moment
+//! (the cache, or the store for services that keep no cache) and escapes everything it writes.
+
+use std::collections::HashMap;
+
+use flotilla_api::{ApiError, Ctx};
+
+mod clusters;
+
+/// A rendered page: its HTML fragment (beginning with its breadcrumbs and `<h1>`).
+#[derive(Debug)]
+pub struct View {
+    pub body: String,
+}
+
+/// What a page is asked for: the path's segments below `/console` (percent-decoded) and the query.
+pub struct ViewRequest<'a> {
+    pub ctx: &'a Ctx,
+    pub segments: Vec<String>,
+    pub query: HashMap<String, String>,
+}
+
+impl ViewRequest<'_> {
+    /// A query parameter, if given and not empty.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+/// The page at `req.segments`, or a ClientException naming a path no page has.
+pub async fn render(req: &ViewRequest<'_>) -> Result<View, ApiError> {
+    let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        [] | ["clusters"] => clusters::index(req),
+        _ => Err(not_found(&segments)),
+    }
+}
+
+/// The error for a path with no page.
+pub fn not_found(segments: &[&str]) -> ApiError {
+    ApiError::client(format!("The console has no page at /console/{}.", segments.join("/")))
+}
