@@ -6,7 +6,15 @@ use std::collections::HashMap;
 
 use flotilla_api::{ApiError, Ctx};
 
+mod capacity_providers;
+mod cluster;
 mod clusters;
+mod instances;
+mod load_balancers;
+mod namespaces;
+mod service;
+mod task_definitions;
+mod tasks;
 
 /// A rendered page: its HTML fragment (beginning with its breadcrumbs and `<h1>`).
 #[derive(Debug)]
@@ -33,6 +41,20 @@ pub async fn render(req: &ViewRequest<'_>) -> Result<View, ApiError> {
     let segments: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         [] | ["clusters"] => clusters::index(req),
+        ["clusters", cluster] => cluster::show(req, cluster).await,
+        ["clusters", cluster, "instances", instance] => instances::show(req, cluster, instance).await,
+        ["clusters", cluster, "services", service] => service::show(req, cluster, service).await,
+        ["clusters", cluster, "tasks"] => tasks::index(req, cluster).await,
+        ["clusters", cluster, "tasks", task] => tasks::show(req, cluster, task).await,
+        ["task-definitions"] => task_definitions::families(req).await,
+        ["task-definitions", family] => task_definitions::revisions(req, family).await,
+        ["task-definitions", family, revision] => task_definitions::show(req, family, revision).await,
+        ["capacity-providers"] => capacity_providers::index(req).await,
+        ["capacity-providers", name] => capacity_providers::show(req, name).await,
+        ["load-balancers"] => load_balancers::index(req).await,
+        ["load-balancers", name] => load_balancers::show(req, name).await,
+        ["namespaces"] => namespaces::index(req).await,
+        ["namespaces", id] => namespaces::show(req, id).await,
         _ => Err(not_found(&segments)),
     }
 }
@@ -40,4 +62,9 @@ pub async fn render(req: &ViewRequest<'_>) -> Result<View, ApiError> {
 /// The error for a path with no page.
 pub fn not_found(segments: &[&str]) -> ApiError {
     ApiError::client(format!("The console has no page at /console/{}.", segments.join("/")))
+}
+
+/// The error of a page not built yet (each module replaces it with its page).
+pub(crate) fn not_built(page: &str) -> ApiError {
+    ApiError::new("UnsupportedFeatureException", format!("The console's {page} page is not built yet."))
 }

@@ -1,0 +1,9 @@
+//! Stub: the container instance pages, not built yet.
+
+use flotilla_api::ApiError;
+
+use super::{not_built, View, ViewRequest};
+
+pub async fn show(_req: &ViewRequest<'_>, _cluster: &str, _instance: &str) -> Result<View, ApiError> {
+    Err(not_built("container instance"))
+}

@@ -1,0 +1,13 @@
+//! Stub: the load balancers pages, not built yet.
+
+use flotilla_api::ApiError;
+
+use super::{not_built, View, ViewRequest};
+
+pub async fn index(_req: &ViewRequest<'_>) -> Result<View, ApiError> {
+    Err(not_built("load balancers"))
+}
+
+pub async fn show(_req: &ViewRequest<'_>, _name: &str) -> Result<View, ApiError> {
+    Err(not_built("load balancer"))
+}
