@@ -300,7 +300,7 @@
       current.errorKey = '';
       if (flashSource === 'refresh') hideFlash();
       const first = !current.loaded;
-      render(html);
+      render(html, !first);
       current.loaded = true;
       if (first) window.scrollTo(0, 0);
     } catch (err) {
@@ -345,9 +345,11 @@
     return e;
   }
 
-  // Puts the server's fragment in #view, carrying over every `data-keep` element with an id the
-  // new fragment also has: a form being filled or a log being followed stays as it is.
-  function render(html) {
+  // Puts the server's fragment in #view. On a refresh (`keep`), every `data-keep` element with an
+  // id the new fragment also has is carried over: a form being filled or a log being followed
+  // stays as it is. A page just navigated to starts afresh: another page's form with the same id
+  // would carry that page's request.
+  function render(html, keep) {
     const template = document.createElement('template');
     template.innerHTML = html;
     const fresh = template.content;
@@ -355,7 +357,7 @@
     const active = document.activeElement;
     const focus = active && active !== document.body && ui.view.contains(active) ? saveFocus(active) : null;
     const scrolls = [];
-    for (const old of ui.view.querySelectorAll('[data-keep][id]')) {
+    for (const old of keep ? ui.view.querySelectorAll('[data-keep][id]') : []) {
       const replacement = fresh.getElementById(old.id);
       if (!replacement || replacement === old || !replacement.hasAttribute('data-keep')) continue;
       scrolls.push(saveScroll(old));
