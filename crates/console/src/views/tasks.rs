@@ -224,12 +224,7 @@ fn index_page(cluster: &str, f: &Filters<'_>, total: usize, tasks: &[Task]) -> S
             opt(t.stop_code.as_deref()),
         ]
     });
-    let mut pager = format!(
-        "<p class=\"pager\">{} tasks · page {} of {}",
-        total,
-        f.page.min(pages).max(if total == 0 { 1 } else { f.page }),
-        pages
-    );
+    let mut pager = format!("<p class=\"pager\">{} tasks · page {} of {}", total, f.page, pages);
     if f.page > 1 {
         let prev = (f.page - 1).min(pages).to_string();
         let _ = write!(pager, " · {}", link(&f.url(cluster, &[("page", Some(&prev))]), "Previous"));
