@@ -196,7 +196,13 @@ async fn pages_show_what_the_api_reports() {
     )
     .await;
     let run = s
-        .call("RunTask", json!({"cluster": "web", "taskDefinition": "app", "tags": [{"key": "note", "value": XSS}]}))
+        .call(
+            "RunTask",
+            json!({
+                "cluster": "web", "taskDefinition": "app", "tags": [{"key": "note", "value": XSS}],
+                "overrides": {"containerOverrides": [{"name": "main", "command": ["echo", XSS]}]}
+            }),
+        )
         .await;
     let task_arn = run["tasks"][0]["taskArn"].as_str().expect("task ARN").to_string();
     let task_id = short(&task_arn).to_string();
@@ -259,6 +265,8 @@ async fn pages_show_what_the_api_reports() {
         "{task}"
     );
     assert!(task.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !task.contains(XSS), "{task}");
+    assert!(task.contains("<h2>Overrides</h2>") && task.contains("&quot;echo&quot;"), "{task}");
+    assert!(task.contains("<td>main</td><td>busybox</td>"), "{task}");
 
     // Once stopped: no Stop task button, the stop reason shown.
     s.call("StopTask", json!({"cluster": "web", "task": task_arn, "reason": "done <now>"})).await;

@@ -419,10 +419,13 @@ fn task_page(cluster: &str, t: &Task) -> String {
             vec![opt(a.id.as_deref()), opt(a.r#type.as_deref()), opt(a.status.as_deref()), esc(&details)]
         }),
     );
-    let overrides = match &t.overrides {
-        Some(o) if *o != Default::default() => {
-            section("Overrides", &json_pre(&serde_json::to_value(o).unwrap_or_default()))
-        }
+    // ECS shows empty override lists on every task: only overrides actually given are shown.
+    let mut given = serde_json::to_value(&t.overrides).unwrap_or_default();
+    if let Some(o) = given.as_object_mut() {
+        o.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty())));
+    }
+    let overrides = match given.as_object() {
+        Some(o) if !o.is_empty() => section("Overrides", &json_pre(&given)),
         _ => String::new(),
     };
     let tags = table(
