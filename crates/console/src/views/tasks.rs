@@ -450,3 +450,39 @@ fn task_page(cluster: &str, t: &Task) -> String {
         section("Logs", &logs),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::NetworkBinding;
+
+    #[test]
+    fn bindings_read_host_to_container() {
+        let c = Container {
+            network_bindings: Some(vec![
+                NetworkBinding {
+                    bind_ip: Some("0.0.0.0".into()),
+                    host_port: Some(32768),
+                    container_port: Some(80),
+                    protocol: Some("tcp".into()),
+                    ..Default::default()
+                },
+                NetworkBinding {
+                    host_port_range: Some("9000-9001".into()),
+                    container_port_range: Some("53-54".into()),
+                    protocol: Some("udp".into()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(bindings(&c), "0.0.0.0:32768->80/tcp, 0.0.0.0:9000-9001->53-54/udp");
+    }
+
+    #[test]
+    fn definition_links_name_family_and_revision() {
+        let arn = "arn:aws:ecs:us-east-1:0:task-definition/web:12";
+        assert_eq!(definition_name(arn), "web:12");
+        assert_eq!(definition_link(arn), "<a href=\"/console/task-definitions/web/12\">web:12</a>");
+    }
+}
