@@ -231,13 +231,14 @@ async fn activities(ctx: &Ctx, group: &str) -> Result<Vec<Activity>, ApiError> {
     Ok(out)
 }
 
-/// The container instance a host registered as: `(cluster, id)` and its running tasks.
+/// The container instance a host registered as: `(cluster, id)` and its running tasks; a live
+/// registration before one deregistered earlier.
 fn container_instance(ix: &Indexes, ec2_id: &str) -> Option<(String, String, i64)> {
-    ix.instances.values().find_map(|e| {
+    let mut found: Vec<_> =
+        ix.instances.values().filter(|e| e.value.instance.ec2_instance_id.as_deref() == Some(ec2_id)).collect();
+    found.sort_by_key(|e| e.value.instance.status.as_deref() == Some("INACTIVE"));
+    found.into_iter().find_map(|e| {
         let ci = &e.value.instance;
-        if ci.ec2_instance_id.as_deref() != Some(ec2_id) {
-            return None;
-        }
         let arn = ci.container_instance_arn.as_deref()?;
         let (cluster, id) = arn.rsplit_once(":container-instance/")?.1.split_once('/')?;
         let running = ix.instance_usage.get(arn).map_or(0, |u| u.running_tasks);
