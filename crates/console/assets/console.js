@@ -491,10 +491,7 @@
         error = networkError(err);
       }
       if (error) {
-        if (AUTH_ERRORS.has(error.type) && error.type !== 'AccessDeniedException') {
-          signOut(errorText(error));
-          return false;
-        }
+        // A refused key included: the next refresh meets the same refusal and signs out.
         showFlash('error', errorText(error));
         return false;
       }
