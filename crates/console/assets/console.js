@@ -542,9 +542,17 @@
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
     const buttons = [...form.querySelectorAll('button, input[type=submit]')];
     act(form, body, buttons).then((ok) => {
-      if (ok) form.reset();
+      if (ok) release(form);
     });
   });
+
+  // A form whose call succeeded is no longer kept over refreshes, so the page's next version
+  // (with the values the call just set) replaces it; typing in it again keeps it again.
+  function release(form) {
+    if (!form.hasAttribute('data-keep')) return;
+    form.removeAttribute('data-keep');
+    form.addEventListener('input', () => form.setAttribute('data-keep', ''), { once: true });
+  }
 
   // `data-body` with each named field set on it (crate docs): `data-type` int, bool, json, body,
   // else text. Empty optional fields are left out, as the aws CLI leaves out a flag not given.
