@@ -13,6 +13,7 @@ mod instances;
 mod load_balancers;
 mod namespaces;
 mod service;
+mod task;
 mod task_definitions;
 mod tasks;
 
@@ -45,7 +46,7 @@ pub async fn render(req: &ViewRequest<'_>) -> Result<View, ApiError> {
         ["clusters", cluster, "instances", instance] => instances::show(req, cluster, instance).await,
         ["clusters", cluster, "services", service] => service::show(req, cluster, service).await,
         ["clusters", cluster, "tasks"] => tasks::index(req, cluster).await,
-        ["clusters", cluster, "tasks", task] => tasks::show(req, cluster, task).await,
+        ["clusters", cluster, "tasks", task] => task::show(req, cluster, task).await,
         ["task-definitions"] => task_definitions::families(req).await,
         ["task-definitions", family] => task_definitions::revisions(req, family).await,
         ["task-definitions", family, revision] => task_definitions::show(req, family, revision).await,
