@@ -168,8 +168,10 @@ def scale_form(b: Browser):
     """The service page's desired count form: (its field, its Update button)."""
     field = b.one("#view form input[name=desiredCount]")
     form = field.find_element("xpath", "ancestor::form")
-    [button] = [e for e in form.find_elements("css selector", "button") if e.text.strip() == "Update"]
-    return field, button
+    buttons = form.find_elements("css selector", "button, input[type=submit]")
+    matching = [e for e in buttons if (e.text or e.get_attribute("value") or "").strip() == "Update"]
+    assert matching, f"the desired count form has no Update button: {[e.text for e in buttons]}"
+    return field, matching[0]
 
 
 def test_wrong_key_is_refused(console):

@@ -77,8 +77,12 @@ pub fn view_request(target: &Target, path: &str, etag: Option<&str>) -> anyhow::
     let origin = format!("/console/view{path}");
     let uri: Uri = format!("http://{}{origin}", target.addr).parse()?;
     let mut headers = HeaderMap::new();
-    let params =
-        SigningParams { credentials: &target.credentials, region: &target.region, service: "ecs", time: SystemTime::now() };
+    let params = SigningParams {
+        credentials: &target.credentials,
+        region: &target.region,
+        service: "ecs",
+        time: SystemTime::now(),
+    };
     sign(&Method::GET, &uri, &mut headers, b"", &params)?;
     if let Some(tag) = etag {
         headers.insert(IF_NONE_MATCH, HeaderValue::from_str(tag)?);

@@ -93,8 +93,13 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
     let credentials = Credentials::new("FLTACONSOLEBENCH0001", "consoleBenchSecret000000000000000000000000");
     let server = procs::start_flotilla(&flotilla, &dir.join("server"), &credentials, &dir.join("server.log"))?;
     wait_healthy(server.addr, Duration::from_secs(60)).await?;
-    let target =
-        Target { addr: server.addr, credentials: credentials.clone(), region: seed::REGION.into(), pid: None, tasks: 0 };
+    let target = Target {
+        addr: server.addr,
+        credentials: credentials.clone(),
+        region: seed::REGION.into(),
+        pid: None,
+        tasks: 0,
+    };
     let tasks = (args.services * args.tasks_per_service) as u64;
     // Room for every task on every instance's share, twice over, so placement never runs short.
     let per_instance = (tasks as usize).div_ceil(args.instances) * 2;
@@ -104,7 +109,14 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
         cpu: (per_instance as u32 * runtask::TASK_CPU).max(1024),
         memory: (per_instance as u32 * runtask::TASK_MEMORY).max(2048),
     };
-    let _agents = procs::start_hollow(&flotilla, server.addr, &credentials, &hollow, &dir.join("agents"), &dir.join("agents.log"))?;
+    let _agents = procs::start_hollow(
+        &flotilla,
+        server.addr,
+        &credentials,
+        &hollow,
+        &dir.join("agents"),
+        &dir.join("agents.log"),
+    )?;
     eprintln!("waiting for {} hollow instances", args.instances);
     runtask::wait_for_fleet(&target, args.instances, Duration::from_secs(300)).await?;
     runtask::register_definition(&target).await?;
