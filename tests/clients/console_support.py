@@ -108,6 +108,10 @@ class Browser:
             if last and not isinstance(last, Exception):
                 return last
             time.sleep(0.2)
+        try:
+            self.shot("failed")
+        except Exception:  # noqa: BLE001 - an open alert blocks screenshots
+            pass
         raise AssertionError(f"{what} not seen within {timeout:.0f}s (last: {last!r})\n{self.diagnostics()}")
 
     def diagnostics(self) -> str:

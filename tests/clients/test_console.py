@@ -128,9 +128,9 @@ def console(tmp_path_factory, request):
         problems = []
         if c.browser:
             c.browser.close()
-            reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter:
-                reporter.write_line(f"console screenshots ({len(c.browser.taken)}): {shots}")
+            capture = request.config.pluginmanager.getplugin("capturemanager")
+            with capture.global_and_fixture_disabled():
+                print(f"\nconsole screenshots ({len(c.browser.taken)}): {shots}")
         if c.hollow and c.hollow.poll() is None:
             c.hollow.send_signal(signal.SIGTERM)
             c.hollow.wait(timeout=15)

@@ -142,8 +142,8 @@ async fn bench(args: &Args) -> anyhow::Result<String> {
     let mut rows = Vec::new();
     for page in pages {
         eprintln!("measuring {}", page.name);
-        let view = console::measure_view(&target, &page.path, args.iterations).await?;
         let api = console::measure_api(&target, &page.listing, args.iterations).await?;
+        let view = console::measure_view(&target, &page.path, args.iterations).await?;
         rows.push(Measured { page, view, api });
     }
     drop(server);
