@@ -52,6 +52,13 @@ impl Gauges {
         let labels = ProviderLabels { cluster: cluster.to_string(), capacity_provider: provider.to_string() };
         self.reservation.get_or_create(&labels).set(percent);
     }
+
+    /// The CapacityProviderReservation last set for `provider` on `cluster` (what `/metrics`
+    /// shows), `None` before managed scaling has measured it.
+    pub fn reservation(&self, cluster: &str, provider: &str) -> Option<f64> {
+        let labels = ProviderLabels { cluster: cluster.to_string(), capacity_provider: provider.to_string() };
+        self.reservation.get(&labels).map(|g| g.get())
+    }
 }
 
 pub struct Metrics {

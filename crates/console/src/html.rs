@@ -122,6 +122,77 @@ pub fn crumbs(trail: &[(&str, &str)]) -> String {
     out
 }
 
+/// A timestamp from the ECS shapes (epoch seconds), as [`time_ms`] writes it.
+pub fn time(t: Option<flotilla_model::Timestamp>) -> String {
+    time_ms(t.map(|t| t.as_millis()))
+}
+
+/// An optional text, escaped (empty when absent).
+pub fn opt(s: Option<&str>) -> String {
+    s.map(esc).unwrap_or_default()
+}
+
+/// The last segment of an ARN (a task's or instance's ID), or the string itself, for link texts.
+pub fn short(arn: &str) -> &str {
+    flotilla_model::arn::short_id(arn)
+}
+
+/// `yes` or `no`.
+pub fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// A row of summary cards: `(label, already-escaped value)`.
+pub fn cards(items: &[(&str, String)]) -> String {
+    let mut out = String::from("<div class=\"cards\">");
+    for (label, value) in items {
+        let _ = write!(
+            out,
+            "<div class=\"card\"><div class=\"card-value\">{value}</div><div class=\"card-label\">{}</div></div>",
+            esc(label)
+        );
+    }
+    out.push_str("</div>");
+    out
+}
+
+/// A section heading and its content.
+pub fn section(title: &str, content: &str) -> String {
+    format!("<section><h2>{}</h2>{content}</section>", esc(title))
+}
+
+/// A JSON value, pretty-printed and escaped, in a `<pre class="json">`.
+pub fn json_pre(v: &Value) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    format!("<pre class=\"json\">{}</pre>", esc(&text))
+}
+
+/// A definition list of `(term, already-escaped value)` pairs, skipping empty values.
+pub fn facts(items: &[(&str, String)]) -> String {
+    let mut out = String::from("<dl class=\"facts\">");
+    for (term, value) in items.iter().filter(|(_, v)| !v.is_empty()) {
+        let _ = write!(out, "<dt>{}</dt><dd>{value}</dd>", esc(term));
+    }
+    out.push_str("</dl>");
+    out
+}
+
+/// A console URL with a query string built from `(name, value)` pairs, each percent-encoded.
+pub fn href_query(segments: &[&str], query: &[(&str, &str)]) -> String {
+    let mut out = href(segments);
+    for (i, (k, v)) in query.iter().enumerate() {
+        out.push(if i == 0 { '?' } else { '&' });
+        out.extend(utf8_percent_encode(k, SEGMENT));
+        out.push('=');
+        out.extend(utf8_percent_encode(v, SEGMENT));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +214,21 @@ mod tests {
         assert!(b.contains("data-target=\"AmazonEC2ContainerServiceV20141113.StopTask\""), "{b}");
         assert!(b.contains("data-body=\"{&quot;task&quot;:&quot;t\\&quot;1&quot;}\""), "{b}");
         assert!(b.contains("data-confirm=\"Stop it?\""), "{b}");
+    }
+
+    #[test]
+    fn query_urls_encode_names_and_values() {
+        assert_eq!(
+            href_query(&["clusters", "c", "tasks"], &[("service", "a&b"), ("page", "2")]),
+            "/console/clusters/c/tasks?service=a%26b&page=2"
+        );
+    }
+
+    #[test]
+    fn json_and_facts_are_escaped() {
+        assert!(json_pre(&serde_json::json!({"a": "<b>"})).contains("&lt;b&gt;"));
+        let f = facts(&[("A<", "x".into()), ("B", String::new())]);
+        assert_eq!(f, "<dl class=\"facts\"><dt>A&lt;</dt><dd>x</dd></dl>");
     }
 
     #[test]

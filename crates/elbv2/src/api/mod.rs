@@ -40,6 +40,7 @@ use flotilla_query::{Dialect, Params, QueryError, Xml};
 use futures::future::BoxFuture;
 
 pub use arns::{listener_arn, load_balancer_arn, rule_arn, target_group_arn};
+pub use targets::{targets_with_health, DescribedTarget};
 
 /// The API version ELBv2 calls carry.
 pub const VERSION: &str = "2015-12-01";

@@ -216,20 +216,49 @@ fn health(
     }
 }
 
+/// One registered target with its health as DescribeTargetHealth gives it.
+#[derive(Debug, Clone)]
+pub struct DescribedTarget {
+    pub target: Target,
+    pub state: HealthState,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Every target registered in the group `tg` (draining ones included) with its health, judged
+/// as DescribeTargetHealth judges it; for readers such as the console.
+pub async fn targets_with_health(ctx: &Ctx, tg: &TargetGroup) -> Result<Vec<DescribedTarget>> {
+    let reported = reported_health(ctx, tg).await?;
+    let now = ctx.clock.now_ms();
+    let targets = store::list::<Target>(ctx, &keys::targets_of(&tg.id)).await?;
+    Ok(targets
+        .into_iter()
+        .map(|(_, target, _)| {
+            let (state, reason, description) =
+                health(tg, Some(&target), reported.get(&(target.id.clone(), target.port)), now);
+            DescribedTarget { target, state, reason, description }
+        })
+        .collect())
+}
+
+/// What the data plane reported of the group's targets, by `(id, port)`.
+async fn reported_health(ctx: &Ctx, tg: &TargetGroup) -> Result<BTreeMap<(String, u16), TargetHealth>> {
+    Ok(store::list::<TargetHealth>(ctx, &keys::target_health_of(&tg.id))
+        .await?
+        .into_iter()
+        .filter_map(|(key, h, _)| {
+            let (id, port) = key.rsplit('/').next()?.rsplit_once(':')?;
+            Some(((id.to_string(), port.parse().ok()?), h))
+        })
+        .collect())
+}
+
 pub async fn describe_health(ctx: &Ctx, p: &Params) -> Result<Xml> {
     let (tg, _) = target_groups::find(ctx, p.required("TargetGroupArn")?).await?;
     let wanted = named(p, &tg, false)?;
     let targets: Vec<Target> =
         store::list::<Target>(ctx, &keys::targets_of(&tg.id)).await?.into_iter().map(|(_, t, _)| t).collect();
-    let reported: BTreeMap<(String, u16), TargetHealth> =
-        store::list::<TargetHealth>(ctx, &keys::target_health_of(&tg.id))
-            .await?
-            .into_iter()
-            .filter_map(|(key, h, _)| {
-                let (id, port) = key.rsplit('/').next()?.rsplit_once(':')?;
-                Some(((id.to_string(), port.parse().ok()?), h))
-            })
-            .collect();
+    let reported = reported_health(ctx, &tg).await?;
     // `(id, port, record)` of every target to describe.
     let mut rows: Vec<(String, u16, Option<&Target>)> = Vec::new();
     if wanted.is_empty() {
