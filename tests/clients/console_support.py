@@ -138,8 +138,13 @@ class Browser:
 
         return self.wait(find, f"a link {text!r}")[0]
 
+    def click(self, element) -> None:
+        """Clicks `element` in the middle of the window, clear of the sticky header."""
+        self.js("arguments[0].scrollIntoView({block: 'center'});", element)
+        element.click()
+
     def click_link(self, text: str, scope: str = "#view") -> None:
-        self.link(text, scope).click()
+        self.click(self.link(text, scope))
 
     def button(self, label: str, scope: str = "#view"):
         def find():

@@ -154,7 +154,7 @@ def fill(field, text: str) -> None:
 def sign_in(b: Browser, key: str, secret: str) -> None:
     fill(b.one("#access-key-id"), key)
     fill(b.one("#secret-access-key"), secret)
-    b.one("#sign-in").click()
+    b.click(b.one("#sign-in"))
 
 
 def task_links(b: Browser) -> set[str]:
@@ -208,10 +208,9 @@ def test_walk_cluster_service_task_logs(console):
     b.click_link(task_id)
     b.wait_title(task_id)
     b.shot("task")
-    if not b.visible("pre.logs"):
-        logs = b.wait(lambda: [a for a in b.visible("#view a") if "log" in a.text.lower()][:1], "a link to the logs")
-        logs[0].click()
+    # The task's page follows its output live.
     b.wait(lambda: console.marker in b.one("pre.logs").text, f"the task's line {console.marker!r} in pre.logs")
+    b.js("arguments[0].scrollIntoView({block: 'center'});", b.one("pre.logs"))
     b.shot("task-logs")
 
 
@@ -222,7 +221,7 @@ def test_scale_with_the_form_shows_new_tasks_without_reload(console):
     b.mark()
     field, update = scale_form(b)
     fill(field, "2")
-    update.click()
+    b.click(update)
     ids = console.wait_running(2)
     b.wait(lambda: ids <= task_links(b), f"links to the tasks {ids}")
     assert b.still_marked(), "the page was reloaded"
@@ -247,7 +246,7 @@ def test_refused_action_shows_the_api_error(console):
     # The API's check is under test, not the browser's: drop any `min` the field carries.
     b.js("arguments[0].removeAttribute('min');", field)
     fill(field, "-1")
-    update.click()
+    b.click(update)
     b.wait(lambda: message in b.flash(), f"the API's message {message!r} in #flash")
     b.shot("service-refused")
     assert console.ecs.describe_services(cluster=console.cluster, services=[console.service])["services"][0][
@@ -260,14 +259,14 @@ def test_stop_task(console):
     victim = sorted(console.running_task_ids())[0]
     b.click_link(victim)
     b.wait_title(victim)
-    b.button("Stop task").click()
+    b.click(b.button("Stop task"))
     b.accept_alert()
     arn = poll(
         lambda: next((a for a in console.ecs.list_tasks(cluster=console.cluster, desiredStatus="STOPPED")["taskArns"]
                       if a.endswith("/" + victim)), None),
         30, f"task {victim} asked to stop", console.diagnostics,
     )
-    b.wait(lambda: "STOPPED" in b.view_text(), "STOPPED on the task's page")
+    b.wait(lambda: [e for e in b.visible("#view .badge") if e.text.strip() == "STOPPED"], "STOPPED on the task's page")
     assert console.ecs.describe_tasks(cluster=console.cluster, tasks=[arn])["tasks"][0]["desiredStatus"] == "STOPPED"
     b.shot("task-stopped")
 
@@ -281,27 +280,19 @@ def test_register_new_revision(console):
     b.wait_title(console.family)
     b.shot("task-definition-family")
     before = console.ecs.describe_task_definition(taskDefinition=console.family)["taskDefinition"]["revision"]
-    b.open(f"/console/task-definitions/{console.family}/{before}")
-    b.wait_title(console.family)
+    b.click_link(f"{console.family}:{before}")
+    b.wait_title(f"{console.family}:{before}")
     b.shot("task-definition")
-    b.button("Register new revision").click()
-    b.accept_alert(timeout=1)
-
-    def registered():
-        latest = console.ecs.describe_task_definition(taskDefinition=console.family)["taskDefinition"]["revision"]
-        if latest == before + 1:
-            return latest
-        # A page that opens an editor first: submit it.
-        for button in b.visible("#view form button"):
-            if button.text.strip().startswith("Register"):
-                button.click()
-                b.accept_alert(timeout=1)
-                break
-        return None
-
-    b.wait(registered, f"revision {before + 1} of {console.family}")
-    b.wait(lambda: f"{console.family}:{before + 1}" in b.view_text() + b.flash() or str(before + 1) in b.title(),
-           f"revision {before + 1} on the page")
+    b.click(b.button("Register new revision"))
+    b.wait(
+        lambda: console.ecs.describe_task_definition(taskDefinition=console.family)["taskDefinition"]["revision"]
+        == before + 1,
+        f"revision {before + 1} of {console.family} registered",
+    )
+    b.wait(lambda: b.flash(), "the flash after registering")
+    b.shot("task-definition-registered")
+    b.click_link(console.family, scope="#view .crumbs")
+    b.link(f"{console.family}:{before + 1}")
     b.shot("task-definition-new-revision")
 
 
@@ -322,12 +313,12 @@ def test_drain_and_activate_an_instance(console):
     def badge(text: str):
         return [e for e in b.visible("#view .badge") if e.text.strip() == text]
 
-    b.button("Drain").click()
+    b.click(b.button("Drain"))
     b.accept_alert()
     b.wait(lambda: badge("DRAINING"), "the DRAINING badge")
     assert status() == "DRAINING"
     b.shot("instance-draining")
-    b.button("Activate").click()
+    b.click(b.button("Activate"))
     b.accept_alert()
     b.wait(lambda: badge("ACTIVE") and not badge("DRAINING"), "the ACTIVE badge again")
     assert status() == "ACTIVE"
