@@ -63,8 +63,3 @@ pub async fn render(req: &ViewRequest<'_>) -> Result<View, ApiError> {
 pub fn not_found(segments: &[&str]) -> ApiError {
     ApiError::client(format!("The console has no page at /console/{}.", segments.join("/")))
 }
-
-/// The error of a page not built yet (each module replaces it with its page).
-pub(crate) fn not_built(page: &str) -> ApiError {
-    ApiError::new("UnsupportedFeatureException", format!("The console's {page} page is not built yet."))
-}

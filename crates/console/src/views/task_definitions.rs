@@ -201,3 +201,26 @@ fn page(family: &str, revision: &str, rec: &TaskDefinitionRecord) -> String {
         section("Register a new revision", &form),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrable_fields_drop_what_registration_refuses() {
+        let rec = TaskDefinitionRecord {
+            definition: TaskDefinition {
+                task_definition_arn: Some("arn:aws:ecs:us-east-1:0:task-definition/web:3".into()),
+                family: Some("web".into()),
+                revision: Some(3),
+                status: Some("ACTIVE".into()),
+                cpu: Some("256".into()),
+                compatibilities: Some(vec!["EC2".into()]),
+                registered_by: Some("root".into()),
+                ..Default::default()
+            },
+            tags: vec![flotilla_model::Tag { key: Some("k".into()), value: Some("v".into()) }],
+        };
+        assert_eq!(registrable(&rec), json!({"family": "web", "cpu": "256", "tags": [{"key": "k", "value": "v"}]}));
+    }
+}

@@ -224,12 +224,7 @@ fn index_page(cluster: &str, f: &Filters<'_>, total: usize, tasks: &[Task]) -> S
             opt(t.stop_code.as_deref()),
         ]
     });
-    let mut pager = format!(
-        "<p class=\"pager\">{} tasks · page {} of {}",
-        total,
-        f.page.min(pages).max(if total == 0 { 1 } else { f.page }),
-        pages
-    );
+    let mut pager = format!("<p class=\"pager\">{} tasks · page {} of {}", total, f.page, pages);
     if f.page > 1 {
         let prev = (f.page - 1).min(pages).to_string();
         let _ = write!(pager, " · {}", link(&f.url(cluster, &[("page", Some(&prev))]), "Previous"));
@@ -424,10 +419,13 @@ fn task_page(cluster: &str, t: &Task) -> String {
             vec![opt(a.id.as_deref()), opt(a.r#type.as_deref()), opt(a.status.as_deref()), esc(&details)]
         }),
     );
-    let overrides = match &t.overrides {
-        Some(o) if *o != Default::default() => {
-            section("Overrides", &json_pre(&serde_json::to_value(o).unwrap_or_default()))
-        }
+    // ECS shows empty override lists on every task: only overrides actually given are shown.
+    let mut given = serde_json::to_value(&t.overrides).unwrap_or_default();
+    if let Some(o) = given.as_object_mut() {
+        o.retain(|_, v| !(v.is_null() || v.as_array().is_some_and(|a| a.is_empty())));
+    }
+    let overrides = match given.as_object() {
+        Some(o) if !o.is_empty() => section("Overrides", &json_pre(&given)),
         _ => String::new(),
     };
     let tags = table(
@@ -451,4 +449,40 @@ fn task_page(cluster: &str, t: &Task) -> String {
         section("Tags", &tags),
         section("Logs", &logs),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::NetworkBinding;
+
+    #[test]
+    fn bindings_read_host_to_container() {
+        let c = Container {
+            network_bindings: Some(vec![
+                NetworkBinding {
+                    bind_ip: Some("0.0.0.0".into()),
+                    host_port: Some(32768),
+                    container_port: Some(80),
+                    protocol: Some("tcp".into()),
+                    ..Default::default()
+                },
+                NetworkBinding {
+                    host_port_range: Some("9000-9001".into()),
+                    container_port_range: Some("53-54".into()),
+                    protocol: Some("udp".into()),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        };
+        assert_eq!(bindings(&c), "0.0.0.0:32768->80/tcp, 0.0.0.0:9000-9001->53-54/udp");
+    }
+
+    #[test]
+    fn definition_links_name_family_and_revision() {
+        let arn = "arn:aws:ecs:us-east-1:0:task-definition/web:12";
+        assert_eq!(definition_name(arn), "web:12");
+        assert_eq!(definition_link(arn), "<a href=\"/console/task-definitions/web/12\">web:12</a>");
+    }
 }
