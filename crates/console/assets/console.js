@@ -160,8 +160,8 @@
     if (ui.whoRegion) ui.whoRegion.textContent = credentials.region;
     ui.view.hidden = false;
     markSection();
-    navigate();
     startRefresh();
+    navigate();
   }
 
   function signOut(message) {
@@ -491,10 +491,7 @@
         error = networkError(err);
       }
       if (error) {
-        if (AUTH_ERRORS.has(error.type) && error.type !== 'AccessDeniedException') {
-          signOut(errorText(error));
-          return false;
-        }
+        // A refused key included: the next refresh meets the same refusal and signs out.
         showFlash('error', errorText(error));
         return false;
       }
@@ -545,9 +542,17 @@
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
     const buttons = [...form.querySelectorAll('button, input[type=submit]')];
     act(form, body, buttons).then((ok) => {
-      if (ok) form.reset();
+      if (ok) release(form);
     });
   });
+
+  // A form whose call succeeded is no longer kept over refreshes, so the page's next version
+  // (with the values the call just set) replaces it; typing in it again keeps it again.
+  function release(form) {
+    if (!form.hasAttribute('data-keep')) return;
+    form.removeAttribute('data-keep');
+    form.addEventListener('input', () => form.setAttribute('data-keep', ''), { once: true });
+  }
 
   // `data-body` with each named field set on it (crate docs): `data-type` int, bool, json, body,
   // else text. Empty optional fields are left out, as the aws CLI leaves out a flag not given.
@@ -631,105 +636,168 @@
     return e.scrollHeight - e.scrollTop - e.clientHeight < 8;
   }
 
-  // Appends lines ([text, className]) to `pre`, dropping the oldest beyond the cap, and keeps the
-  // view at the bottom if that is where the reader was.
-  function appendLines(pre, lines) {
-    if (!lines.length) return;
-    const bottom = atBottom(pre);
-    const chunk = document.createDocumentFragment();
-    for (const [text, className] of lines) {
-      if (className) chunk.append(el('span', className, text + '\n'));
-      else chunk.append(document.createTextNode(text + '\n'));
-    }
-    pre.append(chunk);
-    let extra = pre.childNodes.length - MAX_LOG_LINES;
-    while (extra-- > 0) pre.firstChild.remove();
-    if (bottom) pre.scrollTop = pre.scrollHeight;
+  // Writes lines ([text, className]) into one `pre`, a tenth of a second at a time: the stream is
+  // read as fast as it comes (a reader that falls behind is cut off by the server), the page laid
+  // out only as often as a person can look. Keeps the last MAX_LOG_LINES lines, and the view at
+  // the bottom if that is where the reader was. `status` is one line that the next replaces (a
+  // read refused and tried again).
+  function logWriter(pre) {
+    let pending = [];
+    let timer = 0;
+    let status = null;
+    const flush = () => {
+      clearTimeout(timer);
+      timer = 0;
+      if (!pending.length) return;
+      const bottom = atBottom(pre);
+      const chunk = document.createDocumentFragment();
+      for (const [text, className] of pending) {
+        if (className) chunk.append(el('span', className, text + '\n'));
+        else chunk.append(document.createTextNode(text + '\n'));
+      }
+      pending = [];
+      pre.insertBefore(chunk, status);
+      let extra = pre.childNodes.length - MAX_LOG_LINES;
+      while (extra-- > 0) pre.firstChild.remove();
+      if (bottom) pre.scrollTop = pre.scrollHeight;
+    };
+    return {
+      line(text, className) {
+        pending.push([text, className || '']);
+        if (pending.length > MAX_LOG_LINES) pending.splice(0, pending.length - MAX_LOG_LINES);
+        if (!timer) timer = setTimeout(flush, 100);
+      },
+      flush,
+      status(text) {
+        flush();
+        const bottom = atBottom(pre);
+        if (status) status.remove();
+        status = text ? el('span', 'log-error', text + '\n') : null;
+        if (status) pre.append(status);
+        if (bottom) pre.scrollTop = pre.scrollHeight;
+      },
+    };
   }
 
-  // Follows one task's output into `pre` until the stream ends. A read refused before its first
-  // line (a task not placed yet, an agent away) is tried again, less and less often, while the
-  // element is shown.
-  async function follow(pre, retryMs) {
+  // Follows one task's output into `pre` until the stream ends or the element leaves the page.
+  // A read cut short (the server's "read again with startAfterSeq", an agent reconnecting, the
+  // network) resumes after the last line shown; a read refused before any line (a task not
+  // placed yet) is tried again, less and less often; any other error ends the output with its
+  // message.
+  async function follow(pre) {
     pre.setAttribute('data-following', '');
     const abort = new AbortController();
     followers.set(pre, abort);
-    const params = [];
-    if (pre.dataset.logsCluster) params.push('cluster=' + SigV4.uriEncode(pre.dataset.logsCluster));
-    params.push('task=' + SigV4.uriEncode(pre.dataset.logsTask));
-    params.push('follow=true');
-    const url = '/v1/logs?' + params.join('&');
-    let started = false;
-    const begin = () => {
-      if (!started) pre.replaceChildren();
-      started = true;
+    const out = logWriter(pre);
+    let placeholder = true;
+    const clearPlaceholder = () => {
+      if (placeholder) pre.replaceChildren();
+      placeholder = false;
     };
+    let lastSeq = null;
+    let retryMs = 1000;
+    pre.setAttribute('aria-busy', 'true');
     try {
-      const resp = await signedFetch(url, { signal: abort.signal });
-      if (!resp.ok) {
-        const e = await readError(resp);
-        begin();
-        appendLines(pre, [[errorText(e), 'log-error']]);
-        retryLater(pre, abort, retryMs);
-        return;
-      }
-      begin();
-      pre.setAttribute('aria-busy', 'true');
-      const reader = resp.body.getReader();
-      const decoder = new TextDecoder();
-      let pending = '';
-      let failed = null;
       for (;;) {
-        const { value, done } = await reader.read();
-        pending += done ? decoder.decode() : decoder.decode(value, { stream: true });
-        const parts = pending.split('\n');
-        pending = done ? '' : parts.pop();
-        const lines = [];
-        for (const part of parts) {
-          if (!part.trim()) continue;
-          let entry;
-          try {
-            entry = JSON.parse(part);
-          } catch (_) {
-            lines.push([part, '']);
-            continue;
-          }
-          if (entry.__type) {
-            failed = errorOf(entry);
-            continue;
-          }
-          const text = (entry.container ? entry.container + ' | ' : '') + String(entry.line === undefined ? '' : entry.line);
-          lines.push([text, entry.stream === 'stderr' ? 'stderr' : '']);
+        const result = await readLogs(pre, abort.signal, lastSeq, out, clearPlaceholder, (seq) => {
+          lastSeq = seq;
+        });
+        if (abort.signal.aborted || !pre.isConnected || !credentials) return;
+        if (result.ended) {
+          out.status('');
+          out.line('— end of output —', 'log-end');
+          out.flush();
+          return;
         }
-        if (failed) lines.push([errorText(failed), 'log-error']);
-        appendLines(pre, lines);
-        if (done || failed) break;
+        const e = result.error;
+        clearPlaceholder();
+        const behind = /startAfterSeq/.test(e.message) && lastSeq !== null;
+        if (AUTH_ERRORS.has(e.type) || (result.midStream && !result.resumable && !behind)) {
+          out.status('');
+          out.line(errorText(e), 'log-error');
+          out.flush();
+          return;
+        }
+        if (behind) continue;
+        out.status(errorText(e) + ' (trying again in ' + Math.round(retryMs / 1000) + ' s)');
+        await sleep(retryMs, abort.signal);
+        retryMs = Math.min(retryMs * 2, 30000);
       }
-      if (!failed) appendLines(pre, [['— end of output —', 'log-end']]);
-      if (failed) abort.abort();
     } catch (err) {
-      if (abort.signal.aborted) return;
-      begin();
-      appendLines(pre, [[errorText(networkError(err)), 'log-error']]);
-      retryLater(pre, abort, retryMs);
+      if (!abort.signal.aborted) console.error('console logs', err);
     } finally {
       pre.removeAttribute('aria-busy');
       if (followers.get(pre) === abort) followers.delete(pre);
     }
   }
 
-  function retryLater(pre, abort, retryMs) {
-    const wait = Math.min(retryMs || 2000, 30000);
-    setTimeout(() => {
-      if (pre.isConnected && !abort.signal.aborted && credentials) follow(pre, wait * 2);
-    }, wait);
+  function sleep(ms, signal) {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  // One read of the logs (after `lastSeq`, if given): `{ended: true}` when the stream completed,
+  // else `{error, midStream, resumable}`.
+  async function readLogs(pre, signal, lastSeq, out, clearPlaceholder, onSeq) {
+    const params = [];
+    if (pre.dataset.logsCluster) params.push('cluster=' + SigV4.uriEncode(pre.dataset.logsCluster));
+    params.push('task=' + SigV4.uriEncode(pre.dataset.logsTask));
+    if (lastSeq !== null) params.push('startAfterSeq=' + lastSeq);
+    params.push('follow=true');
+    let resp;
+    try {
+      resp = await signedFetch('/v1/logs?' + params.join('&'), { signal });
+    } catch (err) {
+      return { error: networkError(err), midStream: false, resumable: true };
+    }
+    if (!resp.ok) return { error: await readError(resp), midStream: false, resumable: false };
+    clearPlaceholder();
+    out.status('');
+    const reader = resp.body.getReader();
+    const decoder = new TextDecoder();
+    let pending = '';
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        return { error: networkError(err), midStream: true, resumable: true };
+      }
+      pending += chunk.done ? decoder.decode() : decoder.decode(chunk.value, { stream: true });
+      const parts = pending.split('\n');
+      pending = chunk.done ? '' : parts.pop();
+      for (const part of parts) {
+        if (!part.trim()) continue;
+        let entry;
+        try {
+          entry = JSON.parse(part);
+        } catch (_) {
+          out.line(part);
+          continue;
+        }
+        if (entry.__type) {
+          reader.cancel().catch(() => {});
+          const error = errorOf(entry);
+          // The agent went away mid-read: it comes back, and the read can go on from here.
+          return { error, midStream: true, resumable: /disconnected while its logs were read/.test(error.message) };
+        }
+        if (typeof entry.seq === 'number') onSeq(entry.seq);
+        const line = entry.line === undefined || entry.line === null ? '' : String(entry.line);
+        out.line((entry.container ? entry.container + ' | ' : '') + line, entry.stream === 'stderr' ? 'stderr' : '');
+      }
+      if (chunk.done) return { ended: true };
+    }
   }
 
   // ---- Start ----
 
   ui.form.addEventListener('submit', signIn);
   ui.signOut.addEventListener('click', () => signOut(''));
-  ui.flash.addEventListener('click', hideFlash);
 
   credentials = loadCredentials();
   if (credentials) showSignedIn();

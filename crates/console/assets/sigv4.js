@@ -122,12 +122,28 @@
     return encodeURIComponent(s).replace(/[!'()*]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase());
   }
 
-  function decodeComponent(s) {
-    try {
-      return decodeURIComponent(s.replace(/\+/g, ' '));
-    } catch (_) {
-      return s;
+  const UNRESERVED = /[A-Za-z0-9\-_.~]/;
+
+  // One query key or value as the server re-encodes it: `+` is a space, valid `%XX` escapes are
+  // bytes (even bytes that are not UTF-8), anything else stays; then every byte but the
+  // unreserved ones is `%XX`.
+  function reencodeQueryPart(raw) {
+    const bytes = utf8(raw.replace(/\+/g, ' '));
+    let out = '';
+    for (let i = 0; i < bytes.length; i++) {
+      let b = bytes[i];
+      if (b === 0x25 && i + 2 < bytes.length && isHex(bytes[i + 1]) && isHex(bytes[i + 2])) {
+        b = parseInt(String.fromCharCode(bytes[i + 1], bytes[i + 2]), 16);
+        i += 2;
+      }
+      const c = String.fromCharCode(b);
+      out += b < 0x80 && UNRESERVED.test(c) ? c : '%' + (b < 16 ? '0' : '') + b.toString(16).toUpperCase();
     }
+    return out;
+  }
+
+  function isHex(b) {
+    return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
   }
 
   // `path` as it goes on the wire (already percent-encoded). For services other than S3, AWS
@@ -156,7 +172,7 @@
         const i = p.indexOf('=');
         const key = i < 0 ? p : p.slice(0, i);
         const value = i < 0 ? '' : p.slice(i + 1);
-        return [uriEncode(decodeComponent(key)), uriEncode(decodeComponent(value))];
+        return [reencodeQueryPart(key), reencodeQueryPart(value)];
       });
     pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
     return pairs.map((p) => p[0] + '=' + p[1]).join('&');

@@ -56,21 +56,33 @@ struct Association {
     /// The gauge `/metrics` shows; `None` until managed scaling measures it.
     reservation: Option<f64>,
     waiting: usize,
+    /// Whether managed scaling measures the reservation at all.
+    scaled: bool,
 }
 
-fn associations(ctx: &Ctx, ix: &Indexes, name: &str) -> Vec<Association> {
+fn managed_scaling_on(p: &CapacityProvider) -> bool {
+    let scaling = p.auto_scaling_group_provider.as_ref().and_then(|a| a.managed_scaling.as_ref());
+    scaling.is_some_and(|s| s.status.as_deref() == Some("ENABLED"))
+}
+
+fn associations(ctx: &Ctx, ix: &Indexes, p: &CapacityProvider) -> Vec<Association> {
+    let name = p.name.as_deref().unwrap_or_default();
+    let scaled = managed_scaling_on(p);
     range_prefix(&ix.clusters, keys::CLUSTER)
         .filter(|(_, c)| c.value.capacity_providers.iter().flatten().any(|p| p == name))
         .map(|(_, c)| {
             let cluster = c.value.cluster_name.clone().unwrap_or_default();
             let waiting = waiting_in(ix, &cluster).iter().filter(|w| w.provider == name).count();
-            Association { reservation: ctx.gauges.reservation(&cluster, name), cluster, waiting }
+            Association { reservation: ctx.gauges.reservation(&cluster, name), cluster, waiting, scaled }
         })
         .collect()
 }
 
-fn percent(v: Option<f64>) -> String {
-    match v {
+fn percent(a: &Association) -> String {
+    if !a.scaled && a.reservation.is_none() {
+        return "- (no managed scaling)".into();
+    }
+    match a.reservation {
         Some(v) if v.fract() == 0.0 => format!("{v:.0}%"),
         Some(v) => format!("{v:.1}%"),
         None => "not measured yet".into(),
@@ -91,7 +103,7 @@ fn association_cell(list: &[Association]) -> String {
             format!(
                 "<div>{}: reservation <span class=\"reservation\">{}</span>, {} waiting</div>",
                 link(&href(&["clusters", &a.cluster]), &a.cluster),
-                esc(&percent(a.reservation)),
+                esc(&percent(a)),
                 a.waiting
             )
         })
@@ -182,7 +194,7 @@ pub async fn index(req: &ViewRequest<'_>) -> Result<View, ApiError> {
             group_cell(group, group_arn(p), &live),
             scaling_cell(p),
             protection(p),
-            association_cell(&associations(ctx, &ix, &name)),
+            association_cell(&associations(ctx, &ix, p)),
         ]
     });
     let body = format!(
@@ -219,13 +231,14 @@ async fn activities(ctx: &Ctx, group: &str) -> Result<Vec<Activity>, ApiError> {
     Ok(out)
 }
 
-/// The container instance a host registered as: `(cluster, id)` and its running tasks.
+/// The container instance a host registered as: `(cluster, id)` and its running tasks; a live
+/// registration before one deregistered earlier.
 fn container_instance(ix: &Indexes, ec2_id: &str) -> Option<(String, String, i64)> {
-    ix.instances.values().find_map(|e| {
+    let mut found: Vec<_> =
+        ix.instances.values().filter(|e| e.value.instance.ec2_instance_id.as_deref() == Some(ec2_id)).collect();
+    found.sort_by_key(|e| e.value.instance.status.as_deref() == Some("INACTIVE"));
+    found.into_iter().find_map(|e| {
         let ci = &e.value.instance;
-        if ci.ec2_instance_id.as_deref() != Some(ec2_id) {
-            return None;
-        }
         let arn = ci.container_instance_arn.as_deref()?;
         let (cluster, id) = arn.rsplit_once(":container-instance/")?.1.split_once('/')?;
         let running = ix.instance_usage.get(arn).map_or(0, |u| u.running_tasks);
@@ -303,7 +316,7 @@ pub async fn show(req: &ViewRequest<'_>, name: &str) -> Result<View, ApiError> {
         out.push_str(&format!("<dt>{}</dt><dd>{v}</dd>", esc(k)));
     }
     out.push_str("</dl>");
-    let assoc = associations(ctx, &ix, name);
+    let assoc = associations(ctx, &ix, &p);
     out.push_str("<h2>Clusters</h2>");
     out.push_str(&table(
         "provider-clusters",
@@ -311,7 +324,7 @@ pub async fn show(req: &ViewRequest<'_>, name: &str) -> Result<View, ApiError> {
         assoc.iter().map(|a| {
             vec![
                 link(&href(&["clusters", &a.cluster]), &a.cluster),
-                format!("<span class=\"reservation\">{}</span>", esc(&percent(a.reservation))),
+                format!("<span class=\"reservation\">{}</span>", esc(&percent(a))),
                 a.waiting.to_string(),
             ]
         }),

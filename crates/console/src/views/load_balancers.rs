@@ -33,6 +33,11 @@ pub(super) async fn records<T: DeserializeOwned>(ctx: &Ctx, prefix: &str) -> Res
         .collect()
 }
 
+/// `1 thing`, `2 things`.
+pub(super) fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A link to the task page of `task_arn` (`...:task/CLUSTER/ID`), or the ARN as text.
 pub(super) fn task_link(task_arn: &str) -> String {
     match task_arn.rsplit_once(":task/").and_then(|(_, rest)| rest.split_once('/')) {
@@ -146,8 +151,8 @@ pub async fn index(req: &ViewRequest<'_>) -> Result<View, ApiError> {
         ]
     });
     let body = format!(
-        "{trail}<h1>Load balancers</h1><p class=\"summary\">{} load balancers</p>{}",
-        elb.load_balancers.len(),
+        "{trail}<h1>Load balancers</h1><p class=\"summary\">{}</p>{}",
+        count(elb.load_balancers.len(), "load balancer", "load balancers"),
         table("load-balancers", &["Load balancer", "DNS name", "Scheme", "Type", "State", "Listeners"], rows)
     );
     Ok(View { body })

@@ -12,7 +12,7 @@ use flotilla_api::ApiError;
 use flotilla_endpoints::cloudmap::{self as cm, HealthStatus, Instance, Namespace, NamespaceType, Service};
 use flotilla_endpoints::keys;
 
-use super::load_balancers::{records, task_link};
+use super::load_balancers::{count, records, task_link};
 use super::{View, ViewRequest};
 use crate::html::{badge, crumbs, esc, href, link, table};
 
@@ -56,8 +56,8 @@ pub async fn index(req: &ViewRequest<'_>) -> Result<View, ApiError> {
         ]
     });
     let body = format!(
-        "{trail}<h1>Namespaces</h1><p class=\"summary\">{} namespaces</p>{}",
-        namespaces.len(),
+        "{trail}<h1>Namespaces</h1><p class=\"summary\">{}</p>{}",
+        count(namespaces.len(), "namespace", "namespaces"),
         table("namespaces", &["Namespace", "Type", "Id", "Services", "Description"], rows)
     );
     Ok(View { body })
