@@ -3,6 +3,7 @@
 //! generator, next to a bare HTTP server (the floor) driven by the same generator in the same
 //! run. The `api-bench` binary puts it together; see this crate's README for the figures.
 
+pub mod console;
 pub mod floor;
 pub mod ha;
 pub mod load;
