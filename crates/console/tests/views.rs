@@ -365,3 +365,51 @@ async fn unknown_names_get_ecs_errors_and_only_the_root_key_signs() {
     assert!(!body.contains("<h1>"), "{body}");
     s.stop().await;
 }
+
+/// An agent's own key pair (earned with a join token) is a key the server knows, but not one
+/// that may look at the fleet: the console answers it with AccessDeniedException and no page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_key_pair_sees_no_page() {
+    let s = Server::start().await;
+    let url = format!("{}/v1/tokens?cluster=web&ttlSeconds=600", s.base);
+    let mut headers = http::HeaderMap::new();
+    let params = SigningParams { credentials: &s.root, region: REGION, service: "ecs", time: SystemTime::now() };
+    flotilla_sigv4::sign(&http::Method::POST, &url.parse().unwrap(), &mut headers, b"", &params).expect("sign");
+    let minted: Value =
+        reqwest::Client::new().post(&url).headers(headers).send().await.expect("mint").json().await.expect("token");
+    let token = minted["token"].as_str().expect("a token").to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reg = flotilla_agent::session::RegistrationConfig {
+        cluster: "web".into(),
+        data_dir: dir.path().to_path_buf(),
+        availability_zone: "us-east-1a".into(),
+        instance_type: "flotilla.test".into(),
+        attributes: vec![],
+        cpu: Some(1024),
+        memory: Some(1024),
+        memory_reserved_mib: 0,
+        network_modes: vec!["bridge".into()],
+        agent_version: "test".into(),
+        docker_version: "test".into(),
+        state_file: "agent.json".into(),
+        ec2_instance_id: None,
+        gpus: Vec::new(),
+    };
+    let bare = flotilla_agent::session::ApiClient::new(&s.base, REGION, Credentials::new("", "")).expect("client");
+    flotilla_agent::session::join::enroll(&bare, &reg, Some(&token)).await.expect("joined");
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(flotilla_agent::session::join::CREDENTIALS_FILE)).expect("credentials file"),
+    )
+    .expect("credentials JSON");
+    let agent = Credentials::new(
+        saved["accessKeyId"].as_str().expect("key id"),
+        saved["secretAccessKey"].as_str().expect("secret"),
+    );
+    for path in ["/", "/clusters/web", "/task-definitions"] {
+        let (status, body) = s.get_as(path, Some(&agent)).await;
+        assert!((400..500).contains(&status), "{path}: {status} {body}");
+        assert!(body.contains("AccessDeniedException"), "{path}: {body}");
+        assert!(!body.contains("<h1>"), "{path}: {body}");
+    }
+    s.stop().await;
+}
