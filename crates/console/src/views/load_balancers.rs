@@ -160,23 +160,7 @@ pub async fn index(req: &ViewRequest<'_>) -> Result<View, ApiError> {
 
 /// The ECS services that register into `tg`, linked.
 fn services_of(ix: &Indexes, tg: &str) -> String {
-    let found: Vec<String> = ix
-        .services
-        .values()
-        .filter(|e| e.value.status.as_deref() != Some("INACTIVE"))
-        .filter(|e| e.value.load_balancers.iter().flatten().any(|l| l.target_group_arn.as_deref() == Some(tg)))
-        .map(|e| {
-            let cluster =
-                e.value.cluster_arn.as_deref().and_then(|a| a.rsplit_once(":cluster/")).map_or("", |(_, c)| c);
-            let name = e.value.service_name.as_deref().unwrap_or_default();
-            link(&href(&["clusters", cluster, "services", name]), &format!("{cluster}/{name}"))
-        })
-        .collect();
-    if found.is_empty() {
-        "none".into()
-    } else {
-        found.join("<br>")
-    }
+    super::service_links(ix, |s| s.load_balancers.iter().flatten().any(|l| l.target_group_arn.as_deref() == Some(tg)))
 }
 
 fn health_check(tg: &TargetGroup) -> String {

@@ -64,3 +64,30 @@ pub async fn render(req: &ViewRequest<'_>) -> Result<View, ApiError> {
 pub fn not_found(segments: &[&str]) -> ApiError {
     ApiError::client(format!("The console has no page at /console/{}.", segments.join("/")))
 }
+
+/// The services (not INACTIVE) that `wanted` picks, each linked as `cluster/name`, one per line;
+/// "none" when there is none.
+pub(crate) fn service_links(
+    ix: &flotilla_api::state::cache::Indexes,
+    wanted: impl Fn(&flotilla_model::Service) -> bool,
+) -> String {
+    let found: Vec<String> = ix
+        .services
+        .values()
+        .filter(|e| e.value.status.as_deref() != Some("INACTIVE") && wanted(&e.value))
+        .map(|e| {
+            let cluster =
+                e.value.cluster_arn.as_deref().and_then(|a| a.rsplit_once(":cluster/")).map_or("", |(_, c)| c);
+            let name = e.value.service_name.as_deref().unwrap_or_default();
+            crate::html::link(
+                &crate::html::href(&["clusters", cluster, "services", name]),
+                &format!("{cluster}/{name}"),
+            )
+        })
+        .collect();
+    if found.is_empty() {
+        "none".into()
+    } else {
+        found.join("<br>")
+    }
+}

@@ -107,23 +107,7 @@ fn health_check(s: &Service) -> String {
 
 /// The ECS services registering into the Cloud Map service `arn`, linked.
 fn ecs_services(ix: &Indexes, arn: &str) -> String {
-    let found: Vec<String> = ix
-        .services
-        .values()
-        .filter(|e| e.value.status.as_deref() != Some("INACTIVE"))
-        .filter(|e| e.value.service_registries.iter().flatten().any(|r| r.registry_arn.as_deref() == Some(arn)))
-        .map(|e| {
-            let cluster =
-                e.value.cluster_arn.as_deref().and_then(|a| a.rsplit_once(":cluster/")).map_or("", |(_, c)| c);
-            let name = e.value.service_name.as_deref().unwrap_or_default();
-            link(&href(&["clusters", cluster, "services", name]), &format!("{cluster}/{name}"))
-        })
-        .collect();
-    if found.is_empty() {
-        "none".into()
-    } else {
-        found.join("<br>")
-    }
+    super::service_links(ix, |s| s.service_registries.iter().flatten().any(|r| r.registry_arn.as_deref() == Some(arn)))
 }
 
 fn instance_row(i: &Instance) -> Vec<String> {
