@@ -89,9 +89,18 @@ mod tests {
 
     #[test]
     fn ports_come_from_the_range_skip_held_ones_and_come_back() {
-        // A port some other socket holds is skipped.
-        let held = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-        let p = held.local_addr().unwrap().port();
+        // A port some other socket holds is skipped. Its neighbour must be free for the test to
+        // mean anything, and other tests bind ephemeral ports in parallel: look for a held port
+        // whose next one can be bound.
+        let (_held, p) = (0..100)
+            .find_map(|_| {
+                let held = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+                let p = held.local_addr().ok()?.port();
+                let next = p.checked_add(1)?;
+                TcpListener::bind((Ipv4Addr::UNSPECIFIED, next)).ok()?;
+                Some((held, p))
+            })
+            .expect("a held port with a free neighbour");
         let alloc = PortAllocator::new(Some(p..=p.saturating_add(1)));
         let got = alloc.allocate("tcp").unwrap().unwrap();
         assert_ne!(got, p);
